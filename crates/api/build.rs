@@ -1,0 +1,24 @@
+//! Compiles etcd's v3.5 protos with protox (pure Rust, no protoc) and
+//! generates prost messages and tonic clients and servers for them.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let files = [
+        "proto/mvccpb/kv.proto",
+        "proto/authpb/auth.proto",
+        "proto/membershippb/membership.proto",
+        "proto/etcdserverpb/etcdserver.proto",
+        "proto/etcdserverpb/rpc.proto",
+        "proto/etcdserverpb/raft_internal.proto",
+        "proto/v3lockpb/v3lock.proto",
+        "proto/v3electionpb/v3election.proto",
+    ];
+    for f in files {
+        println!("cargo:rerun-if-changed={f}");
+    }
+    let fds = protox::compile(files, ["proto"])?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_fds(fds)?;
+    Ok(())
+}

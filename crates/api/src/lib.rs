@@ -1,0 +1,38 @@
+//! etcd's v3.5 API, generated from the .proto files in `proto/`.
+//!
+//! Package names, messages and field numbers are etcd's own (the gogoproto
+//! and HTTP annotations are dropped), so any etcd client speaks to servers
+//! built on these types. This crate holds no logic: only the generated code and its re-exports.
+
+#![allow(clippy::all, missing_docs)]
+
+/// `mvccpb`: KeyValue and Event (etcd `api/mvccpb/kv.proto`).
+pub mod mvccpb {
+    tonic::include_proto!("mvccpb");
+}
+
+/// `authpb`: users, roles and permissions (etcd `api/authpb/auth.proto`).
+pub mod authpb {
+    tonic::include_proto!("authpb");
+}
+
+/// `membershippb`: member attributes replicated through raft.
+pub mod membershippb {
+    tonic::include_proto!("membershippb");
+}
+
+/// `etcdserverpb`: the v3 services (KV, Watch, Lease, Cluster, Maintenance,
+/// Auth) and the raft log payload `InternalRaftRequest`.
+pub mod etcdserverpb {
+    tonic::include_proto!("etcdserverpb");
+}
+
+/// `v3lockpb`: the Lock service.
+pub mod v3lockpb {
+    tonic::include_proto!("v3lockpb");
+}
+
+/// `v3electionpb`: the Election service.
+pub mod v3electionpb {
+    tonic::include_proto!("v3electionpb");
+}

@@ -1,0 +1,118 @@
+//! The backend: one redb file holding the state machine (etcd's bbolt
+//! `member/snap/db`).
+//!
+//! Tables carry etcd's bucket names: `key` (revision -> `mvccpb.KeyValue`),
+//! `meta` (consistent index, term, compaction revisions), `members`. The
+//! apply stage writes in batch transactions committed without fsync (the
+//! WAL is what makes a write durable) and forces a durable commit every
+//! [`Backend::DURABLE_COMMIT_INTERVAL`] or on close. Readers use redb read
+//! transactions, which are snapshots, so they run beside the apply stage.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use redb::{Database, Durability, ReadTransaction, ReadableDatabase, TableDefinition, WriteTransaction};
+
+/// `key`: 17/18-byte revision keys to encoded `mvccpb.KeyValue`.
+pub const KEY_TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("key");
+/// `meta`: named values (`consistent_index`, `term`, `scheduledCompactRev`,
+/// `finishedCompactRev`), integers as 8 bytes big-endian.
+pub const META_TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("meta");
+/// `members`: member id (8 bytes big-endian) to the member as JSON.
+pub const MEMBERS_TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("members");
+
+/// Errors of the backend: any redb failure, or an I/O error on the file.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// redb failed (corruption, I/O, or a storage limit).
+    #[error("backend: {0}")]
+    Redb(#[from] redb::Error),
+    /// The file system failed outside redb.
+    #[error("backend: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for BackendError {
+            fn from(e: $t) -> Self {
+                BackendError::Redb(e.into())
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// The redb file with etcd's tables.
+pub struct Backend {
+    db: Database,
+    path: PathBuf,
+}
+
+impl Backend {
+    /// How long batched commits may stay unsynced (etcd's
+    /// `--backend-batch-interval` default is 100 ms).
+    pub const DURABLE_COMMIT_INTERVAL: Duration = Duration::from_millis(100);
+
+    /// Opens or creates the file at `path` (the parent must exist) and
+    /// makes sure every table exists.
+    pub fn open(path: &Path) -> Result<Backend, BackendError> {
+        let db = Database::create(path)?;
+        let tx = db.begin_write()?;
+        tx.open_table(KEY_TABLE)?;
+        tx.open_table(META_TABLE)?;
+        tx.open_table(MEMBERS_TABLE)?;
+        tx.commit()?;
+        Ok(Backend {
+            db,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// A snapshot to read from; it sees every commit made before it began.
+    pub fn read(&self) -> Result<ReadTransaction, BackendError> {
+        Ok(self.db.begin_read()?)
+    }
+
+    /// A batch transaction; `durable` makes its commit fsync the file.
+    pub fn write(&self, durable: bool) -> Result<WriteTransaction, BackendError> {
+        let mut tx = self.db.begin_write()?;
+        let durability = if durable {
+            Durability::Immediate
+        } else {
+            Durability::None
+        };
+        tx.set_durability(durability)
+            .expect("durability is set before any write");
+        Ok(tx)
+    }
+
+    /// Size of the file on disk, in bytes (etcd's `dbSize`).
+    pub fn size_bytes(&self) -> u64 {
+        std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// Bytes of the file holding live data (etcd's `dbSizeInUse`), as seen
+    /// by an empty write transaction.
+    pub fn size_in_use_bytes(&self) -> Result<u64, BackendError> {
+        let tx = self.db.begin_write()?;
+        let stats = tx.stats()?;
+        let used = stats.allocated_pages() * stats.page_size() as u64;
+        tx.abort()?;
+        Ok(used)
+    }
+}
+
+/// Reads an 8-byte big-endian integer from `meta`, 0 when absent.
+pub fn meta_u64(table: &impl redb::ReadableTable<&'static [u8], &'static [u8]>, name: &[u8]) -> Result<u64, BackendError> {
+    Ok(table
+        .get(name)?
+        .and_then(|v| v.value().try_into().ok().map(u64::from_be_bytes))
+        .unwrap_or(0))
+}

@@ -1,0 +1,18 @@
+//! etcd-rs storage: everything a member keeps on disk, with no network and
+//! no raft.
+//!
+//! - [`backend`]: the redb file (`member/snap/db`) with etcd's bucket names
+//!   as tables; batched write transactions, snapshot reads.
+//! - [`mvcc`]: the multi-version key-value store on the backend: revisions,
+//!   the in-memory key index, ranges at any retained revision, compaction.
+//! - [`wal`]: the write-ahead log of raft entries and hard state, in
+//!   segmented, checksummed, preallocated files with group-commit fsync.
+//!
+//! The server crate drives these; nothing here knows about gRPC or raft-rs.
+
+pub mod backend;
+pub mod mvcc;
+pub mod wal;
+
+pub use backend::{Backend, BackendError};
+pub use mvcc::{KvStore, MvccError};

@@ -1,0 +1,351 @@
+//! The store itself: ranges at a revision, writes through batch
+//! transactions, compaction, and restore from the backend.
+//!
+//! Readers read at the last committed revision: they load it, then open a
+//! redb snapshot that contains it, then consult the index, which may already
+//! hold newer revisions of the batch in progress but answers for the asked
+//! revision only. The apply stage updates the index as it writes, so later
+//! requests of the same batch see earlier ones.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::RwLock;
+
+use api::mvccpb::KeyValue;
+use prost::Message;
+use redb::{ReadableTable, WriteTransaction};
+
+use super::key_index::{KeyAt, RangeEnd, TreeIndex};
+use super::revision::Revision;
+use crate::backend::{meta_u64, Backend, BackendError, KEY_TABLE, META_TABLE};
+
+const CONSISTENT_INDEX: &[u8] = b"consistent_index";
+const TERM: &[u8] = b"term";
+const SCHEDULED_COMPACT_REV: &[u8] = b"scheduledCompactRev";
+const FINISHED_COMPACT_REV: &[u8] = b"finishedCompactRev";
+
+/// Errors of the mvcc store. The first two are client errors with etcd's
+/// texts; the others mean the member cannot go on safely.
+#[derive(Debug, thiserror::Error)]
+pub enum MvccError {
+    /// The revision asked for was compacted away.
+    #[error("mvcc: required revision has been compacted")]
+    Compacted,
+    /// The revision asked for is newer than the store.
+    #[error("mvcc: required revision is a future revision")]
+    FutureRev,
+    /// The backend failed.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    /// A stored record does not decode.
+    #[error("mvcc: corrupt record at revision {0:?}")]
+    Corrupt(Revision),
+}
+
+impl From<redb::StorageError> for MvccError {
+    fn from(e: redb::StorageError) -> Self {
+        MvccError::Backend(e.into())
+    }
+}
+
+impl From<redb::TableError> for MvccError {
+    fn from(e: redb::TableError) -> Self {
+        MvccError::Backend(e.into())
+    }
+}
+
+/// How to read a range (etcd's `mvcc.RangeOptions`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RangeOptions {
+    /// At most this many keys (0: all).
+    pub limit: usize,
+    /// The revision to read at (0 or less: the current one).
+    pub rev: i64,
+    /// Count the keys, return none.
+    pub count_only: bool,
+}
+
+/// The answer to a range: the keys in key order, how many keys the range
+/// holds (ignoring the limit) and the revision it was read at.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RangeResult {
+    /// The key-values, at most `limit`.
+    pub kvs: Vec<KeyValue>,
+    /// All keys in the range at `rev`.
+    pub count: usize,
+    /// The store revision the read reflects.
+    pub rev: i64,
+}
+
+/// The key-value store on the backend.
+pub struct KvStore {
+    backend: Backend,
+    index: RwLock<TreeIndex>,
+    /// The last revision whose batch is committed to the backend.
+    current_rev: AtomicI64,
+    /// etcd's `compactMainRev`; -1 before any compaction.
+    compact_rev: AtomicI64,
+    consistent_index: AtomicU64,
+}
+
+impl KvStore {
+    /// Opens the store on `backend`, rebuilding the key index from the
+    /// `key` table. A new store is at revision 1, as etcd's is.
+    pub fn open(backend: Backend) -> Result<KvStore, MvccError> {
+        let rtx = backend.read()?;
+        let meta = rtx.open_table(META_TABLE)?;
+        let consistent_index = meta_u64(&meta, CONSISTENT_INDEX)?;
+        let finished = meta_u64(&meta, FINISHED_COMPACT_REV)? as i64;
+        let compact_rev = if finished > 0 { finished } else { -1 };
+        let mut index = TreeIndex::default();
+        let mut current = compact_rev.max(1);
+        let keys = rtx.open_table(KEY_TABLE)?;
+        for item in keys.iter()? {
+            let (k, v) = item?;
+            let Some((rev, tombstone)) = Revision::from_key(k.value()) else {
+                continue;
+            };
+            let kv = KeyValue::decode(v.value()).map_err(|_| MvccError::Corrupt(rev))?;
+            index.restore(&kv.key, rev, tombstone, kv.create_revision, kv.version);
+            current = current.max(rev.main);
+        }
+        drop(keys);
+        drop(meta);
+        drop(rtx);
+        Ok(KvStore {
+            backend,
+            index: RwLock::new(index),
+            current_rev: AtomicI64::new(current),
+            compact_rev: AtomicI64::new(compact_rev),
+            consistent_index: AtomicU64::new(consistent_index),
+        })
+    }
+
+    /// The backend, for sizes and for the tables the store does not own.
+    pub fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
+    /// The last committed store revision.
+    pub fn current_revision(&self) -> i64 {
+        self.current_rev.load(Ordering::Acquire)
+    }
+
+    /// The last compacted revision, or -1 when never compacted.
+    pub fn compact_revision(&self) -> i64 {
+        self.compact_rev.load(Ordering::Acquire)
+    }
+
+    /// Index of the last raft entry applied to this store (etcd's
+    /// consistent index); entries at or below it are never applied again.
+    pub fn consistent_index(&self) -> u64 {
+        self.consistent_index.load(Ordering::Acquire)
+    }
+
+    /// Reads `[key, end)` as of `opts.rev` from the committed state.
+    /// Errors: [`MvccError::FutureRev`], [`MvccError::Compacted`].
+    pub fn range(&self, key: &[u8], end: RangeEnd<'_>, opts: RangeOptions) -> Result<RangeResult, MvccError> {
+        let current = self.current_revision();
+        let rtx = self.backend.read()?;
+        let table = rtx.open_table(KEY_TABLE)?;
+        self.range_at(&table, current, key, end, opts)
+    }
+
+    fn range_at(
+        &self,
+        table: &impl ReadableTable<&'static [u8], &'static [u8]>,
+        current: i64,
+        key: &[u8],
+        end: RangeEnd<'_>,
+        opts: RangeOptions,
+    ) -> Result<RangeResult, MvccError> {
+        let rev = if opts.rev <= 0 { current } else { opts.rev };
+        if rev > current {
+            return Err(MvccError::FutureRev);
+        }
+        if rev < self.compact_revision() {
+            return Err(MvccError::Compacted);
+        }
+        let limit = if opts.count_only { 1 } else { opts.limit };
+        let (found, count) = self.index.read().expect("index lock").range(key, end, rev, limit);
+        if opts.count_only {
+            return Ok(RangeResult { kvs: Vec::new(), count, rev: current });
+        }
+        let mut kvs = Vec::with_capacity(found.len());
+        for (_, at) in &found {
+            kvs.push(read_kv(table, at)?);
+        }
+        Ok(RangeResult { kvs, count, rev: current })
+    }
+
+    /// Starts the batch transaction of the apply stage. Only one may be
+    /// open at a time (redb serialises write transactions).
+    pub fn begin(&self) -> Result<StoreTxn<'_>, MvccError> {
+        self.begin_with(false)
+    }
+
+    /// Like [`KvStore::begin`], with a commit that fsyncs the backend.
+    pub fn begin_durable(&self) -> Result<StoreTxn<'_>, MvccError> {
+        self.begin_with(true)
+    }
+
+    fn begin_with(&self, durable: bool) -> Result<StoreTxn<'_>, MvccError> {
+        Ok(StoreTxn {
+            store: self,
+            tx: self.backend.write(durable)?,
+            rev: self.current_revision(),
+            sub: 0,
+            consistent_index: None,
+        })
+    }
+}
+
+fn read_kv(table: &impl ReadableTable<&'static [u8], &'static [u8]>, at: &KeyAt) -> Result<KeyValue, MvccError> {
+    let k = at.modified.to_key(false);
+    // A missing record was removed by a compaction that raced this read.
+    let v = table.get(k.as_slice())?.ok_or(MvccError::Compacted)?;
+    KeyValue::decode(v.value()).map_err(|_| MvccError::Corrupt(at.modified))
+}
+
+/// A batch of writes by the apply stage. Each write request calls
+/// [`StoreTxn::end_request`] after its changes, which closes its revision.
+/// Nothing is visible to [`KvStore::range`] until [`StoreTxn::commit`].
+pub struct StoreTxn<'s> {
+    store: &'s KvStore,
+    tx: WriteTransaction,
+    /// The last revision closed in this batch.
+    rev: i64,
+    /// Changes made by the open request (its sub revisions so far).
+    sub: i64,
+    consistent_index: Option<(u64, u64)>,
+}
+
+impl StoreTxn<'_> {
+    /// The revision the open request reads at: its own changes included.
+    fn read_rev(&self) -> i64 {
+        if self.sub > 0 {
+            self.rev + 1
+        } else {
+            self.rev
+        }
+    }
+
+    /// The revision that the last closed request left the store at.
+    pub fn revision(&self) -> i64 {
+        self.rev
+    }
+
+    /// Reads like [`KvStore::range`], seeing this batch's writes so far.
+    pub fn range(&self, key: &[u8], end: RangeEnd<'_>, opts: RangeOptions) -> Result<RangeResult, MvccError> {
+        let table = self.tx.open_table(KEY_TABLE)?;
+        self.store.range_at(&table, self.read_rev(), key, end, opts)
+    }
+
+    /// Puts `key` = `value` with `lease` (0: none) at the open request's
+    /// revision.
+    pub fn put(&mut self, key: &[u8], value: &[u8], lease: i64) -> Result<(), MvccError> {
+        let main = self.rev + 1;
+        let rev = Revision::new(main, self.sub);
+        let mut index = self.store.index.write().expect("index lock");
+        let (create_revision, version) = match index.get(key, main) {
+            Some(at) => (at.created.main, at.version + 1),
+            None => (main, 1),
+        };
+        let kv = KeyValue {
+            key: key.to_vec(),
+            create_revision,
+            mod_revision: main,
+            version,
+            value: value.to_vec(),
+            lease,
+        };
+        let mut table = self.tx.open_table(KEY_TABLE)?;
+        table.insert(rev.to_key(false).as_slice(), kv.encode_to_vec().as_slice())?;
+        index.put(key, rev);
+        self.sub += 1;
+        Ok(())
+    }
+
+    /// Deletes the keys of `[key, end)` live at the open request's revision;
+    /// returns how many were deleted.
+    pub fn delete_range(&mut self, key: &[u8], end: RangeEnd<'_>) -> Result<usize, MvccError> {
+        let main = self.rev + 1;
+        let mut index = self.store.index.write().expect("index lock");
+        let (live, _) = index.range(key, end, self.read_rev(), 0);
+        let mut table = self.tx.open_table(KEY_TABLE)?;
+        for (k, _) in &live {
+            let rev = Revision::new(main, self.sub);
+            let tomb = KeyValue {
+                key: k.clone(),
+                ..Default::default()
+            };
+            table.insert(rev.to_key(true).as_slice(), tomb.encode_to_vec().as_slice())?;
+            index.tombstone(k, rev);
+            self.sub += 1;
+        }
+        Ok(live.len())
+    }
+
+    /// Closes the open request: if it changed anything the store revision
+    /// grows by one. Returns the revision for the response header.
+    pub fn end_request(&mut self) -> i64 {
+        if self.sub > 0 {
+            self.rev += 1;
+            self.sub = 0;
+        }
+        self.rev
+    }
+
+    /// Compacts history at `rev`: versions at or below it are removed from
+    /// the index and the backend, except the latest of each live key.
+    /// Errors: [`MvccError::Compacted`] if `rev` is not above the last
+    /// compaction, [`MvccError::FutureRev`] if it is above the store.
+    pub fn compact(&mut self, rev: i64) -> Result<(), MvccError> {
+        if rev <= self.store.compact_revision() {
+            return Err(MvccError::Compacted);
+        }
+        if rev > self.rev {
+            return Err(MvccError::FutureRev);
+        }
+        self.store.compact_rev.store(rev, Ordering::Release);
+        let keep = self.store.index.write().expect("index lock").compact(rev);
+        {
+            let mut meta = self.tx.open_table(META_TABLE)?;
+            meta.insert(SCHEDULED_COMPACT_REV, (rev as u64).to_be_bytes().as_slice())?;
+        }
+        let mut table = self.tx.open_table(KEY_TABLE)?;
+        let upper = Revision::new(rev, i64::MAX).to_key(true);
+        table.retain_in(..=upper.as_slice(), |k, _| {
+            Revision::from_key(k).is_none_or(|(r, _)| keep.contains(&r))
+        })?;
+        drop(table);
+        let mut meta = self.tx.open_table(META_TABLE)?;
+        meta.insert(FINISHED_COMPACT_REV, (rev as u64).to_be_bytes().as_slice())?;
+        Ok(())
+    }
+
+    /// Records that raft entries up to `index` (of `term`) are applied;
+    /// stored in the same backend commit as their effects.
+    pub fn set_consistent_index(&mut self, index: u64, term: u64) {
+        self.consistent_index = Some((index, term));
+    }
+
+    /// Gives access to the other backend tables in the same commit.
+    pub fn backend_tx(&self) -> &WriteTransaction {
+        &self.tx
+    }
+
+    /// Commits the batch and makes it visible to readers.
+    pub fn commit(self) -> Result<(), MvccError> {
+        if let Some((index, term)) = self.consistent_index {
+            let mut meta = self.tx.open_table(META_TABLE)?;
+            meta.insert(CONSISTENT_INDEX, index.to_be_bytes().as_slice())?;
+            meta.insert(TERM, term.to_be_bytes().as_slice())?;
+        }
+        self.tx.commit().map_err(BackendError::from)?;
+        self.store.current_rev.store(self.rev, Ordering::Release);
+        if let Some((index, _)) = self.consistent_index {
+            self.store.consistent_index.store(index, Ordering::Release);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,163 @@
+//! WAL segment files: naming, creation with preallocation, reading with
+//! torn-tail detection.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use super::record::{self, Record, FRAME_BYTES};
+use super::{HardState, Metadata, WalContents, WalError, SEGMENT_BYTES};
+
+/// Bytes of the records every segment starts with (metadata, hard state).
+pub const HEADER_BYTES: u64 = (FRAME_BYTES + 17 + FRAME_BYTES + 25) as u64;
+
+/// A segment's place in the log, from its file name.
+#[derive(Clone, Debug)]
+pub struct Segment {
+    pub seq: u64,
+    pub path: PathBuf,
+}
+
+fn parse_name(name: &str) -> Option<(u64, u64)> {
+    let stem = name.strip_suffix(".wal")?;
+    let (seq, index) = stem.split_once('-')?;
+    Some((u64::from_str_radix(seq, 16).ok()?, u64::from_str_radix(index, 16).ok()?))
+}
+
+/// The segments in `dir`, in sequence order (empty if `dir` is missing).
+pub fn list(dir: &Path) -> io::Result<Vec<Segment>> {
+    let mut out = Vec::new();
+    let rd = match fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e),
+    };
+    for ent in rd {
+        let ent = ent?;
+        if let Some((seq, _)) = ent.file_name().to_str().and_then(parse_name) {
+            out.push(Segment { seq, path: ent.path() });
+        }
+    }
+    out.sort_by_key(|s| s.seq);
+    Ok(out)
+}
+
+fn preallocate(file: &File, len: u64) -> io::Result<()> {
+    // SAFETY: fallocate only reads its integer arguments and the open fd.
+    let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, len as libc::off_t) };
+    if rc != 0 {
+        // File systems without fallocate get a sparse file instead.
+        file.set_len(len)?;
+    }
+    Ok(())
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Creates segment `seq` whose first entry will be `index`, writes its
+/// header records and fsyncs it and the directory. Returns the file and
+/// the offset to append at.
+pub fn create(
+    dir: &Path,
+    seq: u64,
+    index: u64,
+    metadata: &Metadata,
+    hard_state: &HardState,
+) -> io::Result<(File, u64)> {
+    let path = dir.join(format!("{seq:016x}-{index:016x}.wal"));
+    let file = OpenOptions::new().read(true).write(true).create_new(true).open(&path)?;
+    preallocate(&file, SEGMENT_BYTES)?;
+    let mut buf = Vec::new();
+    record::encode(&mut buf, &Record::Metadata(*metadata));
+    record::encode(&mut buf, &Record::HardState(*hard_state));
+    file.write_all_at(&buf, 0)?;
+    file.sync_all()?;
+    sync_dir(dir)?;
+    Ok((file, buf.len() as u64))
+}
+
+/// Opens a segment to append at `offset`; everything after it is zeroed
+/// (this is where a torn tail is cut off).
+pub fn open_for_append(path: &Path, offset: u64) -> io::Result<File> {
+    let file = OpenOptions::new().read(true).write(true).open(path)?;
+    file.set_len(offset)?;
+    preallocate(&file, SEGMENT_BYTES.max(offset))?;
+    file.sync_all()?;
+    Ok(file)
+}
+
+/// Writes all of `buf` at `offset`.
+pub fn write_at(file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
+    file.write_all_at(buf, offset)
+}
+
+const SECTOR: usize = 512;
+
+/// A bad record at the tail is torn (cut by a crash mid-write) when nothing
+/// was written after it, or when a whole sector of it is zeros.
+fn is_torn(data: &[u8], off: usize, end: usize) -> bool {
+    let end = end.min(data.len());
+    if data[end..].iter().all(|b| *b == 0) {
+        return true;
+    }
+    let first_sector = off.div_ceil(SECTOR) * SECTOR;
+    data[first_sector.min(end)..end]
+        .chunks_exact(SECTOR)
+        .any(|s| s.iter().all(|b| *b == 0))
+}
+
+/// Reads one segment into `contents`; returns the offset after its last
+/// good record. A bad record ends the last segment if it is torn, and is
+/// [`WalError::Corrupt`] otherwise.
+pub fn read(path: &Path, is_last: bool, contents: &mut WalContents) -> Result<u64, WalError> {
+    let data = fs::read(path)?;
+    let mut off = 0usize;
+    while off + FRAME_BYTES <= data.len() {
+        let len = u32::from_le_bytes(data[off..off + 4].try_into().expect("4 bytes")) as usize;
+        let crc = u32::from_le_bytes(data[off + 4..off + 8].try_into().expect("4 bytes"));
+        if len == 0 && crc == 0 {
+            break;
+        }
+        let end = off + FRAME_BYTES + len;
+        let rec = (end <= data.len())
+            .then(|| &data[off + FRAME_BYTES..end])
+            .filter(|body| crc32fast::hash(body) == crc)
+            .and_then(record::decode);
+        let Some(rec) = rec else {
+            if is_last && is_torn(&data, off, end) {
+                tracing::warn!(path = %path.display(), offset = off, "wal: cutting off a torn record at the tail");
+                break;
+            }
+            return Err(WalError::Corrupt { file: path.to_path_buf(), offset: off as u64 });
+        };
+        apply(contents, rec);
+        off = end;
+    }
+    Ok(off as u64)
+}
+
+fn apply(c: &mut WalContents, rec: Record) {
+    match rec {
+        Record::Metadata(m) => c.metadata = m,
+        Record::HardState(hs) => c.hard_state = hs,
+        Record::Snapshot(s) => {
+            c.entries.retain(|e| e.index > s.index);
+            c.snapshot = s;
+        }
+        Record::Entry(e) => {
+            if e.index <= c.snapshot.index {
+                return;
+            }
+            if let Some(first) = c.entries.first().map(|f| f.index) {
+                if e.index < first + c.entries.len() as u64 {
+                    c.entries.truncate(e.index.saturating_sub(first) as usize);
+                }
+            }
+            c.entries.push(e);
+        }
+    }
+}

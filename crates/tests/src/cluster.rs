@@ -1,0 +1,438 @@
+//! `TestCluster` and `Member`: real `etcd` processes on loopback ports.
+//!
+//! A [`TestCluster`] owns its [`Member`]s; a member owns one child process (at
+//! most one at a time), a temporary directory holding its data dir and its log
+//! file, and its two ports. Members are started with etcd's own flags (static
+//! bootstrap through `--initial-cluster`), and are ready when `GET /health`
+//! answers 200 with `"health": "true"`, polled every 50 ms with a hard
+//! deadline, failing fast if the process exits.
+//!
+//! Guarantees: dropping a member SIGKILLs and reaps its process, also while a
+//! test panics (then the tail of its log is printed to stderr); a restarted
+//! member reuses its data dir, ports and flags; nothing listens outside
+//! 127.0.0.1. Set `ETCD_TEST_KEEP_DIRS=1` to keep the data dirs of a failed
+//! test for inspection.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+use crate::bins::etcd_bin;
+use crate::etcdctl::etcdctl;
+use crate::health::{http_get, is_healthy};
+use crate::process::Output;
+
+/// How long a member may take from spawn to a healthy `/health`.
+const READY_LIMIT: Duration = Duration::from_secs(20);
+/// Interval between health probes.
+const PROBE_EVERY: Duration = Duration::from_millis(50);
+/// Attempts at starting a fresh cluster when a picked port was taken meanwhile.
+const START_ATTEMPTS: u32 = 3;
+/// Lines of a member's log shown when something goes wrong.
+const LOG_TAIL_LINES: usize = 60;
+
+static CLUSTER_SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// How to start a cluster: which binary, how many members, extra flags.
+#[derive(Debug, Clone)]
+pub struct ClusterBuilder {
+    bin: Option<PathBuf>,
+    size: usize,
+    flags: Vec<String>,
+}
+
+impl ClusterBuilder {
+    /// Uses `bin` instead of [`etcd_bin`] (e.g. the reference etcd).
+    pub fn bin(mut self, bin: impl Into<PathBuf>) -> Self {
+        self.bin = Some(bin.into());
+        self
+    }
+
+    /// Appends extra server flags to every member, e.g. `&["--max-txn-ops", "4"]`.
+    pub fn flags(mut self, flags: &[&str]) -> Self {
+        self.flags.extend(flags.iter().map(|s| s.to_string()));
+        self
+    }
+
+    /// Starts all members and waits until each answers `/health`.
+    ///
+    /// Retries with new ports if a member could not bind a port picked for it;
+    /// panics (with the member's log tail) on any other failure.
+    pub async fn start(self) -> TestCluster {
+        assert!(self.size >= 1, "a cluster needs at least one member");
+        let bin = self.bin.clone().unwrap_or_else(etcd_bin);
+        let token = format!(
+            "etcd-rs-test-{}-{}",
+            std::process::id(),
+            CLUSTER_SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        for attempt in 1..=START_ATTEMPTS {
+            let ports = free_ports(2 * self.size);
+            let peers: Vec<(String, u16)> = (0..self.size)
+                .map(|i| (format!("m{i}"), ports[2 * i + 1]))
+                .collect();
+            let initial_cluster = peers
+                .iter()
+                .map(|(name, port)| format!("{name}=http://127.0.0.1:{port}"))
+                .collect::<Vec<_>>()
+                .join(",");
+            let mut members: Vec<Member> = peers
+                .iter()
+                .enumerate()
+                .map(|(i, (name, peer_port))| {
+                    Member::new(
+                        &bin,
+                        name,
+                        ports[2 * i],
+                        *peer_port,
+                        &initial_cluster,
+                        &token,
+                        &self.flags,
+                    )
+                })
+                .collect();
+            for m in &mut members {
+                m.spawn();
+            }
+            let deadline = Instant::now() + READY_LIMIT;
+            let mut failure = None;
+            for m in &mut members {
+                if let Err(why) = m.wait_ready(deadline).await {
+                    failure = Some((m.name.clone(), why, m.port_collision(), m.log_tail()));
+                    break;
+                }
+            }
+            match failure {
+                None => return TestCluster { members },
+                Some((_, _, true, _)) if attempt < START_ATTEMPTS => continue,
+                Some((name, why, _, tail)) => panic!(
+                    "member {name} of {} did not start: {why}\n--- last lines of its log ---\n{tail}",
+                    bin.display()
+                ),
+            }
+        }
+        unreachable!("the last attempt either returns or panics")
+    }
+}
+
+/// A running cluster of `etcd` processes on 127.0.0.1.
+#[derive(Debug)]
+pub struct TestCluster {
+    members: Vec<Member>,
+}
+
+impl TestCluster {
+    /// Starts `n` members of the server under test ([`etcd_bin`]) with default flags.
+    pub async fn start(n: usize) -> TestCluster {
+        Self::builder(n).start().await
+    }
+
+    /// Starts `n` members of the server under test with extra `flags`.
+    pub async fn start_with_flags(n: usize, flags: &[&str]) -> TestCluster {
+        Self::builder(n).flags(flags).start().await
+    }
+
+    /// A builder for anything beyond the defaults (another binary, flags).
+    pub fn builder(n: usize) -> ClusterBuilder {
+        ClusterBuilder {
+            bin: None,
+            size: n,
+            flags: Vec::new(),
+        }
+    }
+
+    pub fn members(&self) -> &[Member] {
+        &self.members
+    }
+
+    pub fn member(&self, i: usize) -> &Member {
+        &self.members[i]
+    }
+
+    pub fn member_mut(&mut self, i: usize) -> &mut Member {
+        &mut self.members[i]
+    }
+
+    /// Member 0's client URL, `http://127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> String {
+        self.members[0].endpoint()
+    }
+
+    /// Every member's client URL.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members.iter().map(Member::endpoint).collect()
+    }
+
+    /// Runs the Go etcdctl against member 0.
+    pub fn etcdctl(&self, args: &[&str]) -> Output {
+        self.etcdctl_on(0, args)
+    }
+
+    /// Runs the Go etcdctl against member `i`.
+    pub fn etcdctl_on(&self, i: usize, args: &[&str]) -> Output {
+        etcdctl(&[self.members[i].endpoint()], args, None)
+    }
+
+    /// Runs the Go etcdctl against member 0 with `stdin` (e.g. for `txn`).
+    pub fn etcdctl_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        etcdctl(&[self.endpoint()], args, Some(stdin))
+    }
+}
+
+/// One `etcd` member: its process, ports, data dir and log.
+#[derive(Debug)]
+pub struct Member {
+    name: String,
+    bin: PathBuf,
+    client_port: u16,
+    peer_port: u16,
+    args: Vec<String>,
+    dir: PathBuf,
+    tmp: Option<TempDir>,
+    child: Option<Child>,
+    starts: u32,
+}
+
+impl Member {
+    fn new(
+        bin: &Path,
+        name: &str,
+        client_port: u16,
+        peer_port: u16,
+        initial_cluster: &str,
+        token: &str,
+        extra: &[String],
+    ) -> Member {
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!("etcd-rs-test-{name}-"))
+            .tempdir()
+            .expect("cannot create a temporary directory");
+        let dir = tmp.path().to_path_buf();
+        let client = format!("http://127.0.0.1:{client_port}");
+        let peer = format!("http://127.0.0.1:{peer_port}");
+        let mut args: Vec<String> = [
+            "--name",
+            name,
+            "--data-dir",
+            &dir.join("data").to_string_lossy(),
+            "--listen-client-urls",
+            &client,
+            "--advertise-client-urls",
+            &client,
+            "--listen-peer-urls",
+            &peer,
+            "--initial-advertise-peer-urls",
+            &peer,
+            "--initial-cluster",
+            initial_cluster,
+            "--initial-cluster-token",
+            token,
+            // Ignored by etcd on a restart, when the data dir already exists.
+            "--initial-cluster-state",
+            "new",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(extra.iter().cloned());
+        Member {
+            name: name.to_string(),
+            bin: bin.to_path_buf(),
+            client_port,
+            peer_port,
+            args,
+            dir,
+            tmp: Some(tmp),
+            child: None,
+            starts: 0,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Client URL, `http://127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+
+    /// Peer URL, `http://127.0.0.1:PORT`.
+    pub fn peer_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.peer_port)
+    }
+
+    pub fn client_port(&self) -> u16 {
+        self.client_port
+    }
+
+    pub fn peer_port(&self) -> u16 {
+        self.peer_port
+    }
+
+    /// The member's `--data-dir`.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    /// The file receiving the process's stdout and stderr (across restarts).
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join(format!("{}.log", self.name))
+    }
+
+    /// The OS process id, if running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The last lines of the member's log.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
+    }
+
+    /// SIGKILLs the process (no chance to flush anything) and reaps it.
+    pub fn kill9(&mut self) {
+        let mut child = self
+            .child
+            .take()
+            .unwrap_or_else(|| panic!("kill9: member {} is not running", self.name));
+        // std's Child::kill sends SIGKILL on Unix.
+        child.kill().expect("SIGKILL failed");
+        child.wait().expect("reaping the killed member failed");
+    }
+
+    /// Starts the process again on the same data dir, ports and flags, and
+    /// waits until it is healthy.
+    pub async fn restart(&mut self) {
+        assert!(
+            self.child.is_none(),
+            "restart: member {} is still running; kill9 it first",
+            self.name
+        );
+        self.spawn();
+        if let Err(why) = self.wait_ready(Instant::now() + READY_LIMIT).await {
+            panic!(
+                "member {} did not come back after a restart: {why}\n--- last lines of its log ---\n{}",
+                self.name,
+                self.log_tail()
+            );
+        }
+    }
+
+    fn spawn(&mut self) {
+        self.starts += 1;
+        let mut log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("cannot open the member log");
+        let _ = writeln!(
+            log,
+            "=== etcd-rs-tests: start #{} of {}: {} {}",
+            self.starts,
+            self.name,
+            self.bin.display(),
+            self.args.join(" ")
+        );
+        let err: File = log.try_clone().expect("cannot clone the log handle");
+        let mut cmd = Command::new(&self.bin);
+        // etcd reads ETCD_* variables as flags: start from a clean environment
+        // so the caller's (ETCD_BIN, ...) cannot change the server's config.
+        cmd.env_clear();
+        for var in ["PATH", "RUST_LOG", "RUST_BACKTRACE"] {
+            if let Some(v) = std::env::var_os(var) {
+                cmd.env(var, v);
+            }
+        }
+        let child = cmd
+            .args(&self.args)
+            .current_dir(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.bin.display()));
+        self.child = Some(child);
+    }
+
+    /// Polls `/health` until healthy, the process exits, or `deadline` passes.
+    async fn wait_ready(&mut self, deadline: Instant) -> Result<(), String> {
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.client_port));
+        loop {
+            let child = self.child.as_mut().ok_or("the process is not running")?;
+            if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+                self.child = None;
+                return Err(format!("the process exited early ({status})"));
+            }
+            let probe = tokio::task::spawn_blocking(move || {
+                http_get(addr, "/health", Duration::from_secs(1))
+            })
+            .await
+            .expect("health probe task panicked");
+            let last = match probe {
+                Ok(resp) if is_healthy(&resp) => return Ok(()),
+                Ok(resp) => format!("HTTP {}: {}", resp.status, resp.body.trim()),
+                Err(e) => e.to_string(),
+            };
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "/health was not healthy within {READY_LIMIT:?}; last probe: {last}"
+                ));
+            }
+            tokio::time::sleep(PROBE_EVERY).await;
+        }
+    }
+
+    /// True if the log says a listener could not bind (a port picked as free
+    /// was taken by someone else in between).
+    fn port_collision(&self) -> bool {
+        self.child.is_none()
+            && std::fs::read_to_string(self.log_path())
+                .unwrap_or_default()
+                .to_ascii_lowercase()
+                .contains("address already in use")
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "--- member {} ({}): last lines of {} ---\n{}\n---",
+                self.name,
+                self.endpoint(),
+                self.log_path().display(),
+                self.log_tail()
+            );
+            if std::env::var_os("ETCD_TEST_KEEP_DIRS").is_some() {
+                if let Some(tmp) = self.tmp.take() {
+                    eprintln!("kept {}", tmp.keep().display());
+                }
+            }
+        }
+    }
+}
+
+/// `n` distinct ports that were free on 127.0.0.1 a moment ago (all bound at
+/// once, then released).
+fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("cannot bind a free port"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("bound listener has an address").port())
+        .collect()
+}
