@@ -1,1 +1,17 @@
-//! placeholder
+//! etcd-rs's member: the `etcd` binary's library.
+//!
+//! - [`config`]: flags and `ETCD_*` variables into one configuration.
+//! - [`etcdserver`]: the member itself: raft loop, apply stage, membership,
+//!   the KV operations.
+//! - [`v3rpc`]: the gRPC services on the client port; [`http`]: `/health`
+//!   and `/version` beside them.
+//! - [`rpctypes`]: every client-visible error, with etcd's code and text.
+//! - [`logging`]: etcd's JSON log lines; [`etcdmain`]: the entry point.
+
+pub mod config;
+pub mod etcdmain;
+pub mod etcdserver;
+pub mod http;
+pub mod logging;
+pub mod rpctypes;
+pub mod v3rpc;

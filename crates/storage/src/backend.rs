@@ -2,16 +2,20 @@
 //! `member/snap/db`).
 //!
 //! Tables carry etcd's bucket names: `key` (revision -> `mvccpb.KeyValue`),
-//! `meta` (consistent index, term, compaction revisions), `members`. The
+//! `meta` (consistent index, term, compaction revisions), `members`,
+//! `cluster`. The
 //! apply stage writes in batch transactions committed without fsync (the
 //! WAL is what makes a write durable) and forces a durable commit every
 //! [`Backend::DURABLE_COMMIT_INTERVAL`] or on close. Readers use redb read
 //! transactions, which are snapshots, so they run beside the apply stage.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use redb::{Database, Durability, ReadTransaction, ReadableDatabase, TableDefinition, WriteTransaction};
+use redb::{
+    Database, Durability, ReadTransaction, ReadableDatabase, TableDefinition, WriteTransaction,
+};
 
 /// `key`: 17/18-byte revision keys to encoded `mvccpb.KeyValue`.
 pub const KEY_TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("key");
@@ -20,6 +24,8 @@ pub const KEY_TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("key")
 pub const META_TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("meta");
 /// `members`: member id (8 bytes big-endian) to the member as JSON.
 pub const MEMBERS_TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("members");
+/// `cluster`: cluster-wide values (`clusterVersion`).
+pub const CLUSTER_TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("cluster");
 
 /// Errors of the backend: any redb failure, or an I/O error on the file.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +59,8 @@ from_redb!(
 pub struct Backend {
     db: Database,
     path: PathBuf,
+    /// Bytes in use as of the last durable commit.
+    in_use_bytes: AtomicU64,
 }
 
 impl Backend {
@@ -68,10 +76,13 @@ impl Backend {
         tx.open_table(KEY_TABLE)?;
         tx.open_table(META_TABLE)?;
         tx.open_table(MEMBERS_TABLE)?;
+        tx.open_table(CLUSTER_TABLE)?;
+        let in_use = in_use_of(&tx)?;
         tx.commit()?;
         Ok(Backend {
             db,
             path: path.to_path_buf(),
+            in_use_bytes: AtomicU64::new(in_use),
         })
     }
 
@@ -98,19 +109,32 @@ impl Backend {
         std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0)
     }
 
-    /// Bytes of the file holding live data (etcd's `dbSizeInUse`), as seen
-    /// by an empty write transaction.
-    pub fn size_in_use_bytes(&self) -> Result<u64, BackendError> {
-        let tx = self.db.begin_write()?;
-        let stats = tx.stats()?;
-        let used = stats.allocated_pages() * stats.page_size() as u64;
-        tx.abort()?;
-        Ok(used)
+    /// Bytes of the file holding live data (etcd's `dbSizeInUse`), as of
+    /// the last durable commit.
+    pub fn size_in_use_bytes(&self) -> u64 {
+        self.in_use_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Commits `tx`; a durable commit also refreshes the in-use size.
+    pub fn commit(&self, tx: WriteTransaction, durable: bool) -> Result<(), BackendError> {
+        if durable {
+            self.in_use_bytes.store(in_use_of(&tx)?, Ordering::Relaxed);
+        }
+        tx.commit()?;
+        Ok(())
     }
 }
 
+fn in_use_of(tx: &WriteTransaction) -> Result<u64, BackendError> {
+    let stats = tx.stats()?;
+    Ok(stats.allocated_pages() * stats.page_size() as u64)
+}
+
 /// Reads an 8-byte big-endian integer from `meta`, 0 when absent.
-pub fn meta_u64(table: &impl redb::ReadableTable<&'static [u8], &'static [u8]>, name: &[u8]) -> Result<u64, BackendError> {
+pub fn meta_u64(
+    table: &impl redb::ReadableTable<&'static [u8], &'static [u8]>,
+    name: &[u8],
+) -> Result<u64, BackendError> {
     Ok(table
         .get(name)?
         .and_then(|v| v.value().try_into().ok().map(u64::from_be_bytes))

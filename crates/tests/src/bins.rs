@@ -26,7 +26,9 @@ pub fn etcd_bin() -> PathBuf {
     }
     let exe = env::current_exe().expect("cannot locate the running test executable");
     // Test executables live in target/<profile>/deps/; binaries in target/<profile>/.
-    let mut dir = exe.parent().expect("test executable has no parent directory");
+    let mut dir = exe
+        .parent()
+        .expect("test executable has no parent directory");
     if dir.file_name().is_some_and(|n| n == "deps") {
         dir = dir.parent().expect("deps directory has no parent");
     }

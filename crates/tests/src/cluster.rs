@@ -104,6 +104,7 @@ impl ClusterBuilder {
             let mut failure = None;
             for m in &mut members {
                 if let Err(why) = m.wait_ready(deadline).await {
+                    m.log_reported = true;
                     failure = Some((m.name.clone(), why, m.port_collision(), m.log_tail()));
                     break;
                 }
@@ -197,6 +198,8 @@ pub struct Member {
     tmp: Option<TempDir>,
     child: Option<Child>,
     starts: u32,
+    /// Set once a panic message already carries this member's log tail.
+    log_reported: bool,
 }
 
 impl Member {
@@ -251,6 +254,7 @@ impl Member {
             tmp: Some(tmp),
             child: None,
             starts: 0,
+            log_reported: false,
         }
     }
 
@@ -319,6 +323,7 @@ impl Member {
         );
         self.spawn();
         if let Err(why) = self.wait_ready(Instant::now() + READY_LIMIT).await {
+            self.log_reported = true;
             panic!(
                 "member {} did not come back after a restart: {why}\n--- last lines of its log ---\n{}",
                 self.name,
@@ -409,13 +414,15 @@ impl Drop for Member {
             let _ = child.wait();
         }
         if std::thread::panicking() {
-            eprintln!(
-                "--- member {} ({}): last lines of {} ---\n{}\n---",
-                self.name,
-                self.endpoint(),
-                self.log_path().display(),
-                self.log_tail()
-            );
+            if !self.log_reported {
+                eprintln!(
+                    "--- member {} ({}): last lines of {} ---\n{}\n---",
+                    self.name,
+                    self.endpoint(),
+                    self.log_path().display(),
+                    self.log_tail()
+                );
+            }
             if std::env::var_os("ETCD_TEST_KEEP_DIRS").is_some() {
                 if let Some(tmp) = self.tmp.take() {
                     eprintln!("kept {}", tmp.keep().display());
@@ -433,6 +440,10 @@ fn free_ports(n: usize) -> Vec<u16> {
         .collect();
     listeners
         .iter()
-        .map(|l| l.local_addr().expect("bound listener has an address").port())
+        .map(|l| {
+            l.local_addr()
+                .expect("bound listener has an address")
+                .port()
+        })
         .collect()
 }

@@ -53,8 +53,7 @@ fn parse(raw: &[u8]) -> io::Result<HttpResponse> {
             continue;
         };
         let value = value.trim();
-        if name.eq_ignore_ascii_case("transfer-encoding") && value.eq_ignore_ascii_case("chunked")
-        {
+        if name.eq_ignore_ascii_case("transfer-encoding") && value.eq_ignore_ascii_case("chunked") {
             chunked = true;
         } else if name.eq_ignore_ascii_case("content-length") {
             let len: usize = value.parse().map_err(|_| bad("bad Content-Length"))?;
@@ -107,7 +106,8 @@ mod tests {
 
     #[test]
     fn parses_content_length_and_chunked_bodies() {
-        let r = parse(b"HTTP/1.1 200 OK\r\nContent-Length: 17\r\n\r\n{\"health\":\"true\"}").unwrap();
+        let r =
+            parse(b"HTTP/1.1 200 OK\r\nContent-Length: 17\r\n\r\n{\"health\":\"true\"}").unwrap();
         assert_eq!(r.status, 200);
         assert!(is_healthy(&r));
         let r = parse(

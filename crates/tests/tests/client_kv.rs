@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use etcd_client::{
-    Client, Compare, CompareOp, CompactionOptions, DeleteOptions, GetOptions, GetResponse,
+    Client, CompactionOptions, Compare, CompareOp, DeleteOptions, GetOptions, GetResponse,
     KeyValue, PutOptions, SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse,
 };
 use etcd_rs_tests::{within, TestCluster};
@@ -101,89 +101,171 @@ async fn range_options() {
         assert_eq!((r.kvs().len(), r.count(), r.more()), (0, 0, false));
 
         // range_end is exclusive.
-        let r = kv.get("a", Some(GetOptions::new().with_range("c"))).await.unwrap();
+        let r = kv
+            .get("a", Some(GetOptions::new().with_range("c")))
+            .await
+            .unwrap();
         assert_eq!((keys(&r), r.count()), (vec!["a", "b"], 2));
-        let r = kv.get("foo/", Some(GetOptions::new().with_prefix())).await.unwrap();
+        let r = kv
+            .get("foo/", Some(GetOptions::new().with_prefix()))
+            .await
+            .unwrap();
         assert_eq!(keys(&r), ["foo/1", "foo/2"]);
         // from-key: range_end "\0".
-        let r = kv.get("d", Some(GetOptions::new().with_from_key())).await.unwrap();
+        let r = kv
+            .get("d", Some(GetOptions::new().with_from_key()))
+            .await
+            .unwrap();
         assert_eq!(keys(&r), ["d", "foo/1", "foo/2", "fop"]);
-        let r = kv.get("fo", Some(GetOptions::new().with_range(vec![0u8]))).await.unwrap();
+        let r = kv
+            .get("fo", Some(GetOptions::new().with_range(vec![0u8])))
+            .await
+            .unwrap();
         assert_eq!(keys(&r), ["foo/1", "foo/2", "fop"]);
         let r = kv.get("", Some(all())).await.unwrap();
-        assert_eq!(r.count(), 8);
+        assert_eq!(r.count(), 7, "7 distinct keys");
         // An end before the start is an empty range, not an error.
-        let r = kv.get("c", Some(GetOptions::new().with_range("a"))).await.unwrap();
+        let r = kv
+            .get("c", Some(GetOptions::new().with_range("a")))
+            .await
+            .unwrap();
         assert_eq!((r.kvs().len(), r.count()), (0, 0));
 
         // limit: `more` says whether keys were left out, `count` is the whole range.
         let r = kv.get("", Some(all().with_limit(3))).await.unwrap();
-        assert_eq!((keys(&r), r.count(), r.more()), (vec!["a", "b", "c"], 8, true));
-        let r = kv.get("", Some(all().with_limit(8))).await.unwrap();
-        assert_eq!((r.kvs().len(), r.count(), r.more()), (8, 8, false));
+        assert_eq!(
+            (keys(&r), r.count(), r.more()),
+            (vec!["a", "b", "c"], 7, true)
+        );
+        let r = kv.get("", Some(all().with_limit(7))).await.unwrap();
+        assert_eq!((r.kvs().len(), r.count(), r.more()), (7, 7, false));
         let r = kv.get("", Some(all().with_limit(100))).await.unwrap();
-        assert_eq!((r.kvs().len(), r.more()), (8, false));
+        assert_eq!((r.kvs().len(), r.more()), (7, false));
 
         // revision: the store as it was.
-        let r = kv.get("b", Some(GetOptions::new().with_revision(5))).await.unwrap();
-        assert_eq!(r.header().unwrap().revision(), 9, "the header has the current revision");
+        let r = kv
+            .get("b", Some(GetOptions::new().with_revision(5)))
+            .await
+            .unwrap();
+        assert_eq!(
+            r.header().unwrap().revision(),
+            9,
+            "the header has the current revision"
+        );
         assert_eq!(fields(&r.kvs()[0]), ("b", "2", 3, 3, 1, 0));
         let r = kv.get("", Some(all().with_revision(4))).await.unwrap();
         assert_eq!((keys(&r), r.count()), (vec!["a", "b", "c"], 3));
-        let r = kv.get("a", Some(GetOptions::new().with_revision(1))).await.unwrap();
+        let r = kv
+            .get("a", Some(GetOptions::new().with_revision(1)))
+            .await
+            .unwrap();
         assert_eq!(r.count(), 0);
 
         // sort: every target in both orders; ties keep key order.
         let sorted = |t: SortTarget, o: SortOrder| all().with_sort(t, o);
-        let r = kv.get("", Some(sorted(SortTarget::Key, SortOrder::Descend))).await.unwrap();
+        let r = kv
+            .get("", Some(sorted(SortTarget::Key, SortOrder::Descend)))
+            .await
+            .unwrap();
         assert_eq!(keys(&r), ["fop", "foo/2", "foo/1", "d", "c", "b", "a"]);
-        let r = kv.get("", Some(sorted(SortTarget::Create, SortOrder::Descend))).await.unwrap();
+        let r = kv
+            .get("", Some(sorted(SortTarget::Create, SortOrder::Descend)))
+            .await
+            .unwrap();
         assert_eq!(keys(&r), ["fop", "foo/2", "foo/1", "d", "c", "b", "a"]);
-        let r = kv.get("", Some(sorted(SortTarget::Mod, SortOrder::Ascend))).await.unwrap();
+        let r = kv
+            .get("", Some(sorted(SortTarget::Mod, SortOrder::Ascend)))
+            .await
+            .unwrap();
         assert_eq!(keys(&r), ["a", "c", "d", "b", "foo/1", "foo/2", "fop"]);
-        let r = kv.get("", Some(sorted(SortTarget::Mod, SortOrder::Descend))).await.unwrap();
+        let r = kv
+            .get("", Some(sorted(SortTarget::Mod, SortOrder::Descend)))
+            .await
+            .unwrap();
         assert_eq!(keys(&r), ["fop", "foo/2", "foo/1", "b", "d", "c", "a"]);
-        let r = kv.get("", Some(sorted(SortTarget::Value, SortOrder::Ascend))).await.unwrap();
+        let r = kv
+            .get("", Some(sorted(SortTarget::Value, SortOrder::Ascend)))
+            .await
+            .unwrap();
         assert_eq!(keys(&r), ["a", "b", "c", "d", "foo/1", "foo/2", "fop"]);
-        let r = kv.get("", Some(sorted(SortTarget::Value, SortOrder::Descend))).await.unwrap();
+        let r = kv
+            .get("", Some(sorted(SortTarget::Value, SortOrder::Descend)))
+            .await
+            .unwrap();
         assert_eq!(keys(&r), ["fop", "foo/2", "foo/1", "d", "c", "b", "a"]);
-        let r = kv.get("", Some(sorted(SortTarget::Version, SortOrder::Descend))).await.unwrap();
+        let r = kv
+            .get("", Some(sorted(SortTarget::Version, SortOrder::Descend)))
+            .await
+            .unwrap();
         assert_eq!(keys(&r)[0], "b", "b is the only key with version 2");
         // Sort first, then limit.
         let r = kv
-            .get("", Some(sorted(SortTarget::Mod, SortOrder::Descend).with_limit(2)))
+            .get(
+                "",
+                Some(sorted(SortTarget::Mod, SortOrder::Descend).with_limit(2)),
+            )
             .await
             .unwrap();
-        assert_eq!((keys(&r), r.count(), r.more()), (vec!["fop", "foo/2"], 8, true));
+        assert_eq!(
+            (keys(&r), r.count(), r.more()),
+            (vec!["fop", "foo/2"], 7, true)
+        );
 
         // serializable reads the local store.
-        let r = kv.get("b", Some(GetOptions::new().with_serializable())).await.unwrap();
+        let r = kv
+            .get("b", Some(GetOptions::new().with_serializable()))
+            .await
+            .unwrap();
         assert_eq!(fields(&r.kvs()[0]), ("b", "22", 3, 6, 2, 0));
 
         // keys_only: keys and metadata, no values.
-        let r = kv.get("foo/", Some(GetOptions::new().with_prefix().with_keys_only())).await.unwrap();
+        let r = kv
+            .get(
+                "foo/",
+                Some(GetOptions::new().with_prefix().with_keys_only()),
+            )
+            .await
+            .unwrap();
         assert_eq!(fields(&r.kvs()[0]), ("foo/1", "", 7, 7, 1, 0));
         assert_eq!(r.count(), 2);
 
         // count_only: no kvs, just the count.
         let r = kv.get("", Some(all().with_count_only())).await.unwrap();
-        assert_eq!((r.kvs().len(), r.count(), r.more()), (0, 8, false));
-        let r = kv.get("f", Some(GetOptions::new().with_prefix().with_count_only())).await.unwrap();
+        assert_eq!((r.kvs().len(), r.count(), r.more()), (0, 7, false));
+        let r = kv
+            .get("f", Some(GetOptions::new().with_prefix().with_count_only()))
+            .await
+            .unwrap();
         assert_eq!(r.count(), 3);
 
         // min/max mod/create revision filters. `count` is the size of the
         // range before filtering (as in etcd).
-        let r = kv.get("", Some(all().with_min_mod_revision(6))).await.unwrap();
+        let r = kv
+            .get("", Some(all().with_min_mod_revision(6)))
+            .await
+            .unwrap();
         assert_eq!(keys(&r), ["b", "foo/1", "foo/2", "fop"]);
-        assert_eq!(r.count(), 8);
-        let r = kv.get("", Some(all().with_max_mod_revision(4))).await.unwrap();
+        assert_eq!(r.count(), 7);
+        let r = kv
+            .get("", Some(all().with_max_mod_revision(4)))
+            .await
+            .unwrap();
         assert_eq!(keys(&r), ["a", "c"]);
-        let r = kv.get("", Some(all().with_min_create_revision(5))).await.unwrap();
+        let r = kv
+            .get("", Some(all().with_min_create_revision(5)))
+            .await
+            .unwrap();
         assert_eq!(keys(&r), ["d", "foo/1", "foo/2", "fop"]);
-        let r = kv.get("", Some(all().with_max_create_revision(3))).await.unwrap();
+        let r = kv
+            .get("", Some(all().with_max_create_revision(3)))
+            .await
+            .unwrap();
         assert_eq!(keys(&r), ["a", "b"]);
         let r = kv
-            .get("", Some(all().with_min_mod_revision(3).with_max_mod_revision(7)))
+            .get(
+                "",
+                Some(all().with_min_mod_revision(3).with_max_mod_revision(7)),
+            )
             .await
             .unwrap();
         assert_eq!(keys(&r), ["b", "c", "d", "foo/1"]);
@@ -207,22 +289,34 @@ async fn put_options() {
         let r = kv.put("k", "v2", None).await.unwrap();
         assert_eq!(r.header().unwrap().revision(), 3);
         assert!(r.prev_key().is_none());
-        let r = kv.put("k", "v3", Some(PutOptions::new().with_prev_key())).await.unwrap();
+        let r = kv
+            .put("k", "v3", Some(PutOptions::new().with_prev_key()))
+            .await
+            .unwrap();
         assert_eq!(r.header().unwrap().revision(), 4);
         assert_eq!(fields(r.prev_key().unwrap()), ("k", "v2", 2, 3, 2, 0));
-        let r = kv.put("new", "n", Some(PutOptions::new().with_prev_key())).await.unwrap();
+        let r = kv
+            .put("new", "n", Some(PutOptions::new().with_prev_key()))
+            .await
+            .unwrap();
         assert!(r.prev_key().is_none(), "no previous kv for a new key");
 
         // ignore_value keeps the value but is still a write.
-        kv.put("k", "", Some(PutOptions::new().with_ignore_value())).await.unwrap();
+        kv.put("k", "", Some(PutOptions::new().with_ignore_value()))
+            .await
+            .unwrap();
         let r = kv.get("k", None).await.unwrap();
         assert_eq!(fields(&r.kvs()[0]), ("k", "v3", 2, 6, 4, 0));
 
         // Leases: attach, keep with ignore_lease, detach with a plain put.
         let lease = kv.lease_grant(120, None).await.unwrap().id();
         assert!(lease != 0);
-        kv.put("leased", "a", Some(PutOptions::new().with_lease(lease))).await.unwrap(); // rev 7
-        kv.put("leased", "b", Some(PutOptions::new().with_ignore_lease())).await.unwrap(); // rev 8
+        kv.put("leased", "a", Some(PutOptions::new().with_lease(lease)))
+            .await
+            .unwrap(); // rev 7
+        kv.put("leased", "b", Some(PutOptions::new().with_ignore_lease()))
+            .await
+            .unwrap(); // rev 8
         let r = kv.get("leased", None).await.unwrap();
         assert_eq!(fields(&r.kvs()[0]), ("leased", "b", 7, 8, 2, lease));
         kv.put("leased", "c", None).await.unwrap(); // rev 9
@@ -246,27 +340,38 @@ async fn put_options() {
         let before = revision(&mut kv).await;
         assert_eq!(before, 11);
         expect_status(
-            kv.put("absent", "", Some(PutOptions::new().with_ignore_value())).await,
+            kv.put("absent", "", Some(PutOptions::new().with_ignore_value()))
+                .await,
             Code::InvalidArgument,
             "etcdserver: key not found",
         );
         expect_status(
-            kv.put("absent", "x", Some(PutOptions::new().with_ignore_lease())).await,
+            kv.put("absent", "x", Some(PutOptions::new().with_ignore_lease()))
+                .await,
             Code::InvalidArgument,
             "etcdserver: key not found",
         );
         expect_status(
-            kv.put("k", "x", Some(PutOptions::new().with_ignore_value())).await,
+            kv.put("k", "x", Some(PutOptions::new().with_ignore_value()))
+                .await,
             Code::InvalidArgument,
             "etcdserver: value is provided",
         );
         expect_status(
-            kv.put("k", "x", Some(PutOptions::new().with_ignore_lease().with_lease(lease)))
-                .await,
+            kv.put(
+                "k",
+                "x",
+                Some(PutOptions::new().with_ignore_lease().with_lease(lease)),
+            )
+            .await,
             Code::InvalidArgument,
             "etcdserver: lease is provided",
         );
-        assert_eq!(revision(&mut kv).await, before, "rejected puts wrote nothing");
+        assert_eq!(
+            revision(&mut kv).await,
+            before,
+            "rejected puts wrote nothing"
+        );
     })
     .await
 }
@@ -288,26 +393,42 @@ async fn delete_range() {
         assert_eq!((r.deleted(), r.header().unwrap().revision()), (0, 9));
 
         let r = kv
-            .delete("b", Some(DeleteOptions::new().with_range("d").with_prev_key()))
+            .delete(
+                "b",
+                Some(DeleteOptions::new().with_range("d").with_prev_key()),
+            )
             .await
             .unwrap();
         assert_eq!(r.deleted(), 2);
-        assert_eq!(r.header().unwrap().revision(), 10, "one revision for the whole range");
+        assert_eq!(
+            r.header().unwrap().revision(),
+            10,
+            "one revision for the whole range"
+        );
         let prev: Vec<_> = r.prev_kvs().iter().map(fields).collect();
         assert_eq!(prev, [("b", "B", 3, 3, 1, 0), ("c", "C", 4, 4, 1, 0)]);
 
         let r = kv
-            .delete("p/", Some(DeleteOptions::new().with_prefix().with_prev_key()))
+            .delete(
+                "p/",
+                Some(DeleteOptions::new().with_prefix().with_prev_key()),
+            )
             .await
             .unwrap();
         assert_eq!(r.deleted(), 2);
         let prev: Vec<_> = r.prev_kvs().iter().map(|kv| text(kv.key())).collect();
         assert_eq!(prev, ["p/1", "p/2"]);
 
-        let r = kv.delete("d", Some(DeleteOptions::new().with_from_key())).await.unwrap();
+        let r = kv
+            .delete("d", Some(DeleteOptions::new().with_from_key()))
+            .await
+            .unwrap();
         assert_eq!(r.deleted(), 2);
         assert_eq!(r.header().unwrap().revision(), 12);
-        let r = kv.get("", Some(GetOptions::new().with_all_keys())).await.unwrap();
+        let r = kv
+            .get("", Some(GetOptions::new().with_all_keys()))
+            .await
+            .unwrap();
         assert_eq!(r.count(), 0);
 
         // Deleted keys come back with a fresh create revision and version 1.
@@ -315,7 +436,10 @@ async fn delete_range() {
         let r = kv.get("b", None).await.unwrap();
         assert_eq!(fields(&r.kvs()[0]), ("b", "again", 13, 13, 1, 0));
         // History is still readable before compaction.
-        let r = kv.get("b", Some(GetOptions::new().with_revision(9))).await.unwrap();
+        let r = kv
+            .get("b", Some(GetOptions::new().with_revision(9)))
+            .await
+            .unwrap();
         assert_eq!(fields(&r.kvs()[0]), ("b", "B", 3, 3, 1, 0));
     })
     .await
@@ -356,7 +480,11 @@ async fn txn_compares_and_branches() {
             .or_else([TxnOp::put("failed", "1", None)]);
         let r = kv.txn(txn).await.unwrap();
         assert!(r.succeeded());
-        assert_eq!(r.header().unwrap().revision(), 5, "one revision for the txn");
+        assert_eq!(
+            r.header().unwrap().revision(),
+            5,
+            "one revision for the txn"
+        );
         let ops = r.op_responses();
         assert_eq!(ops.len(), 4);
         match &ops[2] {
@@ -370,8 +498,15 @@ async fn txn_compares_and_branches() {
             other => panic!("expected a range response, got {other:?}"),
         }
         // The three puts share one revision.
-        let r = kv.get("", Some(GetOptions::new().with_all_keys())).await.unwrap();
-        let mods: Vec<(&str, i64)> = r.kvs().iter().map(|kv| (text(kv.key()), kv.mod_revision())).collect();
+        let r = kv
+            .get("", Some(GetOptions::new().with_all_keys()))
+            .await
+            .unwrap();
+        let mods: Vec<(&str, i64)> = r
+            .kvs()
+            .iter()
+            .map(|kv| (text(kv.key()), kv.mod_revision()))
+            .collect();
         assert_eq!(mods, [("a", 5), ("b", 4), ("x", 5), ("y", 5)]);
 
         // One false compare: the failure branch runs.
@@ -406,13 +541,19 @@ async fn txn_compares_and_branches() {
         let r = kv.txn(txn).await.unwrap();
         assert!(r.succeeded(), "a and b both have version 2");
         let txn = Txn::new()
-            .when([Compare::mod_revision("", CompareOp::Less, 6).with_prefix()]) // all keys
+            .when([Compare::mod_revision("\0", CompareOp::Less, 6).with_range("\0")]) // all keys
             .and_then([TxnOp::put("never", "1", None)]);
-        assert!(!kv.txn(txn).await.unwrap().succeeded(), "range-ok has mod revision 7");
+        assert!(
+            !kv.txn(txn).await.unwrap().succeeded(),
+            "range-ok has mod revision 7"
+        );
         let txn = Txn::new()
             .when([Compare::value("a", CompareOp::Equal, "11").with_prefix()])
             .and_then([TxnOp::put("prefix-ok", "1", None)]);
-        assert!(kv.txn(txn).await.unwrap().succeeded(), "only key a has prefix a");
+        assert!(
+            kv.txn(txn).await.unwrap().succeeded(),
+            "only key a has prefix a"
+        );
 
         // A txn that only reads, or fails with no ops, does not bump the revision.
         let before = revision(&mut kv).await;
@@ -430,23 +571,29 @@ async fn txn_compares_and_branches() {
         assert_eq!(r.op_responses().len(), 0);
         assert_eq!(revision(&mut kv).await, before);
 
-        // Nested txn: the inner compares see the outer txn's writes; all one revision.
+        // Nested txn. All compares, the inner ones too, are evaluated against
+        // the store as it was before the txn (etcd picks the whole branch path
+        // first), while the ops run in order and see earlier writes. All one revision.
         let inner = Txn::new()
             .when([Compare::value("n1", CompareOp::Equal, "outer")])
-            .and_then([TxnOp::put("n2", "inner", None), TxnOp::get("n1", None)])
-            .or_else([TxnOp::put("n2", "inner-failed", None)]);
+            .and_then([TxnOp::put("n2", "saw-outer-write", None)])
+            .or_else([
+                TxnOp::put("n2", "pre-txn-view", None),
+                TxnOp::get("n1", None),
+            ]);
         let txn = Txn::new()
             .when([Compare::version("n1", CompareOp::Equal, 0)])
             .and_then([TxnOp::put("n1", "outer", None), TxnOp::txn(inner)]);
         let r = kv.txn(txn).await.unwrap();
         assert!(r.succeeded());
-        assert_eq!(r.header().unwrap().revision(), before + 1);
+        let rev = before + 1;
+        assert_eq!(r.header().unwrap().revision(), rev);
         match &r.op_responses()[1] {
             TxnOpResponse::Txn(t) => {
-                assert!(t.succeeded());
+                assert!(!t.succeeded(), "the inner compare saw the pre-txn store");
                 match &t.op_responses()[1] {
                     TxnOpResponse::Get(g) => {
-                        assert_eq!(fields(&g.kvs()[0]), ("n1", "outer", before + 1, before + 1, 1, 0))
+                        assert_eq!(fields(&g.kvs()[0]), ("n1", "outer", rev, rev, 1, 0))
                     }
                     other => panic!("expected a range response, got {other:?}"),
                 }
@@ -454,7 +601,7 @@ async fn txn_compares_and_branches() {
             other => panic!("expected a txn response, got {other:?}"),
         }
         let r = kv.get("n2", None).await.unwrap();
-        assert_eq!(fields(&r.kvs()[0]), ("n2", "inner", before + 1, before + 1, 1, 0));
+        assert_eq!(fields(&r.kvs()[0]), ("n2", "pre-txn-view", rev, rev, 1, 0));
 
         // The same key may be written in both branches (only one runs).
         let r = kv
@@ -467,7 +614,10 @@ async fn txn_compares_and_branches() {
             .await
             .unwrap();
         assert!(r.succeeded());
-        assert_eq!(text(kv.get("same", None).await.unwrap().kvs()[0].value()), "then");
+        assert_eq!(
+            text(kv.get("same", None).await.unwrap().kvs()[0].value()),
+            "then"
+        );
     })
     .await
 }
@@ -484,13 +634,20 @@ async fn compaction() {
         kv.delete("gone", None).await.unwrap(); // rev 8
 
         let r = kv.compact(3, None).await.unwrap();
-        assert_eq!(r.header().unwrap().revision(), 8, "compaction is not a write");
+        assert_eq!(
+            r.header().unwrap().revision(),
+            8,
+            "compaction is not a write"
+        );
         expect_status(
             kv.get("k", Some(GetOptions::new().with_revision(2))).await,
             Code::OutOfRange,
             "etcdserver: mvcc: required revision has been compacted",
         );
-        let r = kv.get("k", Some(GetOptions::new().with_revision(3))).await.unwrap();
+        let r = kv
+            .get("k", Some(GetOptions::new().with_revision(3)))
+            .await
+            .unwrap();
         assert_eq!(fields(&r.kvs()[0]), ("k", "v2", 2, 3, 2, 0));
         // Compacting at or below the compacted revision, or in the future.
         expect_status(
@@ -516,8 +673,14 @@ async fn compaction() {
             "etcdserver: mvcc: required revision has been compacted",
         );
         // The latest version of each live key survives; deleted keys are gone.
-        let r = kv.get("", Some(GetOptions::new().with_all_keys().with_revision(8))).await.unwrap();
-        assert_eq!(r.kvs().iter().map(fields).collect::<Vec<_>>(), [("k", "v5", 2, 6, 5, 0)]);
+        let r = kv
+            .get("", Some(GetOptions::new().with_all_keys().with_revision(8)))
+            .await
+            .unwrap();
+        assert_eq!(
+            r.kvs().iter().map(fields).collect::<Vec<_>>(),
+            [("k", "v5", 2, 6, 5, 0)]
+        );
         let r = kv.put("k", "v6", None).await.unwrap();
         assert_eq!(r.header().unwrap().revision(), 9);
         let r = kv.get("k", None).await.unwrap();
@@ -529,9 +692,11 @@ async fn compaction() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_requests_change_nothing() {
     within(LIMIT, async {
-        let c =
-            TestCluster::start_with_flags(1, &["--max-txn-ops", "4", "--max-request-bytes", "4096"])
-                .await;
+        let c = TestCluster::start_with_flags(
+            1,
+            &["--max-txn-ops", "4", "--max-request-bytes", "4096"],
+        )
+        .await;
         let mut kv = connect(&c).await;
         kv.put("k", "v", None).await.unwrap(); // rev 2
         kv.put("k", "v2", None).await.unwrap(); // rev 3
@@ -545,7 +710,25 @@ async fn invalid_requests_change_nothing() {
         expect_status(kv.get("", None).await, Code::InvalidArgument, NO_KEY);
         expect_status(kv.delete("", None).await, Code::InvalidArgument, NO_KEY);
         expect_status(
-            kv.txn(Txn::new().and_then([TxnOp::put("", "v", None)])).await,
+            kv.txn(Txn::new().and_then([TxnOp::put("", "v", None)]))
+                .await,
+            Code::InvalidArgument,
+            NO_KEY,
+        );
+        // Every compare and both branches are checked, even ones that would not run.
+        expect_status(
+            kv.txn(Txn::new().when([Compare::version("", CompareOp::Equal, 0)]))
+                .await,
+            Code::InvalidArgument,
+            NO_KEY,
+        );
+        expect_status(
+            kv.txn(
+                Txn::new()
+                    .and_then([TxnOp::put("fine", "v", None)])
+                    .or_else([TxnOp::get("", None)]),
+            )
+            .await,
             Code::InvalidArgument,
             NO_KEY,
         );
@@ -569,6 +752,40 @@ async fn invalid_requests_change_nothing() {
             Code::InvalidArgument,
             "etcdserver: too many operations in txn request",
         );
+        let five_compares: Vec<Compare> = ["a", "b", "c", "d", "e"]
+            .iter()
+            .map(|k| Compare::version(*k, CompareOp::Equal, 0))
+            .collect();
+        expect_status(
+            kv.txn(Txn::new().when(five_compares)).await,
+            Code::InvalidArgument,
+            "etcdserver: too many operations in txn request",
+        );
+        // The limit applies to compares, success and failure ops separately.
+        let four = |v: &str| -> Vec<TxnOp> {
+            ["w", "x", "y", "z"]
+                .iter()
+                .map(|k| TxnOp::put(*k, v, None))
+                .collect()
+        };
+        let four_compares: Vec<Compare> = ["w", "x", "y", "z"]
+            .iter()
+            .map(|k| Compare::version(*k, CompareOp::Equal, 0))
+            .collect();
+        let r = kv
+            .txn(
+                Txn::new()
+                    .when(four_compares)
+                    .and_then(four("then"))
+                    .or_else(four("else")),
+            )
+            .await
+            .unwrap();
+        assert!(r.succeeded());
+        kv.delete("w", Some(DeleteOptions::new().with_range("{")))
+            .await
+            .unwrap();
+        let before = before + 2;
         const DUP: &str = "etcdserver: duplicate key given in txn request";
         expect_status(
             kv.txn(Txn::new().and_then([TxnOp::put("a", "1", None), TxnOp::put("a", "2", None)]))
@@ -590,7 +807,8 @@ async fn invalid_requests_change_nothing() {
         const FUTURE: &str = "etcdserver: mvcc: required revision is a future revision";
         const COMPACTED: &str = "etcdserver: mvcc: required revision has been compacted";
         expect_status(
-            kv.get("k", Some(GetOptions::new().with_revision(before + 1))).await,
+            kv.get("k", Some(GetOptions::new().with_revision(before + 1)))
+                .await,
             Code::OutOfRange,
             FUTURE,
         );
@@ -610,7 +828,8 @@ async fn invalid_requests_change_nothing() {
         );
 
         expect_status(
-            kv.put("k", "v", Some(PutOptions::new().with_lease(0x1234))).await,
+            kv.put("k", "v", Some(PutOptions::new().with_lease(0x1234)))
+                .await,
             Code::NotFound,
             "etcdserver: requested lease not found",
         );
@@ -624,8 +843,15 @@ async fn invalid_requests_change_nothing() {
             "etcdserver: requested lease not found",
         );
 
-        assert_eq!(revision(&mut kv).await, before, "no rejected request wrote anything");
-        let r = kv.get("", Some(GetOptions::new().with_all_keys().with_keys_only())).await.unwrap();
+        assert_eq!(
+            revision(&mut kv).await,
+            before,
+            "no rejected request wrote anything"
+        );
+        let r = kv
+            .get("", Some(GetOptions::new().with_all_keys().with_keys_only()))
+            .await
+            .unwrap();
         assert_eq!(keys(&r), ["big", "k"]);
         let r = kv.get("k", None).await.unwrap();
         assert_eq!(fields(&r.kvs()[0]), ("k", "v3", 2, 4, 3, 0));

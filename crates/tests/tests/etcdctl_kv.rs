@@ -22,12 +22,18 @@ fn table_rows(out: &Output) -> Vec<Vec<String>> {
         lines.len() >= 5 && lines[0].starts_with("+-") && lines[2].starts_with("+-"),
         "not a table:\n{out}"
     );
-    assert!(lines.last().unwrap().starts_with("+-"), "table not closed:\n{out}");
+    assert!(
+        lines.last().unwrap().starts_with("+-"),
+        "table not closed:\n{out}"
+    );
     lines
         .iter()
         .filter(|l| !l.starts_with('+'))
         .map(|l| {
-            assert!(l.starts_with('|') && l.ends_with('|'), "bad table row {l:?}:\n{out}");
+            assert!(
+                l.starts_with('|') && l.ends_with('|'),
+                "bad table row {l:?}:\n{out}"
+            );
             l[1..l.len() - 1]
                 .split('|')
                 .map(|c| c.trim().to_string())
@@ -42,7 +48,9 @@ fn is_hex_id(s: &str) -> bool {
 }
 
 fn positive(s: &str) -> u64 {
-    let n: u64 = s.parse().unwrap_or_else(|_| panic!("{s:?} is not a number"));
+    let n: u64 = s
+        .parse()
+        .unwrap_or_else(|_| panic!("{s:?} is not a number"));
     assert!(n > 0, "expected a positive number, got {n}");
     n
 }
@@ -56,8 +64,10 @@ async fn put_get_delete() {
         // A missing key prints nothing and succeeds.
         c.etcdctl(&["get", "nope"]).expect_stdout("");
         // Values with spaces and an overwrite.
-        c.etcdctl(&["put", "foo", "hello world"]).expect_stdout("OK\n");
-        c.etcdctl(&["get", "foo"]).expect_stdout("foo\nhello world\n");
+        c.etcdctl(&["put", "foo", "hello world"])
+            .expect_stdout("OK\n");
+        c.etcdctl(&["get", "foo"])
+            .expect_stdout("foo\nhello world\n");
         c.etcdctl(&["get", "foo", "--print-value-only"])
             .expect_stdout("hello world\n");
         // del prints how many keys it deleted.
@@ -328,11 +338,13 @@ async fn txn_from_stdin() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_errors() {
     within(LIMIT, async {
-        let c =
-            TestCluster::start_with_flags(1, &["--max-txn-ops", "4", "--max-request-bytes", "4096"])
-                .await;
+        let c = TestCluster::start_with_flags(
+            1,
+            &["--max-txn-ops", "4", "--max-request-bytes", "4096"],
+        )
+        .await;
         c.etcdctl(&["put", "k", "v"]).expect_stdout("OK\n"); // rev 2
-        // An empty key is rejected by the server (etcdctl sends it as is).
+                                                             // An empty key is rejected by the server (etcdctl sends it as is).
         c.etcdctl(&["put", "", "v"])
             .expect_error("etcdserver: key is not provided");
         c.etcdctl(&["get", ""])
@@ -342,8 +354,11 @@ async fn request_errors() {
         let big = "x".repeat(5000);
         c.etcdctl(&["put", "big", &big])
             .expect_error("etcdserver: request is too large");
-        c.etcdctl_stdin(&["txn"], "\nput a 1\nput b 1\nput c 1\nput d 1\nput e 1\n\n\n")
-            .expect_error("etcdserver: too many operations in txn request");
+        c.etcdctl_stdin(
+            &["txn"],
+            "\nput a 1\nput b 1\nput c 1\nput d 1\nput e 1\n\n\n",
+        )
+        .expect_error("etcdserver: too many operations in txn request");
         c.etcdctl_stdin(&["txn"], "\nput a 1\nput a 2\n\n\n")
             .expect_error("etcdserver: duplicate key given in txn request");
         // Four ops are allowed.
@@ -380,7 +395,14 @@ async fn endpoint_status_health_and_member_list() {
         assert_eq!(
             rows,
             vec![
-                vec!["ID", "STATUS", "NAME", "PEER ADDRS", "CLIENT ADDRS", "IS LEARNER"],
+                vec![
+                    "ID",
+                    "STATUS",
+                    "NAME",
+                    "PEER ADDRS",
+                    "CLIENT ADDRS",
+                    "IS LEARNER"
+                ],
                 vec![id, "started", "m0", &m.peer_url(), &ep, "false"],
             ]
         );
@@ -406,9 +428,15 @@ async fn endpoint_status_health_and_member_list() {
         assert_eq!(rows.len(), 2, "{status}");
         let r = &rows[1];
         assert_eq!(r[0], ep, "{status}");
-        assert_eq!(r[1], id, "status and member list agree on the id:\n{status}");
+        assert_eq!(
+            r[1], id,
+            "status and member list agree on the id:\n{status}"
+        );
         assert!(r[2].starts_with("3."), "version {:?}:\n{status}", r[2]);
-        assert!(r[3].ends_with(" kB") || r[3].ends_with(" MB"), "db size:\n{status}");
+        assert!(
+            r[3].ends_with(" kB") || r[3].ends_with(" MB"),
+            "db size:\n{status}"
+        );
         assert_eq!(r[4], "true", "single member is the leader:\n{status}");
         assert_eq!(r[5], "false", "{status}");
         positive(&r[6]);

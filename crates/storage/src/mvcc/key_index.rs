@@ -117,7 +117,12 @@ impl KeyIndex {
         };
         // Skip closed generations whose tombstone is at or below `at_rev`.
         let mut gi = 0;
-        while gi < last && self.generations[gi].revs.last().is_some_and(|t| t.main <= at_rev) {
+        while gi < last
+            && self.generations[gi]
+                .revs
+                .last()
+                .is_some_and(|t| t.main <= at_rev)
+        {
             gi += 1;
         }
         let g = &mut self.generations[gi];
@@ -246,7 +251,10 @@ impl TreeIndex {
                 }
             }
             RangeEnd::Unbounded => {
-                for (k, ki) in self.keys.range::<[u8], _>((Bound::Included(key), Bound::Unbounded)) {
+                for (k, ki) in self
+                    .keys
+                    .range::<[u8], _>((Bound::Included(key), Bound::Unbounded))
+                {
                     visit(k, ki);
                 }
             }

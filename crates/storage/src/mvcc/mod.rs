@@ -11,4 +11,4 @@ mod store;
 
 pub use key_index::{KeyAt, RangeEnd, TreeIndex};
 pub use revision::Revision;
-pub use store::{KvStore, MvccError, RangeOptions, RangeResult, StoreTxn};
+pub use store::{KvStore, MvccError, RangeOptions, RangeResult, ReadView, StoreTxn};

@@ -76,6 +76,40 @@ pub struct RangeResult {
     pub rev: i64,
 }
 
+/// Anything ranges can be read from: the committed store, or the apply
+/// stage's batch with its own writes.
+pub trait ReadView {
+    /// Reads `[key, end)` per `opts`; see [`KvStore::range`].
+    fn range(
+        &self,
+        key: &[u8],
+        end: RangeEnd<'_>,
+        opts: RangeOptions,
+    ) -> Result<RangeResult, MvccError>;
+}
+
+impl ReadView for KvStore {
+    fn range(
+        &self,
+        key: &[u8],
+        end: RangeEnd<'_>,
+        opts: RangeOptions,
+    ) -> Result<RangeResult, MvccError> {
+        KvStore::range(self, key, end, opts)
+    }
+}
+
+impl ReadView for StoreTxn<'_> {
+    fn range(
+        &self,
+        key: &[u8],
+        end: RangeEnd<'_>,
+        opts: RangeOptions,
+    ) -> Result<RangeResult, MvccError> {
+        StoreTxn::range(self, key, end, opts)
+    }
+}
+
 /// The key-value store on the backend.
 pub struct KvStore {
     backend: Backend,
@@ -143,7 +177,12 @@ impl KvStore {
 
     /// Reads `[key, end)` as of `opts.rev` from the committed state.
     /// Errors: [`MvccError::FutureRev`], [`MvccError::Compacted`].
-    pub fn range(&self, key: &[u8], end: RangeEnd<'_>, opts: RangeOptions) -> Result<RangeResult, MvccError> {
+    pub fn range(
+        &self,
+        key: &[u8],
+        end: RangeEnd<'_>,
+        opts: RangeOptions,
+    ) -> Result<RangeResult, MvccError> {
         let current = self.current_revision();
         let rtx = self.backend.read()?;
         let table = rtx.open_table(KEY_TABLE)?;
@@ -166,15 +205,27 @@ impl KvStore {
             return Err(MvccError::Compacted);
         }
         let limit = if opts.count_only { 1 } else { opts.limit };
-        let (found, count) = self.index.read().expect("index lock").range(key, end, rev, limit);
+        let (found, count) = self
+            .index
+            .read()
+            .expect("index lock")
+            .range(key, end, rev, limit);
         if opts.count_only {
-            return Ok(RangeResult { kvs: Vec::new(), count, rev: current });
+            return Ok(RangeResult {
+                kvs: Vec::new(),
+                count,
+                rev: current,
+            });
         }
         let mut kvs = Vec::with_capacity(found.len());
         for (_, at) in &found {
             kvs.push(read_kv(table, at)?);
         }
-        Ok(RangeResult { kvs, count, rev: current })
+        Ok(RangeResult {
+            kvs,
+            count,
+            rev: current,
+        })
     }
 
     /// Starts the batch transaction of the apply stage. Only one may be
@@ -192,6 +243,7 @@ impl KvStore {
         Ok(StoreTxn {
             store: self,
             tx: self.backend.write(durable)?,
+            durable,
             rev: self.current_revision(),
             sub: 0,
             consistent_index: None,
@@ -199,7 +251,10 @@ impl KvStore {
     }
 }
 
-fn read_kv(table: &impl ReadableTable<&'static [u8], &'static [u8]>, at: &KeyAt) -> Result<KeyValue, MvccError> {
+fn read_kv(
+    table: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    at: &KeyAt,
+) -> Result<KeyValue, MvccError> {
     let k = at.modified.to_key(false);
     // A missing record was removed by a compaction that raced this read.
     let v = table.get(k.as_slice())?.ok_or(MvccError::Compacted)?;
@@ -212,6 +267,7 @@ fn read_kv(table: &impl ReadableTable<&'static [u8], &'static [u8]>, at: &KeyAt)
 pub struct StoreTxn<'s> {
     store: &'s KvStore,
     tx: WriteTransaction,
+    durable: bool,
     /// The last revision closed in this batch.
     rev: i64,
     /// Changes made by the open request (its sub revisions so far).
@@ -220,8 +276,9 @@ pub struct StoreTxn<'s> {
 }
 
 impl StoreTxn<'_> {
-    /// The revision the open request reads at: its own changes included.
-    fn read_rev(&self) -> i64 {
+    /// The revision the open request reads at: its own changes included
+    /// (etcd's write-transaction `Rev`, as put and delete responses carry).
+    pub fn read_rev(&self) -> i64 {
         if self.sub > 0 {
             self.rev + 1
         } else {
@@ -235,7 +292,12 @@ impl StoreTxn<'_> {
     }
 
     /// Reads like [`KvStore::range`], seeing this batch's writes so far.
-    pub fn range(&self, key: &[u8], end: RangeEnd<'_>, opts: RangeOptions) -> Result<RangeResult, MvccError> {
+    pub fn range(
+        &self,
+        key: &[u8],
+        end: RangeEnd<'_>,
+        opts: RangeOptions,
+    ) -> Result<RangeResult, MvccError> {
         let table = self.tx.open_table(KEY_TABLE)?;
         self.store.range_at(&table, self.read_rev(), key, end, opts)
     }
@@ -341,7 +403,7 @@ impl StoreTxn<'_> {
             meta.insert(CONSISTENT_INDEX, index.to_be_bytes().as_slice())?;
             meta.insert(TERM, term.to_be_bytes().as_slice())?;
         }
-        self.tx.commit().map_err(BackendError::from)?;
+        self.store.backend.commit(self.tx, self.durable)?;
         self.store.current_rev.store(self.rev, Ordering::Release);
         if let Some((index, _)) = self.consistent_index {
             self.store.consistent_index.store(index, Ordering::Release);

@@ -14,8 +14,8 @@ use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
 
-pub use record::{EntryRecord, EntryRef, HardState, Metadata, SnapshotRecord};
 use record::Record;
+pub use record::{EntryRecord, EntryRef, HardState, Metadata, SnapshotRecord};
 
 /// Size a segment is preallocated to, in bytes (64 MiB, as etcd's).
 pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
@@ -73,9 +73,14 @@ impl Wal {
 
     /// Creates a new WAL in `dir` (created if missing) starting from
     /// `snapshot`, and fsyncs it.
-    pub fn create(dir: &Path, metadata: Metadata, snapshot: &SnapshotRecord) -> Result<Wal, WalError> {
+    pub fn create(
+        dir: &Path,
+        metadata: Metadata,
+        snapshot: &SnapshotRecord,
+    ) -> Result<Wal, WalError> {
         fs::create_dir_all(dir)?;
-        let (file, offset) = segment::create(dir, 0, snapshot.index, &metadata, &HardState::default())?;
+        let (file, offset) =
+            segment::create(dir, 0, snapshot.index, &metadata, &HardState::default())?;
         let mut wal = Wal {
             dir: dir.to_path_buf(),
             file,
@@ -145,7 +150,9 @@ impl Wal {
         if !any {
             return Ok(());
         }
-        if self.offset + self.buf.len() as u64 > SEGMENT_BYTES && self.offset > segment::HEADER_BYTES {
+        if self.offset + self.buf.len() as u64 > SEGMENT_BYTES
+            && self.offset > segment::HEADER_BYTES
+        {
             self.cut()?;
         }
         segment::write_at(&self.file, &self.buf, self.offset)?;

@@ -23,7 +23,10 @@ pub struct Segment {
 fn parse_name(name: &str) -> Option<(u64, u64)> {
     let stem = name.strip_suffix(".wal")?;
     let (seq, index) = stem.split_once('-')?;
-    Some((u64::from_str_radix(seq, 16).ok()?, u64::from_str_radix(index, 16).ok()?))
+    Some((
+        u64::from_str_radix(seq, 16).ok()?,
+        u64::from_str_radix(index, 16).ok()?,
+    ))
 }
 
 /// The segments in `dir`, in sequence order (empty if `dir` is missing).
@@ -37,7 +40,10 @@ pub fn list(dir: &Path) -> io::Result<Vec<Segment>> {
     for ent in rd {
         let ent = ent?;
         if let Some((seq, _)) = ent.file_name().to_str().and_then(parse_name) {
-            out.push(Segment { seq, path: ent.path() });
+            out.push(Segment {
+                seq,
+                path: ent.path(),
+            });
         }
     }
     out.sort_by_key(|s| s.seq);
@@ -69,7 +75,11 @@ pub fn create(
     hard_state: &HardState,
 ) -> io::Result<(File, u64)> {
     let path = dir.join(format!("{seq:016x}-{index:016x}.wal"));
-    let file = OpenOptions::new().read(true).write(true).create_new(true).open(&path)?;
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)?;
     preallocate(&file, SEGMENT_BYTES)?;
     let mut buf = Vec::new();
     record::encode(&mut buf, &Record::Metadata(*metadata));
@@ -132,7 +142,10 @@ pub fn read(path: &Path, is_last: bool, contents: &mut WalContents) -> Result<u6
                 tracing::warn!(path = %path.display(), offset = off, "wal: cutting off a torn record at the tail");
                 break;
             }
-            return Err(WalError::Corrupt { file: path.to_path_buf(), offset: off as u64 });
+            return Err(WalError::Corrupt {
+                file: path.to_path_buf(),
+                offset: off as u64,
+            });
         };
         apply(contents, rec);
         off = end;

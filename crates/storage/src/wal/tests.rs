@@ -4,29 +4,51 @@ use std::os::unix::fs::FileExt;
 use super::*;
 
 fn entry(index: u64, data: &[u8]) -> EntryRef<'_> {
-    EntryRef { index, term: 1, entry_type: 0, data, context: b"" }
+    EntryRef {
+        index,
+        term: 1,
+        entry_type: 0,
+        data,
+        context: b"",
+    }
 }
 
 fn snapshot() -> SnapshotRecord {
-    SnapshotRecord { index: 0, term: 0, voters: vec![7], learners: vec![] }
+    SnapshotRecord {
+        index: 0,
+        term: 0,
+        voters: vec![7],
+        learners: vec![],
+    }
 }
 
 fn meta() -> Metadata {
-    Metadata { member_id: 7, cluster_id: 9 }
+    Metadata {
+        member_id: 7,
+        cluster_id: 9,
+    }
 }
 
 #[test]
 fn entries_and_hard_state_survive_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let mut wal = Wal::create(dir.path(), meta(), &snapshot()).unwrap();
-    let hs = HardState { term: 2, vote: 7, commit: 2 };
-    wal.save(Some(hs), [entry(1, b"a"), entry(2, b"b")]).unwrap();
+    let hs = HardState {
+        term: 2,
+        vote: 7,
+        commit: 2,
+    };
+    wal.save(Some(hs), [entry(1, b"a"), entry(2, b"b")])
+        .unwrap();
     drop(wal);
     let (mut wal, c) = Wal::open(dir.path()).unwrap();
     assert_eq!(c.metadata, meta());
     assert_eq!(c.snapshot.voters, vec![7]);
     assert_eq!(c.hard_state, hs);
-    assert_eq!(c.entries.iter().map(|e| e.data.clone()).collect::<Vec<_>>(), vec![b"a".to_vec(), b"b".to_vec()]);
+    assert_eq!(
+        c.entries.iter().map(|e| e.data.clone()).collect::<Vec<_>>(),
+        vec![b"a".to_vec(), b"b".to_vec()]
+    );
     // A conflicting entry replaces index 2 and everything after it.
     wal.save(None, [entry(2, b"c")]).unwrap();
     drop(wal);
@@ -41,7 +63,8 @@ fn torn_tail_is_cut_and_appends_continue() {
     let mut wal = Wal::create(dir.path(), meta(), &snapshot()).unwrap();
     wal.save(None, [entry(1, b"first")]).unwrap();
     let torn_at = wal.offset;
-    wal.save(None, [entry(2, b"second, cut short by a crash")]).unwrap();
+    wal.save(None, [entry(2, b"second, cut short by a crash")])
+        .unwrap();
     let path = segment::list(dir.path()).unwrap()[0].path.clone();
     drop(wal);
     // Keep only the first 10 bytes of the second record.
@@ -53,7 +76,10 @@ fn torn_tail_is_cut_and_appends_continue() {
     wal.save(None, [entry(2, b"again")]).unwrap();
     drop(wal);
     let (_, c) = Wal::open(dir.path()).unwrap();
-    assert_eq!(c.entries.iter().map(|e| e.index).collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!(
+        c.entries.iter().map(|e| e.index).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
     assert_eq!(c.entries[1].data, b"again");
 }
 
@@ -69,7 +95,10 @@ fn corrupt_record_before_the_tail_is_an_error() {
     let f = OpenOptions::new().write(true).open(&path).unwrap();
     f.write_all_at(b"X", first_at + 20).unwrap();
     drop(f);
-    assert!(matches!(Wal::open(dir.path()), Err(WalError::Corrupt { .. })));
+    assert!(matches!(
+        Wal::open(dir.path()),
+        Err(WalError::Corrupt { .. })
+    ));
 }
 
 #[test]
@@ -78,12 +107,24 @@ fn segments_rotate_and_read_back_in_order() {
     let mut wal = Wal::create(dir.path(), meta(), &snapshot()).unwrap();
     let big = vec![0xab; 1024 * 1024];
     for i in 1..=70 {
-        wal.save(Some(HardState { term: 1, vote: 7, commit: i }), [entry(i, &big)]).unwrap();
+        wal.save(
+            Some(HardState {
+                term: 1,
+                vote: 7,
+                commit: i,
+            }),
+            [entry(i, &big)],
+        )
+        .unwrap();
     }
     drop(wal);
     assert_eq!(segment::list(dir.path()).unwrap().len(), 2);
     let (_, c) = Wal::open(dir.path()).unwrap();
     assert_eq!(c.entries.len(), 70);
     assert_eq!(c.hard_state.commit, 70);
-    assert!(c.entries.iter().enumerate().all(|(i, e)| e.index == i as u64 + 1));
+    assert!(c
+        .entries
+        .iter()
+        .enumerate()
+        .all(|(i, e)| e.index == i as u64 + 1));
 }

@@ -1,0 +1,355 @@
+//! The member's configuration: one struct, with etcd's flag names, and the
+//! same names as `ETCD_*` environment variables (flags win over variables,
+//! as in etcd). Defaults are written once, here.
+//!
+//! [`Config::validate`] turns it into what the member runs with, returning
+//! etcd's error texts for bad combinations.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// The etcd API version this server implements, as `/version` and
+/// `Status` report it.
+pub const SERVER_VERSION: &str = "3.5.0";
+/// The cluster version a new cluster starts at.
+pub const CLUSTER_VERSION: &str = "3.5.0";
+/// etcd-rs's own version.
+pub const ETCD_RS_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The flags of `etcd` (etcd v3.5 `etcd --help`), each also read from
+/// `ETCD_<NAME>` with dashes as underscores.
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "etcd",
+    disable_version_flag = true,
+    about = "etcd-rs: a distributed, reliable key-value store"
+)]
+pub struct Config {
+    /// Human-readable name for this member.
+    #[arg(long, env = "ETCD_NAME", default_value = "default")]
+    pub name: String,
+    /// Path to the data directory (default: `${name}.etcd`).
+    #[arg(long, env = "ETCD_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Path to the dedicated WAL directory (default: `${data-dir}/member/wal`).
+    #[arg(long, env = "ETCD_WAL_DIR")]
+    pub wal_dir: Option<PathBuf>,
+    /// Comma-separated URLs to listen on for client traffic.
+    #[arg(
+        long,
+        env = "ETCD_LISTEN_CLIENT_URLS",
+        default_value = "http://localhost:2379"
+    )]
+    pub listen_client_urls: String,
+    /// Comma-separated client URLs of this member, as told to the cluster.
+    #[arg(
+        long,
+        env = "ETCD_ADVERTISE_CLIENT_URLS",
+        default_value = "http://localhost:2379"
+    )]
+    pub advertise_client_urls: String,
+    /// Comma-separated URLs to listen on for peer traffic.
+    #[arg(
+        long,
+        env = "ETCD_LISTEN_PEER_URLS",
+        default_value = "http://localhost:2380"
+    )]
+    pub listen_peer_urls: String,
+    /// Comma-separated peer URLs of this member, as told to the cluster.
+    #[arg(
+        long,
+        env = "ETCD_INITIAL_ADVERTISE_PEER_URLS",
+        default_value = "http://localhost:2380"
+    )]
+    pub initial_advertise_peer_urls: String,
+    /// Initial cluster configuration for bootstrapping: `name=peerURL,...`
+    /// (default: this member's name with its advertised peer URLs).
+    #[arg(long, env = "ETCD_INITIAL_CLUSTER")]
+    pub initial_cluster: Option<String>,
+    /// Initial cluster token for the cluster during bootstrap.
+    #[arg(
+        long,
+        env = "ETCD_INITIAL_CLUSTER_TOKEN",
+        default_value = "etcd-cluster"
+    )]
+    pub initial_cluster_token: String,
+    /// Initial cluster state (`new` or `existing`).
+    #[arg(long, env = "ETCD_INITIAL_CLUSTER_STATE", default_value = "new")]
+    pub initial_cluster_state: String,
+    /// Time (in milliseconds) of a heartbeat interval.
+    #[arg(long, env = "ETCD_HEARTBEAT_INTERVAL", default_value_t = 100)]
+    pub heartbeat_interval: u64,
+    /// Time (in milliseconds) for an election to timeout.
+    #[arg(long, env = "ETCD_ELECTION_TIMEOUT", default_value_t = 1000)]
+    pub election_timeout: u64,
+    /// Number of committed transactions to trigger a snapshot to disk.
+    #[arg(long, env = "ETCD_SNAPSHOT_COUNT", default_value_t = 100_000)]
+    pub snapshot_count: u64,
+    /// Raise alarms when backend size exceeds the given quota (0 defaults
+    /// to the low space quota, 2 GiB).
+    #[arg(long, env = "ETCD_QUOTA_BACKEND_BYTES", default_value_t = 0)]
+    pub quota_backend_bytes: u64,
+    /// Maximum client request size in bytes the server will accept.
+    #[arg(long, env = "ETCD_MAX_REQUEST_BYTES", default_value_t = 1572864)]
+    pub max_request_bytes: u32,
+    /// Maximum number of operations permitted in a transaction.
+    #[arg(long, env = "ETCD_MAX_TXN_OPS", default_value_t = 128)]
+    pub max_txn_ops: u32,
+    /// Configures log level: debug, info, warn, error, panic, or fatal.
+    #[arg(long, env = "ETCD_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+    /// Logger to use; only `zap` (structured JSON) exists, as in etcd 3.5.
+    #[arg(long, env = "ETCD_LOGGER", default_value = "zap")]
+    pub logger: String,
+    /// Where logs go: `default` and `stderr` write to standard error.
+    #[arg(long, env = "ETCD_LOG_OUTPUTS", default_value = "default")]
+    pub log_outputs: String,
+    /// Print the version and exit.
+    #[arg(long)]
+    pub version: bool,
+}
+
+/// One member of the initial cluster: its name and peer URLs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InitialMember {
+    /// The member's `--name`.
+    pub name: String,
+    /// Its peer URLs, as given.
+    pub peer_urls: Vec<String>,
+}
+
+/// The configuration after validation: what the member runs with.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// This member's name.
+    pub name: String,
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// The WAL directory.
+    pub wal_dir: PathBuf,
+    /// Addresses to serve clients on.
+    pub client_listen: Vec<SocketAddr>,
+    /// Client URLs told to the cluster.
+    pub advertise_client_urls: Vec<String>,
+    /// Peer URLs of this member.
+    pub peer_urls: Vec<String>,
+    /// The initial cluster, members in the order given.
+    pub initial_cluster: Vec<InitialMember>,
+    /// Token mixed into member and cluster ids.
+    pub initial_cluster_token: String,
+    /// `--initial-cluster-state new`.
+    pub new_cluster: bool,
+    /// One raft tick.
+    pub tick: Duration,
+    /// Ticks without a leader before an election.
+    pub election_ticks: usize,
+    /// `--snapshot-count`.
+    pub snapshot_count: u64,
+    /// `--quota-backend-bytes`, with 0 replaced by the default (2 GiB).
+    pub quota_backend_bytes: u64,
+    /// `--max-request-bytes`.
+    pub max_request_bytes: usize,
+    /// `--max-txn-ops`.
+    pub max_txn_ops: usize,
+    /// How long a request may wait for raft (etcd: 5 s + 2 election
+    /// timeouts).
+    pub request_timeout: Duration,
+}
+
+/// A configuration that etcd would refuse, with etcd's message.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+fn split_urls(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// Resolves `http://host:port` to socket addresses.
+fn listen_addrs(url: &str) -> Result<Vec<SocketAddr>, ConfigError> {
+    let rest = if let Some(rest) = url.strip_prefix("http://") {
+        rest
+    } else if url.starts_with("https://") || url.starts_with("unixs://") {
+        return Err(ConfigError(format!("TLS is not supported yet: {url}")));
+    } else {
+        return Err(ConfigError(format!(
+            "URL scheme must be http, https, unix, or unixs: {url}"
+        )));
+    };
+    let hostport = rest.trim_end_matches('/');
+    let (host, port) = hostport
+        .rsplit_once(':')
+        .ok_or_else(|| ConfigError(format!("missing port in address: {url}")))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let host = if host == "localhost" {
+        "127.0.0.1"
+    } else {
+        host
+    };
+    let port: u16 = port
+        .parse()
+        .map_err(|_| ConfigError(format!("invalid port in address: {url}")))?;
+    Ok((host, port)
+        .to_socket_addrs()
+        .map_err(|e| ConfigError(format!("cannot resolve {url}: {e}")))?
+        .collect())
+}
+
+/// Parses `name=url,name=url` into members, URLs of one name grouped.
+pub fn parse_initial_cluster(s: &str) -> Result<Vec<InitialMember>, ConfigError> {
+    let mut out: Vec<InitialMember> = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (name, url) = part.split_once('=').ok_or_else(|| {
+            ConfigError(format!(
+                "invalid initial cluster entry {part:?}: must be name=URL"
+            ))
+        })?;
+        match out.iter_mut().find(|m| m.name == name) {
+            Some(m) => m.peer_urls.push(url.to_string()),
+            None => out.push(InitialMember {
+                name: name.to_string(),
+                peer_urls: vec![url.to_string()],
+            }),
+        }
+    }
+    Ok(out)
+}
+
+impl Config {
+    /// Checks the flags and derives the member's configuration.
+    pub fn validate(&self) -> Result<ServerConfig, ConfigError> {
+        let data_dir = self
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(format!("{}.etcd", self.name)));
+        let wal_dir = self
+            .wal_dir
+            .clone()
+            .unwrap_or_else(|| data_dir.join("member").join("wal"));
+        let mut client_listen = Vec::new();
+        for u in split_urls(&self.listen_client_urls) {
+            client_listen.extend(listen_addrs(&u)?);
+        }
+        let peer_urls = split_urls(&self.initial_advertise_peer_urls);
+        let initial = match &self.initial_cluster {
+            Some(s) => s.clone(),
+            None => peer_urls
+                .iter()
+                .map(|u| format!("{}={}", self.name, u))
+                .collect::<Vec<_>>()
+                .join(","),
+        };
+        let initial_cluster = parse_initial_cluster(&initial)?;
+        let new_cluster = match self.initial_cluster_state.as_str() {
+            "new" => true,
+            "existing" => false,
+            other => {
+                return Err(ConfigError(format!(
+                    "invalid value {other:?} for flag -initial-cluster-state: valid values are \"new\", \"existing\""
+                )))
+            }
+        };
+        let me = initial_cluster.iter().find(|m| m.name == self.name);
+        match me {
+            None => {
+                return Err(ConfigError(format!(
+                    "couldn't find local name {:?} in the initial cluster configuration",
+                    self.name
+                )))
+            }
+            Some(m) => {
+                let mut a = m.peer_urls.clone();
+                let mut b = peer_urls.clone();
+                a.sort();
+                b.sort();
+                if a != b {
+                    return Err(ConfigError(format!(
+                        "--initial-cluster has {}={} but missing from --initial-advertise-peer-urls={} ",
+                        m.name,
+                        m.peer_urls.join(","),
+                        peer_urls.join(",")
+                    )));
+                }
+            }
+        }
+        if self.heartbeat_interval == 0 || self.election_timeout < 5 * self.heartbeat_interval {
+            return Err(ConfigError(format!(
+                "--election-timeout[{}ms] should be at least as 5 times as --heartbeat-interval[{}ms]",
+                self.election_timeout, self.heartbeat_interval
+            )));
+        }
+        let tick = Duration::from_millis(self.heartbeat_interval);
+        let election_ticks = (self.election_timeout / self.heartbeat_interval) as usize;
+        Ok(ServerConfig {
+            name: self.name.clone(),
+            data_dir,
+            wal_dir,
+            client_listen,
+            advertise_client_urls: split_urls(&self.advertise_client_urls),
+            peer_urls,
+            initial_cluster,
+            initial_cluster_token: self.initial_cluster_token.clone(),
+            new_cluster,
+            tick,
+            election_ticks,
+            snapshot_count: self.snapshot_count,
+            quota_backend_bytes: if self.quota_backend_bytes == 0 {
+                2 * 1024 * 1024 * 1024
+            } else {
+                self.quota_backend_bytes
+            },
+            max_request_bytes: self.max_request_bytes as usize,
+            max_txn_ops: self.max_txn_ops as usize,
+            request_timeout: Duration::from_secs(5)
+                + 2 * Duration::from_millis(self.election_timeout),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Config {
+        Config::try_parse_from(std::iter::once("etcd").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn defaults_match_etcd() {
+        let c = parse(&[]).validate().unwrap();
+        assert_eq!(c.name, "default");
+        assert_eq!(c.data_dir, PathBuf::from("default.etcd"));
+        assert_eq!(c.wal_dir, PathBuf::from("default.etcd/member/wal"));
+        assert_eq!(c.client_listen, vec!["127.0.0.1:2379".parse().unwrap()]);
+        assert_eq!(
+            c.initial_cluster[0].peer_urls,
+            vec!["http://localhost:2380"]
+        );
+        assert_eq!(c.election_ticks, 10);
+        assert_eq!(c.max_request_bytes, 1572864);
+        assert_eq!(c.max_txn_ops, 128);
+    }
+
+    #[test]
+    fn member_must_be_in_initial_cluster() {
+        let err = parse(&[
+            "--name",
+            "x",
+            "--initial-cluster",
+            "y=http://localhost:2380",
+        ])
+        .validate()
+        .unwrap_err();
+        assert_eq!(
+            err.0,
+            "couldn't find local name \"x\" in the initial cluster configuration"
+        );
+    }
+}

@@ -1,0 +1,135 @@
+//! `etcd`'s entry point (etcd's `etcdmain`): parse the configuration,
+//! start the member, serve clients once it has published itself, and stop
+//! cleanly on SIGINT or SIGTERM.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use tokio::net::TcpListener;
+
+use crate::config::{Config, ServerConfig, ETCD_RS_VERSION, SERVER_VERSION};
+use crate::etcdserver::EtcdServer;
+use crate::{http, logging, v3rpc};
+
+/// Runs `etcd` with the process's arguments and environment.
+pub fn main() -> ExitCode {
+    let cfg = Config::parse();
+    if cfg.version {
+        println!("etcd Version: {SERVER_VERSION}");
+        println!("etcd-rs Version: {ETCD_RS_VERSION}");
+        println!(
+            "API Version: {}",
+            SERVER_VERSION
+                .rsplit_once('.')
+                .map_or(SERVER_VERSION, |(mm, _)| mm)
+        );
+        println!(
+            "OS/Arch: {}/{}",
+            std::env::consts::OS,
+            std::env::consts::ARCH
+        );
+        return ExitCode::SUCCESS;
+    }
+    if let Err(e) = logging::init(&cfg.log_level) {
+        eprintln!("etcd: {e}");
+        return ExitCode::FAILURE;
+    }
+    tracing::info!(
+        etcd_version = SERVER_VERSION,
+        etcd_rs_version = ETCD_RS_VERSION,
+        "Running: etcd-rs"
+    );
+    let scfg = match cfg.validate() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "failed to verify flags");
+            return ExitCode::FAILURE;
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "failed to start the runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(scfg)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "etcd-rs stopped with an error");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    let sig = tokio::select! {
+        _ = term.recv() => "terminated",
+        _ = int.recv() => "interrupt",
+    };
+    tracing::info!(signal = sig, "received signal; shutting down");
+}
+
+async fn run(cfg: ServerConfig) -> Result<(), String> {
+    tracing::info!(
+        name = %cfg.name,
+        data_dir = %cfg.data_dir.display(),
+        wal_dir = %cfg.wal_dir.display(),
+        advertise_client_urls = %cfg.advertise_client_urls.join(","),
+        initial_advertise_peer_urls = %cfg.peer_urls.join(","),
+        "starting an etcd server"
+    );
+    // Bind first, so a port in use fails the start at once, as in etcd.
+    let mut listeners = Vec::new();
+    for addr in &cfg.client_listen {
+        let l = TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("listen tcp {addr}: bind: {e}"))?;
+        listeners.push(l);
+    }
+    let server = EtcdServer::start(cfg).map_err(|e| e.to_string())?;
+    let serve = serve(server.clone(), listeners);
+    let result = tokio::select! {
+        r = serve => r,
+        _ = shutdown_signal() => Ok(()),
+    };
+    let s = server.clone();
+    tokio::task::spawn_blocking(move || s.stop())
+        .await
+        .map_err(|e| e.to_string())?;
+    tracing::info!(name = %server.cfg.name, data_dir = %server.data_dir().display(), "stopped etcd-rs");
+    result
+}
+
+async fn serve(server: Arc<EtcdServer>, listeners: Vec<TcpListener>) -> Result<(), String> {
+    server.publish().await;
+    server.ensure_cluster_version().await;
+    let app = v3rpc::routes(server.clone())
+        .await
+        .into_axum_router()
+        .merge(http::router(server.clone()));
+    let mut tasks = tokio::task::JoinSet::new();
+    for l in listeners {
+        let addr = l.local_addr().map_err(|e| e.to_string())?;
+        let app = app.clone();
+        tasks.spawn(async move {
+            axum::serve(l, app)
+                .await
+                .map_err(|e| format!("serving {addr}: {e}"))
+        });
+        tracing::info!("ready to serve client requests");
+        tracing::warn!(address = %addr, "serving client traffic insecurely; this is strongly discouraged!");
+    }
+    match tasks.join_next().await {
+        Some(Ok(r)) => r,
+        Some(Err(e)) => Err(e.to_string()),
+        None => Ok(()),
+    }
+}

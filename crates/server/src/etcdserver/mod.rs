@@ -1,0 +1,442 @@
+//! The member (etcd's `etcdserver`): starts storage, the raft loop and the
+//! apply stage, and offers the gRPC layer two doors into them: propose a
+//! write and wait for its result, or wait until a linearizable read may
+//! proceed.
+//!
+//! Start-up: open the backend and rebuild the key index; open the WAL (or
+//! create it, with the initial cluster's members, for a new member); load
+//! the raft log into raft-rs's in-memory storage; start the apply thread
+//! and the raft thread. Raft then replays committed entries newer than the
+//! backend's consistent index.
+
+pub mod apply;
+pub mod kvops;
+pub mod membership;
+pub mod raft;
+pub mod wait;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use ::raft::prelude::{ConfState, Entry, EntryType, HardState as RaftHardState};
+use ::raft::storage::MemStorage;
+use api::etcdserverpb::{InternalRaftRequest, RequestHeader, ResponseHeader};
+use api::membershippb::{Attributes, ClusterMemberAttrSetRequest, ClusterVersionSetRequest};
+use crossbeam_channel::Sender;
+use prost::Message;
+use redb::ReadableTable;
+use storage::backend::MEMBERS_TABLE;
+use storage::wal::{Metadata, SnapshotRecord, Wal};
+use storage::{Backend, KvStore};
+use tokio::sync::watch;
+
+use self::apply::{Applied, Applier, ApplyOutcome, ClusterVersion};
+use self::membership::{compute_cluster_id, compute_member_id, Member, Membership};
+use self::raft::{RaftLoop, RaftMsg, RaftStatus};
+use self::wait::Wait;
+use crate::config::{ServerConfig, CLUSTER_VERSION};
+use crate::rpctypes::EtcdError;
+
+/// Bound of the channel into the raft loop; senders wait when it is full.
+const RAFT_CHANNEL_BOUND: usize = 16 * 1024;
+/// Bound of the channel of committed batches into the apply stage.
+const APPLY_CHANNEL_BOUND: usize = 1024;
+
+/// A running member.
+pub struct EtcdServer {
+    /// The configuration it runs with.
+    pub cfg: ServerConfig,
+    /// This member's id.
+    pub member_id: u64,
+    /// The cluster's id.
+    pub cluster_id: u64,
+    /// The key-value store.
+    pub store: Arc<KvStore>,
+    /// Cluster members.
+    pub membership: Arc<Membership>,
+    /// The cluster version, once set.
+    pub cluster_version: Arc<ClusterVersion>,
+    raft_tx: Sender<RaftMsg>,
+    raft_status: Arc<RaftStatus>,
+    wait: Arc<Wait<ApplyOutcome>>,
+    applied_rx: watch::Receiver<u64>,
+    next_id: AtomicU64,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// A start-up failure, with the text etcd would log.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StartError(pub String);
+
+fn start_err(e: impl std::fmt::Display) -> StartError {
+    StartError(e.to_string())
+}
+
+fn load_members(backend: &Backend) -> Result<Vec<Member>, StartError> {
+    let rtx = backend.read().map_err(start_err)?;
+    let t = rtx.open_table(MEMBERS_TABLE).map_err(start_err)?;
+    let mut out = Vec::new();
+    for item in t.iter().map_err(start_err)? {
+        let (_, v) = item.map_err(start_err)?;
+        out.push(serde_json::from_slice(v.value()).map_err(start_err)?);
+    }
+    Ok(out)
+}
+
+fn save_members(backend: &Backend, members: &[Member]) -> Result<(), StartError> {
+    let tx = backend.write(true).map_err(start_err)?;
+    {
+        let mut t = tx.open_table(MEMBERS_TABLE).map_err(start_err)?;
+        for m in members {
+            let json = serde_json::to_vec(m).map_err(start_err)?;
+            t.insert(m.id.to_be_bytes().as_slice(), json.as_slice())
+                .map_err(start_err)?;
+        }
+    }
+    backend.commit(tx, true).map_err(start_err)
+}
+
+fn to_raft_entry(e: storage::wal::EntryRecord) -> Entry {
+    let mut out = Entry {
+        index: e.index,
+        term: e.term,
+        data: e.data.into(),
+        context: e.context.into(),
+        ..Default::default()
+    };
+    out.set_entry_type(match e.entry_type {
+        1 => EntryType::EntryConfChange,
+        2 => EntryType::EntryConfChangeV2,
+        _ => EntryType::EntryNormal,
+    });
+    out
+}
+
+impl EtcdServer {
+    /// Starts the member described by `cfg`.
+    pub fn start(cfg: ServerConfig) -> Result<Arc<EtcdServer>, StartError> {
+        let snap_dir = cfg.data_dir.join("member").join("snap");
+        std::fs::create_dir_all(&snap_dir).map_err(start_err)?;
+        let backend = Backend::open(&snap_dir.join("db")).map_err(start_err)?;
+        let store = Arc::new(KvStore::open(backend).map_err(start_err)?);
+
+        let (wal, contents, members) = if Wal::exists(&cfg.wal_dir) {
+            let (wal, contents) = Wal::open(&cfg.wal_dir).map_err(start_err)?;
+            let members = load_members(store.backend())?;
+            (wal, contents, members)
+        } else {
+            if !cfg.new_cluster {
+                return Err(StartError(
+                    "joining an existing cluster (--initial-cluster-state=existing) is not supported yet".into(),
+                ));
+            }
+            Self::bootstrap(&cfg, &store)?
+        };
+        let member_id = contents.metadata.member_id;
+        let cluster_id = contents.metadata.cluster_id;
+        tracing::info!(
+            local_member_id = %format!("{member_id:x}"),
+            cluster_id = %format!("{cluster_id:x}"),
+            commit_index = contents.hard_state.commit,
+            consistent_index = store.consistent_index(),
+            "starting local member"
+        );
+
+        let mem = MemStorage::new();
+        let conf = ConfState::from((
+            contents.snapshot.voters.clone(),
+            contents.snapshot.learners.clone(),
+        ));
+        mem.initialize_with_conf_state(conf);
+        let entries: Vec<Entry> = contents.entries.into_iter().map(to_raft_entry).collect();
+        if !entries.is_empty() {
+            mem.wl().append(&entries).map_err(start_err)?;
+        }
+        let hs = contents.hard_state;
+        let mut raft_hs = RaftHardState::default();
+        raft_hs.term = hs.term;
+        raft_hs.vote = hs.vote;
+        raft_hs.commit = hs.commit;
+        mem.wl().set_hardstate(raft_hs);
+
+        let raft_cfg = ::raft::Config {
+            id: member_id,
+            election_tick: cfg.election_ticks,
+            heartbeat_tick: 1,
+            applied: store.consistent_index().min(hs.commit),
+            pre_vote: true,
+            check_quorum: true,
+            max_size_per_msg: 1024 * 1024,
+            max_inflight_msgs: 512,
+            ..Default::default()
+        };
+        let logger = slog::Logger::root(slog::Discard, slog::o!());
+        let mut raw = ::raft::RawNode::new(&raft_cfg, mem, &logger).map_err(start_err)?;
+        let voters = contents.snapshot.voters;
+        if voters == [member_id] {
+            // A single voter needs no election timeout to lead.
+            raw.campaign().map_err(start_err)?;
+        }
+
+        let membership = Arc::new(Membership::new(members));
+        let cluster_version = Arc::new(ClusterVersion::load(&store).map_err(start_err)?);
+        let wait = Arc::new(Wait::default());
+        let (applied_tx, applied_rx) = watch::channel(store.consistent_index());
+        let (apply_tx, apply_rx) = crossbeam_channel::bounded(APPLY_CHANNEL_BOUND);
+        let (raft_tx, raft_rx) = crossbeam_channel::bounded(RAFT_CHANNEL_BOUND);
+        let raft_status = Arc::new(RaftStatus::default());
+
+        let applier = Applier {
+            store: store.clone(),
+            membership: membership.clone(),
+            cluster_version: cluster_version.clone(),
+            wait: wait.clone(),
+            applied: applied_tx,
+        };
+        let raft_loop = RaftLoop {
+            raw,
+            wal,
+            member_id,
+            tick: cfg.tick,
+            apply_tx,
+            applied_rx: applied_rx.clone(),
+            status: raft_status.clone(),
+            wait: wait.clone(),
+        };
+        let apply_thread = std::thread::Builder::new()
+            .name("apply".into())
+            .spawn(move || applier.run(apply_rx))
+            .map_err(start_err)?;
+        let raft_thread = std::thread::Builder::new()
+            .name("raft".into())
+            .spawn(move || raft_loop.run(raft_rx))
+            .map_err(start_err)?;
+
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        Ok(Arc::new(EtcdServer {
+            cfg,
+            member_id,
+            cluster_id,
+            store,
+            membership,
+            cluster_version,
+            raft_tx,
+            raft_status,
+            wait,
+            applied_rx,
+            // etcd's idutil: the member id's low 16 bits, then time, then a count.
+            next_id: AtomicU64::new(
+                ((member_id & 0xffff) << 48) | ((now_ms & 0xff_ffff_ffff) << 8),
+            ),
+            threads: Mutex::new(vec![raft_thread, apply_thread]),
+        }))
+    }
+
+    /// Creates the WAL and membership of a member of a new cluster.
+    fn bootstrap(
+        cfg: &ServerConfig,
+        store: &KvStore,
+    ) -> Result<(Wal, storage::wal::WalContents, Vec<Member>), StartError> {
+        let members: Vec<Member> = cfg
+            .initial_cluster
+            .iter()
+            .map(|m| Member {
+                id: compute_member_id(&m.peer_urls, &cfg.initial_cluster_token),
+                name: String::new(),
+                peer_urls: m.peer_urls.clone(),
+                client_urls: Vec::new(),
+                is_learner: false,
+            })
+            .collect();
+        let ids: Vec<u64> = members.iter().map(|m| m.id).collect();
+        let member_id = compute_member_id(&cfg.peer_urls, &cfg.initial_cluster_token);
+        let cluster_id = compute_cluster_id(&ids);
+        save_members(store.backend(), &members)?;
+        let metadata = Metadata {
+            member_id,
+            cluster_id,
+        };
+        let snapshot = SnapshotRecord {
+            index: 0,
+            term: 0,
+            voters: ids,
+            learners: Vec::new(),
+        };
+        let wal = Wal::create(&cfg.wal_dir, metadata, &snapshot).map_err(start_err)?;
+        let contents = storage::wal::WalContents {
+            metadata,
+            snapshot,
+            ..Default::default()
+        };
+        Ok((wal, contents, members))
+    }
+
+    /// The header every response carries; `revision` is the store revision
+    /// the response reflects.
+    pub fn header(&self, revision: i64) -> ResponseHeader {
+        ResponseHeader {
+            cluster_id: self.cluster_id,
+            member_id: self.member_id,
+            revision,
+            raft_term: self.term(),
+        }
+    }
+
+    /// The current leader's id, 0 when there is none.
+    pub fn leader(&self) -> u64 {
+        self.raft_status.leader.load(Ordering::Acquire)
+    }
+
+    /// The current raft term.
+    pub fn term(&self) -> u64 {
+        self.raft_status.term.load(Ordering::Acquire)
+    }
+
+    /// The raft commit index.
+    pub fn committed_index(&self) -> u64 {
+        self.raft_status.committed.load(Ordering::Acquire)
+    }
+
+    /// The index of the last applied entry.
+    pub fn applied_index(&self) -> u64 {
+        *self.applied_rx.borrow()
+    }
+
+    /// Proposes `req` through raft and waits until it is applied, within
+    /// the request timeout. Errors: `RequestTooLarge` over
+    /// `--max-request-bytes`, `Timeout`, `NoLeader`, `Stopped`, or the
+    /// request's own apply error.
+    pub async fn propose(&self, mut req: InternalRaftRequest) -> Result<Applied, EtcdError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        req.header = Some(RequestHeader {
+            id,
+            ..Default::default()
+        });
+        let data = req.encode_to_vec();
+        if data.len() > self.cfg.max_request_bytes {
+            return Err(EtcdError::RequestTooLarge);
+        }
+        let rx = self.wait.register(id);
+        if let Err(e) = self.send_to_raft(RaftMsg::Propose { id, data }) {
+            self.wait.cancel(id);
+            return Err(e);
+        }
+        match tokio::time::timeout(self.cfg.request_timeout, rx).await {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(_)) => Err(EtcdError::Stopped),
+            Err(_) => {
+                self.wait.cancel(id);
+                Err(EtcdError::Timeout)
+            }
+        }
+    }
+
+    /// Waits until a linearizable read may run: this member's leader
+    /// confirmed it is still leader (ReadIndex) and this member applied up
+    /// to that index. Errors: `Timeout`, `LeaderChanged`, `Stopped`.
+    pub async fn linearizable_read(&self) -> Result<(), EtcdError> {
+        let wait = async {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            self.send_to_raft(RaftMsg::ReadIndex(tx))?;
+            let index = rx.await.map_err(|_| EtcdError::LeaderChanged)?;
+            self.wait_applied(index).await
+        };
+        tokio::time::timeout(self.cfg.request_timeout, wait)
+            .await
+            .map_err(|_| EtcdError::Timeout)?
+    }
+
+    /// Queues `msg` for the raft loop; when its channel is full the caller
+    /// waits (back-pressure) on this worker thread.
+    fn send_to_raft(&self, msg: RaftMsg) -> Result<(), EtcdError> {
+        match self.raft_tx.try_send(msg) {
+            Ok(()) => Ok(()),
+            Err(crossbeam_channel::TrySendError::Full(msg)) => {
+                tokio::task::block_in_place(|| self.raft_tx.send(msg))
+                    .map_err(|_| EtcdError::Stopped)
+            }
+            Err(crossbeam_channel::TrySendError::Disconnected(_)) => Err(EtcdError::Stopped),
+        }
+    }
+
+    async fn wait_applied(&self, index: u64) -> Result<(), EtcdError> {
+        let mut rx = self.applied_rx.clone();
+        rx.wait_for(|applied| *applied >= index)
+            .await
+            .map(|_| ())
+            .map_err(|_| EtcdError::Stopped)
+    }
+
+    /// Publishes this member's name and client URLs through raft (etcd's
+    /// `publishV3`), retrying until it succeeds.
+    pub async fn publish(&self) {
+        let attrs = Attributes {
+            name: self.cfg.name.clone(),
+            client_urls: self.cfg.advertise_client_urls.clone(),
+        };
+        let req = InternalRaftRequest {
+            cluster_member_attr_set: Some(ClusterMemberAttrSetRequest {
+                member_id: self.member_id,
+                member_attributes: Some(attrs.clone()),
+            }),
+            ..Default::default()
+        };
+        loop {
+            match self.propose(req.clone()).await {
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "failed to publish local member to cluster through raft");
+                    tokio::time::sleep(self.cfg.tick).await;
+                }
+            }
+        }
+        tracing::info!(
+            local_member_id = %format!("{:x}", self.member_id),
+            local_member_attributes = %format!("{{Name:{} ClientURLs:[{}]}}", attrs.name, attrs.client_urls.join(" ")),
+            cluster_id = %format!("{:x}", self.cluster_id),
+            "published local member to cluster through raft"
+        );
+    }
+
+    /// Sets the cluster version through raft when this member leads and
+    /// none is set yet; logs the version in force otherwise.
+    pub async fn ensure_cluster_version(&self) {
+        if let Some(v) = self.cluster_version.get() {
+            tracing::info!(cluster_version = %v, "set cluster version from store");
+            return;
+        }
+        if self.leader() != self.member_id {
+            return;
+        }
+        let req = InternalRaftRequest {
+            cluster_version_set: Some(ClusterVersionSetRequest {
+                ver: CLUSTER_VERSION.to_string(),
+            }),
+            ..Default::default()
+        };
+        if let Err(e) = self.propose(req).await {
+            tracing::warn!(error = %e, "failed to set the initial cluster version");
+        }
+    }
+
+    /// Stops raft and the apply stage; the backend is made durable.
+    pub fn stop(&self) {
+        let _ = self.raft_tx.send(RaftMsg::Stop);
+        let threads = std::mem::take(&mut *self.threads.lock().expect("threads lock"));
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+
+    /// Where the data lives, for logs.
+    pub fn data_dir(&self) -> &Path {
+        &self.cfg.data_dir
+    }
+}

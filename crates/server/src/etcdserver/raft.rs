@@ -1,0 +1,245 @@
+//! The raft loop: one thread that owns the `raft::RawNode` (raft-rs) and
+//! the WAL.
+//!
+//! It ticks every heartbeat interval, takes proposals and read-index
+//! requests from a bounded channel (draining everything queued before the
+//! next `Ready`, so many proposals share one fsync: group commit), and on
+//! each `Ready` appends entries and hard state to the WAL with one fsync,
+//! then hands committed entries to the apply stage. Concurrent linearizable
+//! reads share one ReadIndex round.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use raft::prelude::{Entry, HardState as RaftHardState};
+use raft::storage::MemStorage;
+use raft::RawNode;
+use storage::wal::{EntryRef, HardState, Wal};
+use tokio::sync::{oneshot, watch};
+
+use super::apply::ApplyOutcome;
+use super::wait::Wait;
+use crate::rpctypes::EtcdError;
+
+/// Most messages taken from the channel before a `Ready` is processed.
+const MAX_BATCH: usize = 4096;
+
+/// A request to the raft loop.
+pub enum RaftMsg {
+    /// Propose an encoded `InternalRaftRequest` whose waiter is `id`.
+    Propose {
+        /// The request id its waiter is registered under.
+        id: u64,
+        /// The encoded request.
+        data: Vec<u8>,
+    },
+    /// Ask for a read index; answered once this member's leader confirmed
+    /// its leadership, with the commit index to wait for.
+    ReadIndex(oneshot::Sender<u64>),
+    /// Stop the loop.
+    Stop,
+}
+
+/// What the raft loop last saw, for Status and response headers.
+#[derive(Default)]
+pub struct RaftStatus {
+    /// The leader's id, 0 when there is none.
+    pub leader: AtomicU64,
+    /// The current term.
+    pub term: AtomicU64,
+    /// The commit index.
+    pub committed: AtomicU64,
+}
+
+/// The raft loop's state.
+pub struct RaftLoop {
+    /// The raft node with its in-memory log.
+    pub raw: RawNode<MemStorage>,
+    /// The WAL the log is made durable in.
+    pub wal: Wal,
+    /// This member's id.
+    pub member_id: u64,
+    /// One tick.
+    pub tick: Duration,
+    /// Committed entries go here, in order.
+    pub apply_tx: Sender<Vec<Entry>>,
+    /// The apply stage's applied index.
+    pub applied_rx: watch::Receiver<u64>,
+    /// Status shared with the server.
+    pub status: Arc<RaftStatus>,
+    /// Waiters, told when a proposal is dropped.
+    pub wait: Arc<Wait<ApplyOutcome>>,
+}
+
+struct Reads {
+    pending: Vec<oneshot::Sender<u64>>,
+    inflight: HashMap<u64, Vec<oneshot::Sender<u64>>>,
+    next_ctx: u64,
+}
+
+fn to_wal_hs(hs: &RaftHardState) -> HardState {
+    HardState {
+        term: hs.term,
+        vote: hs.vote,
+        commit: hs.commit,
+    }
+}
+
+fn to_entry_ref(e: &Entry) -> EntryRef<'_> {
+    EntryRef {
+        index: e.index,
+        term: e.term,
+        entry_type: e.get_entry_type() as i32,
+        data: &e.data,
+        context: &e.context,
+    }
+}
+
+impl RaftLoop {
+    /// Runs until [`RaftMsg::Stop`] or until every sender is gone. A WAL
+    /// failure stops the member: it cannot promise durability any more.
+    pub fn run(mut self, rx: Receiver<RaftMsg>) {
+        let mut reads = Reads {
+            pending: Vec::new(),
+            inflight: HashMap::new(),
+            next_ctx: 1,
+        };
+        let mut next_tick = Instant::now() + self.tick;
+        let mut last_leader = 0;
+        loop {
+            let timeout = next_tick.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(timeout) {
+                Ok(msg) => {
+                    if !self.handle(msg, &mut reads) {
+                        return;
+                    }
+                    for msg in rx.try_iter().take(MAX_BATCH) {
+                        if !self.handle(msg, &mut reads) {
+                            return;
+                        }
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+            let now = Instant::now();
+            if now >= next_tick {
+                self.raw.tick();
+                next_tick = (next_tick + self.tick).max(now);
+            }
+            if !reads.pending.is_empty() {
+                let ctx = reads.next_ctx;
+                reads.next_ctx += 1;
+                self.raw.read_index(ctx.to_be_bytes().to_vec());
+                reads
+                    .inflight
+                    .insert(ctx, std::mem::take(&mut reads.pending));
+            }
+            self.advance_applied();
+            if let Err(e) = self.on_ready(&mut reads) {
+                tracing::error!(error = %e, "failed to write to the WAL; stopping raft");
+                return;
+            }
+            let leader = self.raw.raft.leader_id;
+            let term = self.raw.raft.term;
+            if leader != last_leader {
+                if leader == 0 {
+                    tracing::info!(
+                        "raft.node: {:x} lost leader {:x} at term {}",
+                        self.member_id,
+                        last_leader,
+                        term
+                    );
+                } else {
+                    tracing::info!(
+                        "raft.node: {:x} elected leader {:x} at term {}",
+                        self.member_id,
+                        leader,
+                        term
+                    );
+                }
+                // Reads waiting on the old leader's confirmation fail now.
+                reads.inflight.clear();
+                last_leader = leader;
+            }
+            self.status.leader.store(leader, Ordering::Release);
+            self.status.term.store(term, Ordering::Release);
+            self.status
+                .committed
+                .store(self.raw.raft.raft_log.committed, Ordering::Release);
+        }
+    }
+
+    /// Handles one message; false on Stop.
+    fn handle(&mut self, msg: RaftMsg, reads: &mut Reads) -> bool {
+        match msg {
+            RaftMsg::Propose { id, data } => {
+                if self.raw.propose(Vec::new(), data).is_err() {
+                    self.wait.trigger(id, Err(EtcdError::NoLeader));
+                }
+            }
+            RaftMsg::ReadIndex(reply) => reads.pending.push(reply),
+            RaftMsg::Stop => return false,
+        }
+        true
+    }
+
+    /// Tells raft how far the apply stage got.
+    fn advance_applied(&mut self) {
+        let log = &self.raw.raft.raft_log;
+        let applied = (*self.applied_rx.borrow())
+            .min(log.committed)
+            .min(log.persisted);
+        if applied > log.applied {
+            self.raw.advance_apply_to(applied);
+        }
+    }
+
+    fn on_ready(&mut self, reads: &mut Reads) -> Result<(), storage::wal::WalError> {
+        if !self.raw.has_ready() {
+            return Ok(());
+        }
+        let mut rd = self.raw.ready();
+        self.send_to_apply(rd.take_committed_entries());
+        if !rd.entries().is_empty() || rd.hs().is_some() {
+            self.wal.save(
+                rd.hs().map(to_wal_hs),
+                rd.entries().iter().map(to_entry_ref),
+            )?;
+            let store = self.raw.mut_store();
+            if !rd.entries().is_empty() {
+                store
+                    .wl()
+                    .append(rd.entries())
+                    .expect("entries follow the log");
+            }
+            if let Some(hs) = rd.hs() {
+                store.wl().set_hardstate(hs.clone());
+            }
+        }
+        for rs in rd.take_read_states() {
+            let ctx = rs.request_ctx.as_slice().try_into().map(u64::from_be_bytes);
+            if let Some(waiters) = ctx.ok().and_then(|c| reads.inflight.remove(&c)) {
+                for w in waiters {
+                    let _ = w.send(rs.index);
+                }
+            }
+        }
+        let mut light = self.raw.advance_append(rd);
+        if let Some(commit) = light.commit_index() {
+            self.raw.mut_store().wl().mut_hard_state().commit = commit;
+        }
+        self.send_to_apply(light.take_committed_entries());
+        Ok(())
+    }
+
+    fn send_to_apply(&self, entries: Vec<Entry>) {
+        if !entries.is_empty() {
+            // Blocks when the apply stage is behind: back-pressure on raft.
+            let _ = self.apply_tx.send(entries);
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! Every client-visible error in one table (etcd's `rpctypes`): the gRPC
+//! code and the exact message, defined once. Handlers and the apply stage
+//! return [`EtcdError`]; it becomes a `tonic::Status` only here. Client
+//! libraries map errors by these strings, so they must never drift.
+
+use storage::MvccError;
+use tonic::{Code, Status};
+
+/// An error a client sees, by etcd's name for it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EtcdError {
+    /// `ErrGRPCEmptyKey`.
+    #[error("etcdserver: key is not provided")]
+    EmptyKey,
+    /// `ErrGRPCKeyNotFound`.
+    #[error("etcdserver: key not found")]
+    KeyNotFound,
+    /// `ErrGRPCValueProvided`.
+    #[error("etcdserver: value is provided")]
+    ValueProvided,
+    /// `ErrGRPCLeaseProvided`.
+    #[error("etcdserver: lease is provided")]
+    LeaseProvided,
+    /// `ErrGRPCTooManyOps`.
+    #[error("etcdserver: too many operations in txn request")]
+    TooManyOps,
+    /// `ErrGRPCDuplicateKey`.
+    #[error("etcdserver: duplicate key given in txn request")]
+    DuplicateKey,
+    /// `ErrGRPCInvalidSortOption`.
+    #[error("etcdserver: invalid sort option")]
+    InvalidSortOption,
+    /// `ErrGRPCCompacted`.
+    #[error("etcdserver: mvcc: required revision has been compacted")]
+    Compacted,
+    /// `ErrGRPCFutureRev`.
+    #[error("etcdserver: mvcc: required revision is a future revision")]
+    FutureRev,
+    /// `ErrGRPCLeaseNotFound`.
+    #[error("etcdserver: requested lease not found")]
+    LeaseNotFound,
+    /// `ErrGRPCRequestTooLarge`.
+    #[error("etcdserver: request is too large")]
+    RequestTooLarge,
+    /// `ErrGRPCNoLeader`.
+    #[error("etcdserver: no leader")]
+    NoLeader,
+    /// `ErrGRPCLeaderChanged`.
+    #[error("etcdserver: leader changed")]
+    LeaderChanged,
+    /// `ErrGRPCTimeout`.
+    #[error("etcdserver: request timed out")]
+    Timeout,
+    /// `ErrGRPCStopped`.
+    #[error("etcdserver: server stopped")]
+    Stopped,
+    /// A failure of this member's storage; the text says what failed.
+    #[error("etcdserver: {0}")]
+    Internal(String),
+}
+
+impl EtcdError {
+    /// The gRPC status code etcd returns with this error.
+    pub fn code(&self) -> Code {
+        use EtcdError::*;
+        match self {
+            EmptyKey | KeyNotFound | ValueProvided | LeaseProvided | TooManyOps | DuplicateKey
+            | InvalidSortOption | RequestTooLarge => Code::InvalidArgument,
+            Compacted | FutureRev => Code::OutOfRange,
+            LeaseNotFound => Code::NotFound,
+            NoLeader | LeaderChanged | Timeout | Stopped => Code::Unavailable,
+            Internal(_) => Code::Internal,
+        }
+    }
+}
+
+impl From<EtcdError> for Status {
+    fn from(e: EtcdError) -> Status {
+        Status::new(e.code(), e.to_string())
+    }
+}
+
+impl From<MvccError> for EtcdError {
+    fn from(e: MvccError) -> EtcdError {
+        match e {
+            MvccError::Compacted => EtcdError::Compacted,
+            MvccError::FutureRev => EtcdError::FutureRev,
+            other => EtcdError::Internal(other.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_carry_etcd_codes_and_texts() {
+        let s = Status::from(EtcdError::Compacted);
+        assert_eq!(s.code(), Code::OutOfRange);
+        assert_eq!(
+            s.message(),
+            "etcdserver: mvcc: required revision has been compacted"
+        );
+        let s = Status::from(EtcdError::EmptyKey);
+        assert_eq!(
+            (s.code(), s.message()),
+            (Code::InvalidArgument, "etcdserver: key is not provided")
+        );
+    }
+}

@@ -1,0 +1,120 @@
+//! The KV service (etcd `etcdserverpb.KV`): checks each request, reads
+//! locally (after a ReadIndex round unless serializable) or proposes
+//! writes through raft, and fills the response header.
+
+use std::sync::Arc;
+
+use api::etcdserverpb::kv_server::Kv;
+use api::etcdserverpb::{
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse,
+    InternalRaftRequest, PutRequest, PutResponse, RangeRequest, RangeResponse, ResponseHeader,
+    TxnRequest, TxnResponse,
+};
+use tonic::{Request, Response, Status};
+
+use super::validate;
+use crate::etcdserver::apply::Applied;
+use crate::etcdserver::{kvops, EtcdServer};
+use crate::rpctypes::EtcdError;
+
+/// The KV service on a member.
+pub struct KvService {
+    server: Arc<EtcdServer>,
+}
+
+impl KvService {
+    /// The service for `server`.
+    pub fn new(server: Arc<EtcdServer>) -> Self {
+        KvService { server }
+    }
+
+    fn header(&self, h: Option<ResponseHeader>) -> Option<ResponseHeader> {
+        Some(self.server.header(h.map_or(0, |h| h.revision)))
+    }
+}
+
+fn unexpected(what: &Applied) -> Status {
+    EtcdError::Internal(format!("unexpected apply result {what:?}")).into()
+}
+
+#[tonic::async_trait]
+impl Kv for KvService {
+    async fn range(&self, req: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
+        let r = req.into_inner();
+        validate::range(&r)?;
+        if !r.serializable {
+            self.server.linearizable_read().await?;
+        }
+        let mut resp = kvops::range(&*self.server.store, &r)?;
+        resp.header = self.header(resp.header);
+        Ok(Response::new(resp))
+    }
+
+    async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
+        let r = req.into_inner();
+        validate::put(&r)?;
+        let req = InternalRaftRequest {
+            put: Some(r),
+            ..Default::default()
+        };
+        match self.server.propose(req).await? {
+            Applied::Put(mut resp) => {
+                resp.header = self.header(resp.header);
+                Ok(Response::new(resp))
+            }
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn delete_range(
+        &self,
+        req: Request<DeleteRangeRequest>,
+    ) -> Result<Response<DeleteRangeResponse>, Status> {
+        let r = req.into_inner();
+        validate::delete_range(&r)?;
+        let req = InternalRaftRequest {
+            delete_range: Some(r),
+            ..Default::default()
+        };
+        match self.server.propose(req).await? {
+            Applied::DeleteRange(mut resp) => {
+                resp.header = self.header(resp.header);
+                Ok(Response::new(resp))
+            }
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn txn(&self, req: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
+        let r = req.into_inner();
+        validate::txn(&r, self.server.cfg.max_txn_ops)?;
+        let req = InternalRaftRequest {
+            txn: Some(r),
+            ..Default::default()
+        };
+        match self.server.propose(req).await? {
+            Applied::Txn(mut resp) => {
+                resp.header = self.header(resp.header);
+                Ok(Response::new(resp))
+            }
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn compact(
+        &self,
+        req: Request<CompactionRequest>,
+    ) -> Result<Response<CompactionResponse>, Status> {
+        let req = InternalRaftRequest {
+            compaction: Some(req.into_inner()),
+            ..Default::default()
+        };
+        match self.server.propose(req).await? {
+            Applied::Compaction(mut resp) => {
+                resp.header = self.header(resp.header);
+                Ok(Response::new(resp))
+            }
+            other => Err(unexpected(&other)),
+        }
+    }
+}
