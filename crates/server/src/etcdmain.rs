@@ -57,7 +57,10 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(run(scfg)) {
+    let result = rt.block_on(run(scfg));
+    // Connections still open are cut; nothing waits on them past this.
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "etcd-rs stopped with an error");

@@ -313,6 +313,16 @@ impl Member {
         child.wait().expect("reaping the killed member failed");
     }
 
+    /// Sends SIGTERM and waits (bounded) for the process to exit; returns
+    /// its exit status. Panics if it does not exit in time.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self
+            .child
+            .take()
+            .unwrap_or_else(|| panic!("terminate: member {} is not running", self.name));
+        crate::process::terminate(&mut child, READY_LIMIT)
+    }
+
     /// Starts the process again on the same data dir, ports and flags, and
     /// waits until it is healthy.
     pub async fn restart(&mut self) {

@@ -176,3 +176,27 @@ impl Output {
         format!("{}{}", self.stdout, self.stderr)
     }
 }
+
+/// Sends SIGTERM to `child` and waits up to `limit` for it to exit; returns
+/// its exit status. If it is still running then, it is SIGKILLed and reaped,
+/// and this panics: a server must stop on SIGTERM.
+pub fn terminate(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let pid = child.id().to_string();
+    let sent = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("cannot run kill");
+    assert!(sent.success(), "kill -TERM {pid} failed");
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("waiting for the child failed") {
+            return status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("process {pid} did not exit within {limit:?} of SIGTERM");
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}

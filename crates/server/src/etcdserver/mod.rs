@@ -157,11 +157,12 @@ impl EtcdServer {
             mem.wl().append(&entries).map_err(start_err)?;
         }
         let hs = contents.hard_state;
-        let mut raft_hs = RaftHardState::default();
-        raft_hs.term = hs.term;
-        raft_hs.vote = hs.vote;
-        raft_hs.commit = hs.commit;
-        mem.wl().set_hardstate(raft_hs);
+        mem.wl().set_hardstate(RaftHardState {
+            term: hs.term,
+            vote: hs.vote,
+            commit: hs.commit,
+            ..Default::default()
+        });
 
         let raft_cfg = ::raft::Config {
             id: member_id,

@@ -120,7 +120,7 @@ impl Wal {
             file,
             seq: last.seq,
             offset: end_offset,
-            metadata: contents.metadata.clone(),
+            metadata: contents.metadata,
             last_index,
             hard_state: contents.hard_state,
             buf: Vec::new(),

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Runs every check and test of etcd-rs: formatting, clippy, unit tests and
+# the black-box integration tests against the built `etcd`.
+#
+# The integration tests drive our server with the real Go etcdctl (Debian
+# package etcd-client), compare it with the reference etcd (etcd-server), and
+# the etcd-client crate they use needs protoc (protobuf-compiler). Whatever
+# of these is missing is installed here; if that fails, this script fails.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+die() { echo "scripts/test.sh: error: $*" >&2; exit 1; }
+
+missing=()
+[ -x /usr/bin/etcd ] || missing+=(etcd-server)
+[ -x /usr/bin/etcdctl ] || missing+=(etcd-client)
+command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "scripts/test.sh: installing ${missing[*]}" >&2
+    sudo=""
+    if [ "$(id -u)" != 0 ]; then
+        command -v sudo >/dev/null 2>&1 || die "need root or sudo to install ${missing[*]}"
+        sudo=sudo
+    fi
+    command -v apt-get >/dev/null 2>&1 || die "apt-get not found: install ${missing[*]} by hand"
+    $sudo apt-get update -qq || die "apt-get update failed"
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null \
+        || die "could not install ${missing[*]}"
+fi
+[ -x /usr/bin/etcd ] || die "/usr/bin/etcd (etcd-server) is still missing"
+[ -x /usr/bin/etcdctl ] || die "/usr/bin/etcdctl (etcd-client) is still missing"
+command -v protoc >/dev/null 2>&1 || die "protoc (protobuf-compiler) is still missing"
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+# The integration tests start the `etcd` binary of this build.
+cargo build --workspace --bins
+timeout 3000 cargo test --workspace
