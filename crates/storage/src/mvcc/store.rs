@@ -13,6 +13,8 @@ use std::sync::RwLock;
 use api::mvccpb::KeyValue;
 use prost::Message;
 use redb::{ReadableTable, WriteTransaction};
+#[cfg(test)]
+use redb::ReadableTableMetadata;
 
 use super::key_index::{KeyAt, RangeEnd, TreeIndex};
 use super::revision::Revision;
@@ -409,5 +411,99 @@ impl StoreTxn<'_> {
             self.store.consistent_index.store(index, Ordering::Release);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(dir: &std::path::Path) -> KvStore {
+        KvStore::open(Backend::open(&dir.join("db")).unwrap()).unwrap()
+    }
+
+    fn put(s: &KvStore, key: &str, value: &str) -> i64 {
+        let mut t = s.begin().unwrap();
+        t.put(key.as_bytes(), value.as_bytes(), 0).unwrap();
+        let rev = t.end_request();
+        t.commit().unwrap();
+        rev
+    }
+
+    fn get(s: &KvStore, key: &str, rev: i64) -> Result<Option<KeyValue>, MvccError> {
+        let opts = RangeOptions {
+            rev,
+            ..Default::default()
+        };
+        Ok(s.range(key.as_bytes(), RangeEnd::Single, opts)?.kvs.pop())
+    }
+
+    #[test]
+    fn revisions_versions_and_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        assert_eq!(s.current_revision(), 1, "a new store is at revision 1, as etcd's");
+        assert_eq!(put(&s, "a", "1"), 2);
+        assert_eq!(put(&s, "a", "2"), 3);
+        let kv = get(&s, "a", 0).unwrap().unwrap();
+        assert_eq!((kv.create_revision, kv.mod_revision, kv.version), (2, 3, 2));
+        assert_eq!(get(&s, "a", 2).unwrap().unwrap().value, b"1");
+        assert!(matches!(get(&s, "a", 4), Err(MvccError::FutureRev)));
+        let mut t = s.begin().unwrap();
+        assert_eq!(t.delete_range(b"a", RangeEnd::Single).unwrap(), 1);
+        assert_eq!(t.end_request(), 4);
+        // Deleting nothing changes no revision.
+        assert_eq!(t.delete_range(b"a", RangeEnd::Single).unwrap(), 0);
+        assert_eq!(t.end_request(), 4);
+        t.commit().unwrap();
+        assert_eq!(get(&s, "a", 0).unwrap(), None);
+        assert_eq!(put(&s, "a", "3"), 5);
+        let kv = get(&s, "a", 0).unwrap().unwrap();
+        assert_eq!((kv.create_revision, kv.version), (5, 1), "a new generation");
+    }
+
+    #[test]
+    fn batch_is_invisible_until_commit_but_reads_its_own_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        put(&s, "a", "1");
+        let mut t = s.begin().unwrap();
+        t.put(b"a", b"2", 0).unwrap();
+        let own = t.range(b"a", RangeEnd::Single, RangeOptions::default()).unwrap();
+        assert_eq!(own.kvs[0].value, b"2");
+        assert_eq!(get(&s, "a", 0).unwrap().unwrap().value, b"1");
+        t.end_request();
+        t.commit().unwrap();
+        assert_eq!(get(&s, "a", 0).unwrap().unwrap().value, b"2");
+    }
+
+    #[test]
+    fn compaction_removes_old_versions_and_survives_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = open(dir.path());
+            put(&s, "a", "1"); // 2
+            put(&s, "a", "2"); // 3
+            put(&s, "b", "1"); // 4
+            let mut t = s.begin().unwrap();
+            t.delete_range(b"b", RangeEnd::Single).unwrap(); // 5
+            t.end_request();
+            t.compact(5).unwrap();
+            assert!(matches!(t.compact(5), Err(MvccError::Compacted)));
+            t.commit().unwrap();
+            assert!(matches!(get(&s, "a", 4), Err(MvccError::Compacted)));
+            assert_eq!(get(&s, "a", 5).unwrap().unwrap().value, b"2");
+        }
+        let s = open(dir.path());
+        assert_eq!(s.current_revision(), 5);
+        assert_eq!(s.compact_revision(), 5);
+        let kv = get(&s, "a", 0).unwrap().unwrap();
+        assert_eq!((kv.create_revision, kv.mod_revision, kv.version), (2, 3, 2));
+        assert_eq!(get(&s, "b", 0).unwrap(), None);
+        assert_eq!(put(&s, "a", "3"), 6);
+        assert_eq!(get(&s, "a", 0).unwrap().unwrap().version, 3);
+        // Only a's latest revision below the compaction and its new one remain.
+        let rtx = s.backend().read().unwrap();
+        assert_eq!(rtx.open_table(KEY_TABLE).unwrap().len().unwrap(), 2);
     }
 }
