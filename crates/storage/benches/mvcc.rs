@@ -34,7 +34,8 @@ fn put(c: &mut Criterion) {
                 let mut t = s.begin().unwrap();
                 for _ in 0..per_batch {
                     n += 1;
-                    t.put(format!("key/{:08}", n % 10_000).as_bytes(), &VALUE, 0).unwrap();
+                    t.put(format!("key/{:08}", n % 10_000).as_bytes(), &VALUE, 0)
+                        .unwrap();
                     t.end_request();
                 }
                 t.commit().unwrap();
@@ -51,7 +52,10 @@ fn range(c: &mut Criterion) {
     g.bench_function("1 key of 10000", |b| {
         b.iter_batched(
             || format!("key/{:08}", fastrand_index()),
-            |k| s.range(k.as_bytes(), RangeEnd::Single, RangeOptions::default()).unwrap(),
+            |k| {
+                s.range(k.as_bytes(), RangeEnd::Single, RangeOptions::default())
+                    .unwrap()
+            },
             BatchSize::SmallInput,
         )
     });
@@ -59,7 +63,11 @@ fn range(c: &mut Criterion) {
     g.bench_function("1000 keys of 10000", |b| {
         b.iter(|| {
             let r = s
-                .range(b"key/00002000", RangeEnd::Before(b"key/00003000"), RangeOptions::default())
+                .range(
+                    b"key/00002000",
+                    RangeEnd::Before(b"key/00003000"),
+                    RangeOptions::default(),
+                )
                 .unwrap();
             assert_eq!(r.kvs.len(), 1000);
             r

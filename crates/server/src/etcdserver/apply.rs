@@ -141,6 +141,13 @@ impl Applier {
                 match InternalRaftRequest::decode(e.data.as_ref()) {
                     Ok(req) => {
                         let outcome = self.apply_request(&mut txn, &req);
+                        if let Err(e) = &outcome {
+                            if txn.read_rev() != txn.revision() {
+                                // Checks run before changes; an error after
+                                // one would commit half a request.
+                                super::fatal("a request failed after changing the store", e);
+                            }
+                        }
                         txn.end_request();
                         if let Some(h) = req.header {
                             answers.push((h.id, outcome));

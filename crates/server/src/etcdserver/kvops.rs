@@ -204,14 +204,14 @@ fn compare_kv(c: &Compare, kv: &KeyValue) -> bool {
             TargetUnion::Lease(v) => Some(*v),
             _ => None,
         })),
-        Err(_) => return false,
+        Err(_) => Ordering::Equal,
     };
     match CompareResult::try_from(c.result) {
         Ok(CompareResult::Equal) => ord == Ordering::Equal,
         Ok(CompareResult::NotEqual) => ord != Ordering::Equal,
         Ok(CompareResult::Greater) => ord == Ordering::Greater,
         Ok(CompareResult::Less) => ord == Ordering::Less,
-        Err(_) => false,
+        Err(_) => true,
     }
 }
 
@@ -254,17 +254,27 @@ fn txn_path(view: &impl ReadView, t: &TxnRequest, path: &mut Vec<bool>) -> Resul
     Ok(())
 }
 
-/// Checks the ops on `path` before any runs: puts' leases and keys.
+/// Checks the ops on `path` before any runs, against the state before the
+/// txn (etcd's `checkRequests`): puts' leases and keys, and the revisions
+/// ranges ask for.
 fn check_ops(
-    view: &impl ReadView,
+    txn: &StoreTxn<'_>,
     t: &TxnRequest,
     path: &mut std::slice::Iter<'_, bool>,
 ) -> Result<(), EtcdError> {
     let ok = *path.next().expect("path covers every taken txn");
     for op in if ok { &t.success } else { &t.failure } {
         match &op.request {
-            Some(Request::RequestPut(p)) => check_put(view, p)?,
-            Some(Request::RequestTxn(nested)) => check_ops(view, nested, path)?,
+            Some(Request::RequestPut(p)) => check_put(txn, p)?,
+            Some(Request::RequestRange(r)) if r.revision > 0 => {
+                if r.revision > txn.revision() {
+                    return Err(EtcdError::FutureRev);
+                }
+                if r.revision < txn.compact_revision() {
+                    return Err(EtcdError::Compacted);
+                }
+            }
+            Some(Request::RequestTxn(nested)) => check_ops(txn, nested, path)?,
             _ => {}
         }
     }
@@ -312,4 +322,56 @@ fn run_ops(
         succeeded,
         responses,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use api::etcdserverpb::RequestOp;
+    use storage::{Backend, KvStore};
+
+    use super::*;
+
+    fn op(r: Request) -> RequestOp {
+        RequestOp { request: Some(r) }
+    }
+
+    #[test]
+    fn txn_reading_a_compacted_revision_fails_before_any_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = KvStore::open(Backend::open(&dir.path().join("db")).unwrap()).unwrap();
+        let mut t = store.begin().unwrap();
+        for v in ["1", "2"] {
+            t.put(b"a", v.as_bytes(), 0).unwrap();
+            t.end_request();
+        }
+        t.compact(3).unwrap();
+        t.commit().unwrap();
+
+        let mut t = store.begin().unwrap();
+        let req = TxnRequest {
+            success: vec![
+                op(Request::RequestPut(PutRequest {
+                    key: b"b".to_vec(),
+                    ..Default::default()
+                })),
+                op(Request::RequestRange(RangeRequest {
+                    key: b"a".to_vec(),
+                    revision: 2,
+                    ..Default::default()
+                })),
+            ],
+            ..Default::default()
+        };
+        assert_eq!(txn(&mut t, &req).unwrap_err(), EtcdError::Compacted);
+        assert_eq!(t.read_rev(), t.revision(), "the put did not run");
+        let future = TxnRequest {
+            success: vec![op(Request::RequestRange(RangeRequest {
+                key: b"a".to_vec(),
+                revision: 4,
+                ..Default::default()
+            }))],
+            ..Default::default()
+        };
+        assert_eq!(txn(&mut t, &future).unwrap_err(), EtcdError::FutureRev);
+    }
 }

@@ -67,6 +67,26 @@ pub struct EtcdServer {
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
+/// Stops the process after an error the member cannot survive without
+/// breaking a promise (a failed fsync, a half-applied entry), as etcd's
+/// fatal log does.
+pub fn fatal(msg: &str, error: &dyn std::fmt::Display) -> ! {
+    tracing::error!(error = %error, "{msg}");
+    std::process::exit(1)
+}
+
+/// Makes a panic in a member thread stop the whole process: a raft loop
+/// or apply stage that is gone leaves nothing to answer clients.
+struct ExitOnPanic(&'static str);
+
+impl Drop for ExitOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            fatal("member thread panicked", &self.0);
+        }
+    }
+}
+
 /// A start-up failure, with the text etcd would log.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -129,6 +149,13 @@ impl EtcdServer {
             let members = load_members(store.backend())?;
             (wal, contents, members)
         } else {
+            if store.consistent_index() > 0 {
+                return Err(StartError(format!(
+                    "the backend has applied entries up to index {} but the WAL in {} is missing",
+                    store.consistent_index(),
+                    cfg.wal_dir.display()
+                )));
+            }
             if !cfg.new_cluster {
                 return Err(StartError(
                     "joining an existing cluster (--initial-cluster-state=existing) is not supported yet".into(),
@@ -210,11 +237,17 @@ impl EtcdServer {
         };
         let apply_thread = std::thread::Builder::new()
             .name("apply".into())
-            .spawn(move || applier.run(apply_rx))
+            .spawn(move || {
+                let _guard = ExitOnPanic("apply");
+                applier.run(apply_rx)
+            })
             .map_err(start_err)?;
         let raft_thread = std::thread::Builder::new()
             .name("raft".into())
-            .spawn(move || raft_loop.run(raft_rx))
+            .spawn(move || {
+                let _guard = ExitOnPanic("raft");
+                raft_loop.run(raft_rx)
+            })
             .map_err(start_err)?;
 
         let now_ms = SystemTime::now()

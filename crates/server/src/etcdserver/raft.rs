@@ -100,7 +100,7 @@ fn to_entry_ref(e: &Entry) -> EntryRef<'_> {
 
 impl RaftLoop {
     /// Runs until [`RaftMsg::Stop`] or until every sender is gone. A WAL
-    /// failure stops the member: it cannot promise durability any more.
+    /// failure stops the process: it cannot promise durability any more.
     pub fn run(mut self, rx: Receiver<RaftMsg>) {
         let mut reads = Reads {
             pending: Vec::new(),
@@ -140,8 +140,7 @@ impl RaftLoop {
             }
             self.advance_applied();
             if let Err(e) = self.on_ready(&mut reads) {
-                tracing::error!(error = %e, "failed to write to the WAL; stopping raft");
-                return;
+                super::fatal("failed to write to the WAL", &e);
             }
             let leader = self.raw.raft.leader_id;
             let term = self.raw.raft.term;

@@ -64,26 +64,26 @@ fn check_txn(r: &TxnRequest, max_ops: usize) -> Result<(), EtcdError> {
             Some(Request::RequestRange(x)) => range(x)?,
             Some(Request::RequestPut(x)) => put(x)?,
             Some(Request::RequestDeleteRange(x)) => delete_range(x)?,
-            Some(Request::RequestTxn(x)) => check_txn(x, max_ops)?,
+            Some(Request::RequestTxn(x)) => check_txn(x, max_ops.saturating_sub(ops))?,
             None => return Err(EtcdError::KeyNotFound),
         }
     }
     Ok(())
 }
 
-/// A deleted key range: `[start, end)`, `end` `None` for unbounded.
+/// A deleted key range `[start, end)`, or the key `start` alone when `end`
+/// is empty. As in etcd's check, an end of `\0` makes an empty interval.
 struct Del {
     start: Vec<u8>,
-    end: Option<Vec<u8>>,
-    single: bool,
+    end: Vec<u8>,
 }
 
 impl Del {
     fn contains(&self, k: &[u8]) -> bool {
-        if self.single {
+        if self.end.is_empty() {
             return k == self.start.as_slice();
         }
-        k >= self.start.as_slice() && self.end.as_deref().is_none_or(|e| k < e)
+        k >= self.start.as_slice() && k < self.end.as_slice()
     }
 }
 
@@ -96,11 +96,7 @@ fn intervals(ops: &[RequestOp]) -> Result<(Vec<Vec<u8>>, Vec<Del>), EtcdError> {
         if let Some(Request::RequestDeleteRange(d)) = &op.request {
             dels.push(Del {
                 start: d.key.clone(),
-                end: match d.range_end.as_slice() {
-                    [0] => None,
-                    e => Some(e.to_vec()),
-                },
-                single: d.range_end.is_empty(),
+                end: d.range_end.clone(),
             });
         }
     }

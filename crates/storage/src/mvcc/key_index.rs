@@ -109,6 +109,27 @@ impl KeyIndex {
         })
     }
 
+    /// The revision [`KeyIndex::compact`] would keep at `at_rev`, if any.
+    fn keep(&self, at_rev: i64) -> Option<Revision> {
+        let last = self.generations.len().checked_sub(1)?;
+        let mut gi = 0;
+        while gi < last
+            && self.generations[gi]
+                .revs
+                .last()
+                .is_some_and(|t| t.main <= at_rev)
+        {
+            gi += 1;
+        }
+        let g = &self.generations[gi];
+        let n = g.revs.iter().rposition(|r| r.main <= at_rev)?;
+        // A closed generation left with only its tombstone keeps nothing.
+        if gi != last && g.revs.len() - n == 1 {
+            return None;
+        }
+        Some(g.revs[n])
+    }
+
     /// Drops revisions at or below `at_rev` except the latest live one,
     /// which is added to `keep`. Returns true when nothing is left.
     fn compact(&mut self, at_rev: i64, keep: &mut HashSet<Revision>) -> bool {
@@ -210,13 +231,16 @@ impl TreeIndex {
         created_main: i64,
         ver: i64,
     ) {
-        let ki = self.keys.entry(key.to_vec()).or_default();
         if tombstone {
-            if ki.is_live() {
+            // A tombstone whose puts were compacted away deletes nothing.
+            if let Some(ki) = self.keys.get_mut(key).filter(|ki| ki.is_live()) {
                 ki.tombstone(rev);
             }
         } else {
-            ki.restore(rev, created_main, ver);
+            self.keys
+                .entry(key.to_vec())
+                .or_default()
+                .restore(rev, created_main, ver);
         }
     }
 
@@ -272,6 +296,15 @@ impl TreeIndex {
         (out, total)
     }
 
+    /// The revisions at or below `at_rev` that compacting there keeps (the
+    /// latest live one of each key), without changing the index.
+    pub fn keep(&self, at_rev: i64) -> HashSet<Revision> {
+        self.keys
+            .values()
+            .filter_map(|ki| ki.keep(at_rev))
+            .collect()
+    }
+
     /// Compacts every key at `at_rev`; returns the revisions at or below it
     /// that must stay in the backend (the latest live one of each key).
     pub fn compact(&mut self, at_rev: i64) -> HashSet<Revision> {
@@ -324,6 +357,7 @@ mod tests {
         ti.put(b"b", r(4));
         assert!(ti.tombstone(b"b", r(5)));
         ti.put(b"a", r(6));
+        assert_eq!(ti.keep(5), HashSet::from([r(3)]));
         let keep = ti.compact(5);
         assert_eq!(keep, HashSet::from([r(3)]));
         assert_eq!(ti.len(), 1, "b's only generation ended in a tombstone");

@@ -12,9 +12,9 @@ use std::sync::RwLock;
 
 use api::mvccpb::KeyValue;
 use prost::Message;
-use redb::{ReadableTable, WriteTransaction};
 #[cfg(test)]
 use redb::ReadableTableMetadata;
+use redb::{ReadableTable, WriteTransaction};
 
 use super::key_index::{KeyAt, RangeEnd, TreeIndex};
 use super::revision::Revision;
@@ -249,6 +249,7 @@ impl KvStore {
             rev: self.current_revision(),
             sub: 0,
             consistent_index: None,
+            compacted: None,
         })
     }
 }
@@ -275,9 +276,18 @@ pub struct StoreTxn<'s> {
     /// Changes made by the open request (its sub revisions so far).
     sub: i64,
     consistent_index: Option<(u64, u64)>,
+    /// A compaction done in the backend by this batch, applied to the index
+    /// and published once the batch commits.
+    compacted: Option<i64>,
 }
 
 impl StoreTxn<'_> {
+    /// The last compacted revision, counting one done by this batch.
+    pub fn compact_revision(&self) -> i64 {
+        self.compacted
+            .unwrap_or_else(|| self.store.compact_revision())
+    }
+
     /// The revision the open request reads at: its own changes included
     /// (etcd's write-transaction `Rev`, as put and delete responses carry).
     pub fn read_rev(&self) -> i64 {
@@ -360,18 +370,19 @@ impl StoreTxn<'_> {
     }
 
     /// Compacts history at `rev`: versions at or below it are removed from
-    /// the index and the backend, except the latest of each live key.
+    /// the backend now and from the index when the batch commits, except
+    /// the latest of each live key. Readers of the committed store see the
+    /// compaction only after the commit.
     /// Errors: [`MvccError::Compacted`] if `rev` is not above the last
     /// compaction, [`MvccError::FutureRev`] if it is above the store.
     pub fn compact(&mut self, rev: i64) -> Result<(), MvccError> {
-        if rev <= self.store.compact_revision() {
+        if rev <= self.compact_revision() {
             return Err(MvccError::Compacted);
         }
         if rev > self.rev {
             return Err(MvccError::FutureRev);
         }
-        self.store.compact_rev.store(rev, Ordering::Release);
-        let keep = self.store.index.write().expect("index lock").compact(rev);
+        let keep = self.store.index.read().expect("index lock").keep(rev);
         {
             let mut meta = self.tx.open_table(META_TABLE)?;
             meta.insert(SCHEDULED_COMPACT_REV, (rev as u64).to_be_bytes().as_slice())?;
@@ -384,6 +395,7 @@ impl StoreTxn<'_> {
         drop(table);
         let mut meta = self.tx.open_table(META_TABLE)?;
         meta.insert(FINISHED_COMPACT_REV, (rev as u64).to_be_bytes().as_slice())?;
+        self.compacted = Some(rev);
         Ok(())
     }
 
@@ -407,6 +419,11 @@ impl StoreTxn<'_> {
         }
         self.store.backend.commit(self.tx, self.durable)?;
         self.store.current_rev.store(self.rev, Ordering::Release);
+        if let Some(rev) = self.compacted {
+            let mut index = self.store.index.write().expect("index lock");
+            index.compact(rev);
+            self.store.compact_rev.store(rev, Ordering::Release);
+        }
         if let Some((index, _)) = self.consistent_index {
             self.store.consistent_index.store(index, Ordering::Release);
         }
@@ -442,7 +459,11 @@ mod tests {
     fn revisions_versions_and_history() {
         let dir = tempfile::tempdir().unwrap();
         let s = open(dir.path());
-        assert_eq!(s.current_revision(), 1, "a new store is at revision 1, as etcd's");
+        assert_eq!(
+            s.current_revision(),
+            1,
+            "a new store is at revision 1, as etcd's"
+        );
         assert_eq!(put(&s, "a", "1"), 2);
         assert_eq!(put(&s, "a", "2"), 3);
         let kv = get(&s, "a", 0).unwrap().unwrap();
@@ -469,7 +490,9 @@ mod tests {
         put(&s, "a", "1");
         let mut t = s.begin().unwrap();
         t.put(b"a", b"2", 0).unwrap();
-        let own = t.range(b"a", RangeEnd::Single, RangeOptions::default()).unwrap();
+        let own = t
+            .range(b"a", RangeEnd::Single, RangeOptions::default())
+            .unwrap();
         assert_eq!(own.kvs[0].value, b"2");
         assert_eq!(get(&s, "a", 0).unwrap().unwrap().value, b"1");
         t.end_request();

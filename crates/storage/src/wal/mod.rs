@@ -26,7 +26,8 @@ pub enum WalError {
     /// The file system failed.
     #[error("wal: {0}")]
     Io(#[from] io::Error),
-    /// A record before the tail fails its checksum or does not decode.
+    /// A record before the tail fails its checksum or does not decode, or
+    /// the entries it holds skip an index.
     #[error("wal: corrupt record in {file} at offset {offset}")]
     Corrupt {
         /// The segment's path.
@@ -136,20 +137,20 @@ impl Wal {
         entries: impl IntoIterator<Item = EntryRef<'a>>,
     ) -> Result<(), WalError> {
         self.buf.clear();
-        let mut any = false;
+        let mut last_index = None;
         for e in entries {
             record::encode_entry(&mut self.buf, &e);
-            self.last_index = e.index;
-            any = true;
+            last_index = Some(e.index);
         }
         if let Some(hs) = hard_state {
             record::encode(&mut self.buf, &Record::HardState(hs));
-            self.hard_state = hs;
-            any = true;
         }
-        if !any {
+        if self.buf.is_empty() {
             return Ok(());
         }
+        // A full segment is closed before the batch, whose first entry then
+        // names the next segment; the new segment's header repeats the state
+        // before the batch.
         if self.offset + self.buf.len() as u64 > SEGMENT_BYTES
             && self.offset > segment::HEADER_BYTES
         {
@@ -158,6 +159,12 @@ impl Wal {
         segment::write_at(&self.file, &self.buf, self.offset)?;
         self.offset += self.buf.len() as u64;
         self.file.sync_data()?;
+        if let Some(index) = last_index {
+            self.last_index = index;
+        }
+        if let Some(hs) = hard_state {
+            self.hard_state = hs;
+        }
         Ok(())
     }
 

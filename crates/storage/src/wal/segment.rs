@@ -105,19 +105,29 @@ pub fn write_at(file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
     file.write_all_at(buf, offset)
 }
 
-const SECTOR: usize = 512;
+/// Largest record body accepted, in bytes; a longer length field is corrupt.
+pub const MAX_RECORD_BYTES: usize = 256 * 1024 * 1024;
 
-/// A bad record at the tail is torn (cut by a crash mid-write) when nothing
-/// was written after it, or when a whole sector of it is zeros.
-fn is_torn(data: &[u8], off: usize, end: usize) -> bool {
-    let end = end.min(data.len());
-    if data[end..].iter().all(|b| *b == 0) {
-        return true;
+/// The record at `off` with a good checksum, if there is one.
+fn frame_at(data: &[u8], off: usize) -> Option<(Record, usize)> {
+    let header = data.get(off..off + FRAME_BYTES)?;
+    let len = u32::from_le_bytes(header[0..4].try_into().ok()?) as usize;
+    let crc = u32::from_le_bytes(header[4..8].try_into().ok()?);
+    if len == 0 || len > MAX_RECORD_BYTES {
+        return None;
     }
-    let first_sector = off.div_ceil(SECTOR) * SECTOR;
-    data[first_sector.min(end)..end]
-        .chunks_exact(SECTOR)
-        .any(|s| s.iter().all(|b| *b == 0))
+    let body = data.get(off + FRAME_BYTES..off + FRAME_BYTES + len)?;
+    if crc32fast::hash(body) != crc {
+        return None;
+    }
+    Some((record::decode(body)?, off + FRAME_BYTES + len))
+}
+
+/// A bad record is a torn tail (a write cut by a crash before its fsync
+/// returned, so never acknowledged) when no good record follows it.
+fn is_torn(data: &[u8], off: usize) -> bool {
+    let last_written = data.iter().rposition(|b| *b != 0).unwrap_or(0);
+    !(off + 1..=last_written).any(|p| frame_at(data, p).is_some())
 }
 
 /// Reads one segment into `contents`; returns the offset after its last
@@ -125,35 +135,33 @@ fn is_torn(data: &[u8], off: usize, end: usize) -> bool {
 /// [`WalError::Corrupt`] otherwise.
 pub fn read(path: &Path, is_last: bool, contents: &mut WalContents) -> Result<u64, WalError> {
     let data = fs::read(path)?;
+    let corrupt = |offset: usize| WalError::Corrupt {
+        file: path.to_path_buf(),
+        offset: offset as u64,
+    };
     let mut off = 0usize;
-    while off + FRAME_BYTES <= data.len() {
-        let len = u32::from_le_bytes(data[off..off + 4].try_into().expect("4 bytes")) as usize;
-        let crc = u32::from_le_bytes(data[off + 4..off + 8].try_into().expect("4 bytes"));
-        if len == 0 && crc == 0 {
+    while off < data.len() {
+        if let Some((rec, end)) = frame_at(&data, off) {
+            apply(contents, rec).map_err(|()| corrupt(off))?;
+            off = end;
+            continue;
+        }
+        let rest_is_zero = data[off..].iter().all(|b| *b == 0);
+        if rest_is_zero && is_last {
+            // The preallocated space after the last record.
             break;
         }
-        let end = off + FRAME_BYTES + len;
-        let rec = (end <= data.len())
-            .then(|| &data[off + FRAME_BYTES..end])
-            .filter(|body| crc32fast::hash(body) == crc)
-            .and_then(record::decode);
-        let Some(rec) = rec else {
-            if is_last && is_torn(&data, off, end) {
-                tracing::warn!(path = %path.display(), offset = off, "wal: cutting off a torn record at the tail");
-                break;
-            }
-            return Err(WalError::Corrupt {
-                file: path.to_path_buf(),
-                offset: off as u64,
-            });
-        };
-        apply(contents, rec);
-        off = end;
+        if !rest_is_zero && is_last && is_torn(&data, off) {
+            tracing::warn!(path = %path.display(), offset = off, "wal: cutting off a torn record at the tail");
+            break;
+        }
+        return Err(corrupt(off));
     }
     Ok(off as u64)
 }
 
-fn apply(c: &mut WalContents, rec: Record) {
+/// Adds a record to what was read; `Err` when an entry skips an index.
+fn apply(c: &mut WalContents, rec: Record) -> Result<(), ()> {
     match rec {
         Record::Metadata(m) => c.metadata = m,
         Record::HardState(hs) => c.hard_state = hs,
@@ -163,14 +171,22 @@ fn apply(c: &mut WalContents, rec: Record) {
         }
         Record::Entry(e) => {
             if e.index <= c.snapshot.index {
-                return;
+                return Ok(());
             }
-            if let Some(first) = c.entries.first().map(|f| f.index) {
-                if e.index < first + c.entries.len() as u64 {
-                    c.entries.truncate(e.index.saturating_sub(first) as usize);
-                }
+            let first = c.entries.first().map_or(e.index, |f| f.index);
+            let next = c
+                .entries
+                .last()
+                .map_or(c.snapshot.index + 1, |l| l.index + 1);
+            if e.index > next {
+                return Err(());
+            }
+            if e.index < next {
+                // A newer leader's entry replaces this index and all after it.
+                c.entries.truncate((e.index - first) as usize);
             }
             c.entries.push(e);
         }
     }
+    Ok(())
 }

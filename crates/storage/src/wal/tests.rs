@@ -128,3 +128,35 @@ fn segments_rotate_and_read_back_in_order() {
         .enumerate()
         .all(|(i, e)| e.index == i as u64 + 1));
 }
+
+#[test]
+fn corrupt_length_before_acknowledged_records_is_an_error_not_a_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut wal = Wal::create(dir.path(), meta(), &snapshot()).unwrap();
+    let first_at = wal.offset;
+    wal.save(None, [entry(1, b"first")]).unwrap();
+    wal.save(None, [entry(2, b"second")]).unwrap();
+    let path = segment::list(dir.path()).unwrap()[0].path.clone();
+    drop(wal);
+    // A length pointing far into the zero tail would hide entry 2.
+    let f = OpenOptions::new().write(true).open(&path).unwrap();
+    f.write_all_at(&(1_000_000u32).to_le_bytes(), first_at)
+        .unwrap();
+    drop(f);
+    assert!(matches!(
+        Wal::open(dir.path()),
+        Err(WalError::Corrupt { .. })
+    ));
+}
+
+#[test]
+fn an_index_gap_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut wal = Wal::create(dir.path(), meta(), &snapshot()).unwrap();
+    wal.save(None, [entry(1, b"a"), entry(3, b"c")]).unwrap();
+    drop(wal);
+    assert!(matches!(
+        Wal::open(dir.path()),
+        Err(WalError::Corrupt { .. })
+    ));
+}
