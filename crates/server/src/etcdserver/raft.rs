@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use raft::prelude::{Entry, HardState as RaftHardState};
 use raft::storage::MemStorage;
-use raft::RawNode;
+use raft::{RawNode, Storage};
 use storage::wal::{EntryRef, HardState, Wal};
 use tokio::sync::{oneshot, watch};
 
@@ -26,6 +26,12 @@ use crate::rpctypes::EtcdError;
 
 /// Most messages taken from the channel before a `Ready` is processed.
 const MAX_BATCH: usize = 4096;
+/// Applied entries kept in memory for followers that fall slightly behind
+/// (etcd's `SnapshotCatchUpEntries`).
+const CATCH_UP_ENTRIES: u64 = 5000;
+/// How many applied entries beyond [`CATCH_UP_ENTRIES`] accumulate before
+/// the in-memory log is trimmed.
+const COMPACT_EVERY: u64 = 10_000;
 
 /// A request to the raft loop.
 pub enum RaftMsg {
@@ -186,7 +192,9 @@ impl RaftLoop {
         true
     }
 
-    /// Tells raft how far the apply stage got.
+    /// Tells raft how far the apply stage got, and drops applied entries
+    /// from the in-memory log beyond the catch-up window (they stay in the
+    /// WAL).
     fn advance_applied(&mut self) {
         let log = &self.raw.raft.raft_log;
         let applied = (*self.applied_rx.borrow())
@@ -194,6 +202,15 @@ impl RaftLoop {
             .min(log.persisted);
         if applied > log.applied {
             self.raw.advance_apply_to(applied);
+        }
+        let keep_from = applied.saturating_sub(CATCH_UP_ENTRIES);
+        let first = self.raw.store().first_index().expect("memory storage");
+        if keep_from > first + COMPACT_EVERY {
+            self.raw
+                .mut_store()
+                .wl()
+                .compact(keep_from)
+                .expect("compacting applied entries");
         }
     }
 
