@@ -33,8 +33,44 @@ impl KvService {
     }
 }
 
-fn unexpected(what: &Applied) -> Status {
-    EtcdError::Internal(format!("unexpected apply result {what:?}")).into()
+/// Responses whose header the service fills.
+trait WithHeader {
+    fn header_mut(&mut self) -> &mut Option<ResponseHeader>;
+}
+
+macro_rules! with_header {
+    ($($t:ty),*) => {$(
+        impl WithHeader for $t {
+            fn header_mut(&mut self) -> &mut Option<ResponseHeader> {
+                &mut self.header
+            }
+        }
+    )*};
+}
+with_header!(
+    PutResponse,
+    DeleteRangeResponse,
+    TxnResponse,
+    CompactionResponse
+);
+
+impl KvService {
+    /// Proposes `req`, takes its response out of the apply result with
+    /// `pick`, and fills the header.
+    async fn write<T: WithHeader>(
+        &self,
+        req: InternalRaftRequest,
+        pick: fn(Applied) -> Result<T, Applied>,
+    ) -> Result<Response<T>, Status> {
+        let mut resp = pick(self.server.propose(req).await?).map_err(|other| {
+            Status::from(EtcdError::Internal(format!(
+                "unexpected apply result {other:?}"
+            )))
+        })?;
+        let h = resp.header_mut();
+        *h = self.header(h.take());
+        Ok(Response::new(resp))
+    }
 }
 
 #[tonic::async_trait]
@@ -57,13 +93,11 @@ impl Kv for KvService {
             put: Some(r),
             ..Default::default()
         };
-        match self.server.propose(req).await? {
-            Applied::Put(mut resp) => {
-                resp.header = self.header(resp.header);
-                Ok(Response::new(resp))
-            }
-            other => Err(unexpected(&other)),
-        }
+        self.write(req, |a| match a {
+            Applied::Put(resp) => Ok(resp),
+            other => Err(other),
+        })
+        .await
     }
 
     async fn delete_range(
@@ -76,13 +110,11 @@ impl Kv for KvService {
             delete_range: Some(r),
             ..Default::default()
         };
-        match self.server.propose(req).await? {
-            Applied::DeleteRange(mut resp) => {
-                resp.header = self.header(resp.header);
-                Ok(Response::new(resp))
-            }
-            other => Err(unexpected(&other)),
-        }
+        self.write(req, |a| match a {
+            Applied::DeleteRange(resp) => Ok(resp),
+            other => Err(other),
+        })
+        .await
     }
 
     async fn txn(&self, req: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
@@ -92,13 +124,11 @@ impl Kv for KvService {
             txn: Some(r),
             ..Default::default()
         };
-        match self.server.propose(req).await? {
-            Applied::Txn(mut resp) => {
-                resp.header = self.header(resp.header);
-                Ok(Response::new(resp))
-            }
-            other => Err(unexpected(&other)),
-        }
+        self.write(req, |a| match a {
+            Applied::Txn(resp) => Ok(resp),
+            other => Err(other),
+        })
+        .await
     }
 
     async fn compact(
@@ -109,12 +139,10 @@ impl Kv for KvService {
             compaction: Some(req.into_inner()),
             ..Default::default()
         };
-        match self.server.propose(req).await? {
-            Applied::Compaction(mut resp) => {
-                resp.header = self.header(resp.header);
-                Ok(Response::new(resp))
-            }
-            other => Err(unexpected(&other)),
-        }
+        self.write(req, |a| match a {
+            Applied::Compaction(resp) => Ok(resp),
+            other => Err(other),
+        })
+        .await
     }
 }

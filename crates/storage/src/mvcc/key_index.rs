@@ -109,8 +109,11 @@ impl KeyIndex {
         })
     }
 
-    /// The revision [`KeyIndex::compact`] would keep at `at_rev`, if any.
-    fn keep(&self, at_rev: i64) -> Option<Revision> {
+    /// Where compacting at `at_rev` cuts (etcd's `doCompact`): the first
+    /// generation that survives (closed ones whose tombstone is at or below
+    /// `at_rev` do not) and, in it, the position of the latest revision at
+    /// or below `at_rev`. `None` for a key with no generation.
+    fn compaction_point(&self, at_rev: i64) -> Option<(usize, Option<usize>)> {
         let last = self.generations.len().checked_sub(1)?;
         let mut gi = 0;
         while gi < last
@@ -121,39 +124,39 @@ impl KeyIndex {
         {
             gi += 1;
         }
-        let g = &self.generations[gi];
-        let n = g.revs.iter().rposition(|r| r.main <= at_rev)?;
-        // A closed generation left with only its tombstone keeps nothing.
-        if gi != last && g.revs.len() - n == 1 {
-            return None;
-        }
-        Some(g.revs[n])
+        let n = self.generations[gi]
+            .revs
+            .iter()
+            .rposition(|r| r.main <= at_rev);
+        Some((gi, n))
+    }
+
+    /// Whether the kept revision at `n` of generation `gi` is a closed
+    /// generation's tombstone, which compaction drops with its generation.
+    fn only_tombstone_left(&self, gi: usize, n: usize) -> bool {
+        gi + 1 != self.generations.len() && self.generations[gi].revs.len() - n == 1
+    }
+
+    /// The revision [`KeyIndex::compact`] would keep at `at_rev`, if any.
+    fn keep(&self, at_rev: i64) -> Option<Revision> {
+        let (gi, n) = self.compaction_point(at_rev)?;
+        let n = n?;
+        (!self.only_tombstone_left(gi, n)).then(|| self.generations[gi].revs[n])
     }
 
     /// Drops revisions at or below `at_rev` except the latest live one,
     /// which is added to `keep`. Returns true when nothing is left.
     fn compact(&mut self, at_rev: i64, keep: &mut HashSet<Revision>) -> bool {
-        let Some(last) = self.generations.len().checked_sub(1) else {
+        let Some((mut gi, n)) = self.compaction_point(at_rev) else {
             return true;
         };
-        // Skip closed generations whose tombstone is at or below `at_rev`.
-        let mut gi = 0;
-        while gi < last
-            && self.generations[gi]
-                .revs
-                .last()
-                .is_some_and(|t| t.main <= at_rev)
-        {
-            gi += 1;
-        }
-        let g = &mut self.generations[gi];
-        if let Some(n) = g.revs.iter().rposition(|r| r.main <= at_rev) {
-            keep.insert(g.revs[n]);
-            g.revs.drain(..n);
-            // A closed generation reduced to its tombstone is gone entirely.
-            if g.revs.len() == 1 && gi != last {
-                keep.remove(&g.revs[0]);
+        if let Some(n) = n {
+            if self.only_tombstone_left(gi, n) {
                 gi += 1;
+            } else {
+                let g = &mut self.generations[gi];
+                keep.insert(g.revs[n]);
+                g.revs.drain(..n);
             }
         }
         self.generations.drain(..gi);
