@@ -8,6 +8,7 @@ use std::sync::Arc;
 use clap::Parser;
 use tokio::net::TcpListener;
 
+use crate::authority::ClientListener;
 use crate::config::{Config, ServerConfig, ETCD_RS_VERSION, SERVER_VERSION};
 use crate::etcdserver::EtcdServer;
 use crate::{http, logging, v3rpc};
@@ -123,7 +124,7 @@ async fn serve(server: Arc<EtcdServer>, listeners: Vec<TcpListener>) -> Result<(
         let addr = l.local_addr().map_err(|e| e.to_string())?;
         let app = app.clone();
         tasks.spawn(async move {
-            axum::serve(l, app)
+            axum::serve(ClientListener(l), app)
                 .await
                 .map_err(|e| format!("serving {addr}: {e}"))
         });

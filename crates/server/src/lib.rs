@@ -7,7 +7,10 @@
 //!   and `/version` beside them.
 //! - [`rpctypes`]: every client-visible error, with etcd's code and text.
 //! - [`logging`]: etcd's JSON log lines; [`etcdmain`]: the entry point.
+//! - [`authority`]: client connections (TCP_NODELAY, and the repair of
+//!   URL-shaped HTTP/2 authorities that etcdctl 3.4 sends).
 
+pub mod authority;
 pub mod config;
 pub mod etcdmain;
 pub mod etcdserver;

@@ -408,15 +408,9 @@ async fn endpoint_status_health_and_member_list() {
             ]
         );
 
-        // `endpoint status` talks to the endpoint exactly as written, and
-        // etcdctl 3.4 then sends a scheme-prefixed URL as the HTTP/2
-        // :authority, which etcd-rs's HTTP/2 stack refuses (a known gap,
-        // noted on the issue). host:port, as etcd's docs write endpoints,
-        // works.
-        let hostport = ep.trim_start_matches("http://").to_string();
-        let status_of = |args: &[&str]| etcdctl(std::slice::from_ref(&hostport), args, None);
-        let ep = hostport.clone();
-        let status = status_of(&["endpoint", "status", "-w", "table"]);
+        // `endpoint status` dials the endpoint exactly as written; etcdctl
+        // 3.4 then sends `http://host:port` itself as the HTTP/2 authority.
+        let status = c.etcdctl(&["endpoint", "status", "-w", "table"]);
         let rows = table_rows(&status);
         assert_eq!(
             rows[0],
@@ -455,7 +449,7 @@ async fn endpoint_status_health_and_member_list() {
         assert_eq!(r[9], "", "{status}");
 
         // Simple format: the same fields, comma separated.
-        let simple = status_of(&["endpoint", "status"]);
+        let simple = c.etcdctl(&["endpoint", "status"]);
         simple.expect_success();
         let fields: Vec<&str> = simple.stdout.trim_end_matches('\n').split(", ").collect();
         assert_eq!(fields.len(), 10, "{simple}");
@@ -464,7 +458,7 @@ async fn endpoint_status_health_and_member_list() {
         assert_eq!((fields[4], fields[5]), ("true", "false"), "{simple}");
 
         // JSON: the leader is this member.
-        let j = status_of(&["endpoint", "status", "-w", "json"]).json();
+        let j = c.etcdctl(&["endpoint", "status", "-w", "json"]).json();
         let s = &j[0]["Status"];
         assert_eq!(j[0]["Endpoint"], ep.as_str(), "{j}");
         assert_eq!(s["leader"], s["header"]["member_id"], "{j}");
@@ -473,7 +467,18 @@ async fn endpoint_status_health_and_member_list() {
         assert!(s["dbSize"].as_u64().unwrap() > 0, "{j}");
 
         // etcdctl 3.4 prints the health line on stderr; check what the user sees.
-        let ep = c.endpoint();
+        // Written as host:port, the endpoint is its own row name.
+        let hostport = ep.trim_start_matches("http://").to_string();
+        let rows = table_rows(&etcdctl(
+            std::slice::from_ref(&hostport),
+            &["endpoint", "status", "-w", "table"],
+            None,
+        ));
+        assert_eq!(
+            (rows[1][0].as_str(), rows[1][1].as_str()),
+            (hostport.as_str(), id)
+        );
+
         let health = c.etcdctl(&["endpoint", "health"]);
         health.expect_success();
         let prefix = format!("{ep} is healthy: successfully committed proposal: took = ");
