@@ -11,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/etcdserverpb/raft_internal.proto",
         "proto/v3lockpb/v3lock.proto",
         "proto/v3electionpb/v3election.proto",
+        "proto/etcdrspb/peer.proto",
     ];
     for f in files {
         println!("cargo:rerun-if-changed={f}");

@@ -2,7 +2,7 @@
 //!
 //! Package names, messages and field numbers are etcd's own (the gogoproto
 //! and HTTP annotations are dropped), so any etcd client speaks to servers
-//! built on these types. This crate holds no logic: only the generated code and its re-exports.
+//! built on these types; `etcdrspb` is etcd-rs's own peer API. This crate holds no logic: only the generated code and its re-exports.
 
 #![allow(clippy::all, missing_docs)]
 
@@ -35,4 +35,9 @@ pub mod v3lockpb {
 /// `v3electionpb`: the Election service.
 pub mod v3electionpb {
     tonic::include_proto!("v3electionpb");
+}
+
+/// `etcdrspb`: etcd-rs's own member-to-member service (raft messages).
+pub mod etcdrspb {
+    tonic::include_proto!("etcdrspb");
 }

@@ -134,6 +134,8 @@ pub struct ServerConfig {
     pub client_listen: Vec<SocketAddr>,
     /// Client URLs told to the cluster.
     pub advertise_client_urls: Vec<String>,
+    /// Addresses to serve peers on.
+    pub peer_listen: Vec<SocketAddr>,
     /// Peer URLs of this member.
     pub peer_urls: Vec<String>,
     /// The initial cluster, members in the order given.
@@ -237,6 +239,10 @@ impl Config {
         for u in split_urls(&self.listen_client_urls) {
             client_listen.extend(listen_addrs(&u)?);
         }
+        let mut peer_listen = Vec::new();
+        for u in split_urls(&self.listen_peer_urls) {
+            peer_listen.extend(listen_addrs(&u)?);
+        }
         let peer_urls = split_urls(&self.initial_advertise_peer_urls);
         let initial = match &self.initial_cluster {
             Some(s) => s.clone(),
@@ -293,6 +299,7 @@ impl Config {
             wal_dir,
             client_listen,
             advertise_client_urls: split_urls(&self.advertise_client_urls),
+            peer_listen,
             peer_urls,
             initial_cluster,
             initial_cluster_token: self.initial_cluster_token.clone(),

@@ -11,7 +11,9 @@ use tokio::net::TcpListener;
 use crate::authority::ClientListener;
 use crate::config::{Config, ServerConfig, ETCD_RS_VERSION, SERVER_VERSION};
 use crate::etcdserver::EtcdServer;
+use crate::rafthttp::PeerService;
 use crate::{http, logging, v3rpc};
+use api::etcdrspb::peer_server::PeerServer;
 
 /// Runs `etcd` with the process's arguments and environment.
 pub fn main() -> ExitCode {
@@ -98,7 +100,34 @@ async fn run(cfg: ServerConfig) -> Result<(), String> {
             .map_err(|e| format!("listen tcp {addr}: bind: {e}"))?;
         listeners.push(l);
     }
+    let mut peer_listeners = Vec::new();
+    for addr in &cfg.peer_listen {
+        let l = TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("listen tcp {addr}: bind: {e}"))?;
+        peer_listeners.push(l);
+    }
     let server = EtcdServer::start(cfg).map_err(|e| e.to_string())?;
+    // Peers are served at once: the election needs them.
+    let mut peer_tasks = tokio::task::JoinSet::new();
+    for l in peer_listeners {
+        let addr = l.local_addr().map_err(|e| e.to_string())?;
+        let svc = PeerServer::new(PeerService::new(server.clone()))
+            .max_decoding_message_size(usize::MAX)
+            .max_encoding_message_size(usize::MAX);
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(l);
+        peer_tasks.spawn(async move {
+            if let Err(e) = tonic::transport::Server::builder()
+                .tcp_nodelay(true)
+                .add_service(svc)
+                .serve_with_incoming(incoming)
+                .await
+            {
+                tracing::error!(address = %addr, error = %e, "serving peers failed");
+            }
+        });
+        tracing::info!(address = %addr, "serving peer traffic");
+    }
     let serve = serve(server.clone(), listeners);
     let result = tokio::select! {
         r = serve => r,

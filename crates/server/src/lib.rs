@@ -5,6 +5,7 @@
 //!   the KV operations.
 //! - [`v3rpc`]: the gRPC services on the client port; [`http`]: `/health`
 //!   and `/version` beside them.
+//! - [`rafthttp`]: raft messages between members, on the peer URLs.
 //! - [`rpctypes`]: every client-visible error, with etcd's code and text.
 //! - [`logging`]: etcd's JSON log lines; [`etcdmain`]: the entry point.
 //! - [`authority`]: client connections (TCP_NODELAY, and the repair of
@@ -16,5 +17,6 @@ pub mod etcdmain;
 pub mod etcdserver;
 pub mod http;
 pub mod logging;
+pub mod rafthttp;
 pub mod rpctypes;
 pub mod v3rpc;

@@ -38,6 +38,7 @@ use self::membership::{compute_cluster_id, compute_member_id, Member, Membership
 use self::raft::{RaftLoop, RaftMsg, RaftStatus};
 use self::wait::Wait;
 use crate::config::{ServerConfig, CLUSTER_VERSION};
+use crate::rafthttp::Transport;
 use crate::rpctypes::EtcdError;
 
 /// Bound of the channel into the raft loop; senders wait when it is full.
@@ -205,7 +206,7 @@ impl EtcdServer {
         let logger = slog::Logger::root(slog::Discard, slog::o!());
         let mut raw = ::raft::RawNode::new(&raft_cfg, mem, &logger).map_err(start_err)?;
         let voters = contents.snapshot.voters;
-        if voters == [member_id] {
+        if voters.as_slice() == [member_id] {
             // A single voter needs no election timeout to lead.
             raw.campaign().map_err(start_err)?;
         }
@@ -217,6 +218,13 @@ impl EtcdServer {
         let (apply_tx, apply_rx) = crossbeam_channel::bounded(APPLY_CHANNEL_BOUND);
         let (raft_tx, raft_rx) = crossbeam_channel::bounded(RAFT_CHANNEL_BOUND);
         let raft_status = Arc::new(RaftStatus::default());
+        let peers = membership
+            .members()
+            .into_iter()
+            .filter(|m| m.id != member_id)
+            .filter_map(|m| Some((m.id, m.peer_urls.first()?.clone())))
+            .collect();
+        let transport = Transport::start(cluster_id, member_id, peers);
 
         let applier = Applier {
             store: store.clone(),
@@ -234,6 +242,7 @@ impl EtcdServer {
             applied_rx: applied_rx.clone(),
             status: raft_status.clone(),
             wait: wait.clone(),
+            transport,
         };
         let apply_thread = std::thread::Builder::new()
             .name("apply".into())
@@ -387,6 +396,12 @@ impl EtcdServer {
             .map_err(|_| EtcdError::Timeout)?
     }
 
+    /// Steps a raft message from a peer into the raft loop; dropped if the
+    /// loop's queue is full (raft retransmits).
+    pub fn step(&self, msg: ::raft::prelude::Message) {
+        let _ = self.raft_tx.try_send(RaftMsg::Step(Box::new(msg)));
+    }
+
     /// Queues `msg` for the raft loop; when its channel is full the caller
     /// waits (back-pressure) on this worker thread.
     fn send_to_raft(&self, msg: RaftMsg) -> Result<(), EtcdError> {
@@ -425,6 +440,8 @@ impl EtcdServer {
         loop {
             match self.propose(req.clone()).await {
                 Ok(_) => break,
+                // Until the first election there is no leader to take it.
+                Err(EtcdError::NoLeader) => tokio::time::sleep(self.cfg.tick).await,
                 Err(e) => {
                     tracing::warn!(error = %e, "failed to publish local member to cluster through raft");
                     tokio::time::sleep(self.cfg.tick).await;

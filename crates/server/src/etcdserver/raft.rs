@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use raft::prelude::{Entry, HardState as RaftHardState};
+use raft::prelude::{Entry, HardState as RaftHardState, Message};
 use raft::storage::MemStorage;
 use raft::{RawNode, Storage};
 use storage::wal::{EntryRef, HardState, Wal};
@@ -22,6 +22,7 @@ use tokio::sync::{oneshot, watch};
 
 use super::apply::ApplyOutcome;
 use super::wait::Wait;
+use crate::rafthttp::Transport;
 use crate::rpctypes::EtcdError;
 
 /// Most messages taken from the channel before a `Ready` is processed.
@@ -42,6 +43,8 @@ pub enum RaftMsg {
         /// The encoded request.
         data: Vec<u8>,
     },
+    /// A raft message from a peer (boxed: messages are large).
+    Step(Box<Message>),
     /// Ask for a read index; answered once this member's leader confirmed
     /// its leadership, with the commit index to wait for.
     ReadIndex(oneshot::Sender<u64>),
@@ -78,6 +81,8 @@ pub struct RaftLoop {
     pub status: Arc<RaftStatus>,
     /// Waiters, told when a proposal is dropped.
     pub wait: Arc<Wait<ApplyOutcome>>,
+    /// Sends raft messages to the other members.
+    pub transport: Transport,
 }
 
 struct Reads {
@@ -186,6 +191,11 @@ impl RaftLoop {
                     self.wait.trigger(id, Err(EtcdError::NoLeader));
                 }
             }
+            RaftMsg::Step(m) => {
+                // Messages from members that are not (or no longer) in the
+                // configuration are refused by raft; nothing to do.
+                let _ = self.raw.step(*m);
+            }
             RaftMsg::ReadIndex(reply) => reads.pending.push(reply),
             RaftMsg::Stop => return false,
         }
@@ -219,6 +229,8 @@ impl RaftLoop {
             return Ok(());
         }
         let mut rd = self.raw.ready();
+        // A leader sends its appends before its own fsync, as etcd does.
+        self.transport.send(rd.take_messages());
         self.send_to_apply(rd.take_committed_entries());
         if !rd.entries().is_empty() || rd.hs().is_some() {
             self.wal.save(
@@ -244,10 +256,13 @@ impl RaftLoop {
                 }
             }
         }
+        // Votes and acknowledgements go out only once persisted.
+        self.transport.send(rd.take_persisted_messages());
         let mut light = self.raw.advance_append(rd);
         if let Some(commit) = light.commit_index() {
             self.raw.mut_store().wl().mut_hard_state().commit = commit;
         }
+        self.transport.send(light.take_messages());
         self.send_to_apply(light.take_committed_entries());
         Ok(())
     }

@@ -1,0 +1,18 @@
+//! Member-to-member raft traffic on the peer URLs (etcd's `rafthttp`).
+//!
+//! [`Transport`] is owned by the raft loop: it queues each outgoing raft
+//! message for its peer, and one task per peer streams the queue over a
+//! long-lived gRPC call (`etcdrspb.Peer/Raft`), batching what accumulated
+//! while the previous batch was on the wire, reconnecting with backoff. A
+//! full queue drops messages: raft retransmits. [`PeerService`] receives
+//! those streams and steps each message into the local raft node.
+//!
+//! Messages are raft-rs `eraftpb.Message` values encoded with protobuf 2
+//! (rust-protobuf). Peer links belong on a trusted network
+//! (docs/security.md).
+
+mod service;
+mod transport;
+
+pub use service::PeerService;
+pub use transport::Transport;

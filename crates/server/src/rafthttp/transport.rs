@@ -1,0 +1,129 @@
+//! Outgoing raft messages: one queue and one streaming task per peer.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use api::etcdrspb::peer_client::PeerClient;
+use api::etcdrspb::RaftBatch;
+use protobuf::Message as _;
+use raft::prelude::Message;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Endpoint;
+
+/// Messages queued per peer before new ones are dropped.
+const QUEUE: usize = 4096;
+/// Most bytes of messages in one batch.
+const BATCH_BYTES: usize = 4 * 1024 * 1024;
+/// Longest wait between reconnection attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// The raft loop's senders to its peers.
+pub struct Transport {
+    peers: HashMap<u64, mpsc::Sender<Message>>,
+}
+
+impl Transport {
+    /// Starts a sender task for each peer (`id`, first peer URL) on the
+    /// current tokio runtime. `cluster_id` and `from` go with every batch.
+    pub fn start(cluster_id: u64, from: u64, peers: Vec<(u64, String)>) -> Transport {
+        let peers = peers
+            .into_iter()
+            .map(|(id, url)| {
+                let (tx, rx) = mpsc::channel(QUEUE);
+                tokio::spawn(send_loop(cluster_id, from, id, url, rx));
+                (id, tx)
+            })
+            .collect();
+        Transport { peers }
+    }
+
+    /// Queues `msgs` for their peers; never blocks. Messages to unknown
+    /// members, or beyond a full queue, are dropped.
+    pub fn send(&self, msgs: Vec<Message>) {
+        for m in msgs {
+            if let Some(tx) = self.peers.get(&m.to) {
+                let _ = tx.try_send(m);
+            }
+        }
+    }
+}
+
+/// Streams `rx` to the peer at `url`, reconnecting until `rx` closes.
+async fn send_loop(
+    cluster_id: u64,
+    from: u64,
+    to: u64,
+    url: String,
+    mut rx: mpsc::Receiver<Message>,
+) {
+    let mut backoff = Duration::from_millis(50);
+    let endpoint = match Endpoint::from_shared(url.clone()) {
+        Ok(e) => e
+            .connect_timeout(Duration::from_secs(1))
+            .http2_keep_alive_interval(Duration::from_secs(1))
+            .keep_alive_timeout(Duration::from_secs(3))
+            .tcp_nodelay(true),
+        Err(e) => {
+            tracing::error!(peer = %format!("{to:x}"), url = %url, error = %e, "invalid peer URL");
+            return;
+        }
+    };
+    loop {
+        let channel = match endpoint.connect().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!(peer = %format!("{to:x}"), error = %e, "peer unreachable");
+                // Messages queued meanwhile are stale; raft sends new ones.
+                while rx.try_recv().is_ok() {}
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                if rx.is_closed() {
+                    return;
+                }
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(50);
+        tracing::info!(remote_peer_id = %format!("{to:x}"), "established a stream to the remote peer");
+        let (conn_tx, conn_rx) = mpsc::channel::<RaftBatch>(16);
+        let mut client = PeerClient::new(channel)
+            .max_encoding_message_size(usize::MAX)
+            .max_decoding_message_size(usize::MAX);
+        let call = tokio::spawn(async move { client.raft(ReceiverStream::new(conn_rx)).await });
+        loop {
+            let Some(first) = rx.recv().await else {
+                return;
+            };
+            let mut size = 0;
+            let mut messages = Vec::new();
+            let mut next = Some(first);
+            while let Some(m) = next {
+                let bytes = m.write_to_bytes().expect("raft messages encode");
+                size += bytes.len();
+                messages.push(bytes);
+                next = if size < BATCH_BYTES {
+                    rx.try_recv().ok()
+                } else {
+                    None
+                };
+            }
+            let batch = RaftBatch {
+                cluster_id,
+                from,
+                messages,
+            };
+            if conn_tx.send(batch).await.is_err() {
+                break;
+            }
+        }
+        if let Ok(Err(status)) = call.await {
+            tracing::warn!(
+                remote_peer_id = %format!("{to:x}"),
+                error = %status.message(),
+                "lost the stream to the remote peer"
+            );
+        }
+        tokio::time::sleep(backoff).await;
+    }
+}

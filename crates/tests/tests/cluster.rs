@@ -1,0 +1,183 @@
+//! Three members on 127.0.0.1, as the etcd tutorials run them: any member
+//! serves clients, the leader fails over, and without quorum writes fail
+//! while serializable reads still answer. Driven with the Go etcdctl.
+
+use std::time::{Duration, Instant};
+
+use etcd_rs_tests::etcdctl::etcdctl;
+use etcd_rs_tests::{within, Output, TestCluster};
+use serde_json::Value;
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+/// `endpoint status -w json` of one member: (member id, leader id, term).
+fn status(c: &TestCluster, i: usize) -> Option<(u64, u64, u64)> {
+    let out = etcdctl(
+        &[c.member(i).endpoint()],
+        &["endpoint", "status", "-w", "json"],
+        None,
+    );
+    if out.code != 0 {
+        return None;
+    }
+    let s: Value = out.json()[0]["Status"].clone();
+    // etcdctl omits zero fields: no leader means no "leader".
+    Some((
+        s["header"]["member_id"].as_u64()?,
+        s["leader"].as_u64().unwrap_or(0),
+        s["raftTerm"].as_u64()?,
+    ))
+}
+
+/// Waits (bounded) until the members in `alive` agree on a leader among
+/// them; returns the leader's index and the term.
+fn wait_for_leader(c: &TestCluster, alive: &[usize]) -> (usize, u64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let seen: Vec<_> = alive.iter().filter_map(|&i| status(c, i)).collect();
+        if seen.len() == alive.len() {
+            let (_, leader, term) = seen[0];
+            let agreed = seen.iter().all(|&(_, l, t)| l == leader && t == term);
+            if let Some(pos) = seen.iter().position(|&(id, _, _)| id == leader) {
+                if agreed && leader != 0 {
+                    return (alive[pos], term);
+                }
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no leader agreed among members {alive:?}: {seen:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn get_json(c: &TestCluster, i: usize, key: &str) -> Value {
+    etcdctl(&[c.member(i).endpoint()], &["get", key, "-w", "json"], None).json()
+}
+
+/// What a linearizable read of `key` returns on member `i`: value and
+/// mod_revision.
+fn kv_on(c: &TestCluster, i: usize, key: &str) -> (String, i64) {
+    let j = get_json(c, i, key);
+    let kv = &j["kvs"][0];
+    let value = base64_decode(kv["value"].as_str().expect("a value"));
+    (value, kv["mod_revision"].as_i64().unwrap())
+}
+
+fn base64_decode(s: &str) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut bits = 0u32;
+    let mut n = 0;
+    let mut out = Vec::new();
+    for c in s.bytes().filter(|c| *c != b'=') {
+        bits = (bits << 6) | ALPHABET.iter().position(|a| *a == c).expect("base64") as u32;
+        n += 6;
+        if n >= 8 {
+            n -= 8;
+            out.push((bits >> n) as u8);
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+fn on(c: &TestCluster, i: usize, args: &[&str]) -> Output {
+    etcdctl(&[c.member(i).endpoint()], args, None)
+}
+
+#[tokio::test]
+async fn three_members_replicate_and_agree_on_one_leader() {
+    within(LIMIT, async {
+        let c = TestCluster::start(3).await;
+        on(&c, 0, &["put", "greeting", "hello"]).expect_stdout("OK\n");
+        for i in [1, 2] {
+            on(&c, i, &["get", "greeting"]).expect_stdout("greeting\nhello\n");
+        }
+        // The tutorial's table: one leader, one term, over all endpoints.
+        let out = etcdctl(&c.endpoints(), &["endpoint", "status", "-w", "json"], None);
+        let rows = out.json();
+        let rows = rows.as_array().unwrap();
+        assert_eq!(rows.len(), 3, "{out}");
+        let leaders: Vec<_> = rows
+            .iter()
+            .map(|r| r["Status"]["leader"].as_u64().unwrap())
+            .collect();
+        assert!(leaders.iter().all(|l| *l == leaders[0] && *l != 0), "{out}");
+        let is_leader = rows
+            .iter()
+            .filter(|r| r["Status"]["header"]["member_id"] == r["Status"]["leader"])
+            .count();
+        assert_eq!(is_leader, 1, "{out}");
+        let terms: Vec<_> = rows
+            .iter()
+            .map(|r| r["Status"]["raftTerm"].as_u64().unwrap())
+            .collect();
+        assert!(terms.iter().all(|t| *t == terms[0]), "{out}");
+        // Every member lists every member with its published URLs.
+        let list = on(&c, 2, &["member", "list"]);
+        list.expect_success();
+        for m in c.members() {
+            let line = format!(
+                "started, {}, {}, {}, false",
+                m.name(),
+                m.peer_url(),
+                m.endpoint()
+            );
+            assert!(list.stdout.contains(&line), "no {line:?} in:\n{list}");
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_new_leader_takes_over_when_the_leader_is_killed() {
+    within(LIMIT, async {
+        let mut c = TestCluster::start(3).await;
+        on(&c, 0, &["put", "before", "1"]).expect_stdout("OK\n");
+        let (old, term) = wait_for_leader(&c, &[0, 1, 2]);
+        c.member_mut(old).kill9();
+        let alive: Vec<usize> = (0..3).filter(|i| *i != old).collect();
+        let (new, new_term) = wait_for_leader(&c, &alive);
+        assert_ne!(new, old);
+        assert!(
+            new_term > term,
+            "the term grows with the election: {term} -> {new_term}"
+        );
+        let follower = *alive.iter().find(|i| **i != new).unwrap();
+        on(&c, follower, &["put", "after", "2"]).expect_stdout("OK\n");
+        on(&c, new, &["get", "after"]).expect_stdout("after\n2\n");
+        // The old leader comes back and catches up.
+        c.member_mut(old).restart().await;
+        on(&c, old, &["get", "after"]).expect_stdout("after\n2\n");
+        assert_eq!(kv_on(&c, old, "before"), kv_on(&c, new, "before"));
+    })
+    .await
+}
+
+#[tokio::test]
+async fn without_quorum_writes_fail_and_serializable_reads_answer() {
+    within(LIMIT, async {
+        let mut c = TestCluster::start(3).await;
+        on(&c, 0, &["put", "k", "v"]).expect_stdout("OK\n");
+        let before = kv_on(&c, 0, "k");
+        c.member_mut(1).kill9();
+        c.member_mut(2).kill9();
+        let put = on(&c, 0, &["put", "k", "lost", "--command-timeout=20s"]);
+        assert_ne!(put.code, 0, "a put without quorum must fail:\n{put}");
+        assert!(
+            put.stderr.contains("Error: etcdserver: request timed out")
+                || put.stderr.contains("Error: etcdserver: no leader"),
+            "{put}"
+        );
+        on(&c, 0, &["get", "k", "--consistency=s"]).expect_stdout("k\nv\n");
+        // Quorum returns: the cluster recovers by itself.
+        c.member_mut(1).restart().await;
+        c.member_mut(2).restart().await;
+        on(&c, 2, &["put", "k", "back"]).expect_stdout("OK\n");
+        let after: Vec<_> = (0..3).map(|i| kv_on(&c, i, "k")).collect();
+        assert!(after.iter().all(|a| *a == after[0]), "{after:?}");
+        assert_eq!(after[0].0, "back");
+        assert_eq!(after[0].1, before.1 + 1, "the refused put changed nothing");
+    })
+    .await
+}
