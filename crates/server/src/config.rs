@@ -9,7 +9,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
 
 /// The etcd API version this server implements, as `/version` and
 /// `Status` report it.
@@ -22,9 +22,11 @@ pub const ETCD_RS_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The flags of `etcd` (etcd v3.5 `etcd --help`), each also read from
 /// `ETCD_<NAME>` with dashes as underscores.
 #[derive(Parser, Debug, Clone)]
+// A flag given twice keeps the last value, as with Go's flag package.
 #[command(
     name = "etcd",
     disable_version_flag = true,
+    args_override_self = true,
     about = "etcd-rs: a distributed, reliable key-value store"
 )]
 pub struct Config {
@@ -107,6 +109,10 @@ pub struct Config {
     /// Where logs go: `default` and `stderr` write to standard error.
     #[arg(long, env = "ETCD_LOG_OUTPUTS", default_value = "default")]
     pub log_outputs: String,
+    /// Path to the server configuration file (YAML, etcd's keys). When
+    /// given, other flags and environment variables are ignored.
+    #[arg(long, env = "ETCD_CONFIG_FILE")]
+    pub config_file: Option<PathBuf>,
     /// Print the version and exit.
     #[arg(long)]
     pub version: bool,
@@ -225,6 +231,63 @@ pub fn parse_initial_cluster(s: &str) -> Result<Vec<InitialMember>, ConfigError>
 }
 
 impl Config {
+    /// The configuration from the process's flags and `ETCD_*` variables,
+    /// or, when `--config-file` (or `ETCD_CONFIG_FILE`) names a file, from
+    /// that file alone, as etcd does.
+    pub fn load() -> Result<Config, ConfigError> {
+        let cfg = Config::parse();
+        match &cfg.config_file {
+            Some(path) if !cfg.version => Config::from_file(path),
+            _ => Ok(cfg),
+        }
+    }
+
+    /// Reads a YAML configuration file with etcd's keys (`name`,
+    /// `data-dir`, `initial-cluster`, ...); keys etcd-rs does not know are
+    /// ignored, absent keys take the defaults, variables are not read.
+    pub fn from_file(path: &std::path::Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("cannot read config file {}: {e}", path.display())))?;
+        let map: std::collections::BTreeMap<String, serde_yaml_ng::Value> =
+            serde_yaml_ng::from_str(&text).map_err(|e| {
+                ConfigError(format!(
+                    "error unmarshaling config file {}: {e}",
+                    path.display()
+                ))
+            })?;
+        // No environment lookups: the file is the whole configuration.
+        let cmd = Config::command().mut_args(|a| a.env(None::<&str>));
+        let known: Vec<String> = cmd
+            .get_arguments()
+            .filter_map(|a| a.get_long().map(String::from))
+            .filter(|l| l != "config-file" && l != "version")
+            .collect();
+        let mut args = vec!["etcd".to_string()];
+        for (key, value) in map {
+            if !known.contains(&key) {
+                continue;
+            }
+            let v = match value {
+                serde_yaml_ng::Value::String(s) => s,
+                serde_yaml_ng::Value::Number(n) => n.to_string(),
+                serde_yaml_ng::Value::Bool(b) => b.to_string(),
+                serde_yaml_ng::Value::Null => continue,
+                other => {
+                    return Err(ConfigError(format!(
+                        "config file key {key:?}: unsupported value {other:?}"
+                    )))
+                }
+            };
+            args.push(format!("--{key}={v}"));
+        }
+        let matches = cmd
+            .try_get_matches_from(args)
+            .map_err(|e| ConfigError(format!("config file {}: {e}", path.display())))?;
+        let mut cfg = Config::from_arg_matches(&matches).map_err(|e| ConfigError(e.to_string()))?;
+        cfg.config_file = Some(path.to_path_buf());
+        Ok(cfg)
+    }
+
     /// Checks the flags and derives the member's configuration.
     pub fn validate(&self) -> Result<ServerConfig, ConfigError> {
         let data_dir = self
@@ -342,6 +405,44 @@ mod tests {
         assert_eq!(c.election_ticks, 10);
         assert_eq!(c.max_request_bytes, 1572864);
         assert_eq!(c.max_txn_ops, 128);
+    }
+
+    #[test]
+    fn config_file_sets_etcds_keys_and_defaults_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("etcd.yml");
+        std::fs::write(
+            &path,
+            "name: infra1\n\
+             data-dir: /tmp/infra1.etcd\n\
+             listen-client-urls: http://127.0.0.1:12379\n\
+             initial-advertise-peer-urls: http://127.0.0.1:12380\n\
+             initial-cluster: infra1=http://127.0.0.1:12380,infra2=http://127.0.0.1:22380\n\
+             heartbeat-interval: 50\n\
+             election-timeout: 500\n\
+             enable-v2: false\n",
+        )
+        .unwrap();
+        let c = Config::from_file(&path).unwrap().validate().unwrap();
+        assert_eq!(c.name, "infra1");
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/infra1.etcd"));
+        assert_eq!(c.client_listen, vec!["127.0.0.1:12379".parse().unwrap()]);
+        assert_eq!(c.initial_cluster.len(), 2);
+        assert_eq!((c.tick, c.election_ticks), (Duration::from_millis(50), 10));
+        assert_eq!(c.max_txn_ops, 128, "absent keys take the defaults");
+    }
+
+    #[test]
+    fn a_repeated_flag_keeps_the_last_value() {
+        let c = parse(&[
+            "--name",
+            "a",
+            "--name",
+            "b",
+            "--initial-cluster",
+            "b=http://localhost:2380",
+        ]);
+        assert_eq!(c.name, "b");
     }
 
     #[test]

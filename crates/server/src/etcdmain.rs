@@ -5,7 +5,6 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::Parser;
 use tokio::net::TcpListener;
 
 use crate::authority::ClientListener;
@@ -17,7 +16,13 @@ use api::etcdrspb::peer_server::PeerServer;
 
 /// Runs `etcd` with the process's arguments and environment.
 pub fn main() -> ExitCode {
-    let cfg = Config::parse();
+    let cfg = match Config::load() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("etcd: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     if cfg.version {
         println!("etcd Version: {SERVER_VERSION}");
         println!("etcd-rs Version: {ETCD_RS_VERSION}");
@@ -43,6 +48,12 @@ pub fn main() -> ExitCode {
         etcd_rs_version = ETCD_RS_VERSION,
         "Running: etcd-rs"
     );
+    if let Some(path) = &cfg.config_file {
+        tracing::info!(
+            path = %path.display(),
+            "loaded server configuration, other configuration command line flags and environment variables will be ignored if provided"
+        );
+    }
     let scfg = match cfg.validate() {
         Ok(c) => c,
         Err(e) => {

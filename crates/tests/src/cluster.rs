@@ -45,9 +45,28 @@ pub struct ClusterBuilder {
     bin: Option<PathBuf>,
     size: usize,
     flags: Vec<String>,
+    bootstrap: Bootstrap,
+}
+
+/// How a member is given its configuration.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Bootstrap {
+    /// Command-line flags (`--name m0 ...`).
+    #[default]
+    Flags,
+    /// A YAML file with etcd's keys, passed as `--config-file`.
+    ConfigFile,
+    /// `ETCD_*` environment variables, no flags.
+    Env,
 }
 
 impl ClusterBuilder {
+    /// Configures members through `bootstrap` instead of flags.
+    pub fn bootstrap(mut self, bootstrap: Bootstrap) -> Self {
+        self.bootstrap = bootstrap;
+        self
+    }
+
     /// Uses `bin` instead of [`etcd_bin`] (e.g. the reference etcd).
     pub fn bin(mut self, bin: impl Into<PathBuf>) -> Self {
         self.bin = Some(bin.into());
@@ -98,6 +117,7 @@ impl ClusterBuilder {
                 })
                 .collect();
             for m in &mut members {
+                m.bootstrap = self.bootstrap;
                 m.spawn();
             }
             let deadline = Instant::now() + READY_LIMIT;
@@ -142,6 +162,7 @@ impl TestCluster {
     /// A builder for anything beyond the defaults (another binary, flags).
     pub fn builder(n: usize) -> ClusterBuilder {
         ClusterBuilder {
+            bootstrap: Bootstrap::Flags,
             bin: None,
             size: n,
             flags: Vec::new(),
@@ -197,6 +218,7 @@ pub struct Member {
     dir: PathBuf,
     tmp: Option<TempDir>,
     child: Option<Child>,
+    bootstrap: Bootstrap,
     starts: u32,
     /// Set once a panic message already carries this member's log tail.
     log_reported: bool,
@@ -253,6 +275,7 @@ impl Member {
             dir,
             tmp: Some(tmp),
             child: None,
+            bootstrap: Bootstrap::Flags,
             starts: 0,
             log_reported: false,
         }
@@ -367,8 +390,26 @@ impl Member {
                 cmd.env(var, v);
             }
         }
+        match self.bootstrap {
+            Bootstrap::Flags => {
+                cmd.args(&self.args);
+            }
+            Bootstrap::ConfigFile => {
+                let yaml: String = flag_pairs(&self.args)
+                    .iter()
+                    .map(|(k, v)| format!("{k}: {v}\n"))
+                    .collect();
+                let path = self.dir.join("etcd.yml");
+                std::fs::write(&path, yaml).expect("cannot write the config file");
+                cmd.arg("--config-file").arg(path);
+            }
+            Bootstrap::Env => {
+                for (k, v) in flag_pairs(&self.args) {
+                    cmd.env(format!("ETCD_{}", k.to_uppercase().replace('-', "_")), v);
+                }
+            }
+        }
         let child = cmd
-            .args(&self.args)
             .current_dir(&self.dir)
             .stdin(Stdio::null())
             .stdout(log)
@@ -444,6 +485,22 @@ impl Drop for Member {
 
 /// `n` distinct ports that were free on 127.0.0.1 a moment ago (all bound at
 /// once, then released).
+/// `--key value` and `--key=value` arguments as (key, value) pairs.
+fn flag_pairs(args: &[String]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let Some(flag) = a.strip_prefix("--") else {
+            continue;
+        };
+        match flag.split_once('=') {
+            Some((k, v)) => out.push((k.to_string(), v.to_string())),
+            None => out.push((flag.to_string(), it.next().cloned().unwrap_or_default())),
+        }
+    }
+    out
+}
+
 fn free_ports(n: usize) -> Vec<u16> {
     let listeners: Vec<TcpListener> = (0..n)
         .map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("cannot bind a free port"))

@@ -27,7 +27,7 @@ pub mod etcdctl;
 pub mod health;
 pub mod process;
 
-pub use cluster::{ClusterBuilder, Member, TestCluster};
+pub use cluster::{Bootstrap, ClusterBuilder, Member, TestCluster};
 pub use etcdctl::etcdctl;
 pub use process::Output;
 

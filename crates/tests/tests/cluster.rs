@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use etcd_rs_tests::etcdctl::etcdctl;
-use etcd_rs_tests::{within, Output, TestCluster};
+use etcd_rs_tests::{within, Bootstrap, Output, TestCluster};
 use serde_json::Value;
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -178,6 +178,31 @@ async fn without_quorum_writes_fail_and_serializable_reads_answer() {
         assert!(after.iter().all(|a| *a == after[0]), "{after:?}");
         assert_eq!(after[0].0, "back");
         assert_eq!(after[0].1, before.1 + 1, "the refused put changed nothing");
+    })
+    .await
+}
+
+/// The same cluster, configured by a YAML file per member and then by
+/// `ETCD_*` variables alone: both reach the same replicated state.
+#[tokio::test]
+async fn bootstrap_by_config_file_and_by_environment() {
+    within(LIMIT, async {
+        for how in [Bootstrap::ConfigFile, Bootstrap::Env] {
+            let c = TestCluster::builder(3).bootstrap(how).start().await;
+            on(&c, 1, &["put", "how", &format!("{how:?}")]).expect_success();
+            for i in 0..3 {
+                on(&c, i, &["get", "how", "--print-value-only"])
+                    .expect_stdout(&format!("{how:?}\n"));
+            }
+            let list = on(&c, 0, &["member", "list"]);
+            for m in c.members() {
+                assert!(
+                    list.stdout
+                        .contains(&format!(", {}, {}, ", m.name(), m.peer_url())),
+                    "{how:?}:\n{list}"
+                );
+            }
+        }
     })
     .await
 }

@@ -118,6 +118,13 @@ async fn send_loop(
             }
         }
         if let Ok(Err(status)) = call.await {
+            if status.code() == tonic::Code::FailedPrecondition {
+                tracing::error!(
+                    remote_peer_id = %format!("{to:x}"),
+                    local_member_cluster_id = %format!("{cluster_id:x}"),
+                    "request sent was ignored by remote peer due to cluster ID mismatch"
+                );
+            }
             tracing::warn!(
                 remote_peer_id = %format!("{to:x}"),
                 error = %status.message(),
