@@ -206,7 +206,8 @@ impl EtcdServer {
         let logger = slog::Logger::root(slog::Discard, slog::o!());
         let mut raw = ::raft::RawNode::new(&raft_cfg, mem, &logger).map_err(start_err)?;
         let voters = contents.snapshot.voters;
-        if voters.as_slice() == [member_id] {
+        let single_voter = voters.as_slice() == [member_id];
+        if single_voter {
             // A single voter needs no election timeout to lead.
             raw.campaign().map_err(start_err)?;
         }
@@ -243,6 +244,7 @@ impl EtcdServer {
             status: raft_status.clone(),
             wait: wait.clone(),
             transport,
+            single_voter,
         };
         let apply_thread = std::thread::Builder::new()
             .name("apply".into())

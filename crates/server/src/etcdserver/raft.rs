@@ -83,6 +83,11 @@ pub struct RaftLoop {
     pub wait: Arc<Wait<ApplyOutcome>>,
     /// Sends raft messages to the other members.
     pub transport: Transport,
+    /// Whether this member is the only voter. Only then are applied entries
+    /// trimmed from the in-memory log: raft-rs's memory storage answers a
+    /// snapshot request with metadata but no data, so a leader must keep
+    /// every entry a follower may still need until raft snapshots exist.
+    pub single_voter: bool,
 }
 
 struct Reads {
@@ -202,9 +207,9 @@ impl RaftLoop {
         true
     }
 
-    /// Tells raft how far the apply stage got, and drops applied entries
-    /// from the in-memory log beyond the catch-up window (they stay in the
-    /// WAL).
+    /// Tells raft how far the apply stage got, and (single voter only)
+    /// drops applied entries from the in-memory log beyond the catch-up
+    /// window (they stay in the WAL).
     fn advance_applied(&mut self) {
         let log = &self.raw.raft.raft_log;
         let applied = (*self.applied_rx.borrow())
@@ -212,6 +217,9 @@ impl RaftLoop {
             .min(log.persisted);
         if applied > log.applied {
             self.raw.advance_apply_to(applied);
+        }
+        if !self.single_voter {
+            return;
         }
         let keep_from = applied.saturating_sub(CATCH_UP_ENTRIES);
         let first = self.raw.store().first_index().expect("memory storage");
