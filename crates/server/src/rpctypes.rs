@@ -48,6 +48,15 @@ pub enum EtcdError {
     /// `ErrGRPCLeaderChanged`.
     #[error("etcdserver: leader changed")]
     LeaderChanged,
+    /// `ErrGRPCNotLeader`.
+    #[error("etcdserver: not leader")]
+    NotLeader,
+    /// `ErrGRPCBadLeaderTransferee`.
+    #[error("etcdserver: bad leader transferee")]
+    BadLeaderTransferee,
+    /// `ErrGRPCTimeoutLeaderTransfer`.
+    #[error("etcdserver: request timed out, leader transfer took too long")]
+    TimeoutLeaderTransfer,
     /// `ErrGRPCTimeout`.
     #[error("etcdserver: request timed out")]
     Timeout,
@@ -68,6 +77,8 @@ impl EtcdError {
             | InvalidSortOption | RequestTooLarge => Code::InvalidArgument,
             Compacted | FutureRev => Code::OutOfRange,
             LeaseNotFound => Code::NotFound,
+            NotLeader | BadLeaderTransferee => Code::FailedPrecondition,
+            TimeoutLeaderTransfer => Code::Unavailable,
             NoLeader | LeaderChanged | Timeout | Stopped => Code::Unavailable,
             Internal(_) => Code::Internal,
         }

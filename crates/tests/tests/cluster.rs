@@ -206,3 +206,32 @@ async fn bootstrap_by_config_file_and_by_environment() {
     })
     .await
 }
+
+#[tokio::test]
+async fn move_leader_hands_leadership_to_the_named_member() {
+    within(LIMIT, async {
+        let c = TestCluster::start(3).await;
+        let (old, _) = wait_for_leader(&c, &[0, 1, 2]);
+        let target = (old + 1) % 3;
+        let (old_id, target_id) = (status(&c, old).unwrap().0, status(&c, target).unwrap().0);
+        let all = c.endpoints();
+        let out = etcdctl(&all, &["move-leader", &format!("{target_id:x}")], None);
+        out.expect_stdout(&format!(
+            "Leadership transferred from {old_id:x} to {target_id:x}\n"
+        ));
+        assert_eq!(wait_for_leader(&c, &[0, 1, 2]).0, target);
+        // Not a member: etcd's error, nothing moves.
+        etcdctl(&all, &["move-leader", "1234"], None)
+            .expect_error("etcdserver: bad leader transferee");
+        // Asked of a follower directly, the request is refused.
+        let follower = (target + 1) % 3;
+        let mut cmd = std::process::Command::new(etcd_rs_tests::bins::etcdctl_bin());
+        cmd.env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", c.member(follower).endpoint()))
+            .args(["move-leader", &format!("{old_id:x}")]);
+        let out = etcd_rs_tests::process::run(cmd, None, Duration::from_secs(30));
+        assert_ne!(out.code, 0, "{out}");
+        assert_eq!(wait_for_leader(&c, &[0, 1, 2]).0, target);
+    })
+    .await
+}

@@ -425,6 +425,43 @@ impl EtcdServer {
             .map_err(|_| EtcdError::Stopped)
     }
 
+    /// Moves leadership from this member, which must lead, to `target`,
+    /// and waits until `target` leads (etcd's `MoveLeader`). Errors:
+    /// `NotLeader`, `BadLeaderTransferee` (not a voting member),
+    /// `TimeoutLeaderTransfer`.
+    pub async fn move_leader(&self, target: u64) -> Result<(), EtcdError> {
+        if self.leader() != self.member_id {
+            return Err(EtcdError::NotLeader);
+        }
+        let is_voter = self
+            .membership
+            .members()
+            .iter()
+            .any(|m| m.id == target && !m.is_learner);
+        if !is_voter {
+            return Err(EtcdError::BadLeaderTransferee);
+        }
+        tracing::info!(
+            current_leader_member_id = %format!("{:x}", self.member_id),
+            transferee_member_id = %format!("{target:x}"),
+            "leadership transfer starting"
+        );
+        self.send_to_raft(RaftMsg::TransferLeader(target))?;
+        let deadline = tokio::time::Instant::now() + self.cfg.request_timeout;
+        while self.leader() != target {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(EtcdError::TimeoutLeaderTransfer);
+            }
+            tokio::time::sleep(self.cfg.tick).await;
+        }
+        tracing::info!(
+            old_leader_member_id = %format!("{:x}", self.member_id),
+            new_leader_member_id = %format!("{target:x}"),
+            "leadership transfer finished"
+        );
+        Ok(())
+    }
+
     /// Publishes this member's name and client URLs through raft (etcd's
     /// `publishV3`), retrying until it succeeds.
     pub async fn publish(&self) {

@@ -48,6 +48,8 @@ pub enum RaftMsg {
     /// Ask for a read index; answered once this member's leader confirmed
     /// its leadership, with the commit index to wait for.
     ReadIndex(oneshot::Sender<u64>),
+    /// Hand leadership to this member (etcd's `TransferLeadership`).
+    TransferLeader(u64),
     /// Stop the loop.
     Stop,
 }
@@ -202,6 +204,7 @@ impl RaftLoop {
                 let _ = self.raw.step(*m);
             }
             RaftMsg::ReadIndex(reply) => reads.pending.push(reply),
+            RaftMsg::TransferLeader(to) => self.raw.transfer_leader(to),
             RaftMsg::Stop => return false,
         }
         true

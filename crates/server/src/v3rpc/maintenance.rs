@@ -1,5 +1,5 @@
-//! The Maintenance service (etcd `etcdserverpb.Maintenance`): Status and
-//! the alarm list. The other calls answer `Unimplemented` until their
+//! The Maintenance service (etcd `etcdserverpb.Maintenance`): Status, the
+//! alarm list and MoveLeader. The other calls answer `Unimplemented` until their
 //! features exist.
 
 use std::pin::Pin;
@@ -102,11 +102,17 @@ impl Maintenance for MaintenanceService {
         Err(self.not_yet("Snapshot"))
     }
 
+    /// Transfers leadership to `targetID`; only the leader takes this
+    /// request, as in etcd (`etcdctl move-leader` finds it).
     async fn move_leader(
         &self,
-        _req: Request<MoveLeaderRequest>,
+        req: Request<MoveLeaderRequest>,
     ) -> Result<Response<MoveLeaderResponse>, Status> {
-        Err(self.not_yet("MoveLeader"))
+        let s = &self.server;
+        s.move_leader(req.get_ref().target_id).await?;
+        Ok(Response::new(MoveLeaderResponse {
+            header: Some(s.header(s.store.current_revision())),
+        }))
     }
 
     async fn downgrade(
