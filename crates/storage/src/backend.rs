@@ -27,6 +27,16 @@ pub const MEMBERS_TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("m
 /// `cluster`: cluster-wide values (`clusterVersion`).
 pub const CLUSTER_TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("cluster");
 
+/// Every table, in the order a snapshot carries them.
+pub const TABLES: [TableDefinition<&[u8], &[u8]>; 4] =
+    [KEY_TABLE, META_TABLE, MEMBERS_TABLE, CLUSTER_TABLE];
+
+/// The table of `TABLES` called `name`.
+pub fn table_named(name: &str) -> Option<TableDefinition<'static, &'static [u8], &'static [u8]>> {
+    use redb::TableHandle;
+    TABLES.into_iter().find(|t| t.name() == name)
+}
+
 /// Errors of the backend: any redb failure, or an I/O error on the file.
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
@@ -110,6 +120,22 @@ impl Backend {
         tx.set_durability(durability)
             .expect("durability is set before any write");
         Ok(tx)
+    }
+
+    /// Writes `(table, key, value)` entries in one transaction; used to
+    /// fill a backend received from the leader. Unknown tables are skipped.
+    pub fn write_entries(
+        &self,
+        entries: &[(String, Vec<u8>, Vec<u8>)],
+        durable: bool,
+    ) -> Result<(), BackendError> {
+        let tx = self.write(durable)?;
+        for (name, k, v) in entries {
+            if let Some(def) = table_named(name) {
+                tx.open_table(def)?.insert(k.as_slice(), v.as_slice())?;
+            }
+        }
+        self.commit(tx, durable)
     }
 
     /// Size of the file on disk, in bytes (etcd's `dbSize`).

@@ -7,11 +7,13 @@
 //!   the in-memory key index, ranges at any retained revision, compaction.
 //! - [`wal`]: the write-ahead log of raft entries and hard state, in
 //!   segmented, checksummed, preallocated files with group-commit fsync.
+//! - [`snap`]: raft snapshot records, after which the log may start.
 //!
 //! The server crate drives these; nothing here knows about gRPC or raft-rs.
 
 pub mod backend;
 pub mod mvcc;
+pub mod snap;
 pub mod wal;
 
 pub use backend::{Backend, BackendError};

@@ -18,7 +18,7 @@ use redb::{ReadableTable, WriteTransaction};
 
 use super::key_index::{KeyAt, RangeEnd, TreeIndex};
 use super::revision::Revision;
-use crate::backend::{meta_u64, Backend, BackendError, KEY_TABLE, META_TABLE};
+use crate::backend::{meta_u64, Backend, BackendError, KEY_TABLE, META_TABLE, TABLES};
 
 const CONSISTENT_INDEX: &[u8] = b"consistent_index";
 const TERM: &[u8] = b"term";
@@ -45,6 +45,12 @@ pub enum MvccError {
 
 impl From<redb::StorageError> for MvccError {
     fn from(e: redb::StorageError) -> Self {
+        MvccError::Backend(e.into())
+    }
+}
+
+impl From<redb::CommitError> for MvccError {
+    fn from(e: redb::CommitError) -> Self {
         MvccError::Backend(e.into())
     }
 }
@@ -76,6 +82,44 @@ pub struct RangeResult {
     pub count: usize,
     /// The store revision the read reflects.
     pub rev: i64,
+}
+
+/// What a backend holds, read at start-up or after a restore.
+struct Loaded {
+    index: TreeIndex,
+    current: i64,
+    compact_rev: i64,
+    consistent_index: u64,
+}
+
+impl Loaded {
+    /// Rebuilds the key index from the `key` table and reads `meta`. A new
+    /// store is at revision 1, as etcd's is.
+    fn read(backend: &Backend) -> Result<Loaded, MvccError> {
+        let rtx = backend.read()?;
+        let meta = rtx.open_table(META_TABLE)?;
+        let consistent_index = meta_u64(&meta, CONSISTENT_INDEX)?;
+        let finished = meta_u64(&meta, FINISHED_COMPACT_REV)? as i64;
+        let compact_rev = if finished > 0 { finished } else { -1 };
+        let mut index = TreeIndex::default();
+        let mut current = compact_rev.max(1);
+        let keys = rtx.open_table(KEY_TABLE)?;
+        for item in keys.iter()? {
+            let (k, v) = item?;
+            let Some((rev, tombstone)) = Revision::from_key(k.value()) else {
+                continue;
+            };
+            let kv = KeyValue::decode(v.value()).map_err(|_| MvccError::Corrupt(rev))?;
+            index.restore(&kv.key, rev, tombstone, kv.create_revision, kv.version);
+            current = current.max(rev.main);
+        }
+        Ok(Loaded {
+            index,
+            current,
+            compact_rev,
+            consistent_index,
+        })
+    }
 }
 
 /// Anything ranges can be read from: the committed store, or the apply
@@ -127,33 +171,69 @@ impl KvStore {
     /// Opens the store on `backend`, rebuilding the key index from the
     /// `key` table. A new store is at revision 1, as etcd's is.
     pub fn open(backend: Backend) -> Result<KvStore, MvccError> {
-        let rtx = backend.read()?;
-        let meta = rtx.open_table(META_TABLE)?;
-        let consistent_index = meta_u64(&meta, CONSISTENT_INDEX)?;
-        let finished = meta_u64(&meta, FINISHED_COMPACT_REV)? as i64;
-        let compact_rev = if finished > 0 { finished } else { -1 };
-        let mut index = TreeIndex::default();
-        let mut current = compact_rev.max(1);
-        let keys = rtx.open_table(KEY_TABLE)?;
-        for item in keys.iter()? {
-            let (k, v) = item?;
-            let Some((rev, tombstone)) = Revision::from_key(k.value()) else {
-                continue;
-            };
-            let kv = KeyValue::decode(v.value()).map_err(|_| MvccError::Corrupt(rev))?;
-            index.restore(&kv.key, rev, tombstone, kv.create_revision, kv.version);
-            current = current.max(rev.main);
-        }
-        drop(keys);
-        drop(meta);
-        drop(rtx);
+        let loaded = Loaded::read(&backend)?;
         Ok(KvStore {
             backend,
-            index: RwLock::new(index),
-            current_rev: AtomicI64::new(current),
-            compact_rev: AtomicI64::new(compact_rev),
-            consistent_index: AtomicU64::new(consistent_index),
+            index: RwLock::new(loaded.index),
+            current_rev: AtomicI64::new(loaded.current),
+            compact_rev: AtomicI64::new(loaded.compact_rev),
+            consistent_index: AtomicU64::new(loaded.consistent_index),
         })
+    }
+
+    /// Replaces the whole content of the backend with the backend file at
+    /// `path` (a snapshot received from the leader), durably, and rebuilds
+    /// the key index from it. The file is removed afterwards.
+    pub fn restore_from(&self, path: &std::path::Path) -> Result<(), MvccError> {
+        {
+            let staged = Backend::open(path)?;
+            let rtx = staged.read()?;
+            let tx = self.backend.write(true)?;
+            for def in TABLES {
+                let src = rtx.open_table(def)?;
+                let mut dst = tx.open_table(def)?;
+                dst.retain(|_, _| false)?;
+                for item in src.iter()? {
+                    let (k, v) = item?;
+                    dst.insert(k.value(), v.value())?;
+                }
+            }
+            self.backend.commit(tx, true)?;
+        }
+        let loaded = Loaded::read(&self.backend)?;
+        let mut index = self.index.write().expect("index lock");
+        *index = loaded.index;
+        self.current_rev.store(loaded.current, Ordering::Release);
+        self.compact_rev
+            .store(loaded.compact_rev, Ordering::Release);
+        self.consistent_index
+            .store(loaded.consistent_index, Ordering::Release);
+        drop(index);
+        std::fs::remove_file(path).map_err(BackendError::from)?;
+        Ok(())
+    }
+
+    /// Calls `sink` with every `(table, key, value)` of one consistent read
+    /// of the backend, in table and key order; returns the consistent index
+    /// and term that read reflects. Stops at the first error of `sink`.
+    pub fn export<E: From<MvccError>>(
+        &self,
+        mut sink: impl FnMut(&str, &[u8], &[u8]) -> Result<(), E>,
+    ) -> Result<(u64, u64), E> {
+        use redb::TableHandle;
+        let rtx = self.backend.read().map_err(MvccError::from)?;
+        let meta = rtx.open_table(META_TABLE).map_err(MvccError::from)?;
+        let ci = meta_u64(&meta, CONSISTENT_INDEX).map_err(MvccError::from)?;
+        let term = meta_u64(&meta, TERM).map_err(MvccError::from)?;
+        drop(meta);
+        for def in TABLES {
+            let t = rtx.open_table(def).map_err(MvccError::from)?;
+            for item in t.iter().map_err(MvccError::from)? {
+                let (k, v) = item.map_err(MvccError::from)?;
+                sink(def.name(), k.value(), v.value())?;
+            }
+        }
+        Ok((ci, term))
     }
 
     /// The backend, for sizes and for the tables the store does not own.
@@ -436,6 +516,7 @@ mod tests {
     use super::*;
 
     fn open(dir: &std::path::Path) -> KvStore {
+        std::fs::create_dir_all(dir).unwrap();
         KvStore::open(Backend::open(&dir.join("db")).unwrap()).unwrap()
     }
 
@@ -498,6 +579,37 @@ mod tests {
         t.end_request();
         t.commit().unwrap();
         assert_eq!(get(&s, "a", 0).unwrap().unwrap().value, b"2");
+    }
+
+    #[test]
+    fn export_then_restore_reproduces_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = open(&dir.path().join("a"));
+        put(&a, "x", "1");
+        put(&a, "x", "2");
+        put(&a, "y", "1");
+        let mut t = a.begin().unwrap();
+        t.set_consistent_index(42, 3);
+        t.commit().unwrap();
+        let staged = Backend::open(&dir.path().join("staged.db")).unwrap();
+        let mut entries = Vec::new();
+        let (ci, term) = a
+            .export(|t, k, v| {
+                entries.push((t.to_string(), k.to_vec(), v.to_vec()));
+                Ok::<_, MvccError>(())
+            })
+            .unwrap();
+        assert_eq!((ci, term), (42, 3));
+        staged.write_entries(&entries, true).unwrap();
+        drop(staged);
+        let b = open(&dir.path().join("b"));
+        put(&b, "stale", "gone after restore");
+        b.restore_from(&dir.path().join("staged.db")).unwrap();
+        assert_eq!(b.current_revision(), 4);
+        assert_eq!(b.consistent_index(), 42);
+        assert_eq!(get(&b, "x", 2).unwrap().unwrap().value, b"1");
+        assert_eq!(get(&b, "stale", 0).unwrap(), None);
+        assert!(!dir.path().join("staged.db").exists());
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! a torn record at the tail of the last segment (a write cut by a crash)
 //! is cut off; a bad record anywhere else is an error.
 
-mod record;
+pub(crate) mod record;
 mod segment;
 
 use std::fs::{self, File};
@@ -100,11 +100,20 @@ impl Wal {
     /// Opens the WAL in `dir`, reads it whole, cuts a torn tail, and
     /// returns it ready to append with what it holds.
     pub fn open(dir: &Path) -> Result<(Wal, WalContents), WalError> {
+        Wal::open_from(dir, SnapshotRecord::default())
+    }
+
+    /// Like [`Wal::open`], for a log that starts after `snapshot` (saved
+    /// by a [`crate::snap::Snapshotter`]): entries it covers are skipped.
+    pub fn open_from(dir: &Path, snapshot: SnapshotRecord) -> Result<(Wal, WalContents), WalError> {
         let segments = segment::list(dir)?;
         let Some(last) = segments.last().cloned() else {
             return Err(WalError::NotFound(dir.to_path_buf()));
         };
-        let mut contents = WalContents::default();
+        let mut contents = WalContents {
+            snapshot,
+            ..Default::default()
+        };
         let mut end_offset = 0;
         for (i, seg) in segments.iter().enumerate() {
             let is_last = i + 1 == segments.len();
@@ -201,6 +210,28 @@ impl Wal {
         self.seq += 1;
         self.offset = offset;
         Ok(())
+    }
+
+    /// Deletes the segments whose entries all precede `index` + 1 (they
+    /// are covered by a snapshot at `index`); the last segment stays.
+    /// Returns how many were deleted.
+    pub fn release_to(&mut self, index: u64) -> Result<usize, WalError> {
+        let segments = segment::list(&self.dir)?;
+        let mut released = 0;
+        for pair in segments.windows(2) {
+            // The next segment starts at or before the first entry after
+            // the snapshot, so this one holds nothing still needed.
+            if pair[1].first_index <= index + 1 {
+                fs::remove_file(&pair[0].path)?;
+                released += 1;
+            } else {
+                break;
+            }
+        }
+        if released > 0 {
+            File::open(&self.dir)?.sync_all()?;
+        }
+        Ok(released)
     }
 
     /// The directory this WAL lives in.

@@ -17,6 +17,8 @@ pub const HEADER_BYTES: u64 = (FRAME_BYTES + 17 + FRAME_BYTES + 25) as u64;
 #[derive(Clone, Debug)]
 pub struct Segment {
     pub seq: u64,
+    /// The raft index its first entry was to have, from its name.
+    pub first_index: u64,
     pub path: PathBuf,
 }
 
@@ -39,9 +41,10 @@ pub fn list(dir: &Path) -> io::Result<Vec<Segment>> {
     };
     for ent in rd {
         let ent = ent?;
-        if let Some((seq, _)) = ent.file_name().to_str().and_then(parse_name) {
+        if let Some((seq, first_index)) = ent.file_name().to_str().and_then(parse_name) {
             out.push(Segment {
                 seq,
+                first_index,
                 path: ent.path(),
             });
         }

@@ -160,3 +160,38 @@ fn an_index_gap_is_an_error() {
         Err(WalError::Corrupt { .. })
     ));
 }
+
+#[test]
+fn segments_covered_by_a_snapshot_are_released_and_the_rest_reads_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut wal = Wal::create(dir.path(), meta(), &snapshot()).unwrap();
+    let big = vec![0xcd; 1024 * 1024];
+    for i in 1..=140 {
+        wal.save(
+            Some(HardState {
+                term: 1,
+                vote: 7,
+                commit: i,
+            }),
+            [entry(i, &big)],
+        )
+        .unwrap();
+    }
+    let segs = segment::list(dir.path()).unwrap();
+    assert_eq!(segs.len(), 3);
+    // A snapshot before the second segment's start releases nothing.
+    assert_eq!(wal.release_to(segs[1].first_index - 2).unwrap(), 0);
+    let at = segs[2].first_index - 1;
+    assert_eq!(wal.release_to(at).unwrap(), 2);
+    drop(wal);
+    let snap = SnapshotRecord {
+        index: at,
+        term: 1,
+        voters: vec![7],
+        learners: vec![],
+    };
+    let (_, c) = Wal::open_from(dir.path(), snap).unwrap();
+    assert_eq!(c.entries.first().unwrap().index, at + 1);
+    assert_eq!(c.entries.last().unwrap().index, 140);
+    assert_eq!(c.hard_state.commit, 140);
+}
