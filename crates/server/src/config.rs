@@ -90,6 +90,14 @@ pub struct Config {
     /// Number of committed transactions to trigger a snapshot to disk.
     #[arg(long, env = "ETCD_SNAPSHOT_COUNT", default_value_t = 100_000)]
     pub snapshot_count: u64,
+    /// Number of entries kept for a slow follower to catch up after a
+    /// snapshot compacts the in-memory raft log.
+    #[arg(
+        long,
+        env = "ETCD_EXPERIMENTAL_SNAPSHOT_CATCHUP_ENTRIES",
+        default_value_t = 5000
+    )]
+    pub experimental_snapshot_catchup_entries: u64,
     /// Raise alarms when backend size exceeds the given quota (0 defaults
     /// to the low space quota, 2 GiB).
     #[arg(long, env = "ETCD_QUOTA_BACKEND_BYTES", default_value_t = 0)]
@@ -156,6 +164,8 @@ pub struct ServerConfig {
     pub election_ticks: usize,
     /// `--snapshot-count`.
     pub snapshot_count: u64,
+    /// `--experimental-snapshot-catchup-entries`.
+    pub snapshot_catchup_entries: u64,
     /// `--quota-backend-bytes`, with 0 replaced by the default (2 GiB).
     pub quota_backend_bytes: u64,
     /// `--max-request-bytes`.
@@ -369,7 +379,8 @@ impl Config {
             new_cluster,
             tick,
             election_ticks,
-            snapshot_count: self.snapshot_count,
+            snapshot_count: self.snapshot_count.max(1),
+            snapshot_catchup_entries: self.experimental_snapshot_catchup_entries,
             quota_backend_bytes: if self.quota_backend_bytes == 0 {
                 2 * 1024 * 1024 * 1024
             } else {

@@ -177,7 +177,13 @@ async fn without_quorum_writes_fail_and_serializable_reads_answer() {
         let after: Vec<_> = (0..3).map(|i| kv_on(&c, i, "k")).collect();
         assert!(after.iter().all(|a| *a == after[0]), "{after:?}");
         assert_eq!(after[0].0, "back");
-        assert_eq!(after[0].1, before.1 + 1, "the refused put changed nothing");
+        // A put that timed out has an unknown outcome, in raft as in etcd:
+        // the old leader's log may still carry it, and it commits once
+        // quorum returns. Either way it comes before "back".
+        assert!(
+            after[0].1 == before.1 + 1 || after[0].1 == before.1 + 2,
+            "{before:?} -> {after:?}"
+        );
     })
     .await
 }
@@ -232,6 +238,78 @@ async fn move_leader_hands_leadership_to_the_named_member() {
         let out = etcd_rs_tests::process::run(cmd, None, Duration::from_secs(30));
         assert_ne!(out.code, 0, "{out}");
         assert_eq!(wait_for_leader(&c, &[0, 1, 2]).0, target);
+    })
+    .await
+}
+
+/// With a low `--snapshot-count`, the others snapshot and trim their logs
+/// while a member is down; when it returns it gets the leader's snapshot
+/// (the backend with it) and converges.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_behind_the_compacted_log_catches_up_by_snapshot() {
+    within(LIMIT, async {
+        let flags = [
+            "--snapshot-count",
+            "100",
+            "--experimental-snapshot-catchup-entries",
+            "10",
+        ];
+        let mut c = TestCluster::start_with_flags(3, &flags).await;
+        c.member_mut(2).kill9();
+        let mut client = etcd_client::Client::connect([c.member(0).endpoint()], None)
+            .await
+            .unwrap();
+        for i in 0..400 {
+            // Two members on a busy machine may hold an election meanwhile;
+            // a put that fails then is simply tried again.
+            let mut tries = 0;
+            while let Err(e) = client.put(format!("k{i:03}"), format!("v{i}"), None).await {
+                tries += 1;
+                assert!(
+                    tries < 20,
+                    "put k{i:03} keeps failing: {e}\n{}",
+                    c.member(0).log_tail()
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        let snaps = std::fs::read_dir(c.member(0).data_dir().join("member").join("snap"))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".snap")
+            })
+            .count();
+        assert!(snaps > 0, "member 0 saved no snapshot record");
+        c.member_mut(2).restart().await;
+        // A linearizable read on the returning member waits until it applied.
+        let mut back = etcd_client::Client::connect([c.member(2).endpoint()], None)
+            .await
+            .unwrap();
+        let all = Some(etcd_client::GetOptions::new().with_prefix());
+        let theirs = back.get("k", all.clone()).await.unwrap();
+        let ours = client.get("k", all).await.unwrap();
+        assert_eq!(theirs.count(), 400);
+        let pairs = |r: &etcd_client::GetResponse| -> Vec<(Vec<u8>, Vec<u8>, i64)> {
+            r.kvs()
+                .iter()
+                .map(|kv| (kv.key().to_vec(), kv.value().to_vec(), kv.mod_revision()))
+                .collect()
+        };
+        assert_eq!(pairs(&theirs), pairs(&ours));
+        let log = std::fs::read_to_string(c.member(2).log_path()).unwrap();
+        assert!(
+            log.contains("restored the backend from the leader's snapshot"),
+            "{}",
+            c.member(2).log_tail()
+        );
+        // It keeps up afterwards, too.
+        client.put("after", "1", None).await.unwrap();
+        let r = back.get("after", None).await.unwrap();
+        assert_eq!(r.kvs()[0].value(), b"1");
     })
     .await
 }

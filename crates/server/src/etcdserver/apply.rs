@@ -8,6 +8,7 @@
 //! the WAL already made the entries durable. Waiters are answered only
 //! after the commit, so a client never reads less than it was told.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
@@ -18,11 +19,13 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use prost::Message;
 use raft::prelude::{Entry, EntryType};
 use storage::backend::{CLUSTER_TABLE, MEMBERS_TABLE};
+use storage::snap::Snapshotter;
 use storage::{Backend, KvStore};
 use tokio::sync::watch;
 
 use super::kvops;
 use super::membership::Membership;
+use super::raft::ApplyItem;
 use super::wait::Wait;
 use crate::rpctypes::EtcdError;
 
@@ -64,6 +67,14 @@ impl ClusterVersion {
         Ok(ClusterVersion(RwLock::new(v)))
     }
 
+    /// Reads the stored version again (after a snapshot replaced the
+    /// backend).
+    pub fn reload(&self, store: &KvStore) -> Result<(), EtcdError> {
+        let fresh = ClusterVersion::load(store)?;
+        *self.0.write().expect("version lock") = fresh.get();
+        Ok(())
+    }
+
     /// The version, e.g. `3.5.0`, if set.
     pub fn get(&self) -> Option<String> {
         self.0.read().expect("version lock").clone()
@@ -91,17 +102,26 @@ pub struct Applier {
     pub wait: Arc<Wait<ApplyOutcome>>,
     /// Publishes the applied index.
     pub applied: watch::Sender<u64>,
+    /// The consistent index as of the last durable backend commit.
+    pub durable_index: Arc<AtomicU64>,
+    /// Where backends received with snapshots wait.
+    pub snapshotter: Arc<Snapshotter>,
 }
 
 impl Applier {
     /// Applies batches from `rx` until it closes, then makes the backend
     /// durable.
-    pub fn run(self, rx: Receiver<Vec<Entry>>) {
+    pub fn run(self, rx: Receiver<ApplyItem>) {
         let mut last_durable = Instant::now();
         let mut dirty = false;
         loop {
             match rx.recv_timeout(Backend::DURABLE_COMMIT_INTERVAL) {
-                Ok(entries) => {
+                Ok(ApplyItem::Snapshot { index, term }) => {
+                    self.restore(index, term);
+                    last_durable = Instant::now();
+                    dirty = false;
+                }
+                Ok(ApplyItem::Entries(entries)) => {
                     let durable = last_durable.elapsed() >= Backend::DURABLE_COMMIT_INTERVAL;
                     self.apply_batch(&entries, durable);
                     if durable {
@@ -161,6 +181,10 @@ impl Applier {
             txn.set_consistent_index(e.index, e.term);
         }
         txn.commit().expect("backend must commit");
+        if durable {
+            self.durable_index
+                .store(self.store.consistent_index(), Ordering::Release);
+        }
         if let Some(index) = last {
             self.applied.send_if_modified(|applied| {
                 let newer = index > *applied;
@@ -171,6 +195,30 @@ impl Applier {
         for (id, outcome) in answers {
             self.wait.trigger(id, outcome);
         }
+    }
+
+    /// Replaces the store with the backend received with the leader's
+    /// snapshot at `index`, then reloads membership and cluster version.
+    fn restore(&self, index: u64, term: u64) {
+        let path = self.snapshotter.db_path(term, index);
+        if let Err(e) = self.store.restore_from(&path) {
+            super::fatal("failed to load the database snapshot", &e);
+        }
+        match super::load_members(self.store.backend()) {
+            Ok(members) => self.membership.replace(members),
+            Err(e) => super::fatal("failed to load members from the snapshot", &e),
+        }
+        if let Err(e) = self.cluster_version.reload(&self.store) {
+            super::fatal("failed to load the cluster version from the snapshot", &e);
+        }
+        self.durable_index
+            .store(self.store.consistent_index(), Ordering::Release);
+        self.applied.send_replace(index);
+        tracing::info!(
+            snapshot_index = index,
+            revision = self.store.current_revision(),
+            "restored the backend from the leader's snapshot"
+        );
     }
 
     fn apply_request(

@@ -91,6 +91,12 @@ impl Membership {
             .collect()
     }
 
+    /// Replaces every member (after a snapshot replaced the backend).
+    pub fn replace(&self, members: Vec<Member>) {
+        *self.members.write().expect("members lock") =
+            members.into_iter().map(|m| (m.id, m)).collect();
+    }
+
     /// Sets a member's published name and client URLs; returns the member
     /// as changed, or `None` if `id` is not a member.
     pub fn set_attributes(&self, id: u64, name: &str, client_urls: &[String]) -> Option<Member> {

@@ -29,6 +29,7 @@ use crossbeam_channel::Sender;
 use prost::Message;
 use redb::ReadableTable;
 use storage::backend::MEMBERS_TABLE;
+use storage::snap::Snapshotter;
 use storage::wal::{Metadata, SnapshotRecord, Wal};
 use storage::{Backend, KvStore};
 use tokio::sync::watch;
@@ -66,6 +67,7 @@ pub struct EtcdServer {
     applied_rx: watch::Receiver<u64>,
     next_id: AtomicU64,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    snapshotter: Arc<Snapshotter>,
 }
 
 /// Stops the process after an error the member cannot survive without
@@ -97,7 +99,7 @@ fn start_err(e: impl std::fmt::Display) -> StartError {
     StartError(e.to_string())
 }
 
-fn load_members(backend: &Backend) -> Result<Vec<Member>, StartError> {
+pub(crate) fn load_members(backend: &Backend) -> Result<Vec<Member>, StartError> {
     let rtx = backend.read().map_err(start_err)?;
     let t = rtx.open_table(MEMBERS_TABLE).map_err(start_err)?;
     let mut out = Vec::new();
@@ -145,8 +147,25 @@ impl EtcdServer {
         let backend = Backend::open(&snap_dir.join("db")).map_err(start_err)?;
         let store = Arc::new(KvStore::open(backend).map_err(start_err)?);
 
+        let snapshotter = Arc::new(Snapshotter::new(&snap_dir).map_err(start_err)?);
         let (wal, contents, members) = if Wal::exists(&cfg.wal_dir) {
-            let (wal, contents) = Wal::open(&cfg.wal_dir).map_err(start_err)?;
+            let snapshot = snapshotter
+                .load_newest()
+                .map_err(start_err)?
+                .unwrap_or_default();
+            if snapshot.index > store.consistent_index() {
+                // A snapshot from the leader was recorded but its backend
+                // not yet loaded when the member stopped: load it now.
+                let path = snapshotter.db_path(snapshot.term, snapshot.index);
+                store.restore_from(&path).map_err(|e| {
+                    StartError(format!(
+                        "the backend is behind snapshot {} and {} cannot be loaded: {e}",
+                        snapshot.index,
+                        path.display()
+                    ))
+                })?;
+            }
+            let (wal, contents) = Wal::open_from(&cfg.wal_dir, snapshot).map_err(start_err)?;
             let members = load_members(store.backend())?;
             (wal, contents, members)
         } else {
@@ -205,9 +224,8 @@ impl EtcdServer {
         };
         let logger = slog::Logger::root(slog::Discard, slog::o!());
         let mut raw = ::raft::RawNode::new(&raft_cfg, mem, &logger).map_err(start_err)?;
-        let voters = contents.snapshot.voters;
-        let single_voter = voters.as_slice() == [member_id];
-        if single_voter {
+        let voters = &contents.snapshot.voters;
+        if voters.as_slice() == [member_id] {
             // A single voter needs no election timeout to lead.
             raw.campaign().map_err(start_err)?;
         }
@@ -225,7 +243,17 @@ impl EtcdServer {
             .filter(|m| m.id != member_id)
             .filter_map(|m| Some((m.id, m.peer_urls.first()?.clone())))
             .collect();
-        let transport = Transport::start(cluster_id, member_id, peers);
+        let report_tx = raft_tx.clone();
+        let transport = Transport::start(
+            cluster_id,
+            member_id,
+            peers,
+            store.clone(),
+            Box::new(move |to, status| {
+                let _ = report_tx.try_send(RaftMsg::ReportSnapshot(to, status));
+            }),
+        );
+        let durable_index = Arc::new(AtomicU64::new(store.consistent_index()));
 
         let applier = Applier {
             store: store.clone(),
@@ -233,6 +261,8 @@ impl EtcdServer {
             cluster_version: cluster_version.clone(),
             wait: wait.clone(),
             applied: applied_tx,
+            durable_index: durable_index.clone(),
+            snapshotter: snapshotter.clone(),
         };
         let raft_loop = RaftLoop {
             raw,
@@ -244,7 +274,11 @@ impl EtcdServer {
             status: raft_status.clone(),
             wait: wait.clone(),
             transport,
-            single_voter,
+            snapshotter: snapshotter.clone(),
+            snapshot_count: cfg.snapshot_count,
+            catch_up_entries: cfg.snapshot_catchup_entries,
+            last_snapshot: contents.snapshot.index,
+            durable_index,
         };
         let apply_thread = std::thread::Builder::new()
             .name("apply".into())
@@ -281,6 +315,7 @@ impl EtcdServer {
                 ((member_id & 0xffff) << 48) | ((now_ms & 0xff_ffff_ffff) << 8),
             ),
             threads: Mutex::new(vec![raft_thread, apply_thread]),
+            snapshotter,
         }))
     }
 
@@ -523,6 +558,11 @@ impl EtcdServer {
         for t in threads {
             let _ = t.join();
         }
+    }
+
+    /// The member's snapshot records (and backends received with them).
+    pub fn snapshotter(&self) -> &Snapshotter {
+        &self.snapshotter
     }
 
     /// Where the data lives, for logs.

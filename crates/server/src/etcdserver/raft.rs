@@ -16,8 +16,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use raft::prelude::{Entry, HardState as RaftHardState, Message};
 use raft::storage::MemStorage;
-use raft::{RawNode, Storage};
-use storage::wal::{EntryRef, HardState, Wal};
+use raft::{RawNode, SnapshotStatus};
+use storage::snap::Snapshotter;
+use storage::wal::{EntryRef, HardState, SnapshotRecord, Wal};
 use tokio::sync::{oneshot, watch};
 
 use super::apply::ApplyOutcome;
@@ -27,12 +28,6 @@ use crate::rpctypes::EtcdError;
 
 /// Most messages taken from the channel before a `Ready` is processed.
 const MAX_BATCH: usize = 4096;
-/// Applied entries kept in memory for followers that fall slightly behind
-/// (etcd's `SnapshotCatchUpEntries`).
-const CATCH_UP_ENTRIES: u64 = 5000;
-/// How many applied entries beyond [`CATCH_UP_ENTRIES`] accumulate before
-/// the in-memory log is trimmed.
-const COMPACT_EVERY: u64 = 10_000;
 
 /// A request to the raft loop.
 pub enum RaftMsg {
@@ -50,6 +45,8 @@ pub enum RaftMsg {
     ReadIndex(oneshot::Sender<u64>),
     /// Hand leadership to this member (etcd's `TransferLeadership`).
     TransferLeader(u64),
+    /// How sending a snapshot to a member ended.
+    ReportSnapshot(u64, SnapshotStatus),
     /// Stop the loop.
     Stop,
 }
@@ -75,8 +72,8 @@ pub struct RaftLoop {
     pub member_id: u64,
     /// One tick.
     pub tick: Duration,
-    /// Committed entries go here, in order.
-    pub apply_tx: Sender<Vec<Entry>>,
+    /// Committed entries and snapshots go here, in order.
+    pub apply_tx: Sender<ApplyItem>,
     /// The apply stage's applied index.
     pub applied_rx: watch::Receiver<u64>,
     /// Status shared with the server.
@@ -85,11 +82,31 @@ pub struct RaftLoop {
     pub wait: Arc<Wait<ApplyOutcome>>,
     /// Sends raft messages to the other members.
     pub transport: Transport,
-    /// Whether this member is the only voter. Only then are applied entries
-    /// trimmed from the in-memory log: raft-rs's memory storage answers a
-    /// snapshot request with metadata but no data, so a leader must keep
-    /// every entry a follower may still need until raft snapshots exist.
-    pub single_voter: bool,
+    /// Where snapshot records are saved.
+    pub snapshotter: Arc<Snapshotter>,
+    /// Applied entries between snapshots (`--snapshot-count`).
+    pub snapshot_count: u64,
+    /// Entries kept in memory behind a snapshot for slow followers
+    /// (`--experimental-snapshot-catchup-entries`).
+    pub catch_up_entries: u64,
+    /// Index of the newest snapshot record.
+    pub last_snapshot: u64,
+    /// The consistent index as of the apply stage's last durable backend
+    /// commit: a snapshot may cover the log up to there.
+    pub durable_index: Arc<AtomicU64>,
+}
+
+/// What the apply stage receives, in log order.
+pub enum ApplyItem {
+    /// Committed entries.
+    Entries(Vec<Entry>),
+    /// A snapshot from the leader: load the backend received with it.
+    Snapshot {
+        /// The snapshot's index.
+        index: u64,
+        /// The snapshot's term.
+        term: u64,
+    },
 }
 
 struct Reads {
@@ -156,7 +173,9 @@ impl RaftLoop {
                     .inflight
                     .insert(ctx, std::mem::take(&mut reads.pending));
             }
-            self.advance_applied();
+            if let Err(e) = self.advance_applied() {
+                super::fatal("failed to save a snapshot", &e);
+            }
             if let Err(e) = self.on_ready(&mut reads) {
                 super::fatal("failed to write to the WAL", &e);
             }
@@ -205,15 +224,16 @@ impl RaftLoop {
             }
             RaftMsg::ReadIndex(reply) => reads.pending.push(reply),
             RaftMsg::TransferLeader(to) => self.raw.transfer_leader(to),
+            RaftMsg::ReportSnapshot(to, status) => self.raw.report_snapshot(to, status),
             RaftMsg::Stop => return false,
         }
         true
     }
 
-    /// Tells raft how far the apply stage got, and (single voter only)
-    /// drops applied entries from the in-memory log beyond the catch-up
-    /// window (they stay in the WAL).
-    fn advance_applied(&mut self) {
+    /// Tells raft how far the apply stage got; every `--snapshot-count`
+    /// durably applied entries, saves a snapshot record, releases the WAL
+    /// segments it covers and trims the in-memory log behind it.
+    fn advance_applied(&mut self) -> Result<(), std::io::Error> {
         let log = &self.raw.raft.raft_log;
         let applied = (*self.applied_rx.borrow())
             .min(log.committed)
@@ -221,27 +241,78 @@ impl RaftLoop {
         if applied > log.applied {
             self.raw.advance_apply_to(applied);
         }
-        if !self.single_voter {
-            return;
+        let durable = self.durable_index.load(Ordering::Acquire).min(applied);
+        if durable < self.last_snapshot + self.snapshot_count {
+            return Ok(());
         }
-        let keep_from = applied.saturating_sub(CATCH_UP_ENTRIES);
-        let first = self.raw.store().first_index().expect("memory storage");
-        if keep_from > first + COMPACT_EVERY {
-            self.raw
-                .mut_store()
-                .wl()
-                .compact(keep_from)
-                .expect("compacting applied entries");
-        }
+        let term = self
+            .raw
+            .raft
+            .raft_log
+            .term(durable)
+            .expect("applied entries are in memory");
+        // The WAL's commit index must not be below the snapshot on restart.
+        let hs = self.raw.raft.hard_state();
+        self.wal
+            .save(Some(to_wal_hs(&hs)), std::iter::empty())
+            .map_err(std::io::Error::other)?;
+        let conf = self.raw.raft.prs().conf().to_conf_state();
+        let record = SnapshotRecord {
+            index: durable,
+            term,
+            voters: conf.voters.clone(),
+            learners: conf.learners.clone(),
+        };
+        self.snapshotter.save(&record)?;
+        let released = self
+            .wal
+            .release_to(durable)
+            .map_err(std::io::Error::other)?;
+        let keep_from = durable.saturating_sub(self.catch_up_entries).max(1);
+        self.raw
+            .mut_store()
+            .wl()
+            .compact(keep_from)
+            .expect("compacting applied entries");
+        self.last_snapshot = durable;
+        tracing::info!(
+            snapshot_index = durable,
+            released_wal_segments = released,
+            compact_index = keep_from,
+            "saved snapshot"
+        );
+        Ok(())
     }
 
-    fn on_ready(&mut self, reads: &mut Reads) -> Result<(), storage::wal::WalError> {
+    fn on_ready(&mut self, reads: &mut Reads) -> Result<(), ReadyError> {
         if !self.raw.has_ready() {
             return Ok(());
         }
         let mut rd = self.raw.ready();
         // A leader sends its appends before its own fsync, as etcd does.
         self.transport.send(rd.take_messages());
+        if !rd.snapshot().is_empty() {
+            let snap = rd.snapshot().clone();
+            let meta = snap.get_metadata();
+            let (index, term) = (meta.index, meta.term);
+            let conf = meta.get_conf_state();
+            let record = SnapshotRecord {
+                index,
+                term,
+                voters: conf.voters.clone(),
+                learners: conf.learners.clone(),
+            };
+            self.snapshotter.save(&record)?;
+            self.wal.save_snapshot(&record)?;
+            self.raw
+                .mut_store()
+                .wl()
+                .apply_snapshot(snap)
+                .expect("a newer snapshot applies");
+            self.last_snapshot = index;
+            tracing::info!(snapshot_index = index, "applying snapshot from the leader");
+            let _ = self.apply_tx.send(ApplyItem::Snapshot { index, term });
+        }
         self.send_to_apply(rd.take_committed_entries());
         if !rd.entries().is_empty() || rd.hs().is_some() {
             self.wal.save(
@@ -281,7 +352,18 @@ impl RaftLoop {
     fn send_to_apply(&self, entries: Vec<Entry>) {
         if !entries.is_empty() {
             // Blocks when the apply stage is behind: back-pressure on raft.
-            let _ = self.apply_tx.send(entries);
+            let _ = self.apply_tx.send(ApplyItem::Entries(entries));
         }
     }
+}
+
+/// Why persisting a `Ready` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadyError {
+    /// Writing the WAL failed.
+    #[error(transparent)]
+    Wal(#[from] storage::wal::WalError),
+    /// Saving a snapshot record failed.
+    #[error(transparent)]
+    Snapshot(#[from] std::io::Error),
 }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use api::etcdrspb::peer_server::Peer;
-use api::etcdrspb::{RaftAck, RaftBatch};
+use api::etcdrspb::{RaftAck, RaftBatch, SnapshotChunk};
 use protobuf::Message as _;
 use raft::prelude::Message;
 use tonic::{Request, Response, Status, Streaming};
@@ -45,6 +45,55 @@ impl Peer for PeerService {
                 }
             }
         }
+        Ok(Response::new(RaftAck {}))
+    }
+
+    /// Stores the backend that comes with a snapshot beside the snapshot
+    /// records, then steps the snapshot message into raft, whose `Ready`
+    /// then has the apply stage load it.
+    async fn snapshot(
+        &self,
+        req: Request<Streaming<SnapshotChunk>>,
+    ) -> Result<Response<RaftAck>, Status> {
+        let mut stream = req.into_inner();
+        let first = stream
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("empty snapshot stream"))?;
+        let msg = Message::parse_from_bytes(&first.message)
+            .map_err(|e| Status::invalid_argument(format!("bad snapshot message: {e}")))?;
+        let meta = msg.get_snapshot().get_metadata();
+        let path = self.server.snapshotter().db_path(meta.term, meta.index);
+        tracing::info!(
+            remote_peer_id = %format!("{:x}", msg.from),
+            snapshot_index = meta.index,
+            path = %path.display(),
+            "receiving database snapshot"
+        );
+        let internal = |e: storage::BackendError| Status::internal(e.to_string());
+        let _ = std::fs::remove_file(&path);
+        let backend = storage::Backend::open(&path).map_err(internal)?;
+        let to_rows = |c: SnapshotChunk| -> Vec<(String, Vec<u8>, Vec<u8>)> {
+            c.entries
+                .into_iter()
+                .map(|e| (e.table, e.key, e.value))
+                .collect()
+        };
+        backend
+            .write_entries(&to_rows(first), false)
+            .map_err(internal)?;
+        while let Some(chunk) = stream.message().await? {
+            backend
+                .write_entries(&to_rows(chunk), false)
+                .map_err(internal)?;
+        }
+        backend.write_entries(&[], true).map_err(internal)?;
+        drop(backend);
+        tracing::info!(
+            snapshot_index = meta.index,
+            "received and saved database snapshot"
+        );
+        self.server.step(msg);
         Ok(Response::new(RaftAck {}))
     }
 }

@@ -1,12 +1,15 @@
 //! Outgoing raft messages: one queue and one streaming task per peer.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use api::etcdrspb::peer_client::PeerClient;
-use api::etcdrspb::RaftBatch;
+use api::etcdrspb::{RaftBatch, SnapshotChunk, TableEntry};
 use protobuf::Message as _;
-use raft::prelude::Message;
+use raft::prelude::{Message, MessageType};
+use raft::SnapshotStatus;
+use storage::{KvStore, MvccError};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Endpoint;
@@ -17,6 +20,19 @@ const QUEUE: usize = 4096;
 const BATCH_BYTES: usize = 4 * 1024 * 1024;
 /// Longest wait between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// Bytes of backend entries per snapshot chunk.
+const CHUNK_BYTES: usize = 1024 * 1024;
+
+/// What a sender task tells the raft loop: how sending a snapshot ended.
+pub type SnapshotReport = Box<dyn Fn(u64, SnapshotStatus) + Send + Sync>;
+
+/// What every sender task shares.
+struct Shared {
+    cluster_id: u64,
+    from: u64,
+    store: Arc<KvStore>,
+    report: SnapshotReport,
+}
 
 /// The raft loop's senders to its peers.
 pub struct Transport {
@@ -25,13 +41,27 @@ pub struct Transport {
 
 impl Transport {
     /// Starts a sender task for each peer (`id`, first peer URL) on the
-    /// current tokio runtime. `cluster_id` and `from` go with every batch.
-    pub fn start(cluster_id: u64, from: u64, peers: Vec<(u64, String)>) -> Transport {
+    /// current tokio runtime. `cluster_id` and `from` go with every batch;
+    /// snapshots carry `store`'s backend, and `report` learns how each
+    /// snapshot send ended.
+    pub fn start(
+        cluster_id: u64,
+        from: u64,
+        peers: Vec<(u64, String)>,
+        store: Arc<KvStore>,
+        report: SnapshotReport,
+    ) -> Transport {
+        let shared = Arc::new(Shared {
+            cluster_id,
+            from,
+            store,
+            report,
+        });
         let peers = peers
             .into_iter()
             .map(|(id, url)| {
                 let (tx, rx) = mpsc::channel(QUEUE);
-                tokio::spawn(send_loop(cluster_id, from, id, url, rx));
+                tokio::spawn(send_loop(shared.clone(), id, url, rx));
                 (id, tx)
             })
             .collect();
@@ -50,13 +80,8 @@ impl Transport {
 }
 
 /// Streams `rx` to the peer at `url`, reconnecting until `rx` closes.
-async fn send_loop(
-    cluster_id: u64,
-    from: u64,
-    to: u64,
-    url: String,
-    mut rx: mpsc::Receiver<Message>,
-) {
+async fn send_loop(shared: Arc<Shared>, to: u64, url: String, mut rx: mpsc::Receiver<Message>) {
+    let (cluster_id, from) = (shared.cluster_id, shared.from);
     let mut backoff = Duration::from_millis(50);
     let endpoint = match Endpoint::from_shared(url.clone()) {
         Ok(e) => e
@@ -99,6 +124,21 @@ async fn send_loop(
             let mut messages = Vec::new();
             let mut next = Some(first);
             while let Some(m) = next {
+                if m.get_msg_type() == MessageType::MsgSnapshot {
+                    let status = match send_snapshot(&shared, &endpoint, m).await {
+                        Ok(()) => SnapshotStatus::Finish,
+                        Err(e) => {
+                            tracing::warn!(
+                                remote_peer_id = %format!("{to:x}"),
+                                error = %e,
+                                "failed to send database snapshot"
+                            );
+                            SnapshotStatus::Failure
+                        }
+                    };
+                    (shared.report)(to, status);
+                    break;
+                }
                 let bytes = m.write_to_bytes().expect("raft messages encode");
                 size += bytes.len();
                 messages.push(bytes);
@@ -107,6 +147,9 @@ async fn send_loop(
                 } else {
                     None
                 };
+            }
+            if messages.is_empty() {
+                continue;
             }
             let batch = RaftBatch {
                 cluster_id,
@@ -133,4 +176,75 @@ async fn send_loop(
         }
         tokio::time::sleep(backoff).await;
     }
+}
+
+/// Streams a snapshot to a peer: the raft message, its metadata set to the
+/// index and term of one consistent read of the backend, then that read.
+async fn send_snapshot(
+    shared: &Arc<Shared>,
+    endpoint: &Endpoint,
+    mut m: Message,
+) -> Result<(), String> {
+    let channel = endpoint.connect().await.map_err(|e| e.to_string())?;
+    let mut client = PeerClient::new(channel).max_encoding_message_size(usize::MAX);
+    let (tx, rx) = mpsc::channel::<SnapshotChunk>(4);
+    let store = shared.store.clone();
+    let to = m.to;
+    let export = tokio::task::spawn_blocking(move || {
+        let mut chunk = SnapshotChunk::default();
+        let mut size = 0;
+        let result = store.export(
+            |index, term| {
+                let meta = m.mut_snapshot().mut_metadata();
+                meta.index = index;
+                meta.term = term;
+                tracing::info!(
+                    remote_peer_id = %format!("{to:x}"),
+                    snapshot_index = index,
+                    "sending database snapshot"
+                );
+                let first = SnapshotChunk {
+                    message: m.write_to_bytes().expect("raft messages encode"),
+                    entries: Vec::new(),
+                };
+                tx.blocking_send(first)
+                    .map_err(|_| ExportError::StreamClosed)
+            },
+            |table, key, value| {
+                size += key.len() + value.len();
+                chunk.entries.push(TableEntry {
+                    table: table.to_string(),
+                    key: key.to_vec(),
+                    value: value.to_vec(),
+                });
+                if size >= CHUNK_BYTES {
+                    size = 0;
+                    tx.blocking_send(std::mem::take(&mut chunk))
+                        .map_err(|_| ExportError::StreamClosed)?;
+                }
+                Ok::<_, ExportError>(())
+            },
+        );
+        if result.is_ok() && !chunk.entries.is_empty() {
+            let _ = tx.blocking_send(chunk);
+        }
+        result.map(|_| ())
+    });
+    let sent = client
+        .snapshot(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await;
+    export
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    sent.map(|_| ()).map_err(|s| s.message().to_string())
+}
+
+/// Why reading the backend into a snapshot stream stopped.
+#[derive(Debug, thiserror::Error)]
+enum ExportError {
+    #[error(transparent)]
+    Store(#[from] MvccError),
+    #[error("the snapshot stream closed")]
+    StreamClosed,
 }

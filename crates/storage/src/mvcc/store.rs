@@ -213,11 +213,13 @@ impl KvStore {
         Ok(())
     }
 
-    /// Calls `sink` with every `(table, key, value)` of one consistent read
-    /// of the backend, in table and key order; returns the consistent index
-    /// and term that read reflects. Stops at the first error of `sink`.
+    /// Reads the backend once, consistently: calls `start` with the
+    /// consistent index and term that read reflects, then `sink` with every
+    /// `(table, key, value)`, in table and key order. Returns the index and
+    /// term. Stops at the first error of either.
     pub fn export<E: From<MvccError>>(
         &self,
+        start: impl FnOnce(u64, u64) -> Result<(), E>,
         mut sink: impl FnMut(&str, &[u8], &[u8]) -> Result<(), E>,
     ) -> Result<(u64, u64), E> {
         use redb::TableHandle;
@@ -226,6 +228,7 @@ impl KvStore {
         let ci = meta_u64(&meta, CONSISTENT_INDEX).map_err(MvccError::from)?;
         let term = meta_u64(&meta, TERM).map_err(MvccError::from)?;
         drop(meta);
+        start(ci, term)?;
         for def in TABLES {
             let t = rtx.open_table(def).map_err(MvccError::from)?;
             for item in t.iter().map_err(MvccError::from)? {
@@ -594,10 +597,13 @@ mod tests {
         let staged = Backend::open(&dir.path().join("staged.db")).unwrap();
         let mut entries = Vec::new();
         let (ci, term) = a
-            .export(|t, k, v| {
-                entries.push((t.to_string(), k.to_vec(), v.to_vec()));
-                Ok::<_, MvccError>(())
-            })
+            .export(
+                |_, _| Ok(()),
+                |t, k, v| {
+                    entries.push((t.to_string(), k.to_vec(), v.to_vec()));
+                    Ok::<_, MvccError>(())
+                },
+            )
             .unwrap();
         assert_eq!((ci, term), (42, 3));
         staged.write_entries(&entries, true).unwrap();
