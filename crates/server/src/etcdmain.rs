@@ -154,7 +154,13 @@ async fn run(cfg: ServerConfig) -> Result<(), String> {
 
 async fn serve(server: Arc<EtcdServer>, listeners: Vec<TcpListener>) -> Result<(), String> {
     server.publish().await;
-    server.ensure_cluster_version().await;
+    // The leader sets the cluster version; for a new single member, before
+    // clients are served.
+    let monitor = server.clone();
+    let version_set = tokio::spawn(async move { monitor.monitor_cluster_version().await });
+    if server.membership.voter_ids() == [server.member_id] {
+        let _ = version_set.await;
+    }
     let app = v3rpc::routes(server.clone())
         .await
         .into_axum_router()

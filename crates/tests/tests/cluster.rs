@@ -81,6 +81,26 @@ fn base64_decode(s: &str) -> String {
     String::from_utf8(out).unwrap()
 }
 
+/// The IS LEADER and RAFT TERM cells of `endpoint status -w table` over
+/// `members`, one pair per row.
+fn status_table(c: &TestCluster, members: &[usize]) -> Vec<(String, String)> {
+    let eps: Vec<String> = members.iter().map(|&i| c.member(i).endpoint()).collect();
+    let out = etcdctl(&eps, &["endpoint", "status", "-w", "table"], None);
+    out.expect_success();
+    let rows: Vec<Vec<String>> = out
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with('|'))
+        .map(|l| l.split('|').map(|c| c.trim().to_string()).collect())
+        .collect();
+    assert_eq!(rows[0][5], "IS LEADER", "{out}");
+    assert_eq!(rows[0][7], "RAFT TERM", "{out}");
+    rows[1..]
+        .iter()
+        .map(|r| (r[5].clone(), r[7].clone()))
+        .collect()
+}
+
 fn on(c: &TestCluster, i: usize, args: &[&str]) -> Output {
     etcdctl(&[c.member(i).endpoint()], args, None)
 }
@@ -135,6 +155,10 @@ async fn a_new_leader_takes_over_when_the_leader_is_killed() {
         let mut c = TestCluster::start(3).await;
         on(&c, 0, &["put", "before", "1"]).expect_stdout("OK\n");
         let (old, term) = wait_for_leader(&c, &[0, 1, 2]);
+        // The tutorial's table: one leader, one term.
+        let rows = status_table(&c, &[0, 1, 2]);
+        assert_eq!(rows.iter().filter(|r| r.0 == "true").count(), 1, "{rows:?}");
+        assert!(rows.iter().all(|r| r.1 == term.to_string()), "{rows:?}");
         c.member_mut(old).kill9();
         let alive: Vec<usize> = (0..3).filter(|i| *i != old).collect();
         let (new, new_term) = wait_for_leader(&c, &alive);
@@ -310,6 +334,85 @@ async fn a_member_behind_the_compacted_log_catches_up_by_snapshot() {
         client.put("after", "1", None).await.unwrap();
         let r = back.get("after", None).await.unwrap();
         assert_eq!(r.kvs()[0].value(), b"1");
+    })
+    .await
+}
+
+/// Kills the process if the test ends early.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A member bootstrapped with another cluster token has other member and
+/// cluster ids: the cluster refuses its raft messages with etcd's words and
+/// goes on untouched.
+#[tokio::test]
+async fn a_member_of_another_cluster_is_refused() {
+    within(LIMIT, async {
+        let c = TestCluster::start(3).await;
+        let (client, peer) = (free_port(), free_port());
+        let dir = tempfile::tempdir().unwrap();
+        let mut initial: Vec<String> = c
+            .members()
+            .iter()
+            .map(|m| format!("{}={}", m.name(), m.peer_url()))
+            .collect();
+        initial.push(format!("intruder=http://127.0.0.1:{peer}"));
+        let log_path = dir.path().join("intruder.log");
+        let child = std::process::Command::new(etcd_rs_tests::bins::etcd_bin())
+            .env_clear()
+            .args([
+                "--name",
+                "intruder",
+                "--initial-cluster-token",
+                "another-cluster",
+            ])
+            .arg(format!("--data-dir={}", dir.path().join("data").display()))
+            .arg(format!("--listen-client-urls=http://127.0.0.1:{client}"))
+            .arg(format!("--advertise-client-urls=http://127.0.0.1:{client}"))
+            .arg(format!("--listen-peer-urls=http://127.0.0.1:{peer}"))
+            .arg(format!(
+                "--initial-advertise-peer-urls=http://127.0.0.1:{peer}"
+            ))
+            .arg(format!("--initial-cluster={}", initial.join(",")))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log_path).unwrap())
+            .spawn()
+            .unwrap();
+        let _intruder = KillOnDrop(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let theirs = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let ours: String = c
+                .members()
+                .iter()
+                .map(|m| std::fs::read_to_string(m.log_path()).unwrap())
+                .collect();
+            if theirs.contains("request sent was ignored by remote peer due to cluster ID mismatch")
+                && ours.contains("request cluster ID mismatch")
+            {
+                break;
+            }
+            assert!(Instant::now() < deadline, "no mismatch reported:\n{theirs}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        on(&c, 0, &["put", "still", "fine"]).expect_stdout("OK\n");
+        on(&c, 1, &["get", "still", "--print-value-only"]).expect_stdout("fine\n");
+        let list = on(&c, 2, &["member", "list"]);
+        assert_eq!(list.stdout.lines().count(), 3, "{list}");
     })
     .await
 }

@@ -237,6 +237,10 @@ impl EtcdServer {
         let (apply_tx, apply_rx) = crossbeam_channel::bounded(APPLY_CHANNEL_BOUND);
         let (raft_tx, raft_rx) = crossbeam_channel::bounded(RAFT_CHANNEL_BOUND);
         let raft_status = Arc::new(RaftStatus::default());
+        raft_status
+            .leader
+            .store(raw.raft.leader_id, Ordering::Release);
+        raft_status.term.store(raw.raft.term, Ordering::Release);
         let peers = membership
             .members()
             .into_iter()
@@ -530,24 +534,30 @@ impl EtcdServer {
         );
     }
 
-    /// Sets the cluster version through raft when this member leads and
-    /// none is set yet; logs the version in force otherwise.
-    pub async fn ensure_cluster_version(&self) {
+    /// Sets the cluster version through raft once this member leads and
+    /// none is set yet (etcd's `monitorVersions`), checking every election
+    /// timeout until a version is set; logs the version read from the
+    /// store when there already is one.
+    pub async fn monitor_cluster_version(&self) {
         if let Some(v) = self.cluster_version.get() {
             tracing::info!(cluster_version = %v, "set cluster version from store");
             return;
         }
-        if self.leader() != self.member_id {
-            return;
-        }
-        let req = InternalRaftRequest {
-            cluster_version_set: Some(ClusterVersionSetRequest {
-                ver: CLUSTER_VERSION.to_string(),
-            }),
-            ..Default::default()
-        };
-        if let Err(e) = self.propose(req).await {
-            tracing::warn!(error = %e, "failed to set the initial cluster version");
+        let every = self.cfg.tick * self.cfg.election_ticks as u32;
+        while self.cluster_version.get().is_none() {
+            if self.leader() == self.member_id {
+                let req = InternalRaftRequest {
+                    cluster_version_set: Some(ClusterVersionSetRequest {
+                        ver: CLUSTER_VERSION.to_string(),
+                    }),
+                    ..Default::default()
+                };
+                if let Err(e) = self.propose(req).await {
+                    tracing::warn!(error = %e, "failed to set the initial cluster version");
+                }
+            } else {
+                tokio::time::sleep(every).await;
+            }
         }
     }
 
