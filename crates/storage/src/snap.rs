@@ -89,6 +89,23 @@ impl Snapshotter {
         Ok(best)
     }
 
+    /// Removes received backends (and unfinished ones) for snapshots at or
+    /// below `index`: the store is past them.
+    pub fn purge_staged(&self, index: u64) -> std::io::Result<()> {
+        for ent in fs::read_dir(&self.dir)? {
+            let ent = ent?;
+            let n = ent.file_name().to_string_lossy().into_owned();
+            if !n.contains(".snap.db") {
+                continue;
+            }
+            let staged_index = n.get(17..33).and_then(|h| u64::from_str_radix(h, 16).ok());
+            if staged_index.is_some_and(|i| i <= index) {
+                fs::remove_file(ent.path())?;
+            }
+        }
+        Ok(())
+    }
+
     /// Where a backend received for the snapshot at (`term`, `index`) is
     /// kept until it is loaded.
     pub fn db_path(&self, term: u64, index: u64) -> PathBuf {

@@ -334,6 +334,16 @@ async fn a_member_behind_the_compacted_log_catches_up_by_snapshot() {
         client.put("after", "1", None).await.unwrap();
         let r = back.get("after", None).await.unwrap();
         assert_eq!(r.kvs()[0].value(), b"1");
+        // And it restarts from the snapshot it received.
+        c.member_mut(2).kill9();
+        c.member_mut(2).restart().await;
+        let mut back = etcd_client::Client::connect([c.member(2).endpoint()], None)
+            .await
+            .unwrap();
+        let all = Some(etcd_client::GetOptions::new().with_prefix());
+        let theirs = back.get("k", all.clone()).await.unwrap();
+        let ours = client.get("k", all).await.unwrap();
+        assert_eq!(pairs(&theirs), pairs(&ours));
     })
     .await
 }

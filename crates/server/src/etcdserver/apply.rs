@@ -201,8 +201,11 @@ impl Applier {
     /// snapshot at `index`, then reloads membership and cluster version.
     fn restore(&self, index: u64, term: u64) {
         let path = self.snapshotter.db_path(term, index);
-        if let Err(e) = self.store.restore_from(&path) {
+        if let Err(e) = self.store.restore_from(&path, index) {
             super::fatal("failed to load the database snapshot", &e);
+        }
+        if let Err(e) = self.snapshotter.purge_staged(index) {
+            tracing::warn!(error = %e, "failed to remove received snapshots already loaded");
         }
         match super::load_members(self.store.backend()) {
             Ok(members) => self.membership.replace(members),

@@ -157,7 +157,7 @@ impl EtcdServer {
                 // A snapshot from the leader was recorded but its backend
                 // not yet loaded when the member stopped: load it now.
                 let path = snapshotter.db_path(snapshot.term, snapshot.index);
-                store.restore_from(&path).map_err(|e| {
+                store.restore_from(&path, snapshot.index).map_err(|e| {
                     StartError(format!(
                         "the backend is behind snapshot {} and {} cannot be loaded: {e}",
                         snapshot.index,
@@ -198,16 +198,29 @@ impl EtcdServer {
             contents.snapshot.voters.clone(),
             contents.snapshot.learners.clone(),
         ));
-        mem.initialize_with_conf_state(conf);
+        let snap_index = contents.snapshot.index;
+        if snap_index == 0 {
+            mem.initialize_with_conf_state(conf);
+        } else {
+            let mut snap = ::raft::prelude::Snapshot::default();
+            let meta = snap.mut_metadata();
+            meta.index = snap_index;
+            meta.term = contents.snapshot.term;
+            meta.set_conf_state(conf);
+            mem.wl().apply_snapshot(snap).map_err(start_err)?;
+        }
         let entries: Vec<Entry> = contents.entries.into_iter().map(to_raft_entry).collect();
         if !entries.is_empty() {
             mem.wl().append(&entries).map_err(start_err)?;
         }
+        // The log after a snapshot starts at it: the commit index is at least
+        // there even if the hard state was written before the snapshot.
         let hs = contents.hard_state;
+        let commit = hs.commit.max(snap_index);
         mem.wl().set_hardstate(RaftHardState {
-            term: hs.term,
+            term: hs.term.max(contents.snapshot.term),
             vote: hs.vote,
-            commit: hs.commit,
+            commit,
             ..Default::default()
         });
 
@@ -215,7 +228,7 @@ impl EtcdServer {
             id: member_id,
             election_tick: cfg.election_ticks,
             heartbeat_tick: 1,
-            applied: store.consistent_index().min(hs.commit),
+            applied: store.consistent_index().min(commit).max(snap_index),
             pre_vote: true,
             check_quorum: true,
             max_size_per_msg: 1024 * 1024,
@@ -247,14 +260,14 @@ impl EtcdServer {
             .filter(|m| m.id != member_id)
             .filter_map(|m| Some((m.id, m.peer_urls.first()?.clone())))
             .collect();
-        let report_tx = raft_tx.clone();
+        let (report_tx, snapshot_reports) = crossbeam_channel::unbounded();
         let transport = Transport::start(
             cluster_id,
             member_id,
             peers,
             store.clone(),
             Box::new(move |to, status| {
-                let _ = report_tx.try_send(RaftMsg::ReportSnapshot(to, status));
+                let _ = report_tx.send((to, status));
             }),
         );
         let durable_index = Arc::new(AtomicU64::new(store.consistent_index()));
@@ -278,6 +291,7 @@ impl EtcdServer {
             status: raft_status.clone(),
             wait: wait.clone(),
             transport,
+            snapshot_reports,
             snapshotter: snapshotter.clone(),
             snapshot_count: cfg.snapshot_count,
             catch_up_entries: cfg.snapshot_catchup_entries,

@@ -45,8 +45,6 @@ pub enum RaftMsg {
     ReadIndex(oneshot::Sender<u64>),
     /// Hand leadership to this member (etcd's `TransferLeadership`).
     TransferLeader(u64),
-    /// How sending a snapshot to a member ended.
-    ReportSnapshot(u64, SnapshotStatus),
     /// Stop the loop.
     Stop,
 }
@@ -80,6 +78,9 @@ pub struct RaftLoop {
     pub status: Arc<RaftStatus>,
     /// Waiters, told when a proposal is dropped.
     pub wait: Arc<Wait<ApplyOutcome>>,
+    /// How snapshot sends ended (unbounded: a lost report would leave the
+    /// follower paused).
+    pub snapshot_reports: Receiver<(u64, SnapshotStatus)>,
     /// Sends raft messages to the other members.
     pub transport: Transport,
     /// Where snapshot records are saved.
@@ -165,6 +166,9 @@ impl RaftLoop {
                 self.raw.tick();
                 next_tick = (next_tick + self.tick).max(now);
             }
+            for (to, status) in self.snapshot_reports.try_iter() {
+                self.raw.report_snapshot(to, status);
+            }
             if !reads.pending.is_empty() {
                 let ctx = reads.next_ctx;
                 reads.next_ctx += 1;
@@ -224,7 +228,6 @@ impl RaftLoop {
             }
             RaftMsg::ReadIndex(reply) => reads.pending.push(reply),
             RaftMsg::TransferLeader(to) => self.raw.transfer_leader(to),
-            RaftMsg::ReportSnapshot(to, status) => self.raw.report_snapshot(to, status),
             RaftMsg::Stop => return false,
         }
         true
@@ -245,14 +248,16 @@ impl RaftLoop {
         if durable < self.last_snapshot + self.snapshot_count {
             return Ok(());
         }
-        let term = self
-            .raw
-            .raft
-            .raft_log
-            .term(durable)
-            .expect("applied entries are in memory");
+        let term = match self.raw.raft.raft_log.term(durable) {
+            Ok(t) if t > 0 => t,
+            // Not in the log (a leader's snapshot is being restored): later.
+            _ => return Ok(()),
+        };
         // The WAL's commit index must not be below the snapshot on restart.
-        let hs = self.raw.raft.hard_state();
+        // Entries stepped in but not yet written may already count as
+        // committed in memory; the WAL must not claim more than it holds.
+        let mut hs = self.raw.raft.hard_state();
+        hs.commit = hs.commit.min(self.raw.raft.raft_log.persisted);
         self.wal
             .save(Some(to_wal_hs(&hs)), std::iter::empty())
             .map_err(std::io::Error::other)?;
@@ -264,6 +269,7 @@ impl RaftLoop {
             learners: conf.learners.clone(),
         };
         self.snapshotter.save(&record)?;
+        self.snapshotter.purge_staged(durable)?;
         let released = self
             .wal
             .release_to(durable)

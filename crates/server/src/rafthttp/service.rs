@@ -1,5 +1,7 @@
 //! Incoming raft messages: the `etcdrspb.Peer` service.
 
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use api::etcdrspb::peer_server::Peer;
@@ -63,37 +65,82 @@ impl Peer for PeerService {
         let msg = Message::parse_from_bytes(&first.message)
             .map_err(|e| Status::invalid_argument(format!("bad snapshot message: {e}")))?;
         let meta = msg.get_snapshot().get_metadata();
-        let path = self.server.snapshotter().db_path(meta.term, meta.index);
+        let (index, term) = (meta.index, meta.term);
+        let snapshotter = self.server.snapshotter();
+        let path = snapshotter.db_path(term, index);
         tracing::info!(
             remote_peer_id = %format!("{:x}", msg.from),
-            snapshot_index = meta.index,
+            snapshot_index = index,
             path = %path.display(),
             "receiving database snapshot"
         );
-        let internal = |e: storage::BackendError| Status::internal(e.to_string());
-        let _ = std::fs::remove_file(&path);
-        let backend = storage::Backend::open(&path).map_err(internal)?;
-        let to_rows = |c: SnapshotChunk| -> Vec<(String, Vec<u8>, Vec<u8>)> {
-            c.entries
-                .into_iter()
-                .map(|e| (e.table, e.key, e.value))
-                .collect()
-        };
-        backend
-            .write_entries(&to_rows(first), false)
-            .map_err(internal)?;
-        while let Some(chunk) = stream.message().await? {
-            backend
-                .write_entries(&to_rows(chunk), false)
-                .map_err(internal)?;
+        // Received under a name of its own, renamed only once complete and
+        // checked, so a cut stream or a second sender never leaves a
+        // partial backend where the apply stage looks.
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let tmp = path.with_extension(format!("db.{}.tmp", SEQ.fetch_add(1, Ordering::Relaxed)));
+        let received = receive(&tmp, first, &mut stream).await;
+        let checked = received.and_then(|()| {
+            let b = storage::Backend::open(&tmp).map_err(|e| e.to_string())?;
+            match storage::mvcc::consistent_index_of(&b) {
+                Ok(got) if got == (index, term) => Ok(()),
+                Ok(got) => Err(format!(
+                    "the backend holds {got:?}, the message says {:?}",
+                    (index, term)
+                )),
+                Err(e) => Err(e.to_string()),
+            }
+        });
+        if let Err(e) =
+            checked.and_then(|()| std::fs::rename(&tmp, &path).map_err(|e| e.to_string()))
+        {
+            let _ = std::fs::remove_file(&tmp);
+            tracing::warn!(snapshot_index = index, error = %e, "discarded an incomplete database snapshot");
+            return Err(Status::aborted(format!("snapshot not received: {e}")));
         }
-        backend.write_entries(&[], true).map_err(internal)?;
-        drop(backend);
         tracing::info!(
-            snapshot_index = meta.index,
+            snapshot_index = index,
             "received and saved database snapshot"
         );
         self.server.step(msg);
         Ok(Response::new(RaftAck {}))
     }
+}
+
+/// Writes a snapshot stream (after its first chunk, already read) into a new
+/// backend at `path`, off the async threads. Succeeds only if the stream
+/// ended with the done marker and carried the entries it announced.
+async fn receive(
+    path: &Path,
+    first: SnapshotChunk,
+    stream: &mut Streaming<SnapshotChunk>,
+) -> Result<(), String> {
+    let _ = std::fs::remove_file(path);
+    let backend = Arc::new(storage::Backend::open(path).map_err(|e| e.to_string())?);
+    let mut count = 0u64;
+    let mut chunk = Some(first);
+    while let Some(c) = chunk {
+        count += c.entries.len() as u64;
+        let rows: Vec<(String, Vec<u8>, Vec<u8>)> = c
+            .entries
+            .into_iter()
+            .map(|e| (e.table, e.key, e.value))
+            .collect();
+        let b = backend.clone();
+        tokio::task::spawn_blocking(move || b.write_entries(&rows, c.done))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        if c.done {
+            if count != c.total_entries {
+                return Err(format!("received {count} entries of {}", c.total_entries));
+            }
+            return Ok(());
+        }
+        chunk = stream
+            .message()
+            .await
+            .map_err(|s| s.message().to_string())?;
+    }
+    Err("the stream ended before the snapshot was complete".to_string())
 }

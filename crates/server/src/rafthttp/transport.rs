@@ -37,6 +37,7 @@ struct Shared {
 /// The raft loop's senders to its peers.
 pub struct Transport {
     peers: HashMap<u64, mpsc::Sender<Message>>,
+    shared: Arc<Shared>,
 }
 
 impl Transport {
@@ -65,7 +66,7 @@ impl Transport {
                 (id, tx)
             })
             .collect();
-        Transport { peers }
+        Transport { peers, shared }
     }
 
     /// Queues `msgs` for their peers; never blocks. Messages to unknown
@@ -73,9 +74,19 @@ impl Transport {
     pub fn send(&self, msgs: Vec<Message>) {
         for m in msgs {
             if let Some(tx) = self.peers.get(&m.to) {
-                let _ = tx.try_send(m);
+                if let Err(e) = tx.try_send(m) {
+                    report_if_snapshot(&self.shared, &e.into_inner());
+                }
             }
         }
+    }
+}
+
+/// A dropped snapshot must be reported, or raft keeps the follower paused
+/// waiting for it.
+fn report_if_snapshot(shared: &Shared, m: &Message) {
+    if m.get_msg_type() == MessageType::MsgSnapshot {
+        (shared.report)(m.to, SnapshotStatus::Failure);
     }
 }
 
@@ -100,7 +111,9 @@ async fn send_loop(shared: Arc<Shared>, to: u64, url: String, mut rx: mpsc::Rece
             Err(e) => {
                 tracing::debug!(peer = %format!("{to:x}"), error = %e, "peer unreachable");
                 // Messages queued meanwhile are stale; raft sends new ones.
-                while rx.try_recv().is_ok() {}
+                while let Ok(m) = rx.try_recv() {
+                    report_if_snapshot(&shared, &m);
+                }
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
                 if rx.is_closed() {
@@ -193,6 +206,7 @@ async fn send_snapshot(
     let export = tokio::task::spawn_blocking(move || {
         let mut chunk = SnapshotChunk::default();
         let mut size = 0;
+        let mut total = 0u64;
         let result = store.export(
             |index, term| {
                 let meta = m.mut_snapshot().mut_metadata();
@@ -205,13 +219,14 @@ async fn send_snapshot(
                 );
                 let first = SnapshotChunk {
                     message: m.write_to_bytes().expect("raft messages encode"),
-                    entries: Vec::new(),
+                    ..Default::default()
                 };
                 tx.blocking_send(first)
                     .map_err(|_| ExportError::StreamClosed)
             },
             |table, key, value| {
                 size += key.len() + value.len();
+                total += 1;
                 chunk.entries.push(TableEntry {
                     table: table.to_string(),
                     key: key.to_vec(),
@@ -225,7 +240,11 @@ async fn send_snapshot(
                 Ok::<_, ExportError>(())
             },
         );
-        if result.is_ok() && !chunk.entries.is_empty() {
+        // Only a complete export ends with the marker; anything else ends
+        // the stream without it and the receiver discards what it got.
+        if result.is_ok() {
+            chunk.done = true;
+            chunk.total_entries = total;
             let _ = tx.blocking_send(chunk);
         }
         result.map(|_| ())

@@ -11,4 +11,6 @@ mod store;
 
 pub use key_index::{KeyAt, RangeEnd, TreeIndex};
 pub use revision::Revision;
-pub use store::{KvStore, MvccError, RangeOptions, RangeResult, ReadView, StoreTxn};
+pub use store::{
+    consistent_index_of, KvStore, MvccError, RangeOptions, RangeResult, ReadView, StoreTxn,
+};

@@ -84,6 +84,13 @@ pub struct RangeResult {
     pub rev: i64,
 }
 
+/// The consistent index and term recorded in a backend's `meta` table.
+pub fn consistent_index_of(backend: &Backend) -> Result<(u64, u64), MvccError> {
+    let rtx = backend.read()?;
+    let meta = rtx.open_table(META_TABLE)?;
+    Ok((meta_u64(&meta, CONSISTENT_INDEX)?, meta_u64(&meta, TERM)?))
+}
+
 /// What a backend holds, read at start-up or after a restore.
 struct Loaded {
     index: TreeIndex,
@@ -184,9 +191,27 @@ impl KvStore {
     /// Replaces the whole content of the backend with the backend file at
     /// `path` (a snapshot received from the leader), durably, and rebuilds
     /// the key index from it. The file is removed afterwards.
-    pub fn restore_from(&self, path: &std::path::Path) -> Result<(), MvccError> {
+    pub fn restore_from(
+        &self,
+        path: &std::path::Path,
+        expected_index: u64,
+    ) -> Result<(), MvccError> {
         {
+            if !path.exists() {
+                let e =
+                    std::io::Error::new(std::io::ErrorKind::NotFound, path.display().to_string());
+                return Err(MvccError::Backend(e.into()));
+            }
             let staged = Backend::open(path)?;
+            let (index, _) = consistent_index_of(&staged)?;
+            if index != expected_index {
+                return Err(MvccError::Backend(BackendError::Io(std::io::Error::other(
+                    format!(
+                        "{} holds index {index}, not {expected_index}",
+                        path.display()
+                    ),
+                ))));
+            }
             let rtx = staged.read()?;
             let tx = self.backend.write(true)?;
             for def in TABLES {
@@ -610,7 +635,15 @@ mod tests {
         drop(staged);
         let b = open(&dir.path().join("b"));
         put(&b, "stale", "gone after restore");
-        b.restore_from(&dir.path().join("staged.db")).unwrap();
+        assert!(
+            b.restore_from(&dir.path().join("staged.db"), 41).is_err(),
+            "the index must match"
+        );
+        assert!(
+            b.restore_from(&dir.path().join("missing.db"), 42).is_err(),
+            "no empty restore"
+        );
+        b.restore_from(&dir.path().join("staged.db"), 42).unwrap();
         assert_eq!(b.current_revision(), 4);
         assert_eq!(b.consistent_index(), 42);
         assert_eq!(get(&b, "x", 2).unwrap().unwrap().value, b"1");

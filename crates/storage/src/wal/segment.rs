@@ -168,9 +168,13 @@ fn apply(c: &mut WalContents, rec: Record) -> Result<(), ()> {
     match rec {
         Record::Metadata(m) => c.metadata = m,
         Record::HardState(hs) => c.hard_state = hs,
+        // A newer snapshot replaces the whole log before it (raft discards
+        // its log when it restores one); an older one changes nothing.
         Record::Snapshot(s) => {
-            c.entries.retain(|e| e.index > s.index);
-            c.snapshot = s;
+            if s.index >= c.snapshot.index {
+                c.entries.clear();
+                c.snapshot = s;
+            }
         }
         Record::Entry(e) => {
             if e.index <= c.snapshot.index {
