@@ -104,20 +104,8 @@ async fn run(cfg: ServerConfig) -> Result<(), String> {
         "starting an etcd server"
     );
     // Bind first, so a port in use fails the start at once, as in etcd.
-    let mut listeners = Vec::new();
-    for addr in &cfg.client_listen {
-        let l = TcpListener::bind(addr)
-            .await
-            .map_err(|e| format!("listen tcp {addr}: bind: {e}"))?;
-        listeners.push(l);
-    }
-    let mut peer_listeners = Vec::new();
-    for addr in &cfg.peer_listen {
-        let l = TcpListener::bind(addr)
-            .await
-            .map_err(|e| format!("listen tcp {addr}: bind: {e}"))?;
-        peer_listeners.push(l);
-    }
+    let listeners = bind_all(&cfg.client_listen).await?;
+    let peer_listeners = bind_all(&cfg.peer_listen).await?;
     let server = EtcdServer::start(cfg).map_err(|e| e.to_string())?;
     // Peers are served at once: the election needs them.
     let mut peer_tasks = tokio::task::JoinSet::new();
@@ -150,6 +138,18 @@ async fn run(cfg: ServerConfig) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     tracing::info!(name = %server.cfg.name, data_dir = %server.data_dir().display(), "stopped etcd-rs");
     result
+}
+
+/// Binds every address, with etcd's error text for the first that fails.
+async fn bind_all(addrs: &[std::net::SocketAddr]) -> Result<Vec<TcpListener>, String> {
+    let mut out = Vec::with_capacity(addrs.len());
+    for addr in addrs {
+        let l = TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("listen tcp {addr}: bind: {e}"))?;
+        out.push(l);
+    }
+    Ok(out)
 }
 
 async fn serve(server: Arc<EtcdServer>, listeners: Vec<TcpListener>) -> Result<(), String> {

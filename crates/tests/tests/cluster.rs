@@ -101,6 +101,14 @@ fn status_table(c: &TestCluster, members: &[usize]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The tutorial's table over `members`: one row says IS LEADER true, and
+/// every row shows raft term `term`.
+fn assert_one_leader_at(c: &TestCluster, members: &[usize], term: u64) {
+    let rows = status_table(c, members);
+    assert_eq!(rows.iter().filter(|r| r.0 == "true").count(), 1, "{rows:?}");
+    assert!(rows.iter().all(|r| r.1 == term.to_string()), "{rows:?}");
+}
+
 fn on(c: &TestCluster, i: usize, args: &[&str]) -> Output {
     etcdctl(&[c.member(i).endpoint()], args, None)
 }
@@ -155,10 +163,7 @@ async fn a_new_leader_takes_over_when_the_leader_is_killed() {
         let mut c = TestCluster::start(3).await;
         on(&c, 0, &["put", "before", "1"]).expect_stdout("OK\n");
         let (old, term) = wait_for_leader(&c, &[0, 1, 2]);
-        // The tutorial's table: one leader, one term.
-        let rows = status_table(&c, &[0, 1, 2]);
-        assert_eq!(rows.iter().filter(|r| r.0 == "true").count(), 1, "{rows:?}");
-        assert!(rows.iter().all(|r| r.1 == term.to_string()), "{rows:?}");
+        assert_one_leader_at(&c, &[0, 1, 2], term);
         c.member_mut(old).kill9();
         let alive: Vec<usize> = (0..3).filter(|i| *i != old).collect();
         let (new, new_term) = wait_for_leader(&c, &alive);
@@ -167,6 +172,7 @@ async fn a_new_leader_takes_over_when_the_leader_is_killed() {
             new_term > term,
             "the term grows with the election: {term} -> {new_term}"
         );
+        assert_one_leader_at(&c, &alive, new_term);
         let follower = *alive.iter().find(|i| **i != new).unwrap();
         on(&c, follower, &["put", "after", "2"]).expect_stdout("OK\n");
         on(&c, new, &["get", "after"]).expect_stdout("after\n2\n");
