@@ -161,6 +161,7 @@ async fn serve(server: Arc<EtcdServer>, listeners: Vec<TcpListener>) -> Result<(
     if server.membership.voter_ids() == [server.member_id] {
         let _ = version_set.await;
     }
+    tokio::spawn(v3rpc::watch::sync_loop(server.clone()));
     let app = v3rpc::routes(server.clone())
         .await
         .into_axum_router()

@@ -1,18 +1,20 @@
 //! The v3 gRPC API (etcd's `v3rpc`): one module per service, each a thin
 //! layer that checks requests and calls the [`EtcdServer`]. Services not
-//! registered here (Watch, Lease, Auth, Lock, Election for now) answer
+//! registered here (Lease, Auth, Lock, Election for now) answer
 //! `Unimplemented`, which tonic does for unknown services.
 
 pub mod cluster;
 pub mod kv;
 pub mod maintenance;
 pub mod validate;
+pub mod watch;
 
 use std::sync::Arc;
 
 use api::etcdserverpb::cluster_server::ClusterServer;
 use api::etcdserverpb::kv_server::KvServer;
 use api::etcdserverpb::maintenance_server::MaintenanceServer;
+use api::etcdserverpb::watch_server::WatchServer;
 use tonic::service::Routes;
 
 use crate::etcdserver::EtcdServer;
@@ -34,6 +36,9 @@ pub async fn routes(server: Arc<EtcdServer>) -> Routes {
     .add_service(MaintenanceServer::new(
         maintenance::MaintenanceService::new(server.clone()),
     ))
-    .add_service(ClusterServer::new(cluster::ClusterService::new(server)))
+    .add_service(ClusterServer::new(cluster::ClusterService::new(
+        server.clone(),
+    )))
+    .add_service(WatchServer::new(watch::WatchService::new(server)))
     .add_service(health)
 }

@@ -8,9 +8,11 @@
 mod key_index;
 mod revision;
 mod store;
+mod watch;
 
 pub use key_index::{KeyAt, RangeEnd, TreeIndex};
 pub use revision::Revision;
 pub use store::{
     consistent_index_of, KvStore, MvccError, RangeOptions, RangeResult, ReadView, StoreTxn,
 };
+pub use watch::{Delivery, History, HistoryRead, Sink, WatchHub, WatchSpec};

@@ -18,7 +18,9 @@ use redb::{ReadableTable, WriteTransaction};
 
 use super::key_index::{KeyAt, RangeEnd, TreeIndex};
 use super::revision::Revision;
+use super::watch::{delete_event, put_event, History, HistoryRead, WatchHub};
 use crate::backend::{meta_u64, Backend, BackendError, KEY_TABLE, META_TABLE, TABLES};
+use api::mvccpb::Event;
 
 const CONSISTENT_INDEX: &[u8] = b"consistent_index";
 const TERM: &[u8] = b"term";
@@ -89,6 +91,48 @@ pub fn consistent_index_of(backend: &Backend) -> Result<(u64, u64), MvccError> {
     let rtx = backend.read()?;
     let meta = rtx.open_table(META_TABLE)?;
     Ok((meta_u64(&meta, CONSISTENT_INDEX)?, meta_u64(&meta, TERM)?))
+}
+
+impl History for KvStore {
+    /// Reads the `key` table from revision `from` to `to`: it is ordered by
+    /// revision, so this is one scan.
+    fn events(&self, from: i64, to: i64, max_bytes: usize) -> Result<HistoryRead, MvccError> {
+        let compact_revision = self.compact_revision();
+        let rtx = self.backend.read()?;
+        let table = rtx.open_table(KEY_TABLE)?;
+        let lo = Revision::new(from, 0).to_key(false);
+        let hi = Revision::new(to, i64::MAX).to_key(true);
+        let mut events = Vec::new();
+        let mut bytes = 0;
+        let mut upto = to;
+        for item in table.range(lo.as_slice()..=hi.as_slice())? {
+            let (k, v) = item?;
+            let Some((rev, tombstone)) = Revision::from_key(k.value()) else {
+                continue;
+            };
+            if bytes >= max_bytes && rev.sub == 0 {
+                // A new revision begins past the budget: stop before it.
+                upto = rev.main - 1;
+                break;
+            }
+            let kv = KeyValue::decode(v.value()).map_err(|_| MvccError::Corrupt(rev))?;
+            bytes += kv.key.len() + kv.value.len();
+            events.push(if tombstone {
+                delete_event(kv.key, rev.main)
+            } else {
+                put_event(kv)
+            });
+        }
+        Ok(HistoryRead {
+            events,
+            upto,
+            compact_revision,
+        })
+    }
+
+    fn current_revision(&self) -> i64 {
+        KvStore::current_revision(self)
+    }
 }
 
 /// What a backend holds, read at start-up or after a restore.
@@ -172,6 +216,7 @@ pub struct KvStore {
     /// etcd's `compactMainRev`; -1 before any compaction.
     compact_rev: AtomicI64,
     consistent_index: AtomicU64,
+    watch: WatchHub,
 }
 
 impl KvStore {
@@ -185,6 +230,7 @@ impl KvStore {
             current_rev: AtomicI64::new(loaded.current),
             compact_rev: AtomicI64::new(loaded.compact_rev),
             consistent_index: AtomicU64::new(loaded.consistent_index),
+            watch: WatchHub::default(),
         })
     }
 
@@ -262,6 +308,16 @@ impl KvStore {
             }
         }
         Ok((ci, term))
+    }
+
+    /// The store's watchers.
+    pub fn watchers(&self) -> &WatchHub {
+        &self.watch
+    }
+
+    /// Replays history to watchers that are behind; true if some still are.
+    pub fn sync_watchers(&self) -> bool {
+        self.watch.sync(self)
     }
 
     /// The backend, for sizes and for the tables the store does not own.
@@ -358,6 +414,8 @@ impl KvStore {
             sub: 0,
             consistent_index: None,
             compacted: None,
+            collect_events: self.watch.has_watchers(),
+            events: Vec::new(),
         })
     }
 }
@@ -387,6 +445,10 @@ pub struct StoreTxn<'s> {
     /// A compaction done in the backend by this batch, applied to the index
     /// and published once the batch commits.
     compacted: Option<i64>,
+    /// Whether to keep events for watchers (only when some exist).
+    collect_events: bool,
+    /// This batch's changes, in revision order, for the watchers.
+    events: Vec<Event>,
 }
 
 impl StoreTxn<'_> {
@@ -444,6 +506,9 @@ impl StoreTxn<'_> {
         table.insert(rev.to_key(false).as_slice(), kv.encode_to_vec().as_slice())?;
         index.put(key, rev);
         self.sub += 1;
+        if self.collect_events {
+            self.events.push(put_event(kv));
+        }
         Ok(())
     }
 
@@ -463,6 +528,9 @@ impl StoreTxn<'_> {
             table.insert(rev.to_key(true).as_slice(), tomb.encode_to_vec().as_slice())?;
             index.tombstone(k, rev);
             self.sub += 1;
+            if self.collect_events {
+                self.events.push(delete_event(k.clone(), main));
+            }
         }
         Ok(live.len())
     }
@@ -534,6 +602,17 @@ impl StoreTxn<'_> {
         }
         if let Some((index, _)) = self.consistent_index {
             self.store.consistent_index.store(index, Ordering::Release);
+        }
+        // One notification per revision, once readers can see it.
+        let mut events = self.events.as_slice();
+        while let Some(first) = events.first() {
+            let rev = first.kv.as_ref().map_or(0, |kv| kv.mod_revision);
+            let n = events
+                .iter()
+                .take_while(|e| e.kv.as_ref().map_or(0, |kv| kv.mod_revision) == rev)
+                .count();
+            self.store.watch.notify(&events[..n], rev);
+            events = &events[n..];
         }
         Ok(())
     }

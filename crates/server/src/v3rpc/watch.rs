@@ -1,0 +1,292 @@
+//! The Watch service (etcd `etcdserverpb.Watch`): one bidirectional stream
+//! per client, carrying any number of watches.
+//!
+//! Each stream has a request loop (create, cancel, progress) and one ordered
+//! queue of items to send: control responses and the deliveries of the
+//! stream's watchers (their sinks `try_send` into it, so a slow client
+//! makes its watchers fall back to history instead of blocking writes or
+//! growing memory). A forwarding task turns items into `WatchResponse`s,
+//! adding `prev_kv` where asked, and writes them to the client. A created
+//! response is queued before its watcher exists, so it always comes first.
+//! Permission checks on watch ranges will go in `create` once auth exists.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use api::etcdserverpb::watch_create_request::FilterType;
+use api::etcdserverpb::watch_request::RequestUnion;
+use api::etcdserverpb::watch_server::Watch;
+use api::etcdserverpb::{WatchCreateRequest, WatchRequest, WatchResponse};
+use api::mvccpb::event::EventType;
+use api::mvccpb::Event;
+use futures::Stream;
+use storage::mvcc::{Delivery, RangeEnd, RangeOptions, WatchSpec};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::etcdserver::EtcdServer;
+use crate::rpctypes::EtcdError;
+
+/// Items queued per stream before its watchers fall back to history.
+const ITEM_QUEUE: usize = 1024;
+/// Responses queued per stream for the client.
+const OUT_QUEUE: usize = 128;
+/// How often watchers that are behind are caught up from the store.
+const SYNC_INTERVAL: Duration = Duration::from_millis(100);
+/// The watch id of responses not about one watch (etcd's `InvalidWatchID`).
+const NO_WATCH: i64 = -1;
+
+/// What a stream sends, in order.
+enum Item {
+    Created {
+        watch_id: i64,
+        revision: i64,
+    },
+    Refused {
+        watch_id: i64,
+        reason: String,
+    },
+    Canceled {
+        watch_id: i64,
+    },
+    Progress {
+        revision: i64,
+    },
+    Delivery {
+        watch_id: i64,
+        prev_kv: bool,
+        delivery: Delivery,
+    },
+}
+
+/// The Watch service on a member.
+pub struct WatchService {
+    server: Arc<EtcdServer>,
+}
+
+impl WatchService {
+    /// The service for `server`.
+    pub fn new(server: Arc<EtcdServer>) -> Self {
+        WatchService { server }
+    }
+}
+
+/// Catches up, every [`SYNC_INTERVAL`], the watchers that are behind the
+/// store (they started in the past, or their client was slow).
+pub async fn sync_loop(server: Arc<EtcdServer>) {
+    let mut tick = tokio::time::interval(SYNC_INTERVAL);
+    loop {
+        tick.tick().await;
+        if !server.store.watchers().all_synced() {
+            let s = server.clone();
+            let _ = tokio::task::spawn_blocking(move || s.store.sync_watchers()).await;
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Watch for WatchService {
+    type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchResponse, Status>> + Send>>;
+
+    async fn watch(
+        &self,
+        req: Request<Streaming<WatchRequest>>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let input = req.into_inner();
+        let (out_tx, out_rx) = mpsc::channel(OUT_QUEUE);
+        let (item_tx, item_rx) = mpsc::channel(ITEM_QUEUE);
+        tokio::spawn(forward(self.server.clone(), item_rx, out_tx));
+        tokio::spawn(serve_requests(self.server.clone(), input, item_tx));
+        Ok(Response::new(Box::pin(ReceiverStream::new(out_rx))))
+    }
+}
+
+/// The request loop of one stream; when the client goes, its watchers go.
+async fn serve_requests(
+    server: Arc<EtcdServer>,
+    mut input: Streaming<WatchRequest>,
+    items: mpsc::Sender<Item>,
+) {
+    // Client watch id -> (hub id, prev_kv).
+    let mut watches: HashMap<i64, u64> = HashMap::new();
+    let mut next_auto = 0i64;
+    while let Ok(Some(req)) = input.message().await {
+        match req.request_union {
+            Some(RequestUnion::CreateRequest(c)) => {
+                let id = if c.watch_id != 0 {
+                    c.watch_id
+                } else {
+                    while watches.contains_key(&next_auto) {
+                        next_auto += 1;
+                    }
+                    next_auto
+                };
+                if watches.contains_key(&id) {
+                    let reason = "mvcc: duplicate watch ID provided on the WatchStream".to_string();
+                    let _ = items
+                        .send(Item::Refused {
+                            watch_id: id,
+                            reason,
+                        })
+                        .await;
+                    continue;
+                }
+                let hub_id = create(&server, c, id, &items).await;
+                watches.insert(id, hub_id);
+            }
+            Some(RequestUnion::CancelRequest(c)) => {
+                if let Some(hub_id) = watches.remove(&c.watch_id) {
+                    server.store.watchers().cancel(hub_id);
+                    let _ = items
+                        .send(Item::Canceled {
+                            watch_id: c.watch_id,
+                        })
+                        .await;
+                }
+            }
+            Some(RequestUnion::ProgressRequest(_)) => {
+                let revision = server.store.current_revision();
+                let _ = items.send(Item::Progress { revision }).await;
+            }
+            None => {}
+        }
+    }
+    for hub_id in watches.into_values() {
+        server.store.watchers().cancel(hub_id);
+    }
+}
+
+/// Registers a watcher after queueing its created response; a watcher that
+/// starts in the past is caught up at once.
+async fn create(
+    server: &Arc<EtcdServer>,
+    c: WatchCreateRequest,
+    watch_id: i64,
+    items: &mpsc::Sender<Item>,
+) -> u64 {
+    let store = &server.store;
+    let current = store.current_revision();
+    let _ = items
+        .send(Item::Created {
+            watch_id,
+            revision: current,
+        })
+        .await;
+    let spec = WatchSpec {
+        key: c.key,
+        range_end: c.range_end,
+        no_put: c.filters.contains(&(FilterType::Noput as i32)),
+        no_delete: c.filters.contains(&(FilterType::Nodelete as i32)),
+    };
+    let tx = items.clone();
+    let prev_kv = c.prev_kv;
+    let sink = Box::new(move |delivery| {
+        tx.try_send(Item::Delivery {
+            watch_id,
+            prev_kv,
+            delivery,
+        })
+        .is_ok()
+    });
+    let hub_id = store
+        .watchers()
+        .watch(spec, c.start_revision, current, sink);
+    if !store.watchers().all_synced() {
+        let s = server.clone();
+        tokio::task::spawn_blocking(move || s.store.sync_watchers());
+    }
+    hub_id
+}
+
+/// Turns a stream's items into responses for its client, in order.
+async fn forward(
+    server: Arc<EtcdServer>,
+    mut items: mpsc::Receiver<Item>,
+    out: mpsc::Sender<Result<WatchResponse, Status>>,
+) {
+    while let Some(item) = items.recv().await {
+        let current = server.store.current_revision();
+        let resp = match item {
+            Item::Created { watch_id, revision } => WatchResponse {
+                header: Some(server.header(revision)),
+                watch_id,
+                created: true,
+                ..Default::default()
+            },
+            Item::Refused { watch_id, reason } => WatchResponse {
+                header: Some(server.header(current)),
+                watch_id,
+                created: true,
+                canceled: true,
+                cancel_reason: reason,
+                ..Default::default()
+            },
+            Item::Canceled { watch_id } => WatchResponse {
+                header: Some(server.header(current)),
+                watch_id,
+                canceled: true,
+                ..Default::default()
+            },
+            Item::Progress { revision } => WatchResponse {
+                header: Some(server.header(revision)),
+                watch_id: NO_WATCH,
+                ..Default::default()
+            },
+            Item::Delivery {
+                watch_id,
+                prev_kv,
+                delivery:
+                    Delivery::Events {
+                        mut events,
+                        revision,
+                    },
+            } => {
+                if prev_kv {
+                    add_prev_kvs(&server, &mut events);
+                }
+                WatchResponse {
+                    header: Some(server.header(revision)),
+                    watch_id,
+                    events,
+                    ..Default::default()
+                }
+            }
+            Item::Delivery {
+                watch_id,
+                delivery: Delivery::Compacted { compact_revision },
+                ..
+            } => WatchResponse {
+                header: Some(server.header(current)),
+                watch_id,
+                compact_revision,
+                canceled: true,
+                cancel_reason: EtcdError::Compacted.to_string(),
+                ..Default::default()
+            },
+        };
+        if out.send(Ok(resp)).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Sets each event's `prev_kv`: the key as it was just before the event's
+/// revision, if it existed then and is not compacted away.
+fn add_prev_kvs(server: &EtcdServer, events: &mut [Event]) {
+    for ev in events.iter_mut() {
+        let Some(kv) = ev.kv.as_ref() else { continue };
+        if ev.r#type == EventType::Put as i32 && kv.version == 1 {
+            continue;
+        }
+        let opts = RangeOptions {
+            rev: kv.mod_revision - 1,
+            ..Default::default()
+        };
+        if let Ok(mut r) = server.store.range(&kv.key, RangeEnd::Single, opts) {
+            ev.prev_kv = r.kvs.pop();
+        }
+    }
+}

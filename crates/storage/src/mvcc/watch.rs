@@ -1,0 +1,503 @@
+//! The watchable side of the store (etcd's `watchableStore`): watchers on
+//! key ranges, fed with the store's changes.
+//!
+//! A watcher is *synced* when it has every event up to the store revision:
+//! the apply stage's commit notifies synced watchers of each revision's
+//! events (one batch per revision). A watcher that starts in the past, or
+//! whose sink refused a batch (its client is slow), is *unsynced*: it
+//! remembers the first revision it still needs, and [`WatchHub::sync`]
+//! replays history from the store until it has caught up, then it is synced
+//! again. So slow watchers never block writes, memory stays bounded by the
+//! sinks' capacity, and no watcher skips or repeats an event.
+//!
+//! Invariant: for every watcher, events are delivered in revision order,
+//! each exactly once, the events of one revision together.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use api::mvccpb::event::EventType;
+use api::mvccpb::{Event, KeyValue};
+
+use super::key_index::RangeEnd;
+
+/// Most events replayed to one watcher per [`WatchHub::sync`] round (a
+/// revision's events are never split).
+const SYNC_BATCH_EVENTS: usize = 1000;
+/// Most bytes of keys and values replayed to one watcher per round, so a
+/// response stays well under clients' usual 4 MiB receive limit.
+const SYNC_BATCH_BYTES: usize = 1024 * 1024;
+
+/// What a watcher is told.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Delivery {
+    /// Events in revision order; `revision` is the store revision they
+    /// bring the watcher to.
+    Events {
+        /// The events.
+        events: Vec<Event>,
+        /// The store revision at the last event's batch.
+        revision: i64,
+    },
+    /// The watcher needed history that was compacted away; it is removed.
+    Compacted {
+        /// The store's compaction revision.
+        compact_revision: i64,
+    },
+}
+
+/// Where a watcher's deliveries go. Returns false when it cannot take one
+/// now (the watcher then catches up from the store later).
+pub type Sink = Box<dyn Fn(Delivery) -> bool + Send>;
+
+/// What a watcher watches.
+#[derive(Clone, Debug)]
+pub struct WatchSpec {
+    /// First key.
+    pub key: Vec<u8>,
+    /// etcd's `range_end`: empty for one key, `\0` for every key from `key`.
+    pub range_end: Vec<u8>,
+    /// Drop PUT events.
+    pub no_put: bool,
+    /// Drop DELETE events.
+    pub no_delete: bool,
+}
+
+impl WatchSpec {
+    fn wants(&self, ev: &Event) -> bool {
+        let kv = ev.kv.as_ref().expect("events carry a kv");
+        let put = ev.r#type == EventType::Put as i32;
+        if (put && self.no_put) || (!put && self.no_delete) {
+            return false;
+        }
+        RangeEnd::from_request(&self.range_end).contains(&self.key, &kv.key)
+    }
+}
+
+struct Watcher {
+    spec: WatchSpec,
+    /// The first revision this watcher has not been given.
+    next_rev: i64,
+    synced: bool,
+    sink: Sink,
+}
+
+/// Bytes of history read per [`WatchHub::sync`] round, at most (a
+/// revision's events are never split).
+const SYNC_READ_BYTES: usize = 4 * 1024 * 1024;
+
+/// History the hub reads from: the store's events in a revision range.
+pub trait History {
+    /// Events of revisions `from..=to`, in order, stopping at a revision
+    /// boundary once `max_bytes` of keys and values are read; with the last
+    /// revision read (`to` if it did not stop) and the compaction revision
+    /// (events at or below it may be gone).
+    fn events(&self, from: i64, to: i64, max_bytes: usize)
+        -> Result<HistoryRead, super::MvccError>;
+    /// The last committed revision.
+    fn current_revision(&self) -> i64;
+}
+
+/// What [`History::events`] read.
+pub struct HistoryRead {
+    /// The events, in revision order.
+    pub events: Vec<Event>,
+    /// The last revision the events cover.
+    pub upto: i64,
+    /// The store's compaction revision.
+    pub compact_revision: i64,
+}
+
+/// All watchers of a store, by id.
+#[derive(Default)]
+pub struct WatchHub {
+    watchers: Mutex<HashMap<u64, Watcher>>,
+    next_id: Mutex<u64>,
+    /// How many watchers exist: writes collect events only when some do.
+    count: AtomicUsize,
+}
+
+impl WatchHub {
+    /// Adds a watcher that needs every event from `start_rev` on (0: from
+    /// the next revision); returns its id. Unless it starts at the next
+    /// revision it is unsynced until [`WatchHub::sync`] catches it up.
+    pub fn watch(&self, spec: WatchSpec, start_rev: i64, current_rev: i64, sink: Sink) -> u64 {
+        let next_rev = if start_rev <= 0 {
+            current_rev + 1
+        } else {
+            start_rev
+        };
+        let id = {
+            let mut n = self.next_id.lock().expect("watch id lock");
+            *n += 1;
+            *n
+        };
+        let w = Watcher {
+            spec,
+            next_rev,
+            synced: next_rev > current_rev,
+            sink,
+        };
+        let mut watchers = self.watchers.lock().expect("watchers lock");
+        watchers.insert(id, w);
+        self.count.store(watchers.len(), Ordering::Release);
+        id
+    }
+
+    /// Removes a watcher; false if there was none with `id`.
+    pub fn cancel(&self, id: u64) -> bool {
+        let mut watchers = self.watchers.lock().expect("watchers lock");
+        let found = watchers.remove(&id).is_some();
+        self.count.store(watchers.len(), Ordering::Release);
+        found
+    }
+
+    /// Whether any watcher exists.
+    pub fn has_watchers(&self) -> bool {
+        self.count.load(Ordering::Acquire) > 0
+    }
+
+    /// Whether every watcher has every event up to the store revision.
+    pub fn all_synced(&self) -> bool {
+        self.watchers
+            .lock()
+            .expect("watchers lock")
+            .values()
+            .all(|w| w.synced)
+    }
+
+    /// Hands the events of one committed revision to the synced watchers.
+    /// A watcher whose sink refuses them becomes unsynced from `revision`.
+    pub fn notify(&self, events: &[Event], revision: i64) {
+        if events.is_empty() {
+            return;
+        }
+        let mut watchers = self.watchers.lock().expect("watchers lock");
+        for w in watchers.values_mut() {
+            if !w.synced || revision < w.next_rev {
+                continue;
+            }
+            let mine: Vec<Event> = events.iter().filter(|e| w.spec.wants(e)).cloned().collect();
+            if !mine.is_empty()
+                && !(w.sink)(Delivery::Events {
+                    events: mine,
+                    revision,
+                })
+            {
+                tracing::debug!(
+                    revision,
+                    "a slow watcher fell behind; it catches up from the store"
+                );
+                w.synced = false;
+                continue;
+            }
+            w.next_rev = revision + 1;
+        }
+    }
+
+    /// Replays history to unsynced watchers (at most [`SYNC_BATCH_EVENTS`]
+    /// each), marking those that caught up synced. Watchers whose history
+    /// was compacted are told so and removed. Returns whether any watcher
+    /// is still unsynced.
+    pub fn sync(&self, history: &impl History) -> bool {
+        let pending: Vec<(u64, i64)> = {
+            let watchers = self.watchers.lock().expect("watchers lock");
+            watchers
+                .iter()
+                .filter(|(_, w)| !w.synced)
+                .map(|(id, w)| (*id, w.next_rev))
+                .collect()
+        };
+        if pending.is_empty() {
+            return false;
+        }
+        let to = history.current_revision();
+        let from = pending.iter().map(|p| p.1).min().expect("not empty");
+        // Read without holding the watchers: the apply stage goes on.
+        let read = if from <= to {
+            match history.events(from, to, SYNC_READ_BYTES) {
+                Ok(read) => read,
+                Err(e) => {
+                    // Nobody advances: the next round reads again.
+                    tracing::warn!(error = %e, "failed to read history for watchers");
+                    return true;
+                }
+            }
+        } else {
+            HistoryRead {
+                events: Vec::new(),
+                upto: to,
+                compact_revision: -1,
+            }
+        };
+        let (events, compact_rev, to) = (read.events, read.compact_revision, read.upto);
+        let mut watchers = self.watchers.lock().expect("watchers lock");
+        let mut behind = false;
+        for (id, next_rev) in pending {
+            let Some(w) = watchers.get_mut(&id) else {
+                continue;
+            };
+            if w.synced || w.next_rev != next_rev {
+                continue;
+            }
+            if next_rev <= compact_rev {
+                (w.sink)(Delivery::Compacted {
+                    compact_revision: compact_rev,
+                });
+                watchers.remove(&id);
+                self.count.store(watchers.len(), Ordering::Release);
+                continue;
+            }
+            if next_rev > to {
+                // This round's read stopped before this watcher's place.
+                behind = true;
+                continue;
+            }
+            let (batch, upto) = batch_for(&w.spec, &events, next_rev, to);
+            if !batch.is_empty()
+                && !(w.sink)(Delivery::Events {
+                    events: batch,
+                    revision: upto,
+                })
+            {
+                behind = true;
+                continue;
+            }
+            w.next_rev = upto + 1;
+            // Revisions after `to` were notified while this watcher was
+            // unsynced; it is caught up only if there were none.
+            if upto == to && history.current_revision() == to {
+                // (`to` is where this round's read stopped.)
+                w.synced = true;
+            } else {
+                behind = true;
+            }
+        }
+        behind
+    }
+}
+
+/// The events of `events` a watcher wants from `from` on, cut at a revision
+/// boundary after [`SYNC_BATCH_EVENTS`] events or [`SYNC_BATCH_BYTES`]; and
+/// the last revision the batch covers (`to` when nothing was cut).
+fn batch_for(spec: &WatchSpec, events: &[Event], from: i64, to: i64) -> (Vec<Event>, i64) {
+    let mut out: Vec<Event> = Vec::new();
+    let mut bytes = 0;
+    for ev in events {
+        let kv = ev.kv.as_ref().expect("events carry a kv");
+        let rev = kv.mod_revision;
+        if rev < from || !spec.wants(ev) {
+            continue;
+        }
+        if out.len() >= SYNC_BATCH_EVENTS || bytes >= SYNC_BATCH_BYTES {
+            let last = out
+                .last()
+                .and_then(|e| e.kv.as_ref())
+                .map_or(0, |kv| kv.mod_revision);
+            if rev != last {
+                return (out, last);
+            }
+        }
+        bytes += kv.key.len() + kv.value.len();
+        out.push(ev.clone());
+    }
+    (out, to)
+}
+
+/// A PUT event for `kv`.
+pub fn put_event(kv: KeyValue) -> Event {
+    Event {
+        r#type: EventType::Put as i32,
+        kv: Some(kv),
+        prev_kv: None,
+    }
+}
+
+/// A DELETE event for `key` at `revision`.
+pub fn delete_event(key: Vec<u8>, revision: i64) -> Event {
+    Event {
+        r#type: EventType::Delete as i32,
+        kv: Some(KeyValue {
+            key,
+            mod_revision: revision,
+            ..Default::default()
+        }),
+        prev_kv: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex as StdMutex};
+
+    use super::*;
+
+    struct Log {
+        events: Vec<Event>,
+        compact: i64,
+    }
+
+    impl History for Log {
+        fn events(&self, from: i64, to: i64, _max: usize) -> Result<HistoryRead, crate::MvccError> {
+            let evs = self
+                .events
+                .iter()
+                .filter(|e| (from..=to).contains(&e.kv.as_ref().unwrap().mod_revision))
+                .cloned()
+                .collect();
+            Ok(HistoryRead {
+                events: evs,
+                upto: to,
+                compact_revision: self.compact,
+            })
+        }
+        fn current_revision(&self) -> i64 {
+            self.events
+                .last()
+                .map_or(1, |e| e.kv.as_ref().unwrap().mod_revision)
+        }
+    }
+
+    fn put(key: &str, rev: i64) -> Event {
+        put_event(KeyValue {
+            key: key.into(),
+            mod_revision: rev,
+            ..Default::default()
+        })
+    }
+
+    fn spec(key: &str, end: &str) -> WatchSpec {
+        WatchSpec {
+            key: key.into(),
+            range_end: end.into(),
+            no_put: false,
+            no_delete: false,
+        }
+    }
+
+    type Got = Arc<StdMutex<Vec<Delivery>>>;
+
+    fn sink(got: &Got, capacity: usize) -> Sink {
+        let got = got.clone();
+        Box::new(move |d| {
+            let mut g = got.lock().unwrap();
+            if g.len() >= capacity {
+                return false;
+            }
+            g.push(d);
+            true
+        })
+    }
+
+    fn revs(got: &Got) -> Vec<i64> {
+        let mut out = Vec::new();
+        for d in got.lock().unwrap().iter() {
+            if let Delivery::Events { events, .. } = d {
+                out.extend(events.iter().map(|e| e.kv.as_ref().unwrap().mod_revision));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_watcher_from_the_past_gets_history_then_live_events_without_gaps() {
+        let mut log = Log {
+            events: (2..=5).map(|r| put("a", r)).collect(),
+            compact: -1,
+        };
+        let hub = WatchHub::default();
+        let got: Got = Default::default();
+        hub.watch(spec("a", ""), 3, 5, sink(&got, 100));
+        hub.notify(&[put("a", 6)], 6); // unsynced: skipped, replayed later
+        log.events.push(put("a", 6));
+        assert!(!hub.sync(&log));
+        assert!(hub.all_synced());
+        hub.notify(&[put("a", 7), put("b", 7)], 7);
+        assert_eq!(revs(&got), vec![3, 4, 5, 6, 7]);
+    }
+
+    #[test]
+    fn a_slow_watcher_falls_back_to_history_and_misses_nothing() {
+        let mut log = Log {
+            events: vec![],
+            compact: -1,
+        };
+        let hub = WatchHub::default();
+        let got: Got = Default::default();
+        let room = Arc::new(StdMutex::new(1usize));
+        let (g, r) = (got.clone(), room.clone());
+        let sink: Sink = Box::new(move |d| {
+            let mut room = r.lock().unwrap();
+            if *room == 0 {
+                return false;
+            }
+            *room -= 1;
+            g.lock().unwrap().push(d);
+            true
+        });
+        hub.watch(spec("a", "b"), 0, 1, sink);
+        for rev in 2..=4 {
+            log.events.push(put("a", rev));
+            hub.notify(&[put("a", rev)], rev);
+        }
+        assert_eq!(revs(&got), vec![2], "the sink took one delivery");
+        assert!(!hub.all_synced());
+        // The client drained its queue: room again; history fills the gap.
+        *room.lock().unwrap() = 10;
+        assert!(!hub.sync(&log));
+        log.events.push(put("a", 5));
+        hub.notify(&[put("a", 5)], 5);
+        assert_eq!(revs(&got), vec![2, 3, 4, 5]);
+    }
+
+    /// A history read that stops early (the byte budget) never moves a
+    /// watcher that is further ahead backwards.
+    #[test]
+    fn a_short_read_leaves_watchers_ahead_of_it_where_they_are() {
+        struct Short(Log);
+        impl History for Short {
+            fn events(
+                &self,
+                from: i64,
+                _to: i64,
+                m: usize,
+            ) -> Result<HistoryRead, crate::MvccError> {
+                self.0.events(from, from + 1, m)
+            }
+            fn current_revision(&self) -> i64 {
+                self.0.current_revision()
+            }
+        }
+        let log = Short(Log {
+            events: (2..=9).map(|r| put("a", r)).collect(),
+            compact: -1,
+        });
+        let hub = WatchHub::default();
+        let (early, late): (Got, Got) = Default::default();
+        hub.watch(spec("a", ""), 2, 9, sink(&early, 100));
+        hub.watch(spec("a", ""), 7, 9, sink(&late, 100));
+        while hub.sync(&log) {}
+        assert_eq!(revs(&early), (2..=9).collect::<Vec<_>>());
+        assert_eq!(revs(&late), vec![7, 8, 9]);
+    }
+
+    #[test]
+    fn compacted_history_cancels_the_watcher() {
+        let log = Log {
+            events: vec![put("a", 9)],
+            compact: 8,
+        };
+        let hub = WatchHub::default();
+        let got: Got = Default::default();
+        hub.watch(spec("a", ""), 5, 9, sink(&got, 10));
+        assert!(!hub.sync(&log));
+        assert_eq!(
+            got.lock().unwrap()[0],
+            Delivery::Compacted {
+                compact_revision: 8
+            }
+        );
+        assert!(hub.all_synced(), "the compacted watcher is gone");
+    }
+}
