@@ -98,6 +98,14 @@ pub struct Config {
         default_value_t = 5000
     )]
     pub experimental_snapshot_catchup_entries: u64,
+    /// Duration of periodic watch progress notifications (e.g. `10m`,
+    /// `500ms`).
+    #[arg(
+        long,
+        env = "ETCD_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL",
+        default_value = "10m"
+    )]
+    pub experimental_watch_progress_notify_interval: String,
     /// Raise alarms when backend size exceeds the given quota (0 defaults
     /// to the low space quota, 2 GiB).
     #[arg(long, env = "ETCD_QUOTA_BACKEND_BYTES", default_value_t = 0)]
@@ -166,6 +174,8 @@ pub struct ServerConfig {
     pub snapshot_count: u64,
     /// `--experimental-snapshot-catchup-entries`.
     pub snapshot_catchup_entries: u64,
+    /// `--experimental-watch-progress-notify-interval`.
+    pub watch_progress_notify_interval: Duration,
     /// `--quota-backend-bytes`, with 0 replaced by the default (2 GiB).
     pub quota_backend_bytes: u64,
     /// `--max-request-bytes`.
@@ -381,6 +391,17 @@ impl Config {
             election_ticks,
             snapshot_count: self.snapshot_count.max(1),
             snapshot_catchup_entries: self.experimental_snapshot_catchup_entries,
+            watch_progress_notify_interval: humantime::parse_duration(
+                &self.experimental_watch_progress_notify_interval,
+            )
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                ConfigError(format!(
+                    "invalid value {:?} for flag -experimental-watch-progress-notify-interval",
+                    self.experimental_watch_progress_notify_interval
+                ))
+            })?,
             quota_backend_bytes: if self.quota_backend_bytes == 0 {
                 2 * 1024 * 1024 * 1024
             } else {

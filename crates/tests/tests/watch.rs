@@ -281,3 +281,206 @@ async fn concurrent_writes_reach_every_watcher_in_order_without_gaps() {
     })
     .await
 }
+
+/// Waits (bounded) until `members` all name the same live leader.
+fn wait_for_leader(c: &TestCluster, members: &[usize]) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        // (member id, the leader it names) for each live member.
+        let seen: Vec<Option<(u64, u64)>> = members
+            .iter()
+            .map(|&i| {
+                let out = etcd_rs_tests::etcdctl::etcdctl(
+                    &[c.member(i).endpoint()],
+                    &["endpoint", "status", "-w", "json"],
+                    None,
+                );
+                (out.code == 0).then(|| {
+                    let s = &out.json()[0]["Status"];
+                    let id = s["header"]["member_id"].as_u64().unwrap();
+                    (id, s["leader"].as_u64().unwrap_or(0))
+                })
+            })
+            .collect();
+        let ids: Vec<u64> = seen.iter().flatten().map(|s| s.0).collect();
+        let leader = seen[0].map(|s| s.1);
+        if seen.iter().all(|s| s.is_some() && s.map(|s| s.1) == leader)
+            && leader.is_some_and(|l| ids.contains(&l))
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no agreed live leader: {seen:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The tutorial's watch: watch a key on one member, put and delete it on
+/// another; then the watched member dies and the client resumes on a third
+/// with start_revision = last seen + 1 and gets exactly the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watches_work_on_every_member_and_resume_on_another() {
+    within(LIMIT, async {
+        let mut c = TestCluster::start(3).await;
+        let mut on1 = Client::connect([c.member(1).endpoint()], None)
+            .await
+            .unwrap();
+        let mut on2 = Client::connect([c.member(2).endpoint()], None)
+            .await
+            .unwrap();
+        let mut watch = on1
+            .watch("stock", Some(WatchOptions::new().with_prefix()))
+            .await
+            .unwrap();
+        assert!(watch.message().await.unwrap().unwrap().created());
+        on2.put("stock1", "1000", None).await.unwrap();
+        on2.delete("stock1", None).await.unwrap();
+        let mut seen = Vec::new();
+        while seen.len() < 2 {
+            for ev in watch.message().await.unwrap().unwrap().events() {
+                seen.push((ev.event_type(), ev.kv().unwrap().mod_revision()));
+            }
+        }
+        assert_eq!(seen[0].0, EventType::Put);
+        assert_eq!(seen[1].0, EventType::Delete);
+        let last = seen[1].1;
+        // The watched member goes; once the others agree on a leader (a
+        // put sent to a dead leader has an unknown outcome), writes go on.
+        c.member_mut(1).kill9();
+        wait_for_leader(&c, &[0, 2]);
+        for i in 0..5 {
+            on2.put(format!("stock{i}"), format!("{i}"), None)
+                .await
+                .unwrap();
+        }
+        let mut on0 = Client::connect([c.member(0).endpoint()], None)
+            .await
+            .unwrap();
+        let opts = WatchOptions::new()
+            .with_prefix()
+            .with_start_revision(last + 1);
+        let mut resumed = on0.watch("stock", Some(opts)).await.unwrap();
+        assert!(resumed.message().await.unwrap().unwrap().created());
+        let mut rest = Vec::new();
+        while rest.len() < 5 {
+            for ev in resumed.message().await.unwrap().unwrap().events() {
+                rest.push(ev.kv().unwrap().mod_revision());
+            }
+        }
+        assert_eq!(rest, ((last + 1)..=(last + 5)).collect::<Vec<_>>());
+    })
+    .await
+}
+
+/// Progress notifications (`progress_notify`, every
+/// `--experimental-watch-progress-notify-interval`) tell an idle watcher the
+/// revision it is complete up to; a progress request answers for the whole
+/// stream with watch id -1.
+#[tokio::test]
+async fn progress_notifications_and_requests_carry_the_revision() {
+    within(LIMIT, async {
+        let flags = ["--experimental-watch-progress-notify-interval", "300ms"];
+        let c = TestCluster::start_with_flags(1, &flags).await;
+        let mut client = Client::connect([c.endpoint()], None).await.unwrap();
+        let mut stream = client
+            .watch("p", Some(WatchOptions::new().with_progress_notify()))
+            .await
+            .unwrap();
+        let id = stream.message().await.unwrap().unwrap().watch_id();
+        let rev = client
+            .put("p", "1", None)
+            .await
+            .unwrap()
+            .header()
+            .unwrap()
+            .revision();
+        let r = stream.message().await.unwrap().unwrap();
+        assert_eq!(r.events().len(), 1);
+        // Idle now: the next response is a progress notification.
+        let p = stream.message().await.unwrap().unwrap();
+        assert!(p.events().is_empty(), "{p:?}");
+        assert_eq!((p.watch_id(), p.header().unwrap().revision()), (id, rev));
+        // A write elsewhere moves the store, not this watch's events.
+        let other = client
+            .put("q", "1", None)
+            .await
+            .unwrap()
+            .header()
+            .unwrap()
+            .revision();
+        stream.request_progress().await.unwrap();
+        loop {
+            let r = stream.message().await.unwrap().unwrap();
+            if r.watch_id() == -1 {
+                assert_eq!(r.header().unwrap().revision(), other);
+                break;
+            }
+            assert!(r.events().is_empty(), "only progress may come: {r:?}");
+        }
+    })
+    .await
+}
+
+/// A watcher that asked for fragments gets a response larger than
+/// `--max-request-bytes` (here, replayed history) in several responses, all
+/// but the last marked `fragment`, together all the events.
+#[tokio::test]
+async fn large_responses_are_fragmented_for_watchers_that_ask() {
+    within(LIMIT, async {
+        let c = TestCluster::start_with_flags(1, &["--max-request-bytes", "4096"]).await;
+        let mut client = Client::connect([c.endpoint()], None).await.unwrap();
+        // Ten 1 KiB puts, then a watch replaying them: one ~10 KiB batch.
+        let mut rev = 0;
+        for i in 0..10 {
+            let r = client
+                .put(format!("f/{i}"), vec![b'x'; 1024], None)
+                .await
+                .unwrap();
+            rev = r.header().unwrap().revision();
+        }
+        // etcd-client does not expose `fragment`: use the generated client.
+        use api::etcdserverpb::watch_client::WatchClient;
+        use api::etcdserverpb::watch_request::RequestUnion;
+        use api::etcdserverpb::{WatchCreateRequest, WatchRequest};
+        let mut raw = WatchClient::connect(c.endpoint()).await.unwrap();
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tx.send(WatchRequest {
+            request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
+                key: b"f/".to_vec(),
+                range_end: b"f0".to_vec(),
+                start_revision: rev - 9,
+                fragment: true,
+                ..Default::default()
+            })),
+        })
+        .await
+        .unwrap();
+        let mut stream = raw
+            .watch(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(stream.message().await.unwrap().unwrap().created);
+        let mut keys = Vec::new();
+        let mut parts = 0;
+        loop {
+            let r = stream.message().await.unwrap().unwrap();
+            parts += 1;
+            assert_eq!(r.header.unwrap().revision, rev);
+            keys.extend(
+                r.events
+                    .iter()
+                    .map(|e| String::from_utf8(e.kv.as_ref().unwrap().key.clone()).unwrap()),
+            );
+            if !r.fragment {
+                break;
+            }
+        }
+        drop(tx);
+        assert!(
+            parts > 1,
+            "a 10 KiB revision over a 4 KiB limit comes in fragments"
+        );
+        assert_eq!(keys, (0..10).map(|i| format!("f/{i}")).collect::<Vec<_>>());
+    })
+    .await
+}

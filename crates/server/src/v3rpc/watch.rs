@@ -22,6 +22,7 @@ use api::etcdserverpb::{WatchCreateRequest, WatchRequest, WatchResponse};
 use api::mvccpb::event::EventType;
 use api::mvccpb::Event;
 use futures::Stream;
+use prost::Message;
 use storage::mvcc::{Delivery, RangeEnd, RangeOptions, WatchSpec};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -58,6 +59,7 @@ enum Item {
     Delivery {
         watch_id: i64,
         prev_kv: bool,
+        fragment: bool,
         delivery: Delivery,
     },
 }
@@ -76,10 +78,18 @@ impl WatchService {
 
 /// Catches up, every [`SYNC_INTERVAL`], the watchers that are behind the
 /// store (they started in the past, or their client was slow).
+/// Also sends progress notifications every
+/// `--experimental-watch-progress-notify-interval`.
 pub async fn sync_loop(server: Arc<EtcdServer>) {
     let mut tick = tokio::time::interval(SYNC_INTERVAL);
+    let every = server.cfg.watch_progress_notify_interval;
+    let mut next_progress = tokio::time::Instant::now() + every;
     loop {
         tick.tick().await;
+        if tokio::time::Instant::now() >= next_progress {
+            server.store.watchers().progress_notify();
+            next_progress += every;
+        }
         if !server.store.watchers().all_synced() {
             let s = server.clone();
             let _ = tokio::task::spawn_blocking(move || s.store.sync_watchers()).await;
@@ -148,8 +158,20 @@ async fn serve_requests(
                 }
             }
             Some(RequestUnion::ProgressRequest(_)) => {
-                let revision = server.store.current_revision();
-                let _ = items.send(Item::Progress { revision }).await;
+                // Answered when every watch of the stream is complete up to
+                // some revision; a stream still catching up gets none yet.
+                let ids: Vec<u64> = watches.values().copied().collect();
+                let revision = server.store.watchers().synced_upto(&ids);
+                let revision = revision.map(|r| {
+                    if ids.is_empty() {
+                        server.store.current_revision()
+                    } else {
+                        r
+                    }
+                });
+                if let Some(revision) = revision {
+                    let _ = items.send(Item::Progress { revision }).await;
+                }
             }
             None => {}
         }
@@ -180,13 +202,15 @@ async fn create(
         range_end: c.range_end,
         no_put: c.filters.contains(&(FilterType::Noput as i32)),
         no_delete: c.filters.contains(&(FilterType::Nodelete as i32)),
+        progress_notify: c.progress_notify,
     };
     let tx = items.clone();
-    let prev_kv = c.prev_kv;
+    let (prev_kv, fragment) = (c.prev_kv, c.fragment);
     let sink = Box::new(move |delivery| {
         tx.try_send(Item::Delivery {
             watch_id,
             prev_kv,
+            fragment,
             delivery,
         })
         .is_ok()
@@ -208,57 +232,73 @@ async fn forward(
     out: mpsc::Sender<Result<WatchResponse, Status>>,
 ) {
     while let Some(item) = items.recv().await {
-        let current = server.store.current_revision();
-        let resp = match item {
-            Item::Created { watch_id, revision } => WatchResponse {
-                header: Some(server.header(revision)),
-                watch_id,
-                created: true,
-                ..Default::default()
-            },
-            Item::Refused { watch_id, reason } => WatchResponse {
-                header: Some(server.header(current)),
-                watch_id,
-                created: true,
-                canceled: true,
-                cancel_reason: reason,
-                ..Default::default()
-            },
-            Item::Canceled { watch_id } => WatchResponse {
-                header: Some(server.header(current)),
-                watch_id,
-                canceled: true,
-                ..Default::default()
-            },
-            Item::Progress { revision } => WatchResponse {
-                header: Some(server.header(revision)),
-                watch_id: NO_WATCH,
-                ..Default::default()
-            },
-            Item::Delivery {
-                watch_id,
-                prev_kv,
-                delivery:
-                    Delivery::Events {
-                        mut events,
-                        revision,
-                    },
+        for resp in responses(&server, item) {
+            if out.send(Ok(resp)).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// The response(s) for one item: several only for a fragmented delivery.
+fn responses(server: &EtcdServer, item: Item) -> Vec<WatchResponse> {
+    let current = server.store.current_revision();
+    let resp = match item {
+        Item::Created { watch_id, revision } => WatchResponse {
+            header: Some(server.header(revision)),
+            watch_id,
+            created: true,
+            ..Default::default()
+        },
+        Item::Refused { watch_id, reason } => WatchResponse {
+            header: Some(server.header(current)),
+            watch_id,
+            created: true,
+            canceled: true,
+            cancel_reason: reason,
+            ..Default::default()
+        },
+        Item::Canceled { watch_id } => WatchResponse {
+            header: Some(server.header(current)),
+            watch_id,
+            canceled: true,
+            ..Default::default()
+        },
+        Item::Progress { revision } => WatchResponse {
+            header: Some(server.header(revision)),
+            watch_id: NO_WATCH,
+            ..Default::default()
+        },
+        Item::Delivery {
+            watch_id,
+            prev_kv,
+            fragment,
+            delivery,
+        } => match delivery {
+            Delivery::Events {
+                mut events,
+                revision,
             } => {
                 if prev_kv {
-                    add_prev_kvs(&server, &mut events);
+                    add_prev_kvs(server, &mut events);
                 }
-                WatchResponse {
+                let resp = WatchResponse {
                     header: Some(server.header(revision)),
                     watch_id,
                     events,
                     ..Default::default()
+                };
+                if fragment {
+                    return fragments(resp, server.cfg.max_request_bytes);
                 }
+                resp
             }
-            Item::Delivery {
+            Delivery::Progress { revision } => WatchResponse {
+                header: Some(server.header(revision)),
                 watch_id,
-                delivery: Delivery::Compacted { compact_revision },
-                ..
-            } => WatchResponse {
+                ..Default::default()
+            },
+            Delivery::Compacted { compact_revision } => WatchResponse {
                 header: Some(server.header(current)),
                 watch_id,
                 compact_revision,
@@ -266,11 +306,36 @@ async fn forward(
                 cancel_reason: EtcdError::Compacted.to_string(),
                 ..Default::default()
             },
-        };
-        if out.send(Ok(resp)).await.is_err() {
-            return;
+        },
+    };
+    vec![resp]
+}
+
+/// Splits a response larger than `limit` bytes into responses of at most
+/// `limit` (or one event, if a single event is larger), each but the last
+/// marked `fragment`, as etcd does for watchers that asked for fragments.
+fn fragments(resp: WatchResponse, limit: usize) -> Vec<WatchResponse> {
+    if resp.encoded_len() < limit || resp.events.len() < 2 {
+        return vec![resp];
+    }
+    let empty = WatchResponse {
+        events: Vec::new(),
+        fragment: true,
+        ..resp.clone()
+    };
+    let mut out = Vec::new();
+    let mut cur = empty.clone();
+    for ev in resp.events {
+        cur.events.push(ev);
+        if cur.events.len() > 1 && cur.encoded_len() >= limit {
+            let ev = cur.events.pop().expect("just pushed");
+            out.push(std::mem::replace(&mut cur, empty.clone()));
+            cur.events.push(ev);
         }
     }
+    cur.fragment = false;
+    out.push(cur);
+    out
 }
 
 /// Sets each event's `prev_kv`: the key as it was just before the event's

@@ -40,6 +40,12 @@ pub enum Delivery {
         /// The store revision at the last event's batch.
         revision: i64,
     },
+    /// No events, but the watcher has every event up to `revision`
+    /// (progress notification).
+    Progress {
+        /// The revision the watcher is complete up to.
+        revision: i64,
+    },
     /// The watcher needed history that was compacted away; it is removed.
     Compacted {
         /// The store's compaction revision.
@@ -62,6 +68,8 @@ pub struct WatchSpec {
     pub no_put: bool,
     /// Drop DELETE events.
     pub no_delete: bool,
+    /// Wants periodic progress notifications when idle.
+    pub progress_notify: bool,
 }
 
 impl WatchSpec {
@@ -80,6 +88,8 @@ struct Watcher {
     /// The first revision this watcher has not been given.
     next_rev: i64,
     synced: bool,
+    /// Whether events went out since the last progress notification.
+    active: bool,
     sink: Sink,
 }
 
@@ -137,6 +147,7 @@ impl WatchHub {
             spec,
             next_rev,
             synced: next_rev > current_rev,
+            active: false,
             sink,
         };
         let mut watchers = self.watchers.lock().expect("watchers lock");
@@ -167,6 +178,35 @@ impl WatchHub {
             .all(|w| w.synced)
     }
 
+    /// Tells each synced, idle watcher that asked for progress
+    /// notifications how far it is complete.
+    pub fn progress_notify(&self) {
+        let mut watchers = self.watchers.lock().expect("watchers lock");
+        for w in watchers.values_mut() {
+            if w.spec.progress_notify && w.synced && !w.active {
+                (w.sink)(Delivery::Progress {
+                    revision: w.next_rev - 1,
+                });
+            }
+            w.active = false;
+        }
+    }
+
+    /// The revision all of `ids` are complete up to, if all are synced
+    /// (the answer to a progress request).
+    pub fn synced_upto(&self, ids: &[u64]) -> Option<i64> {
+        let watchers = self.watchers.lock().expect("watchers lock");
+        let mut upto = i64::MAX;
+        for id in ids {
+            let w = watchers.get(id)?;
+            if !w.synced {
+                return None;
+            }
+            upto = upto.min(w.next_rev - 1);
+        }
+        Some(upto)
+    }
+
     /// Hands the events of one committed revision to the synced watchers.
     /// A watcher whose sink refuses them becomes unsynced from `revision`.
     pub fn notify(&self, events: &[Event], revision: i64) {
@@ -179,7 +219,8 @@ impl WatchHub {
                 continue;
             }
             let mine: Vec<Event> = events.iter().filter(|e| w.spec.wants(e)).cloned().collect();
-            if !mine.is_empty()
+            let mine_empty = mine.is_empty();
+            if !mine_empty
                 && !(w.sink)(Delivery::Events {
                     events: mine,
                     revision,
@@ -192,6 +233,7 @@ impl WatchHub {
                 w.synced = false;
                 continue;
             }
+            w.active |= !mine_empty;
             w.next_rev = revision + 1;
         }
     }
@@ -373,6 +415,7 @@ mod tests {
             range_end: end.into(),
             no_put: false,
             no_delete: false,
+            progress_notify: true,
         }
     }
 
@@ -480,6 +523,19 @@ mod tests {
         while hub.sync(&log) {}
         assert_eq!(revs(&early), (2..=9).collect::<Vec<_>>());
         assert_eq!(revs(&late), vec![7, 8, 9]);
+    }
+
+    #[test]
+    fn idle_synced_watchers_get_progress_at_the_revision_they_are_complete_to() {
+        let hub = WatchHub::default();
+        let (a, b): (Got, Got) = Default::default();
+        let ida = hub.watch(spec("a", ""), 0, 4, sink(&a, 100));
+        hub.watch(spec("b", ""), 0, 4, sink(&b, 100));
+        hub.notify(&[put("b", 5)], 5);
+        hub.progress_notify();
+        assert_eq!(*a.lock().unwrap(), vec![Delivery::Progress { revision: 5 }]);
+        assert_eq!(revs(&b), vec![5], "b was active: no progress this round");
+        assert_eq!(hub.synced_upto(&[ida]), Some(5));
     }
 
     #[test]
