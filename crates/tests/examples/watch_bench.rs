@@ -1,0 +1,139 @@
+//! Watch benchmark against any etcd endpoint (etcd-rs or etcd), with the
+//! etcd-client crate:
+//!
+//! - latency: W watchers on one key (spread over streams and connections),
+//!   then P puts one after another; for each put, the time from sending it
+//!   to the moment the last watcher got its event;
+//! - throughput: N puts from C concurrent clients, with I idle watchers on
+//!   another key, and with none.
+//!
+//! `cargo run --release -p etcd-rs-tests --example watch_bench -- ENDPOINT`
+//! (scripts/watch-bench-compare.sh runs it against both servers).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use etcd_client::Client;
+use tokio::sync::Notify;
+
+const WATCHERS: usize = 10_000;
+const PER_STREAM: usize = 100;
+const CONNECTIONS: usize = 10;
+const PUTS: usize = 100;
+const IDLE_WATCHERS: usize = 1_000;
+const THROUGHPUT_PUTS: usize = 4_000;
+const CLIENTS: usize = 16;
+
+/// Events received per revision, and a signal when one reaches the total.
+struct Tally {
+    seen: Mutex<HashMap<i64, usize>>,
+    done: Notify,
+}
+
+async fn connect(endpoint: &str) -> Vec<Client> {
+    let mut out = Vec::new();
+    for _ in 0..CONNECTIONS {
+        out.push(Client::connect([endpoint], None).await.expect("connect"));
+    }
+    out
+}
+
+/// Opens `n` watchers on `key`, `PER_STREAM` per stream; each event counts
+/// in `tally` (if given). Returns once every watcher is created.
+async fn watchers(clients: &mut [Client], key: &str, n: usize, tally: Option<Arc<Tally>>) {
+    let streams = n.div_ceil(PER_STREAM);
+    for s in 0..streams {
+        let client = &mut clients[s % CONNECTIONS];
+        let mut stream = client.watch(key, None).await.expect("watch");
+        let mut created = 0;
+        while created < 1 {
+            if stream.message().await.expect("created").expect("open").created() {
+                created += 1;
+            }
+        }
+        for _ in 1..PER_STREAM.min(n - s * PER_STREAM) {
+            stream.watch(key, None).await.expect("watch");
+            loop {
+                if stream.message().await.expect("created").expect("open").created() {
+                    break;
+                }
+            }
+        }
+        let tally = tally.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(r)) = stream.message().await {
+                let Some(t) = &tally else { continue };
+                for ev in r.events() {
+                    let rev = ev.kv().map_or(0, |kv| kv.mod_revision());
+                    let mut seen = t.seen.lock().unwrap();
+                    let c = seen.entry(rev).or_default();
+                    *c += 1;
+                    if *c == WATCHERS {
+                        t.done.notify_one();
+                    }
+                }
+            }
+        });
+    }
+}
+
+async fn latency(endpoint: &str) {
+    let mut clients = connect(endpoint).await;
+    let tally = Arc::new(Tally {
+        seen: Mutex::new(HashMap::new()),
+        done: Notify::new(),
+    });
+    let t0 = Instant::now();
+    watchers(&mut clients, "bench-watched", WATCHERS, Some(tally.clone())).await;
+    println!("created {WATCHERS} watchers in {:.2?}", t0.elapsed());
+    let mut lat = Vec::with_capacity(PUTS);
+    let mut put = clients[0].clone();
+    for i in 0..PUTS {
+        let start = Instant::now();
+        let notified = tally.done.notified();
+        put.put("bench-watched", format!("{i}"), None).await.expect("put");
+        tokio::time::timeout(Duration::from_secs(30), notified).await.expect("every watcher got the event");
+        lat.push(start.elapsed());
+    }
+    lat.sort();
+    let avg = lat.iter().sum::<Duration>() / lat.len() as u32;
+    println!(
+        "put -> last of {WATCHERS} watchers: avg {:.2?}, p50 {:.2?}, p99 {:.2?}, max {:.2?}",
+        avg,
+        lat[lat.len() / 2],
+        lat[lat.len() * 99 / 100],
+        lat[lat.len() - 1]
+    );
+}
+
+async fn throughput(endpoint: &str, label: &str) -> f64 {
+    let clients = connect(endpoint).await;
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            let mut client = clients[c % CONNECTIONS].clone();
+            tokio::spawn(async move {
+                for i in 0..THROUGHPUT_PUTS / CLIENTS {
+                    client.put(format!("bench-put/{c}/{i}"), "v", None).await.expect("put");
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let qps = THROUGHPUT_PUTS as f64 / start.elapsed().as_secs_f64();
+    println!("puts/s with {label}: {qps:.0} ({THROUGHPUT_PUTS} puts, {CLIENTS} clients)");
+    qps
+}
+
+#[tokio::main]
+async fn main() {
+    let endpoint = std::env::args().nth(1).expect("usage: watch_bench ENDPOINT");
+    throughput(&endpoint, "no watchers").await;
+    let mut idle_clients = connect(&endpoint).await;
+    watchers(&mut idle_clients, "bench-idle", IDLE_WATCHERS, None).await;
+    throughput(&endpoint, &format!("{IDLE_WATCHERS} idle watchers")).await;
+    latency(&endpoint).await;
+}
