@@ -48,14 +48,26 @@ async fn watchers(clients: &mut [Client], key: &str, n: usize, tally: Option<Arc
         let mut stream = client.watch(key, None).await.expect("watch");
         let mut created = 0;
         while created < 1 {
-            if stream.message().await.expect("created").expect("open").created() {
+            if stream
+                .message()
+                .await
+                .expect("created")
+                .expect("open")
+                .created()
+            {
                 created += 1;
             }
         }
         for _ in 1..PER_STREAM.min(n - s * PER_STREAM) {
             stream.watch(key, None).await.expect("watch");
             loop {
-                if stream.message().await.expect("created").expect("open").created() {
+                if stream
+                    .message()
+                    .await
+                    .expect("created")
+                    .expect("open")
+                    .created()
+                {
                     break;
                 }
             }
@@ -92,8 +104,12 @@ async fn latency(endpoint: &str) {
     for i in 0..PUTS {
         let start = Instant::now();
         let notified = tally.done.notified();
-        put.put("bench-watched", format!("{i}"), None).await.expect("put");
-        tokio::time::timeout(Duration::from_secs(30), notified).await.expect("every watcher got the event");
+        put.put("bench-watched", format!("{i}"), None)
+            .await
+            .expect("put");
+        tokio::time::timeout(Duration::from_secs(30), notified)
+            .await
+            .expect("every watcher got the event");
         lat.push(start.elapsed());
     }
     lat.sort();
@@ -115,7 +131,10 @@ async fn throughput(endpoint: &str, label: &str) -> f64 {
             let mut client = clients[c % CONNECTIONS].clone();
             tokio::spawn(async move {
                 for i in 0..THROUGHPUT_PUTS / CLIENTS {
-                    client.put(format!("bench-put/{c}/{i}"), "v", None).await.expect("put");
+                    client
+                        .put(format!("bench-put/{c}/{i}"), "v", None)
+                        .await
+                        .expect("put");
                 }
             })
         })
@@ -130,7 +149,9 @@ async fn throughput(endpoint: &str, label: &str) -> f64 {
 
 #[tokio::main]
 async fn main() {
-    let endpoint = std::env::args().nth(1).expect("usage: watch_bench ENDPOINT");
+    let endpoint = std::env::args()
+        .nth(1)
+        .expect("usage: watch_bench ENDPOINT");
     throughput(&endpoint, "no watchers").await;
     let mut idle_clients = connect(&endpoint).await;
     watchers(&mut idle_clients, "bench-idle", IDLE_WATCHERS, None).await;

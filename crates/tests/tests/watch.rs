@@ -484,3 +484,35 @@ async fn large_responses_are_fragmented_for_watchers_that_ask() {
     })
     .await
 }
+
+/// The tutorial with the Go etcdctl: `watch --prefix` on one member sees
+/// a put and a delete made on another (from the revision before them, so
+/// the order of watch and writes does not matter; live delivery across
+/// members is checked with the client crate above).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcdctl_watch_on_one_member_sees_writes_on_another() {
+    within(LIMIT, async {
+        let c = TestCluster::start(3).await;
+        let on1 = |args: &[&str]| {
+            etcd_rs_tests::etcdctl::etcdctl(&[c.member(1).endpoint()], args, None).expect_success();
+        };
+        let json = c
+            .etcdctl(&["get", "stock", "--prefix", "-w", "json"])
+            .json();
+        let from = format!("--rev={}", json["header"]["revision"].as_i64().unwrap() + 1);
+        on1(&["put", "stock1", "1000"]);
+        on1(&["del", "stock1"]);
+        let got = etcdctl_watch(
+            &c.member(0).endpoint(),
+            &["stock", "--prefix", &from],
+            6,
+            || {},
+        );
+        assert_eq!(
+            got,
+            ["PUT", "stock1", "1000", "DELETE", "stock1", ""],
+            "{got:#?}"
+        );
+    })
+    .await
+}
