@@ -160,6 +160,9 @@ async fn client_watch_prefix_filters_prev_kv_and_cancel() {
     .await
 }
 
+/// (etcd-rs's own: it checks our log line, and real etcd replays history in
+/// responses larger than this client's 4 MiB receive limit.)
+///
 /// Writers put to 10 keys concurrently while watchers (one of them slow,
 /// so it falls behind and is caught up from the store) each collect every
 /// event: all of them see exactly the store's history, in order, each
@@ -421,18 +424,19 @@ async fn progress_notifications_and_requests_carry_the_revision() {
 }
 
 /// A watcher that asked for fragments gets a response larger than
-/// `--max-request-bytes` (here, replayed history) in several responses, all
-/// but the last marked `fragment`, together all the events.
+/// `--max-request-bytes` + 512 KiB (here, replayed history) in several
+/// responses, all but the last marked `fragment`, together all the events.
 #[tokio::test]
 async fn large_responses_are_fragmented_for_watchers_that_ask() {
     within(LIMIT, async {
         let c = TestCluster::start_with_flags(1, &["--max-request-bytes", "4096"]).await;
         let mut client = Client::connect([c.endpoint()], None).await.unwrap();
-        // Ten 1 KiB puts, then a watch replaying them: one ~10 KiB batch.
+        // etcd fragments past --max-request-bytes + 512 KiB: 200 puts of
+        // 3,000 bytes, replayed to one watch, make a ~600 KiB batch.
         let mut rev = 0;
-        for i in 0..10 {
+        for i in 0..200 {
             let r = client
-                .put(format!("f/{i}"), vec![b'x'; 1024], None)
+                .put(format!("f/{i:03}"), vec![b'x'; 3000], None)
                 .await
                 .unwrap();
             rev = r.header().unwrap().revision();
@@ -447,7 +451,7 @@ async fn large_responses_are_fragmented_for_watchers_that_ask() {
             request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
                 key: b"f/".to_vec(),
                 range_end: b"f0".to_vec(),
-                start_revision: rev - 9,
+                start_revision: rev - 199,
                 fragment: true,
                 ..Default::default()
             })),
@@ -478,9 +482,12 @@ async fn large_responses_are_fragmented_for_watchers_that_ask() {
         drop(tx);
         assert!(
             parts > 1,
-            "a 10 KiB revision over a 4 KiB limit comes in fragments"
+            "600 KiB of events over a 516 KiB limit come in fragments; got {parts} response(s)"
         );
-        assert_eq!(keys, (0..10).map(|i| format!("f/{i}")).collect::<Vec<_>>());
+        assert_eq!(
+            keys,
+            (0..200).map(|i| format!("f/{i:03}")).collect::<Vec<_>>()
+        );
     })
     .await
 }

@@ -21,7 +21,7 @@ use crate::etcdserver::EtcdServer;
 
 /// Room for gRPC framing above `--max-request-bytes`, so a request a little
 /// over the limit gets etcd's "request is too large" (etcd: 512 KiB).
-const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+pub(crate) const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
 /// The gRPC routes of a member, health service included.
 pub async fn routes(server: Arc<EtcdServer>) -> Routes {

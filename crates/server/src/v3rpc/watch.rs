@@ -289,7 +289,9 @@ fn responses(server: &EtcdServer, item: Item) -> Vec<WatchResponse> {
                     ..Default::default()
                 };
                 if fragment {
-                    return fragments(resp, server.cfg.max_request_bytes);
+                    // etcd's threshold: the request limit plus gRPC overhead.
+                    let limit = server.cfg.max_request_bytes + super::GRPC_OVERHEAD_BYTES;
+                    return fragments(resp, limit);
                 }
                 resp
             }
@@ -311,9 +313,10 @@ fn responses(server: &EtcdServer, item: Item) -> Vec<WatchResponse> {
     vec![resp]
 }
 
-/// Splits a response larger than `limit` bytes into responses of at most
-/// `limit` (or one event, if a single event is larger), each but the last
-/// marked `fragment`, as etcd does for watchers that asked for fragments.
+/// Splits a response larger than `limit` bytes (`--max-request-bytes` plus
+/// 512 KiB, as in etcd) into responses of at most `limit` (or one event, if
+/// a single event is larger), each but the last marked `fragment`, as etcd
+/// does for watchers that asked for fragments.
 fn fragments(resp: WatchResponse, limit: usize) -> Vec<WatchResponse> {
     if resp.encoded_len() < limit || resp.events.len() < 2 {
         return vec![resp];
