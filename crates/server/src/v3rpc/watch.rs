@@ -215,9 +215,16 @@ async fn create(
         })
         .is_ok()
     });
+    // From the revision the created response announced, or the one asked;
+    // whatever the store got meanwhile comes from history.
+    let next_rev = if c.start_revision <= 0 {
+        current + 1
+    } else {
+        c.start_revision
+    };
     let hub_id = store
         .watchers()
-        .watch(spec, c.start_revision, current, sink);
+        .watch(spec, next_rev, || store.current_revision(), sink);
     if !store.watchers().all_synced() {
         let s = server.clone();
         tokio::task::spawn_blocking(move || s.store.sync_watchers());

@@ -280,6 +280,9 @@ impl KvStore {
         self.consistent_index
             .store(loaded.consistent_index, Ordering::Release);
         drop(index);
+        // The history jumped: every watcher catches up from the new content
+        // (or learns that what it needs was compacted).
+        self.watch.unsync_all();
         std::fs::remove_file(path).map_err(BackendError::from)?;
         Ok(())
     }
@@ -415,6 +418,7 @@ impl KvStore {
             consistent_index: None,
             compacted: None,
             collect_events: self.watch.has_watchers(),
+            begin_rev: self.current_revision(),
             events: Vec::new(),
         })
     }
@@ -447,6 +451,8 @@ pub struct StoreTxn<'s> {
     compacted: Option<i64>,
     /// Whether to keep events for watchers (only when some exist).
     collect_events: bool,
+    /// The store revision when the batch began.
+    begin_rev: i64,
     /// This batch's changes, in revision order, for the watchers.
     events: Vec<Event>,
 }
@@ -594,26 +600,36 @@ impl StoreTxn<'_> {
             meta.insert(TERM, term.to_be_bytes().as_slice())?;
         }
         self.store.backend.commit(self.tx, self.durable)?;
-        self.store.current_rev.store(self.rev, Ordering::Release);
-        if let Some(rev) = self.compacted {
-            let mut index = self.store.index.write().expect("index lock");
-            index.compact(rev);
-            self.store.compact_rev.store(rev, Ordering::Release);
-        }
-        if let Some((index, _)) = self.consistent_index {
-            self.store.consistent_index.store(index, Ordering::Release);
-        }
-        // One notification per revision, once readers can see it.
-        let mut events = self.events.as_slice();
-        while let Some(first) = events.first() {
-            let rev = first.kv.as_ref().map_or(0, |kv| kv.mod_revision);
-            let n = events
-                .iter()
-                .take_while(|e| e.kv.as_ref().map_or(0, |kv| kv.mod_revision) == rev)
-                .count();
-            self.store.watch.notify(&events[..n], rev);
-            events = &events[n..];
-        }
+        let store = self.store;
+        let (begin, end) = (self.begin_rev, self.rev);
+        let (compacted, consistent_index) = (self.compacted, self.consistent_index);
+        let (collected, events) = (self.collect_events, self.events);
+        let publish = || {
+            store.current_rev.store(end, Ordering::Release);
+            if let Some(rev) = compacted {
+                let mut index = store.index.write().expect("index lock");
+                index.compact(rev);
+                store.compact_rev.store(rev, Ordering::Release);
+            }
+            if let Some((index, _)) = consistent_index {
+                store.consistent_index.store(index, Ordering::Release);
+            }
+        };
+        // Watchers that appeared after the batch began did not have its
+        // events collected: read them back from what was just committed.
+        let batch_events = || {
+            if collected || end == begin {
+                return Some(events);
+            }
+            match store.events(begin + 1, end, usize::MAX) {
+                Ok(read) => Some(read.events),
+                Err(e) => {
+                    tracing::warn!(error = %e, "failed to read a batch's events for new watchers");
+                    None
+                }
+            }
+        };
+        store.watch.publish(publish, batch_events);
         Ok(())
     }
 }
@@ -669,6 +685,46 @@ mod tests {
         assert_eq!(put(&s, "a", "3"), 5);
         let kv = get(&s, "a", 0).unwrap().unwrap();
         assert_eq!((kv.create_revision, kv.version), (5, 1), "a new generation");
+    }
+
+    #[test]
+    fn a_watcher_added_while_a_batch_is_open_gets_its_events() {
+        use std::sync::{Arc, Mutex};
+
+        use crate::mvcc::{Delivery, WatchSpec};
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        // No watcher when the batch begins: it collects no events.
+        let mut t = s.begin().unwrap();
+        t.put(b"a", b"1", 0).unwrap();
+        t.end_request();
+        let got: Arc<Mutex<Vec<Delivery>>> = Default::default();
+        let g = got.clone();
+        let spec = WatchSpec {
+            key: b"a".to_vec(),
+            range_end: Vec::new(),
+            no_put: false,
+            no_delete: false,
+            progress_notify: false,
+        };
+        s.watchers().watch(
+            spec,
+            s.current_revision() + 1,
+            || s.current_revision(),
+            Box::new(move |d| {
+                g.lock().unwrap().push(d);
+                true
+            }),
+        );
+        t.commit().unwrap();
+        let got = got.lock().unwrap();
+        match got.as_slice() {
+            [Delivery::Events {
+                events,
+                revision: 2,
+            }] => assert_eq!(events[0].kv.as_ref().unwrap().value, b"1"),
+            other => panic!("expected the batch's event, got {other:?}"),
+        }
     }
 
     #[test]

@@ -129,31 +129,69 @@ pub struct WatchHub {
 }
 
 impl WatchHub {
-    /// Adds a watcher that needs every event from `start_rev` on (0: from
-    /// the next revision); returns its id. Unless it starts at the next
-    /// revision it is unsynced until [`WatchHub::sync`] catches it up.
-    pub fn watch(&self, spec: WatchSpec, start_rev: i64, current_rev: i64, sink: Sink) -> u64 {
-        let next_rev = if start_rev <= 0 {
-            current_rev + 1
-        } else {
-            start_rev
-        };
+    /// Adds a watcher that needs every event from `next_rev` on; returns
+    /// its id. `current` is read under the hub's lock, so no commit can
+    /// publish a revision between that read and the registration: the
+    /// watcher is synced only if it needs nothing the store already has.
+    pub fn watch(
+        &self,
+        spec: WatchSpec,
+        next_rev: i64,
+        current: impl FnOnce() -> i64,
+        sink: Sink,
+    ) -> u64 {
         let id = {
             let mut n = self.next_id.lock().expect("watch id lock");
             *n += 1;
             *n
         };
+        let mut watchers = self.watchers.lock().expect("watchers lock");
         let w = Watcher {
             spec,
             next_rev,
-            synced: next_rev > current_rev,
+            synced: next_rev > current(),
             active: false,
             sink,
         };
-        let mut watchers = self.watchers.lock().expect("watchers lock");
         watchers.insert(id, w);
         self.count.store(watchers.len(), Ordering::Release);
         id
+    }
+
+    /// Makes every watcher catch up from the store (after the store's
+    /// content was replaced by a snapshot).
+    pub fn unsync_all(&self) {
+        for w in self.watchers.lock().expect("watchers lock").values_mut() {
+            w.synced = false;
+        }
+    }
+
+    /// Publishes a committed batch and hands its events to the watchers,
+    /// under the hub's lock so that a watcher is registered either before
+    /// (and gets the events) or after (and finds them in history).
+    /// `publish` makes the batch visible; `events` gives the batch's
+    /// events in revision order, or `None` when they cannot be had (then
+    /// every watcher catches up from the store).
+    pub fn publish(&self, publish: impl FnOnce(), events: impl FnOnce() -> Option<Vec<Event>>) {
+        let mut watchers = self.watchers.lock().expect("watchers lock");
+        publish();
+        if watchers.is_empty() {
+            return;
+        }
+        let Some(events) = events() else {
+            watchers.values_mut().for_each(|w| w.synced = false);
+            return;
+        };
+        let mut rest = events.as_slice();
+        while let Some(first) = rest.first() {
+            let rev = first.kv.as_ref().map_or(0, |kv| kv.mod_revision);
+            let n = rest
+                .iter()
+                .take_while(|e| e.kv.as_ref().map_or(0, |kv| kv.mod_revision) == rev)
+                .count();
+            notify_locked(&mut watchers, &rest[..n], rev);
+            rest = &rest[n..];
+        }
     }
 
     /// Removes a watcher; false if there was none with `id`.
@@ -210,32 +248,11 @@ impl WatchHub {
     /// Hands the events of one committed revision to the synced watchers.
     /// A watcher whose sink refuses them becomes unsynced from `revision`.
     pub fn notify(&self, events: &[Event], revision: i64) {
-        if events.is_empty() {
-            return;
-        }
-        let mut watchers = self.watchers.lock().expect("watchers lock");
-        for w in watchers.values_mut() {
-            if !w.synced || revision < w.next_rev {
-                continue;
-            }
-            let mine: Vec<Event> = events.iter().filter(|e| w.spec.wants(e)).cloned().collect();
-            let mine_empty = mine.is_empty();
-            if !mine_empty
-                && !(w.sink)(Delivery::Events {
-                    events: mine,
-                    revision,
-                })
-            {
-                tracing::debug!(
-                    revision,
-                    "a slow watcher fell behind; it catches up from the store"
-                );
-                w.synced = false;
-                continue;
-            }
-            w.active |= !mine_empty;
-            w.next_rev = revision + 1;
-        }
+        notify_locked(
+            &mut self.watchers.lock().expect("watchers lock"),
+            events,
+            revision,
+        );
     }
 
     /// Replays history to unsynced watchers (at most [`SYNC_BATCH_EVENTS`]
@@ -317,6 +334,35 @@ impl WatchHub {
             }
         }
         behind
+    }
+}
+
+/// [`WatchHub::notify`] on the locked watchers.
+fn notify_locked(watchers: &mut HashMap<u64, Watcher>, events: &[Event], revision: i64) {
+    if events.is_empty() {
+        return;
+    }
+    for w in watchers.values_mut() {
+        if !w.synced || revision < w.next_rev {
+            continue;
+        }
+        let mine: Vec<Event> = events.iter().filter(|e| w.spec.wants(e)).cloned().collect();
+        let mine_empty = mine.is_empty();
+        if !mine_empty
+            && !(w.sink)(Delivery::Events {
+                events: mine,
+                revision,
+            })
+        {
+            tracing::debug!(
+                revision,
+                "a slow watcher fell behind; it catches up from the store"
+            );
+            w.synced = false;
+            continue;
+        }
+        w.active |= !mine_empty;
+        w.next_rev = revision + 1;
     }
 }
 
@@ -451,7 +497,7 @@ mod tests {
         };
         let hub = WatchHub::default();
         let got: Got = Default::default();
-        hub.watch(spec("a", ""), 3, 5, sink(&got, 100));
+        hub.watch(spec("a", ""), 3, || 5, sink(&got, 100));
         hub.notify(&[put("a", 6)], 6); // unsynced: skipped, replayed later
         log.events.push(put("a", 6));
         assert!(!hub.sync(&log));
@@ -479,7 +525,7 @@ mod tests {
             g.lock().unwrap().push(d);
             true
         });
-        hub.watch(spec("a", "b"), 0, 1, sink);
+        hub.watch(spec("a", "b"), 2, || 1, sink);
         for rev in 2..=4 {
             log.events.push(put("a", rev));
             hub.notify(&[put("a", rev)], rev);
@@ -518,8 +564,8 @@ mod tests {
         });
         let hub = WatchHub::default();
         let (early, late): (Got, Got) = Default::default();
-        hub.watch(spec("a", ""), 2, 9, sink(&early, 100));
-        hub.watch(spec("a", ""), 7, 9, sink(&late, 100));
+        hub.watch(spec("a", ""), 2, || 9, sink(&early, 100));
+        hub.watch(spec("a", ""), 7, || 9, sink(&late, 100));
         while hub.sync(&log) {}
         assert_eq!(revs(&early), (2..=9).collect::<Vec<_>>());
         assert_eq!(revs(&late), vec![7, 8, 9]);
@@ -529,8 +575,8 @@ mod tests {
     fn idle_synced_watchers_get_progress_at_the_revision_they_are_complete_to() {
         let hub = WatchHub::default();
         let (a, b): (Got, Got) = Default::default();
-        let ida = hub.watch(spec("a", ""), 0, 4, sink(&a, 100));
-        hub.watch(spec("b", ""), 0, 4, sink(&b, 100));
+        let ida = hub.watch(spec("a", ""), 5, || 4, sink(&a, 100));
+        hub.watch(spec("b", ""), 5, || 4, sink(&b, 100));
         hub.notify(&[put("b", 5)], 5);
         hub.progress_notify();
         assert_eq!(*a.lock().unwrap(), vec![Delivery::Progress { revision: 5 }]);
@@ -546,7 +592,7 @@ mod tests {
         };
         let hub = WatchHub::default();
         let got: Got = Default::default();
-        hub.watch(spec("a", ""), 5, 9, sink(&got, 10));
+        hub.watch(spec("a", ""), 5, || 9, sink(&got, 10));
         assert!(!hub.sync(&log));
         assert_eq!(
             got.lock().unwrap()[0],
