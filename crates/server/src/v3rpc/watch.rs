@@ -87,7 +87,10 @@ pub async fn sync_loop(server: Arc<EtcdServer>) {
     loop {
         tick.tick().await;
         if tokio::time::Instant::now() >= next_progress {
-            server.store.watchers().progress_notify();
+            server
+                .store
+                .watchers()
+                .progress_notify(server.store.current_revision());
             next_progress += every;
         }
         if !server.store.watchers().all_synced() {
@@ -161,14 +164,10 @@ async fn serve_requests(
                 // Answered when every watch of the stream is complete up to
                 // some revision; a stream still catching up gets none yet.
                 let ids: Vec<u64> = watches.values().copied().collect();
-                let revision = server.store.watchers().synced_upto(&ids);
-                let revision = revision.map(|r| {
-                    if ids.is_empty() {
-                        server.store.current_revision()
-                    } else {
-                        r
-                    }
-                });
+                let revision = server
+                    .store
+                    .watchers()
+                    .synced_upto(&ids, server.store.current_revision());
                 if let Some(revision) = revision {
                     let _ = items.send(Item::Progress { revision }).await;
                 }

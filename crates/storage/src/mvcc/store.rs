@@ -97,8 +97,10 @@ impl History for KvStore {
     /// Reads the `key` table from revision `from` to `to`: it is ordered by
     /// revision, so this is one scan.
     fn events(&self, from: i64, to: i64, max_bytes: usize) -> Result<HistoryRead, MvccError> {
-        let compact_revision = self.compact_revision();
         let rtx = self.backend.read()?;
+        // The compaction as of this very read, not as last published.
+        let finished = meta_u64(&rtx.open_table(META_TABLE)?, FINISHED_COMPACT_REV)? as i64;
+        let compact_revision = if finished > 0 { finished } else { -1 };
         let table = rtx.open_table(KEY_TABLE)?;
         let lo = Revision::new(from, 0).to_key(false);
         let hi = Revision::new(to, i64::MAX).to_key(true);
@@ -620,6 +622,11 @@ impl StoreTxn<'_> {
         let batch_events = || {
             if collected || end == begin {
                 return Some(events);
+            }
+            if compacted.is_some() {
+                // Part of the batch may be compacted away: let everyone
+                // catch up (or be told) from the store.
+                return None;
             }
             match store.events(begin + 1, end, usize::MAX) {
                 Ok(read) => Some(read.events),

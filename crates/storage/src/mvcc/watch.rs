@@ -90,6 +90,9 @@ struct Watcher {
     synced: bool,
     /// Whether events went out since the last progress notification.
     active: bool,
+    /// Whether its sink refused the last delivery (its client is not
+    /// reading); such watchers do not hold back the others' catching up.
+    stalled: bool,
     sink: Sink,
 }
 
@@ -126,6 +129,9 @@ pub struct WatchHub {
     next_id: Mutex<u64>,
     /// How many watchers exist: writes collect events only when some do.
     count: AtomicUsize,
+    /// Sync rounds so far: every other round reads for the watchers that
+    /// are not stalled only.
+    rounds: AtomicUsize,
 }
 
 impl WatchHub {
@@ -151,6 +157,7 @@ impl WatchHub {
             next_rev,
             synced: next_rev > current(),
             active: false,
+            stalled: false,
             sink,
         };
         watchers.insert(id, w);
@@ -218,12 +225,14 @@ impl WatchHub {
 
     /// Tells each synced, idle watcher that asked for progress
     /// notifications how far it is complete.
-    pub fn progress_notify(&self) {
+    /// `current` is the store revision (a watcher that starts in the future
+    /// is complete up to it).
+    pub fn progress_notify(&self, current: i64) {
         let mut watchers = self.watchers.lock().expect("watchers lock");
         for w in watchers.values_mut() {
             if w.spec.progress_notify && w.synced && !w.active {
                 (w.sink)(Delivery::Progress {
-                    revision: w.next_rev - 1,
+                    revision: (w.next_rev - 1).min(current),
                 });
             }
             w.active = false;
@@ -232,9 +241,9 @@ impl WatchHub {
 
     /// The revision all of `ids` are complete up to, if all are synced
     /// (the answer to a progress request).
-    pub fn synced_upto(&self, ids: &[u64]) -> Option<i64> {
+    pub fn synced_upto(&self, ids: &[u64], current: i64) -> Option<i64> {
         let watchers = self.watchers.lock().expect("watchers lock");
-        let mut upto = i64::MAX;
+        let mut upto = current;
         for id in ids {
             let w = watchers.get(id)?;
             if !w.synced {
@@ -260,19 +269,28 @@ impl WatchHub {
     /// was compacted are told so and removed. Returns whether any watcher
     /// is still unsynced.
     pub fn sync(&self, history: &impl History) -> bool {
-        let pending: Vec<(u64, i64)> = {
+        let pending: Vec<(u64, i64, bool)> = {
             let watchers = self.watchers.lock().expect("watchers lock");
             watchers
                 .iter()
                 .filter(|(_, w)| !w.synced)
-                .map(|(id, w)| (*id, w.next_rev))
+                .map(|(id, w)| (*id, w.next_rev, w.stalled))
                 .collect()
         };
         if pending.is_empty() {
             return false;
         }
         let to = history.current_revision();
-        let from = pending.iter().map(|p| p.1).min().expect("not empty");
+        // Every other round reads from where the watchers that still take
+        // deliveries are, so one stalled client cannot starve the rest.
+        let skip_stalled = self.rounds.fetch_add(1, Ordering::Relaxed) % 2 == 1;
+        let from = pending
+            .iter()
+            .filter(|p| !(skip_stalled && p.2))
+            .map(|p| p.1)
+            .min()
+            .or_else(|| pending.iter().map(|p| p.1).min())
+            .expect("not empty");
         // Read without holding the watchers: the apply stage goes on.
         let read = if from <= to {
             match history.events(from, to, SYNC_READ_BYTES) {
@@ -293,19 +311,32 @@ impl WatchHub {
         let (events, compact_rev, to) = (read.events, read.compact_revision, read.upto);
         let mut watchers = self.watchers.lock().expect("watchers lock");
         let mut behind = false;
-        for (id, next_rev) in pending {
+        for (id, next_rev, _) in pending {
             let Some(w) = watchers.get_mut(&id) else {
                 continue;
             };
             if w.synced || w.next_rev != next_rev {
                 continue;
             }
-            if next_rev <= compact_rev {
-                (w.sink)(Delivery::Compacted {
+            if next_rev > history.current_revision() {
+                // It starts in the future: it has everything there is.
+                w.synced = true;
+                w.stalled = false;
+                continue;
+            }
+            // As etcd: a watch may start at the compaction revision itself.
+            if next_rev < compact_rev {
+                let told = (w.sink)(Delivery::Compacted {
                     compact_revision: compact_rev,
                 });
-                watchers.remove(&id);
-                self.count.store(watchers.len(), Ordering::Release);
+                if told {
+                    watchers.remove(&id);
+                    self.count.store(watchers.len(), Ordering::Release);
+                } else {
+                    // Its client must hear it: try again next round.
+                    w.stalled = true;
+                    behind = true;
+                }
                 continue;
             }
             if next_rev > to {
@@ -320,9 +351,11 @@ impl WatchHub {
                     revision: upto,
                 })
             {
+                w.stalled = true;
                 behind = true;
                 continue;
             }
+            w.stalled = false;
             w.next_rev = upto + 1;
             // Revisions after `to` were notified while this watcher was
             // unsynced; it is caught up only if there were none.
@@ -359,6 +392,7 @@ fn notify_locked(watchers: &mut HashMap<u64, Watcher>, events: &[Event], revisio
                 "a slow watcher fell behind; it catches up from the store"
             );
             w.synced = false;
+            w.stalled = true;
             continue;
         }
         w.active |= !mine_empty;
@@ -578,10 +612,10 @@ mod tests {
         let ida = hub.watch(spec("a", ""), 5, || 4, sink(&a, 100));
         hub.watch(spec("b", ""), 5, || 4, sink(&b, 100));
         hub.notify(&[put("b", 5)], 5);
-        hub.progress_notify();
+        hub.progress_notify(5);
         assert_eq!(*a.lock().unwrap(), vec![Delivery::Progress { revision: 5 }]);
         assert_eq!(revs(&b), vec![5], "b was active: no progress this round");
-        assert_eq!(hub.synced_upto(&[ida]), Some(5));
+        assert_eq!(hub.synced_upto(&[ida], 5), Some(5));
     }
 
     #[test]
@@ -601,5 +635,10 @@ mod tests {
             }
         );
         assert!(hub.all_synced(), "the compacted watcher is gone");
+        // As in etcd, a watch may start at the compaction revision itself.
+        let at: Got = Default::default();
+        hub.watch(spec("a", ""), 8, || 9, sink(&at, 10));
+        assert!(!hub.sync(&log));
+        assert_eq!(revs(&at), vec![9]);
     }
 }
