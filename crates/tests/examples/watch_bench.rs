@@ -39,6 +39,17 @@ async fn connect(endpoint: &str) -> Vec<Client> {
     out
 }
 
+/// Reads the stream until the server confirms the watch it just created.
+async fn await_created(stream: &mut etcd_client::WatchStream) {
+    while !stream
+        .message()
+        .await
+        .expect("created")
+        .expect("open")
+        .created()
+    {}
+}
+
 /// Opens `n` watchers on `key`, `PER_STREAM` per stream; each event counts
 /// in `tally` (if given). Returns once every watcher is created.
 async fn watchers(clients: &mut [Client], key: &str, n: usize, tally: Option<Arc<Tally>>) {
@@ -46,31 +57,10 @@ async fn watchers(clients: &mut [Client], key: &str, n: usize, tally: Option<Arc
     for s in 0..streams {
         let client = &mut clients[s % CONNECTIONS];
         let mut stream = client.watch(key, None).await.expect("watch");
-        let mut created = 0;
-        while created < 1 {
-            if stream
-                .message()
-                .await
-                .expect("created")
-                .expect("open")
-                .created()
-            {
-                created += 1;
-            }
-        }
+        await_created(&mut stream).await;
         for _ in 1..PER_STREAM.min(n - s * PER_STREAM) {
             stream.watch(key, None).await.expect("watch");
-            loop {
-                if stream
-                    .message()
-                    .await
-                    .expect("created")
-                    .expect("open")
-                    .created()
-                {
-                    break;
-                }
-            }
+            await_created(&mut stream).await;
         }
         let tally = tally.clone();
         tokio::spawn(async move {
