@@ -162,6 +162,7 @@ async fn serve(server: Arc<EtcdServer>, listeners: Vec<TcpListener>) -> Result<(
         let _ = version_set.await;
     }
     tokio::spawn(v3rpc::watch::sync_loop(server.clone()));
+    tokio::spawn(v3rpc::lease::expiry_loop(server.clone()));
     let app = v3rpc::routes(server.clone())
         .await
         .into_axum_router()

@@ -6,6 +6,7 @@
 //! - [`v3rpc`]: the gRPC services on the client port; [`http`]: `/health`
 //!   and `/version` beside them.
 //! - [`rafthttp`]: raft messages between members, on the peer URLs.
+//! - [`lease`]: the lessor: leases, attached keys, expiry.
 //! - [`rpctypes`]: every client-visible error, with etcd's code and text.
 //! - [`logging`]: etcd's JSON log lines; [`etcdmain`]: the entry point.
 //! - [`authority`]: client connections (TCP_NODELAY, and the repair of
@@ -16,6 +17,7 @@ pub mod config;
 pub mod etcdmain;
 pub mod etcdserver;
 pub mod http;
+pub mod lease;
 pub mod logging;
 pub mod rafthttp;
 pub mod rpctypes;

@@ -39,6 +39,12 @@ pub enum EtcdError {
     /// `ErrGRPCLeaseNotFound`.
     #[error("etcdserver: requested lease not found")]
     LeaseNotFound,
+    /// `ErrGRPCLeaseExist`.
+    #[error("etcdserver: lease already exists")]
+    LeaseExist,
+    /// `ErrGRPCLeaseTTLTooLarge`.
+    #[error("etcdserver: too large lease TTL")]
+    LeaseTtlTooLarge,
     /// `ErrGRPCRequestTooLarge`.
     #[error("etcdserver: request is too large")]
     RequestTooLarge,
@@ -77,6 +83,8 @@ impl EtcdError {
             | InvalidSortOption | RequestTooLarge => Code::InvalidArgument,
             Compacted | FutureRev => Code::OutOfRange,
             LeaseNotFound => Code::NotFound,
+            LeaseExist => Code::FailedPrecondition,
+            LeaseTtlTooLarge => Code::OutOfRange,
             NotLeader | BadLeaderTransferee => Code::FailedPrecondition,
             TimeoutLeaderTransfer => Code::Unavailable,
             NoLeader | LeaderChanged | Timeout | Stopped => Code::Unavailable,

@@ -24,12 +24,20 @@ pub const KEY_TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("key")
 pub const META_TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("meta");
 /// `members`: member id (8 bytes big-endian) to the member as JSON.
 pub const MEMBERS_TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("members");
+/// `lease`: lease id (i64 big-endian) to its granted TTL in seconds (i64
+/// big-endian).
+pub const LEASE_TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("lease");
 /// `cluster`: cluster-wide values (`clusterVersion`).
 pub const CLUSTER_TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("cluster");
 
 /// Every table, in the order a snapshot carries them.
-pub const TABLES: [TableDefinition<&[u8], &[u8]>; 4] =
-    [KEY_TABLE, META_TABLE, MEMBERS_TABLE, CLUSTER_TABLE];
+pub const TABLES: [TableDefinition<&[u8], &[u8]>; 5] = [
+    KEY_TABLE,
+    META_TABLE,
+    MEMBERS_TABLE,
+    CLUSTER_TABLE,
+    LEASE_TABLE,
+];
 
 /// The table of `TABLES` called `name`.
 pub fn table_named(name: &str) -> Option<TableDefinition<'static, &'static [u8], &'static [u8]>> {
@@ -95,6 +103,7 @@ impl Backend {
         tx.open_table(META_TABLE)?;
         tx.open_table(MEMBERS_TABLE)?;
         tx.open_table(CLUSTER_TABLE)?;
+        tx.open_table(LEASE_TABLE)?;
         let in_use = in_use_of(&tx)?;
         tx.commit()?;
         Ok(Backend {

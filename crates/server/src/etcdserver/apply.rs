@@ -13,12 +13,14 @@ use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use api::etcdserverpb::{
-    CompactionResponse, DeleteRangeResponse, InternalRaftRequest, PutResponse, TxnResponse,
+    CompactionResponse, DeleteRangeResponse, InternalRaftRequest, LeaseGrantResponse,
+    LeaseRevokeResponse, PutResponse, TxnResponse,
 };
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use prost::Message;
 use raft::prelude::{Entry, EntryType};
-use storage::backend::{CLUSTER_TABLE, MEMBERS_TABLE};
+use storage::backend::{CLUSTER_TABLE, LEASE_TABLE, MEMBERS_TABLE};
+use storage::mvcc::RangeEnd;
 use storage::snap::Snapshotter;
 use storage::{Backend, KvStore};
 use tokio::sync::watch;
@@ -27,6 +29,7 @@ use super::kvops;
 use super::membership::Membership;
 use super::raft::ApplyItem;
 use super::wait::Wait;
+use crate::lease::Lessor;
 use crate::rpctypes::EtcdError;
 
 /// What applying a request produced, for its waiter.
@@ -40,6 +43,10 @@ pub enum Applied {
     Txn(TxnResponse),
     /// A Compaction's response.
     Compaction(CompactionResponse),
+    /// A LeaseGrant's response (header to fill).
+    LeaseGrant(LeaseGrantResponse),
+    /// A LeaseRevoke's response (header to fill).
+    LeaseRevoke(LeaseRevokeResponse),
     /// A request with nothing to answer (membership, cluster version).
     Done,
 }
@@ -106,6 +113,8 @@ pub struct Applier {
     pub durable_index: Arc<AtomicU64>,
     /// Where backends received with snapshots wait.
     pub snapshotter: Arc<Snapshotter>,
+    /// The leases.
+    pub lessor: Arc<Lessor>,
 }
 
 impl Applier {
@@ -211,6 +220,9 @@ impl Applier {
             Ok(members) => self.membership.replace(members),
             Err(e) => super::fatal("failed to load members from the snapshot", &e),
         }
+        if let Err(e) = super::load_leases(&self.store, &self.lessor) {
+            super::fatal("failed to load leases from the snapshot", &e);
+        }
         if let Err(e) = self.cluster_version.reload(&self.store) {
             super::fatal("failed to load the cluster version from the snapshot", &e);
         }
@@ -230,16 +242,43 @@ impl Applier {
         req: &InternalRaftRequest,
     ) -> ApplyOutcome {
         if let Some(r) = &req.put {
-            return kvops::put(txn, r).map(Applied::Put);
+            return kvops::put(txn, r, &self.lessor).map(Applied::Put);
         }
         if let Some(r) = &req.delete_range {
-            return kvops::delete_range(txn, r).map(Applied::DeleteRange);
+            return kvops::delete_range(txn, r, &self.lessor).map(Applied::DeleteRange);
         }
         if let Some(r) = &req.txn {
-            return kvops::txn(txn, r).map(Applied::Txn);
+            return kvops::txn(txn, r, &self.lessor).map(Applied::Txn);
         }
         if let Some(r) = &req.compaction {
             return kvops::compact(txn, r).map(Applied::Compaction);
+        }
+        if let Some(r) = &req.lease_grant {
+            if self.lessor.exists(r.id) {
+                return Err(EtcdError::LeaseExist);
+            }
+            let ttl = self.lessor.effective_ttl(r.ttl);
+            let mut t = txn.backend_tx().open_table(LEASE_TABLE).map_err(internal)?;
+            t.insert(r.id.to_be_bytes().as_slice(), ttl.to_be_bytes().as_slice())
+                .map_err(internal)?;
+            drop(t);
+            self.lessor.grant(r.id, ttl);
+            return Ok(Applied::LeaseGrant(LeaseGrantResponse {
+                header: None,
+                id: r.id,
+                ttl,
+                error: String::new(),
+            }));
+        }
+        if let Some(r) = &req.lease_revoke {
+            // Every attached key goes, in this one revision.
+            let keys = self.lessor.revoke(r.id).ok_or(EtcdError::LeaseNotFound)?;
+            for k in &keys {
+                txn.delete_range(k, RangeEnd::Single)?;
+            }
+            let mut t = txn.backend_tx().open_table(LEASE_TABLE).map_err(internal)?;
+            t.remove(r.id.to_be_bytes().as_slice()).map_err(internal)?;
+            return Ok(Applied::LeaseRevoke(LeaseRevokeResponse { header: None }));
         }
         if let Some(r) = &req.cluster_member_attr_set {
             let attrs = r.member_attributes.clone().unwrap_or_default();

@@ -18,6 +18,7 @@ use api::etcdserverpb::{
 use api::mvccpb::KeyValue;
 use storage::mvcc::{RangeEnd, RangeOptions, ReadView, StoreTxn};
 
+use crate::lease::Lessor;
 use crate::rpctypes::EtcdError;
 
 fn header(revision: i64) -> Option<ResponseHeader> {
@@ -108,10 +109,9 @@ fn get(view: &impl ReadView, key: &[u8]) -> Result<Option<KeyValue>, EtcdError> 
 }
 
 /// Checks a put against the state it would apply to: its lease must exist
-/// (no lease exists yet in etcd-rs) and `ignore_value`/`ignore_lease` need
-/// the key to exist.
-fn check_put(view: &impl ReadView, p: &PutRequest) -> Result<(), EtcdError> {
-    if !p.ignore_lease && p.lease != 0 {
+/// and `ignore_value`/`ignore_lease` need the key to exist.
+fn check_put(view: &impl ReadView, p: &PutRequest, leases: &Lessor) -> Result<(), EtcdError> {
+    if !p.ignore_lease && p.lease != 0 && !leases.exists(p.lease) {
         return Err(EtcdError::LeaseNotFound);
     }
     if (p.ignore_value || p.ignore_lease) && get(view, &p.key)?.is_none() {
@@ -121,8 +121,13 @@ fn check_put(view: &impl ReadView, p: &PutRequest) -> Result<(), EtcdError> {
 }
 
 /// Put; the header carries the revision of the change.
-pub fn put(txn: &mut StoreTxn<'_>, p: &PutRequest) -> Result<PutResponse, EtcdError> {
-    check_put(txn, p)?;
+/// The key joins its lease in `leases`.
+pub fn put(
+    txn: &mut StoreTxn<'_>,
+    p: &PutRequest,
+    leases: &Lessor,
+) -> Result<PutResponse, EtcdError> {
+    check_put(txn, p, leases)?;
     let prev = if p.prev_kv || p.ignore_value || p.ignore_lease {
         get(txn, &p.key)?
     } else {
@@ -136,6 +141,7 @@ pub fn put(txn: &mut StoreTxn<'_>, p: &PutRequest) -> Result<PutResponse, EtcdEr
         _ => (&p.value, p.lease),
     };
     txn.put(&p.key, value, lease)?;
+    leases.attach(&p.key, lease);
     Ok(PutResponse {
         header: header(txn.read_rev()),
         prev_kv: if p.prev_kv { prev } else { None },
@@ -144,9 +150,11 @@ pub fn put(txn: &mut StoreTxn<'_>, p: &PutRequest) -> Result<PutResponse, EtcdEr
 
 /// DeleteRange; the header carries the revision of the change, or the
 /// current one when nothing was deleted.
+/// Deleted keys leave their leases in `leases`.
 pub fn delete_range(
     txn: &mut StoreTxn<'_>,
     d: &DeleteRangeRequest,
+    leases: &Lessor,
 ) -> Result<DeleteRangeResponse, EtcdError> {
     let end = RangeEnd::from_request(&d.range_end);
     let prev_kvs = if d.prev_kv {
@@ -155,9 +163,10 @@ pub fn delete_range(
         Vec::new()
     };
     let deleted = txn.delete_range(&d.key, end)?;
+    leases.detach(&deleted);
     Ok(DeleteRangeResponse {
         header: header(txn.read_rev()),
-        deleted: deleted as i64,
+        deleted: deleted.len() as i64,
         prev_kvs,
     })
 }
@@ -261,11 +270,12 @@ fn check_ops(
     txn: &StoreTxn<'_>,
     t: &TxnRequest,
     path: &mut std::slice::Iter<'_, bool>,
+    leases: &Lessor,
 ) -> Result<(), EtcdError> {
     let ok = *path.next().expect("path covers every taken txn");
     for op in if ok { &t.success } else { &t.failure } {
         match &op.request {
-            Some(Request::RequestPut(p)) => check_put(txn, p)?,
+            Some(Request::RequestPut(p)) => check_put(txn, p, leases)?,
             Some(Request::RequestRange(r)) if r.revision > 0 => {
                 if r.revision > txn.revision() {
                     return Err(EtcdError::FutureRev);
@@ -274,7 +284,7 @@ fn check_ops(
                     return Err(EtcdError::Compacted);
                 }
             }
-            Some(Request::RequestTxn(nested)) => check_ops(txn, nested, path)?,
+            Some(Request::RequestTxn(nested)) => check_ops(txn, nested, path, leases)?,
             _ => {}
         }
     }
@@ -284,11 +294,15 @@ fn check_ops(
 /// Txn: decides every branch first, checks the ops on them, then runs
 /// them in order; later ops see earlier ops' writes. All its changes share
 /// one revision, carried by the header.
-pub fn txn(txn: &mut StoreTxn<'_>, t: &TxnRequest) -> Result<TxnResponse, EtcdError> {
+pub fn txn(
+    txn: &mut StoreTxn<'_>,
+    t: &TxnRequest,
+    leases: &Lessor,
+) -> Result<TxnResponse, EtcdError> {
     let mut path = Vec::new();
     txn_path(txn, t, &mut path)?;
-    check_ops(txn, t, &mut path.iter())?;
-    let mut resp = run_ops(txn, t, &mut path.iter())?;
+    check_ops(txn, t, &mut path.iter(), leases)?;
+    let mut resp = run_ops(txn, t, &mut path.iter(), leases)?;
     resp.header = header(txn.read_rev());
     Ok(resp)
 }
@@ -299,6 +313,7 @@ fn run_ops(
     txn: &mut StoreTxn<'_>,
     t: &TxnRequest,
     path: &mut std::slice::Iter<'_, bool>,
+    leases: &Lessor,
 ) -> Result<TxnResponse, EtcdError> {
     let succeeded = *path.next().expect("path covers every taken txn");
     let ops = if succeeded { &t.success } else { &t.failure };
@@ -306,11 +321,13 @@ fn run_ops(
     for op in ops {
         let response = match &op.request {
             Some(Request::RequestRange(r)) => Response::ResponseRange(range(txn, r)?),
-            Some(Request::RequestPut(p)) => Response::ResponsePut(put(txn, p)?),
+            Some(Request::RequestPut(p)) => Response::ResponsePut(put(txn, p, leases)?),
             Some(Request::RequestDeleteRange(d)) => {
-                Response::ResponseDeleteRange(delete_range(txn, d)?)
+                Response::ResponseDeleteRange(delete_range(txn, d, leases)?)
             }
-            Some(Request::RequestTxn(nested)) => Response::ResponseTxn(run_ops(txn, nested, path)?),
+            Some(Request::RequestTxn(nested)) => {
+                Response::ResponseTxn(run_ops(txn, nested, path, leases)?)
+            }
             None => return Err(EtcdError::KeyNotFound),
         };
         responses.push(ResponseOp {
@@ -362,7 +379,11 @@ mod tests {
             ],
             ..Default::default()
         };
-        assert_eq!(txn(&mut t, &req).unwrap_err(), EtcdError::Compacted);
+        let leases = Lessor::new(1);
+        assert_eq!(
+            txn(&mut t, &req, &leases).unwrap_err(),
+            EtcdError::Compacted
+        );
         assert_eq!(t.read_rev(), t.revision(), "the put did not run");
         let future = TxnRequest {
             success: vec![op(Request::RequestRange(RangeRequest {
@@ -372,6 +393,9 @@ mod tests {
             }))],
             ..Default::default()
         };
-        assert_eq!(txn(&mut t, &future).unwrap_err(), EtcdError::FutureRev);
+        assert_eq!(
+            txn(&mut t, &future, &leases).unwrap_err(),
+            EtcdError::FutureRev
+        );
     }
 }

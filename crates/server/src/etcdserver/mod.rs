@@ -28,7 +28,7 @@ use api::membershippb::{Attributes, ClusterMemberAttrSetRequest, ClusterVersionS
 use crossbeam_channel::Sender;
 use prost::Message;
 use redb::ReadableTable;
-use storage::backend::MEMBERS_TABLE;
+use storage::backend::{LEASE_TABLE, MEMBERS_TABLE};
 use storage::snap::Snapshotter;
 use storage::wal::{Metadata, SnapshotRecord, Wal};
 use storage::{Backend, KvStore};
@@ -39,6 +39,7 @@ use self::membership::{compute_cluster_id, compute_member_id, Member, Membership
 use self::raft::{RaftLoop, RaftMsg, RaftStatus};
 use self::wait::Wait;
 use crate::config::{ServerConfig, CLUSTER_VERSION};
+use crate::lease::Lessor;
 use crate::rafthttp::Transport;
 use crate::rpctypes::EtcdError;
 
@@ -61,6 +62,8 @@ pub struct EtcdServer {
     pub membership: Arc<Membership>,
     /// The cluster version, once set.
     pub cluster_version: Arc<ClusterVersion>,
+    /// The leases.
+    pub lessor: Arc<Lessor>,
     raft_tx: Sender<RaftMsg>,
     raft_status: Arc<RaftStatus>,
     wait: Arc<Wait<ApplyOutcome>>,
@@ -97,6 +100,30 @@ pub struct StartError(pub String);
 
 fn start_err(e: impl std::fmt::Display) -> StartError {
     StartError(e.to_string())
+}
+
+/// Loads the leases from the backend and attaches the keys that name them.
+pub(crate) fn load_leases(store: &KvStore, lessor: &Lessor) -> Result<(), StartError> {
+    lessor.clear();
+    {
+        let rtx = store.backend().read().map_err(start_err)?;
+        let t = rtx.open_table(LEASE_TABLE).map_err(start_err)?;
+        for item in t.iter().map_err(start_err)? {
+            let (k, v) = item.map_err(start_err)?;
+            let id = i64::from_be_bytes(k.value().try_into().map_err(start_err)?);
+            let ttl = i64::from_be_bytes(v.value().try_into().map_err(start_err)?);
+            lessor.grant(id, ttl);
+        }
+    }
+    let all = storage::mvcc::RangeOptions::default();
+    let kvs = store
+        .range(b"\0", storage::mvcc::RangeEnd::Unbounded, all)
+        .map_err(start_err)?
+        .kvs;
+    for kv in kvs.iter().filter(|kv| kv.lease != 0) {
+        lessor.attach(&kv.key, kv.lease);
+    }
+    Ok(())
 }
 
 pub(crate) fn load_members(backend: &Backend) -> Result<Vec<Member>, StartError> {
@@ -244,6 +271,12 @@ impl EtcdServer {
         }
 
         let membership = Arc::new(Membership::new(members));
+        // etcd's minimum lease TTL: 1.5 election timeouts, in whole seconds.
+        let min_ttl = (cfg.tick * cfg.election_ticks as u32 * 3 / 2)
+            .as_secs_f64()
+            .ceil() as i64;
+        let lessor = Arc::new(Lessor::new(min_ttl));
+        load_leases(&store, &lessor)?;
         let cluster_version = Arc::new(ClusterVersion::load(&store).map_err(start_err)?);
         let wait = Arc::new(Wait::default());
         let (applied_tx, applied_rx) = watch::channel(store.consistent_index());
@@ -280,6 +313,7 @@ impl EtcdServer {
             applied: applied_tx,
             durable_index: durable_index.clone(),
             snapshotter: snapshotter.clone(),
+            lessor: lessor.clone(),
         };
         let raft_loop = RaftLoop {
             raw,
@@ -324,6 +358,7 @@ impl EtcdServer {
             store,
             membership,
             cluster_version,
+            lessor,
             raft_tx,
             raft_status,
             wait,
@@ -405,6 +440,21 @@ impl EtcdServer {
     /// The index of the last applied entry.
     pub fn applied_index(&self) -> u64 {
         *self.applied_rx.borrow()
+    }
+
+    /// A new unique, positive id (for leases the client lets us choose).
+    pub fn new_id(&self) -> i64 {
+        (self.next_id.fetch_add(1, Ordering::Relaxed) & (i64::MAX as u64)) as i64
+    }
+
+    /// The client URL of the current leader, if known.
+    pub fn leader_client_url(&self) -> Option<String> {
+        let leader = self.leader();
+        self.membership
+            .members()
+            .into_iter()
+            .find(|m| m.id == leader)
+            .and_then(|m| m.client_urls.into_iter().next())
     }
 
     /// Proposes `req` through raft and waits until it is applied, within

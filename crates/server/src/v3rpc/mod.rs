@@ -1,10 +1,11 @@
 //! The v3 gRPC API (etcd's `v3rpc`): one module per service, each a thin
 //! layer that checks requests and calls the [`EtcdServer`]. Services not
-//! registered here (Lease, Auth, Lock, Election for now) answer
+//! registered here (Auth, Lock, Election for now) answer
 //! `Unimplemented`, which tonic does for unknown services.
 
 pub mod cluster;
 pub mod kv;
+pub mod lease;
 pub mod maintenance;
 pub mod validate;
 pub mod watch;
@@ -13,6 +14,7 @@ use std::sync::Arc;
 
 use api::etcdserverpb::cluster_server::ClusterServer;
 use api::etcdserverpb::kv_server::KvServer;
+use api::etcdserverpb::lease_server::LeaseServer;
 use api::etcdserverpb::maintenance_server::MaintenanceServer;
 use api::etcdserverpb::watch_server::WatchServer;
 use tonic::service::Routes;
@@ -39,6 +41,7 @@ pub async fn routes(server: Arc<EtcdServer>) -> Routes {
     .add_service(ClusterServer::new(cluster::ClusterService::new(
         server.clone(),
     )))
-    .add_service(WatchServer::new(watch::WatchService::new(server)))
+    .add_service(WatchServer::new(watch::WatchService::new(server.clone())))
+    .add_service(LeaseServer::new(lease::LeaseService::new(server)))
     .add_service(health)
 }

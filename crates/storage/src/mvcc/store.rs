@@ -521,8 +521,12 @@ impl StoreTxn<'_> {
     }
 
     /// Deletes the keys of `[key, end)` live at the open request's revision;
-    /// returns how many were deleted.
-    pub fn delete_range(&mut self, key: &[u8], end: RangeEnd<'_>) -> Result<usize, MvccError> {
+    /// returns the keys deleted.
+    pub fn delete_range(
+        &mut self,
+        key: &[u8],
+        end: RangeEnd<'_>,
+    ) -> Result<Vec<Vec<u8>>, MvccError> {
         let main = self.rev + 1;
         let mut index = self.store.index.write().expect("index lock");
         let (live, _) = index.range(key, end, self.read_rev(), 0);
@@ -540,7 +544,7 @@ impl StoreTxn<'_> {
                 self.events.push(delete_event(k.clone(), main));
             }
         }
-        Ok(live.len())
+        Ok(live.into_iter().map(|(k, _)| k).collect())
     }
 
     /// Closes the open request: if it changed anything the store revision
@@ -682,10 +686,10 @@ mod tests {
         assert_eq!(get(&s, "a", 2).unwrap().unwrap().value, b"1");
         assert!(matches!(get(&s, "a", 4), Err(MvccError::FutureRev)));
         let mut t = s.begin().unwrap();
-        assert_eq!(t.delete_range(b"a", RangeEnd::Single).unwrap(), 1);
+        assert_eq!(t.delete_range(b"a", RangeEnd::Single).unwrap().len(), 1);
         assert_eq!(t.end_request(), 4);
         // Deleting nothing changes no revision.
-        assert_eq!(t.delete_range(b"a", RangeEnd::Single).unwrap(), 0);
+        assert_eq!(t.delete_range(b"a", RangeEnd::Single).unwrap().len(), 0);
         assert_eq!(t.end_request(), 4);
         t.commit().unwrap();
         assert_eq!(get(&s, "a", 0).unwrap(), None);

@@ -1,0 +1,181 @@
+//! Leases as etcdctl users and clients see them: grant (with etcd's minimum
+//! TTL), attach keys, time-to-live, keep-alive, revoke, list, expiry that
+//! deletes the keys (and a watch sees it), keep-alives through a follower,
+//! and leases across a restart.
+
+use std::time::Duration;
+
+use etcd_client::{Client, EventType, PutOptions};
+use etcd_rs_tests::{within, Output, TestCluster};
+
+const LIMIT: Duration = Duration::from_secs(90);
+
+/// The lease id etcdctl printed in `lease <hex id> ...`.
+fn lease_id(out: &Output) -> String {
+    out.expect_success();
+    out.stdout
+        .split_whitespace()
+        .nth(1)
+        .expect("lease id")
+        .to_string()
+}
+
+#[tokio::test]
+async fn etcdctl_lease_workflow() {
+    within(LIMIT, async {
+        let c = TestCluster::start(1).await;
+        // etcd's minimum TTL: 1.5 election timeouts, rounded up (2 s here).
+        let short = c.etcdctl(&["lease", "grant", "1"]);
+        let id = lease_id(&short);
+        short.expect_stdout(&format!("lease {id} granted with TTL(2s)\n"));
+        let id = lease_id(&c.etcdctl(&["lease", "grant", "100"]));
+        c.etcdctl(&["put", "k", "v", &format!("--lease={id}")])
+            .expect_stdout("OK\n");
+        let ttl = c.etcdctl(&["lease", "timetolive", &id, "--keys"]);
+        ttl.expect_success();
+        assert!(
+            ttl.stdout
+                .starts_with(&format!("lease {id} granted with TTL(100s), remaining("))
+                && ttl.stdout.ends_with("s), attached keys([k])\n"),
+            "{ttl}"
+        );
+        let list = c.etcdctl(&["lease", "list"]);
+        assert!(
+            list.stdout.starts_with("found 2 leases\n") && list.stdout.contains(&format!("{id}\n")),
+            "{list}"
+        );
+        c.etcdctl(&["lease", "keep-alive", "--once", &id])
+            .expect_stdout(&format!("lease {id} keepalived with TTL(100)\n"));
+        c.etcdctl(&["lease", "revoke", &id])
+            .expect_stdout(&format!("lease {id} revoked\n"));
+        c.etcdctl(&["get", "k"]).expect_stdout("");
+        c.etcdctl(&["lease", "revoke", &id])
+            .expect_error("failed to revoke lease (etcdserver: requested lease not found)");
+        c.etcdctl(&["lease", "timetolive", &id])
+            .expect_stdout(&format!("lease {id} already expired\n"));
+        c.etcdctl(&["put", "k2", "v", "--lease=1234"])
+            .expect_error("etcdserver: requested lease not found");
+        c.etcdctl(&["lease", "grant", "9000000001"])
+            .expect_error("failed to grant lease (etcdserver: too large lease TTL)");
+        c.etcdctl(&["lease", "keep-alive", "--once", "1234"])
+            .expect_error("etcdserver: requested lease not found");
+    })
+    .await
+}
+
+/// An un-kept lease expires: its key is deleted and a watch sees the
+/// DELETE; a kept one outlives its TTL.
+#[tokio::test]
+async fn expiry_deletes_keys_and_keep_alive_prevents_it() {
+    within(LIMIT, async {
+        let c = TestCluster::start(1).await;
+        let mut client = Client::connect([c.endpoint()], None).await.unwrap();
+        let kept = client.lease_grant(2, None).await.unwrap().id();
+        let dropped = client.lease_grant(2, None).await.unwrap().id();
+        client
+            .put("kept", "1", Some(PutOptions::new().with_lease(kept)))
+            .await
+            .unwrap();
+        client
+            .put("dropped", "1", Some(PutOptions::new().with_lease(dropped)))
+            .await
+            .unwrap();
+        let mut watch = client.watch("dropped", None).await.unwrap();
+        assert!(watch.message().await.unwrap().unwrap().created());
+        let (mut keeper, mut replies) = client.lease_keep_alive(kept).await.unwrap();
+        // Keep one alive at a client's usual cadence until the other expired.
+        let deleted = loop {
+            keeper.keep_alive().await.unwrap();
+            assert_eq!(replies.message().await.unwrap().unwrap().ttl(), 2);
+            let next = tokio::time::timeout(Duration::from_millis(500), watch.message()).await;
+            if let Ok(r) = next {
+                break r.unwrap().unwrap();
+            }
+        };
+        assert_eq!(deleted.events()[0].event_type(), EventType::Delete);
+        assert_eq!(client.get("dropped", None).await.unwrap().count(), 0);
+        assert_eq!(
+            client.get("kept", None).await.unwrap().count(),
+            1,
+            "kept alive past its TTL"
+        );
+        let gone = client.lease_time_to_live(dropped, None).await.unwrap();
+        assert_eq!(gone.ttl(), -1);
+    })
+    .await
+}
+
+/// Leases, their TTLs and attached keys survive a SIGKILL and restart.
+#[tokio::test]
+async fn leases_survive_a_restart() {
+    within(LIMIT, async {
+        let mut c = TestCluster::start(1).await;
+        let mut client = Client::connect([c.endpoint()], None).await.unwrap();
+        let id = client.lease_grant(600, None).await.unwrap().id();
+        client
+            .put("a", "1", Some(PutOptions::new().with_lease(id)))
+            .await
+            .unwrap();
+        c.member_mut(0).kill9();
+        c.member_mut(0).restart().await;
+        let mut client = Client::connect([c.endpoint()], None).await.unwrap();
+        let opts = etcd_client::LeaseTimeToLiveOptions::new().with_keys();
+        let ttl = client.lease_time_to_live(id, Some(opts)).await.unwrap();
+        assert_eq!(ttl.granted_ttl(), 600);
+        assert!(ttl.ttl() > 0);
+        assert_eq!(ttl.keys(), [b"a".to_vec()]);
+        client.lease_revoke(id).await.unwrap();
+        assert_eq!(client.get("a", None).await.unwrap().count(), 0);
+    })
+    .await
+}
+
+/// In a cluster, keep-alives sent to a follower reach the leader; when they
+/// stop, the lease expires once, on every member, at one revision.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_alive_through_a_follower_and_expiry_on_every_member() {
+    within(LIMIT, async {
+        let c = TestCluster::start(3).await;
+        let mut clients = Vec::new();
+        for m in c.members() {
+            clients.push(Client::connect([m.endpoint()], None).await.unwrap());
+        }
+        // Find a follower: its status names another member as leader.
+        let mut follower = 0;
+        for (i, cl) in clients.iter_mut().enumerate() {
+            let s = cl.status().await.unwrap();
+            if s.leader() != s.header().unwrap().member_id() {
+                follower = i;
+                break;
+            }
+        }
+        let cl = &mut clients[follower];
+        let id = cl.lease_grant(2, None).await.unwrap().id();
+        cl.put("f", "1", Some(PutOptions::new().with_lease(id)))
+            .await
+            .unwrap();
+        let mut watch = cl.watch("f", None).await.unwrap();
+        assert!(watch.message().await.unwrap().unwrap().created());
+        let (mut keeper, mut replies) = cl.lease_keep_alive(id).await.unwrap();
+        // Six keep-alives, 500 ms apart: 3 s, past the 2 s TTL.
+        for _ in 0..6 {
+            keeper.keep_alive().await.unwrap();
+            assert_eq!(replies.message().await.unwrap().unwrap().ttl(), 2);
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        assert_eq!(
+            cl.get("f", None).await.unwrap().count(),
+            1,
+            "kept alive through a follower"
+        );
+        drop(keeper);
+        let deleted = watch.message().await.unwrap().unwrap();
+        let rev = deleted.events()[0].kv().unwrap().mod_revision();
+        for cl in clients.iter_mut() {
+            let r = cl.get("f", None).await.unwrap();
+            assert_eq!(r.count(), 0);
+            assert!(r.header().unwrap().revision() >= rev);
+        }
+    })
+    .await
+}
