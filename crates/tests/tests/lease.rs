@@ -179,3 +179,57 @@ async fn keep_alive_through_a_follower_and_expiry_on_every_member() {
     })
     .await
 }
+
+/// Killing the leader while a lease is kept alive expires nothing: the new
+/// leader gives every lease a full TTL, and keep-alives resume through it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_change_expires_no_kept_lease() {
+    within(LIMIT, async {
+        let mut c = TestCluster::start(3).await;
+        let mut statuses = Vec::new();
+        for m in c.members() {
+            let mut cl = Client::connect([m.endpoint()], None).await.unwrap();
+            let s = cl.status().await.unwrap();
+            statuses.push((s.header().unwrap().member_id(), s.leader()));
+        }
+        let leader = statuses
+            .iter()
+            .position(|(id, l)| id == l)
+            .expect("a leader");
+        let via = (leader + 1) % 3;
+        let mut cl = Client::connect([c.member(via).endpoint()], None)
+            .await
+            .unwrap();
+        let id = cl.lease_grant(4, None).await.unwrap().id();
+        cl.put("kept", "1", Some(PutOptions::new().with_lease(id)))
+            .await
+            .unwrap();
+        c.member_mut(leader).kill9();
+        // Keep it alive every 500 ms for 8 s (two TTLs), through the
+        // election: a keep-alive that fails while there is no leader is
+        // sent again on a new stream, as clients do.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(8);
+        let mut keeper = None;
+        while tokio::time::Instant::now() < deadline {
+            if keeper.is_none() {
+                keeper = cl.lease_keep_alive(id).await.ok();
+            }
+            if let Some((k, replies)) = keeper.as_mut() {
+                let ok = k.keep_alive().await.is_ok()
+                    && matches!(replies.message().await, Ok(Some(r)) if r.ttl() == 4);
+                if !ok {
+                    keeper = None;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        assert_eq!(
+            cl.get("kept", None).await.unwrap().count(),
+            1,
+            "the lease expired during the election"
+        );
+        let ttl = cl.lease_time_to_live(id, None).await.unwrap();
+        assert!(ttl.ttl() > 0, "{ttl:?}");
+    })
+    .await
+}
