@@ -156,6 +156,17 @@ impl Session {
         let r = self.client.compact(rev, o).await;
         self.record(label, r, |r| json!({"header": header(r.header())}));
     }
+
+    async fn lease_grant(&mut self, label: &str, ttl: i64) -> i64 {
+        let r = self.client.lease_grant(ttl, None).await;
+        let lease = r.as_ref().map_or(0, |r| r.id());
+        self.record(
+            label,
+            r,
+            |r| json!({"header": header(r.header()), "id": id(r.id() as u64), "ttl": r.ttl()}),
+        );
+        lease
+    }
 }
 
 /// The scripted session. Comments give the revision each write creates.
@@ -328,8 +339,14 @@ async fn script(s: &mut Session) {
         Some(PutOptions::new().with_ignore_value()),
     )
     .await;
-    // Leases come with the Lease service; here "l" has none.
-    s.put("put l", "l", "1", None).await; // 13
+    let lease = s.lease_grant("lease grant", 600).await;
+    s.put(
+        "put with lease",
+        "l",
+        "1",
+        Some(PutOptions::new().with_lease(lease)),
+    )
+    .await; // 13
     s.put(
         "ignore_lease",
         "l",
@@ -341,7 +358,7 @@ async fn script(s: &mut Session) {
         "ignore_lease with a lease",
         "l",
         "3",
-        Some(PutOptions::new().with_ignore_lease().with_lease(0x1234)),
+        Some(PutOptions::new().with_ignore_lease().with_lease(lease)),
     )
     .await;
     s.get("leased key", "l", None).await;
