@@ -9,7 +9,8 @@
 //! lease expires because of an election), renews them on keep-alives in
 //! memory, and proposes the revocation of expired leases through raft.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -30,6 +31,18 @@ struct Inner {
     /// Which lease each attached key belongs to.
     key_lease: HashMap<Vec<u8>, i64>,
     primary: bool,
+    /// Deadlines, soonest first. An entry whose time is not its lease's
+    /// current deadline (renewed, or revoked) is stale and skipped.
+    deadlines: BinaryHeap<Reverse<(Instant, i64)>>,
+}
+
+impl Inner {
+    fn set_deadline(&mut self, id: i64, at: Instant) {
+        if let Some(l) = self.leases.get_mut(&id) {
+            l.expiry = Some(at);
+            self.deadlines.push(Reverse((at, id)));
+        }
+    }
 }
 
 /// What `TimeToLive` reports of a lease.
@@ -78,15 +91,17 @@ impl Lessor {
     /// Adds a lease (applied grant or restored from the backend).
     pub fn grant(&self, id: i64, ttl: i64) {
         let mut inner = self.lock();
-        let expiry = inner.primary.then(|| Instant::now() + secs(ttl));
         inner.leases.insert(
             id,
             Lease {
                 ttl,
-                expiry,
+                expiry: None,
                 keys: BTreeSet::new(),
             },
         );
+        if inner.primary {
+            inner.set_deadline(id, Instant::now() + secs(ttl));
+        }
     }
 
     /// Removes a lease; returns its keys (to delete), or `None` if unknown.
@@ -135,12 +150,11 @@ impl Lessor {
     /// or `None` if it does not exist.
     pub fn renew(&self, id: i64) -> Option<i64> {
         let mut inner = self.lock();
-        let primary = inner.primary;
-        let lease = inner.leases.get_mut(&id)?;
-        if primary {
-            lease.expiry = Some(Instant::now() + secs(lease.ttl));
+        let ttl = inner.leases.get(&id)?.ttl;
+        if inner.primary {
+            inner.set_deadline(id, Instant::now() + secs(ttl));
         }
-        Some(lease.ttl)
+        Some(ttl)
     }
 
     /// What `TimeToLive` reports, or `None` if the lease does not exist.
@@ -168,8 +182,10 @@ impl Lessor {
         let mut inner = self.lock();
         inner.primary = true;
         let now = Instant::now();
-        for l in inner.leases.values_mut() {
-            l.expiry = Some(now + secs(l.ttl));
+        let ttls: Vec<(i64, i64)> = inner.leases.iter().map(|(id, l)| (*id, l.ttl)).collect();
+        inner.deadlines.clear();
+        for (id, ttl) in ttls {
+            inner.set_deadline(id, now + secs(ttl));
         }
     }
 
@@ -177,21 +193,35 @@ impl Lessor {
     pub fn demote(&self) {
         let mut inner = self.lock();
         inner.primary = false;
+        inner.deadlines.clear();
         for l in inner.leases.values_mut() {
             l.expiry = None;
         }
     }
 
-    /// Up to `limit` leases past their deadline (leader only).
+    /// Up to `limit` leases past their deadline (leader only), soonest
+    /// first. Each gets a new deadline `RETRY` later, so a revocation that
+    /// does not go through is proposed again.
     pub fn expired(&self, limit: usize) -> Vec<i64> {
+        const RETRY: Duration = Duration::from_secs(3);
         let now = Instant::now();
-        self.lock()
-            .leases
-            .iter()
-            .filter(|(_, l)| l.expiry.is_some_and(|e| e <= now))
-            .map(|(id, _)| *id)
-            .take(limit)
-            .collect()
+        let mut inner = self.lock();
+        let mut out = Vec::new();
+        while out.len() < limit {
+            let Some(Reverse((at, id))) = inner.deadlines.peek().copied() else {
+                break;
+            };
+            if at > now {
+                break;
+            }
+            inner.deadlines.pop();
+            let current = inner.leases.get(&id).and_then(|l| l.expiry);
+            if current == Some(at) {
+                out.push(id);
+                inner.set_deadline(id, now + RETRY);
+            }
+        }
+        out
     }
 
     /// Forgets everything (before a reload from a replaced backend).
@@ -199,6 +229,7 @@ impl Lessor {
         let mut inner = self.lock();
         inner.leases.clear();
         inner.key_lease.clear();
+        inner.deadlines.clear();
     }
 }
 
@@ -223,6 +254,21 @@ mod tests {
         assert_eq!(l.info(1).unwrap().keys, Vec::<Vec<u8>>::new());
         assert_eq!(l.revoke(2), Some(vec![b"a".to_vec()]));
         assert_eq!(l.revoke(2), None);
+    }
+
+    #[test]
+    fn a_renewed_lease_is_not_expired_by_its_old_deadline() {
+        let l = Lessor::new(0);
+        l.promote();
+        l.grant(1, 0);
+        l.grant(2, 100);
+        assert_eq!(l.renew(1), Some(0));
+        // Lease 1 has two deadlines queued (grant, renew); it is reported
+        // once, and lease 2 not at all.
+        assert_eq!(l.expired(10), vec![1]);
+        assert!(l.expired(10).is_empty());
+        l.revoke(1);
+        assert!(l.expired(10).is_empty());
     }
 
     #[test]
