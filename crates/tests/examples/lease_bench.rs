@@ -56,7 +56,10 @@ async fn expiry(endpoint: &str, n: usize) {
                 // The minimum TTL: the server raises 1 s to it.
                 let id = client.lease_grant(1, None).await.expect("grant").id();
                 let opts = PutOptions::new().with_lease(id);
-                client.put(format!("lease-bench/{i:07}"), "v", Some(opts)).await.expect("put");
+                client
+                    .put(format!("lease-bench/{i:07}"), "v", Some(opts))
+                    .await
+                    .expect("put");
             }
         }));
     }
@@ -64,17 +67,27 @@ async fn expiry(endpoint: &str, n: usize) {
         t.await.unwrap();
     }
     let granted = start.elapsed();
-    println!("granted {n} leases with one key each in {granted:.2?} ({:.0}/s)", n as f64 / granted.as_secs_f64());
+    println!(
+        "granted {n} leases with one key each in {granted:.2?} ({:.0}/s)",
+        n as f64 / granted.as_secs_f64()
+    );
     let mut client = Client::connect([endpoint], None).await.expect("connect");
     let count = GetOptions::new().with_prefix().with_count_only();
     loop {
-        let left = client.get("lease-bench/", Some(count.clone())).await.expect("count").count();
+        let left = client
+            .get("lease-bench/", Some(count.clone()))
+            .await
+            .expect("count")
+            .count();
         if left == 0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    println!("all {n} keys expired {:.2?} after the last grant", start.elapsed() - granted);
+    println!(
+        "all {n} keys expired {:.2?} after the last grant",
+        start.elapsed() - granted
+    );
 }
 
 #[tokio::main]
