@@ -191,6 +191,50 @@ impl TestCluster {
         self.members.iter().map(Member::endpoint).collect()
     }
 
+    /// `endpoint status -w json` of member `i`: (member id, leader id,
+    /// raft term); `None` if it does not answer. etcdctl omits zero fields,
+    /// so no leader reads as 0.
+    pub fn status(&self, i: usize) -> Option<(u64, u64, u64)> {
+        let out = etcdctl(
+            &[self.member(i).endpoint()],
+            &["endpoint", "status", "-w", "json"],
+            None,
+        );
+        if out.code != 0 {
+            return None;
+        }
+        let s = out.json()[0]["Status"].clone();
+        Some((
+            s["header"]["member_id"].as_u64()?,
+            s["leader"].as_u64().unwrap_or(0),
+            s["raftTerm"].as_u64()?,
+        ))
+    }
+
+    /// Waits (bounded, 30 s) until the members in `alive` all answer and
+    /// agree on one leader among them and one term; returns the leader's
+    /// index and the term. Panics if they do not.
+    pub fn wait_for_leader(&self, alive: &[usize]) -> (usize, u64) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let seen: Vec<_> = alive.iter().filter_map(|&i| self.status(i)).collect();
+            if seen.len() == alive.len() {
+                let (_, leader, term) = seen[0];
+                let agreed = seen.iter().all(|&(_, l, t)| l == leader && t == term);
+                if let Some(pos) = seen.iter().position(|&(id, _, _)| id == leader) {
+                    if agreed && leader != 0 {
+                        return (alive[pos], term);
+                    }
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no leader agreed among members {alive:?}: {seen:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Runs the Go etcdctl against member 0.
     pub fn etcdctl(&self, args: &[&str]) -> Output {
         self.etcdctl_on(0, args)

@@ -10,48 +10,6 @@ use serde_json::Value;
 
 const LIMIT: Duration = Duration::from_secs(120);
 
-/// `endpoint status -w json` of one member: (member id, leader id, term).
-fn status(c: &TestCluster, i: usize) -> Option<(u64, u64, u64)> {
-    let out = etcdctl(
-        &[c.member(i).endpoint()],
-        &["endpoint", "status", "-w", "json"],
-        None,
-    );
-    if out.code != 0 {
-        return None;
-    }
-    let s: Value = out.json()[0]["Status"].clone();
-    // etcdctl omits zero fields: no leader means no "leader".
-    Some((
-        s["header"]["member_id"].as_u64()?,
-        s["leader"].as_u64().unwrap_or(0),
-        s["raftTerm"].as_u64()?,
-    ))
-}
-
-/// Waits (bounded) until the members in `alive` agree on a leader among
-/// them; returns the leader's index and the term.
-fn wait_for_leader(c: &TestCluster, alive: &[usize]) -> (usize, u64) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let seen: Vec<_> = alive.iter().filter_map(|&i| status(c, i)).collect();
-        if seen.len() == alive.len() {
-            let (_, leader, term) = seen[0];
-            let agreed = seen.iter().all(|&(_, l, t)| l == leader && t == term);
-            if let Some(pos) = seen.iter().position(|&(id, _, _)| id == leader) {
-                if agreed && leader != 0 {
-                    return (alive[pos], term);
-                }
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no leader agreed among members {alive:?}: {seen:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 fn get_json(c: &TestCluster, i: usize, key: &str) -> Value {
     etcdctl(&[c.member(i).endpoint()], &["get", key, "-w", "json"], None).json()
 }
@@ -162,11 +120,11 @@ async fn a_new_leader_takes_over_when_the_leader_is_killed() {
     within(LIMIT, async {
         let mut c = TestCluster::start(3).await;
         on(&c, 0, &["put", "before", "1"]).expect_stdout("OK\n");
-        let (old, term) = wait_for_leader(&c, &[0, 1, 2]);
+        let (old, term) = c.wait_for_leader(&[0, 1, 2]);
         assert_one_leader_at(&c, &[0, 1, 2], term);
         c.member_mut(old).kill9();
         let alive: Vec<usize> = (0..3).filter(|i| *i != old).collect();
-        let (new, new_term) = wait_for_leader(&c, &alive);
+        let (new, new_term) = c.wait_for_leader(&alive);
         assert_ne!(new, old);
         assert!(
             new_term > term,
@@ -247,15 +205,15 @@ async fn bootstrap_by_config_file_and_by_environment() {
 async fn move_leader_hands_leadership_to_the_named_member() {
     within(LIMIT, async {
         let c = TestCluster::start(3).await;
-        let (old, _) = wait_for_leader(&c, &[0, 1, 2]);
+        let (old, _) = c.wait_for_leader(&[0, 1, 2]);
         let target = (old + 1) % 3;
-        let (old_id, target_id) = (status(&c, old).unwrap().0, status(&c, target).unwrap().0);
+        let (old_id, target_id) = (c.status(old).unwrap().0, c.status(target).unwrap().0);
         let all = c.endpoints();
         let out = etcdctl(&all, &["move-leader", &format!("{target_id:x}")], None);
         out.expect_stdout(&format!(
             "Leadership transferred from {old_id:x} to {target_id:x}\n"
         ));
-        assert_eq!(wait_for_leader(&c, &[0, 1, 2]).0, target);
+        assert_eq!(c.wait_for_leader(&[0, 1, 2]).0, target);
         // Not a member: etcd's error, nothing moves.
         etcdctl(&all, &["move-leader", "1234"], None)
             .expect_error("etcdserver: bad leader transferee");
@@ -267,7 +225,7 @@ async fn move_leader_hands_leadership_to_the_named_member() {
             .args(["move-leader", &format!("{old_id:x}")]);
         let out = etcd_rs_tests::process::run(cmd, None, Duration::from_secs(30));
         assert_ne!(out.code, 0, "{out}");
-        assert_eq!(wait_for_leader(&c, &[0, 1, 2]).0, target);
+        assert_eq!(c.wait_for_leader(&[0, 1, 2]).0, target);
     })
     .await
 }

@@ -9,45 +9,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use etcd_client::{Client, GetOptions};
-use etcd_rs_tests::etcdctl::etcdctl;
 use etcd_rs_tests::{within, TestCluster};
 
 const LIMIT: Duration = Duration::from_secs(240);
 const WRITERS: usize = 4;
-
-/// The member that every running member names as leader.
-fn leader(c: &TestCluster, alive: &[usize]) -> usize {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let leaders: Vec<_> = alive
-            .iter()
-            .filter_map(|&i| {
-                let out = etcdctl(
-                    &[c.member(i).endpoint()],
-                    &["endpoint", "status", "-w", "json"],
-                    None,
-                );
-                (out.code == 0).then(|| {
-                    let s = &out.json()[0]["Status"];
-                    (
-                        s["header"]["member_id"].as_u64().unwrap(),
-                        s["leader"].as_u64().unwrap_or(0),
-                    )
-                })
-            })
-            .collect();
-        if leaders.len() == alive.len()
-            && leaders[0].1 != 0
-            && leaders.iter().all(|l| l.1 == leaders[0].1)
-        {
-            if let Some(pos) = leaders.iter().position(|l| l.0 == l.1) {
-                return alive[pos];
-            }
-        }
-        assert!(Instant::now() < deadline, "no agreed leader: {leaders:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 /// Puts `w/<id>/<n>` for n = 0, 1, ... until `stop`; returns what was
 /// acknowledged, with its revision. Panics if revisions go backwards.
@@ -123,10 +88,10 @@ async fn acknowledged_puts_survive_leader_kills() {
         for _ in 0..3 {
             let seen = acks.load(Ordering::Relaxed);
             tokio::task::block_in_place(|| more_acks(seen));
-            let l = tokio::task::block_in_place(|| leader(&c, &[0, 1, 2]));
+            let l = tokio::task::block_in_place(|| c.wait_for_leader(&[0, 1, 2]).0);
             c.member_mut(l).kill9();
             let alive: Vec<usize> = (0..3).filter(|i| *i != l).collect();
-            tokio::task::block_in_place(|| leader(&c, &alive));
+            tokio::task::block_in_place(|| c.wait_for_leader(&alive));
             c.member_mut(l).restart().await;
         }
         let seen = acks.load(Ordering::Relaxed);

@@ -285,38 +285,6 @@ async fn concurrent_writes_reach_every_watcher_in_order_without_gaps() {
     .await
 }
 
-/// Waits (bounded) until `members` all name the same live leader.
-fn wait_for_leader(c: &TestCluster, members: &[usize]) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        // (member id, the leader it names) for each live member.
-        let seen: Vec<Option<(u64, u64)>> = members
-            .iter()
-            .map(|&i| {
-                let out = etcd_rs_tests::etcdctl::etcdctl(
-                    &[c.member(i).endpoint()],
-                    &["endpoint", "status", "-w", "json"],
-                    None,
-                );
-                (out.code == 0).then(|| {
-                    let s = &out.json()[0]["Status"];
-                    let id = s["header"]["member_id"].as_u64().unwrap();
-                    (id, s["leader"].as_u64().unwrap_or(0))
-                })
-            })
-            .collect();
-        let ids: Vec<u64> = seen.iter().flatten().map(|s| s.0).collect();
-        let leader = seen[0].map(|s| s.1);
-        if seen.iter().all(|s| s.is_some() && s.map(|s| s.1) == leader)
-            && leader.is_some_and(|l| ids.contains(&l))
-        {
-            return;
-        }
-        assert!(Instant::now() < deadline, "no agreed live leader: {seen:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// The tutorial's watch: watch a key on one member, put and delete it on
 /// another; then the watched member dies and the client resumes on a third
 /// with start_revision = last seen + 1 and gets exactly the rest.
@@ -349,7 +317,7 @@ async fn watches_work_on_every_member_and_resume_on_another() {
         // The watched member goes; once the others agree on a leader (a
         // put sent to a dead leader has an unknown outcome), writes go on.
         c.member_mut(1).kill9();
-        wait_for_leader(&c, &[0, 2]);
+        c.wait_for_leader(&[0, 2]);
         for i in 0..5 {
             on2.put(format!("stock{i}"), format!("{i}"), None)
                 .await
