@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use api::etcdserverpb::{
     CompactionResponse, DeleteRangeResponse, InternalRaftRequest, LeaseGrantResponse,
-    LeaseRevokeResponse, PutResponse, TxnResponse,
+    LeaseRevokeResponse, PutResponse, ResponseHeader, TxnResponse,
 };
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use prost::Message;
@@ -264,7 +264,10 @@ impl Applier {
             drop(t);
             self.lessor.grant(r.id, ttl);
             return Ok(Applied::LeaseGrant(LeaseGrantResponse {
-                header: None,
+                header: Some(ResponseHeader {
+                    revision: txn.read_rev(),
+                    ..Default::default()
+                }),
                 id: r.id,
                 ttl,
                 error: String::new(),
@@ -278,7 +281,12 @@ impl Applier {
             }
             let mut t = txn.backend_tx().open_table(LEASE_TABLE).map_err(internal)?;
             t.remove(r.id.to_be_bytes().as_slice()).map_err(internal)?;
-            return Ok(Applied::LeaseRevoke(LeaseRevokeResponse { header: None }));
+            return Ok(Applied::LeaseRevoke(LeaseRevokeResponse {
+                header: Some(ResponseHeader {
+                    revision: txn.read_rev(),
+                    ..Default::default()
+                }),
+            }));
         }
         if let Some(r) = &req.cluster_member_attr_set {
             let attrs = r.member_attributes.clone().unwrap_or_default();

@@ -15,7 +15,6 @@ use tonic::{Request, Response, Status};
 use super::validate;
 use crate::etcdserver::apply::Applied;
 use crate::etcdserver::{kvops, EtcdServer};
-use crate::rpctypes::EtcdError;
 
 /// The KV service on a member.
 pub struct KvService {
@@ -30,46 +29,6 @@ impl KvService {
 
     fn header(&self, h: Option<ResponseHeader>) -> Option<ResponseHeader> {
         Some(self.server.header(h.map_or(0, |h| h.revision)))
-    }
-}
-
-/// Responses whose header the service fills.
-trait WithHeader {
-    fn header_mut(&mut self) -> &mut Option<ResponseHeader>;
-}
-
-macro_rules! with_header {
-    ($($t:ty),*) => {$(
-        impl WithHeader for $t {
-            fn header_mut(&mut self) -> &mut Option<ResponseHeader> {
-                &mut self.header
-            }
-        }
-    )*};
-}
-with_header!(
-    PutResponse,
-    DeleteRangeResponse,
-    TxnResponse,
-    CompactionResponse
-);
-
-impl KvService {
-    /// Proposes `req`, takes its response out of the apply result with
-    /// `pick`, and fills the header.
-    async fn write<T: WithHeader>(
-        &self,
-        req: InternalRaftRequest,
-        pick: fn(Applied) -> Result<T, Applied>,
-    ) -> Result<Response<T>, Status> {
-        let mut resp = pick(self.server.propose(req).await?).map_err(|other| {
-            Status::from(EtcdError::Internal(format!(
-                "unexpected apply result {other:?}"
-            )))
-        })?;
-        let h = resp.header_mut();
-        *h = self.header(h.take());
-        Ok(Response::new(resp))
     }
 }
 
@@ -93,7 +52,7 @@ impl Kv for KvService {
             put: Some(r),
             ..Default::default()
         };
-        self.write(req, |a| match a {
+        super::write(&self.server, req, |a| match a {
             Applied::Put(resp) => Ok(resp),
             other => Err(other),
         })
@@ -110,7 +69,7 @@ impl Kv for KvService {
             delete_range: Some(r),
             ..Default::default()
         };
-        self.write(req, |a| match a {
+        super::write(&self.server, req, |a| match a {
             Applied::DeleteRange(resp) => Ok(resp),
             other => Err(other),
         })
@@ -124,7 +83,7 @@ impl Kv for KvService {
             txn: Some(r),
             ..Default::default()
         };
-        self.write(req, |a| match a {
+        super::write(&self.server, req, |a| match a {
             Applied::Txn(resp) => Ok(resp),
             other => Err(other),
         })
@@ -139,7 +98,7 @@ impl Kv for KvService {
             compaction: Some(req.into_inner()),
             ..Default::default()
         };
-        self.write(req, |a| match a {
+        super::write(&self.server, req, |a| match a {
             Applied::Compaction(resp) => Ok(resp),
             other => Err(other),
         })

@@ -114,13 +114,11 @@ impl Lease for LeaseService {
             lease_grant: Some(r),
             ..Default::default()
         };
-        match self.server.propose(req).await? {
-            Applied::LeaseGrant(mut resp) => {
-                resp.header = Some(self.server.header(self.server.store.current_revision()));
-                Ok(Response::new(resp))
-            }
-            other => Err(EtcdError::Internal(format!("unexpected apply result {other:?}")).into()),
-        }
+        super::write(&self.server, req, |a| match a {
+            Applied::LeaseGrant(resp) => Ok(resp),
+            other => Err(other),
+        })
+        .await
     }
 
     async fn lease_revoke(
@@ -131,13 +129,11 @@ impl Lease for LeaseService {
             lease_revoke: Some(req.into_inner()),
             ..Default::default()
         };
-        match self.server.propose(req).await? {
-            Applied::LeaseRevoke(mut resp) => {
-                resp.header = Some(self.server.header(self.server.store.current_revision()));
-                Ok(Response::new(resp))
-            }
-            other => Err(EtcdError::Internal(format!("unexpected apply result {other:?}")).into()),
-        }
+        super::write(&self.server, req, |a| match a {
+            Applied::LeaseRevoke(resp) => Ok(resp),
+            other => Err(other),
+        })
+        .await
     }
 
     type LeaseKeepAliveStream =

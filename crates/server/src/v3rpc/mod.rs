@@ -19,7 +19,57 @@ use api::etcdserverpb::maintenance_server::MaintenanceServer;
 use api::etcdserverpb::watch_server::WatchServer;
 use tonic::service::Routes;
 
+use api::etcdserverpb::{
+    CompactionResponse, DeleteRangeResponse, InternalRaftRequest, LeaseGrantResponse,
+    LeaseRevokeResponse, PutResponse, ResponseHeader, TxnResponse,
+};
+use tonic::{Response, Status};
+
+use crate::etcdserver::apply::Applied;
 use crate::etcdserver::EtcdServer;
+use crate::rpctypes::EtcdError;
+
+/// Responses to writes, whose header the apply stage gives a revision and
+/// the service fills in.
+trait WithHeader {
+    fn header_mut(&mut self) -> &mut Option<ResponseHeader>;
+}
+
+macro_rules! with_header {
+    ($($t:ty),*) => {$(
+        impl WithHeader for $t {
+            fn header_mut(&mut self) -> &mut Option<ResponseHeader> {
+                &mut self.header
+            }
+        }
+    )*};
+}
+with_header!(
+    PutResponse,
+    DeleteRangeResponse,
+    TxnResponse,
+    CompactionResponse,
+    LeaseGrantResponse,
+    LeaseRevokeResponse
+);
+
+/// Proposes `req`, takes its response out of the apply result with `pick`,
+/// and completes the header (cluster, member, term) around the revision
+/// the apply stage set.
+async fn write<T: WithHeader>(
+    server: &EtcdServer,
+    req: InternalRaftRequest,
+    pick: fn(Applied) -> Result<T, Applied>,
+) -> Result<Response<T>, Status> {
+    let mut resp = pick(server.propose(req).await?).map_err(|other| {
+        Status::from(EtcdError::Internal(format!(
+            "unexpected apply result {other:?}"
+        )))
+    })?;
+    let h = resp.header_mut();
+    *h = Some(server.header(h.take().map_or(0, |h| h.revision)));
+    Ok(Response::new(resp))
+}
 
 /// Room for gRPC framing above `--max-request-bytes`, so a request a little
 /// over the limit gets etcd's "request is too large" (etcd: 512 KiB).
