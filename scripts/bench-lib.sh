@@ -1,0 +1,28 @@
+# Shared by the scripts/*-compare.sh benchmarks (source it, do not run it).
+#
+# bench_compare PORT FUNCTION: calls `FUNCTION ENDPOINT` against a fresh
+# single-member etcd-rs (target/release/etcd) on 127.0.0.1:PORT, then
+# against a fresh real etcd (/usr/bin/etcd, Debian etcd-server) on
+# 127.0.0.1:PORT+100, each with a temporary data dir, and prints each
+# server's peak RSS. ONLY=etcd-rs or ONLY=etcd runs one of the two.
+
+bench_run() {
+    local name=$1 bin=$2 port=$3 fn=$4
+    local d; d=$(mktemp -d)
+    "$bin" --name b --data-dir "$d/data" \
+        --listen-client-urls "http://127.0.0.1:$port" --advertise-client-urls "http://127.0.0.1:$port" \
+        --listen-peer-urls "http://127.0.0.1:$((port+1))" --initial-advertise-peer-urls "http://127.0.0.1:$((port+1))" \
+        --initial-cluster "b=http://127.0.0.1:$((port+1))" > "$d/log" 2>&1 &
+    local pid=$!
+    for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
+    echo "== $name"
+    "$fn" "http://127.0.0.1:$port" || echo "(benchmark failed or timed out)"
+    echo "peak RSS: $(grep VmHWM "/proc/$pid/status" | awk '{print $2, $3}')"
+    kill "$pid"; wait "$pid" 2>/dev/null; rm -rf "$d"
+}
+
+bench_compare() {
+    local port=$1 fn=$2
+    [ "${ONLY:-}" = etcd ] || bench_run etcd-rs target/release/etcd "$port" "$fn"
+    [ "${ONLY:-}" = etcd-rs ] || bench_run etcd-3.4.23 /usr/bin/etcd "$((port+100))" "$fn"
+}
