@@ -56,16 +56,20 @@ pub enum BackendError {
     Io(#[from] std::io::Error),
 }
 
+/// `From` each listed redb error for `$target`, through
+/// `BackendError::Redb` (the target must convert from `BackendError`).
 macro_rules! from_redb {
-    ($($t:ty),*) => {$(
-        impl From<$t> for BackendError {
+    ($target:ty: $($t:ty),* $(,)?) => {$(
+        impl From<$t> for $target {
             fn from(e: $t) -> Self {
-                BackendError::Redb(e.into())
+                <$target>::from(crate::backend::BackendError::Redb(e.into()))
             }
         }
     )*};
 }
-from_redb!(
+pub(crate) use from_redb;
+
+from_redb!(BackendError:
     redb::DatabaseError,
     redb::TransactionError,
     redb::TableError,

@@ -45,23 +45,7 @@ pub enum MvccError {
     Corrupt(Revision),
 }
 
-impl From<redb::StorageError> for MvccError {
-    fn from(e: redb::StorageError) -> Self {
-        MvccError::Backend(e.into())
-    }
-}
-
-impl From<redb::CommitError> for MvccError {
-    fn from(e: redb::CommitError) -> Self {
-        MvccError::Backend(e.into())
-    }
-}
-
-impl From<redb::TableError> for MvccError {
-    fn from(e: redb::TableError) -> Self {
-        MvccError::Backend(e.into())
-    }
-}
+crate::backend::from_redb!(MvccError: redb::StorageError, redb::CommitError, redb::TableError);
 
 /// How to read a range (etcd's `mvcc.RangeOptions`).
 #[derive(Clone, Copy, Debug, Default)]
