@@ -106,6 +106,25 @@ pub struct Config {
         default_value = "10m"
     )]
     pub experimental_watch_progress_notify_interval: String,
+    /// Checkpoint leases' remaining TTLs through raft, so a leader change
+    /// does not reset them to their full TTL.
+    #[arg(long, env = "ETCD_EXPERIMENTAL_ENABLE_LEASE_CHECKPOINT", num_args = 0..=1,
+          require_equals = true, default_missing_value = "true", default_value_t = false,
+          action = clap::ArgAction::Set)]
+    pub experimental_enable_lease_checkpoint: bool,
+    /// Also keep checkpointed remaining TTLs in the backend, so they
+    /// survive a restart (needs `--experimental-enable-lease-checkpoint`).
+    #[arg(long, env = "ETCD_EXPERIMENTAL_ENABLE_LEASE_CHECKPOINT_PERSIST", num_args = 0..=1,
+          require_equals = true, default_missing_value = "true", default_value_t = false,
+          action = clap::ArgAction::Set)]
+    pub experimental_enable_lease_checkpoint_persist: bool,
+    /// How often the leader checkpoints leases' remaining TTLs (e.g. `5m`).
+    #[arg(
+        long,
+        env = "ETCD_EXPERIMENTAL_LEASE_CHECKPOINT_INTERVAL",
+        default_value = "5m"
+    )]
+    pub experimental_lease_checkpoint_interval: String,
     /// Raise alarms when backend size exceeds the given quota (0 defaults
     /// to the low space quota, 2 GiB).
     #[arg(long, env = "ETCD_QUOTA_BACKEND_BYTES", default_value_t = 0)]
@@ -176,6 +195,10 @@ pub struct ServerConfig {
     pub snapshot_catchup_entries: u64,
     /// `--experimental-watch-progress-notify-interval`.
     pub watch_progress_notify_interval: Duration,
+    /// Lease checkpoints: `--experimental-lease-checkpoint-interval` and
+    /// `--experimental-enable-lease-checkpoint-persist`, when
+    /// `--experimental-enable-lease-checkpoint` is set.
+    pub lease_checkpoint: Option<(Duration, bool)>,
     /// `--quota-backend-bytes`, with 0 replaced by the default (2 GiB).
     pub quota_backend_bytes: u64,
     /// `--max-request-bytes`.
@@ -198,6 +221,11 @@ fn split_urls(s: &str) -> Vec<String> {
         .filter(|u| !u.is_empty())
         .map(String::from)
         .collect()
+}
+
+/// A Go-style duration above zero (`500ms`, `5m`).
+fn positive_duration(s: &str) -> Option<Duration> {
+    humantime::parse_duration(s).ok().filter(|d| !d.is_zero())
 }
 
 /// Resolves `http://host:port` to socket addresses.
@@ -374,6 +402,20 @@ impl Config {
                 self.election_timeout, self.heartbeat_interval
             )));
         }
+        if self.experimental_enable_lease_checkpoint_persist
+            && !self.experimental_enable_lease_checkpoint
+        {
+            return Err(ConfigError(
+                "setting experimental-enable-lease-checkpoint-persist requires experimental-enable-lease-checkpoint".into(),
+            ));
+        }
+        let lease_checkpoint_interval =
+            positive_duration(&self.experimental_lease_checkpoint_interval).ok_or_else(|| {
+                ConfigError(format!(
+                    "invalid value {:?} for flag -experimental-lease-checkpoint-interval",
+                    self.experimental_lease_checkpoint_interval
+                ))
+            })?;
         let tick = Duration::from_millis(self.heartbeat_interval);
         let election_ticks = (self.election_timeout / self.heartbeat_interval) as usize;
         Ok(ServerConfig {
@@ -391,11 +433,13 @@ impl Config {
             election_ticks,
             snapshot_count: self.snapshot_count.max(1),
             snapshot_catchup_entries: self.experimental_snapshot_catchup_entries,
-            watch_progress_notify_interval: humantime::parse_duration(
+            lease_checkpoint: self.experimental_enable_lease_checkpoint.then_some((
+                lease_checkpoint_interval,
+                self.experimental_enable_lease_checkpoint_persist,
+            )),
+            watch_progress_notify_interval: positive_duration(
                 &self.experimental_watch_progress_notify_interval,
             )
-            .ok()
-            .filter(|d| !d.is_zero())
             .ok_or_else(|| {
                 ConfigError(format!(
                     "invalid value {:?} for flag -experimental-watch-progress-notify-interval",
@@ -462,6 +506,33 @@ mod tests {
         assert_eq!(c.initial_cluster.len(), 2);
         assert_eq!((c.tick, c.election_ticks), (Duration::from_millis(50), 10));
         assert_eq!(c.max_txn_ops, 128, "absent keys take the defaults");
+    }
+
+    #[test]
+    fn lease_checkpoint_flags_take_go_bool_forms() {
+        let c = parse(&["--experimental-enable-lease-checkpoint"])
+            .validate()
+            .unwrap();
+        assert_eq!(c.lease_checkpoint, Some((Duration::from_secs(300), false)));
+        let c = parse(&[
+            "--experimental-enable-lease-checkpoint=true",
+            "--experimental-enable-lease-checkpoint-persist",
+            "--experimental-lease-checkpoint-interval=2s",
+        ])
+        .validate()
+        .unwrap();
+        assert_eq!(c.lease_checkpoint, Some((Duration::from_secs(2), true)));
+        let c = parse(&["--experimental-enable-lease-checkpoint=false"])
+            .validate()
+            .unwrap();
+        assert_eq!(c.lease_checkpoint, None);
+        let e = parse(&["--experimental-enable-lease-checkpoint-persist"])
+            .validate()
+            .unwrap_err();
+        assert!(
+            e.0.contains("requires experimental-enable-lease-checkpoint"),
+            "{e}"
+        );
     }
 
     #[test]

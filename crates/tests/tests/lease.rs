@@ -233,3 +233,97 @@ async fn a_leader_change_expires_no_kept_lease() {
     })
     .await
 }
+
+/// Polls (every 200 ms; `within` bounds it) until lease `id` has at most
+/// `secs` seconds left on the member `cl` talks to.
+async fn wait_ttl_at_most(cl: &mut Client, id: i64, secs: i64) {
+    loop {
+        let ttl = cl.lease_time_to_live(id, None).await.unwrap().ttl();
+        assert!(ttl > 0, "lease {id:x} expired while waiting");
+        if ttl <= secs {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// With lease checkpoints (`--experimental-enable-lease-checkpoint`, here
+/// every second), a new leader gives a lease what its last checkpoint left
+/// of it, not its full TTL. (etcd 3.4 lacks the interval flag; this is
+/// etcd 3.5 behaviour.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_change_keeps_the_checkpointed_remaining_ttl() {
+    within(LIMIT, async {
+        let mut c = TestCluster::start_with_flags(
+            3,
+            &[
+                "--experimental-enable-lease-checkpoint",
+                "--experimental-lease-checkpoint-interval=1s",
+            ],
+        )
+        .await;
+        let (leader, _) = c.wait_for_leader(&[0, 1, 2]);
+        let via = (leader + 1) % 3;
+        let mut cl = Client::connect([c.member(via).endpoint()], None)
+            .await
+            .unwrap();
+        let id = cl.lease_grant(30, None).await.unwrap().id();
+        wait_ttl_at_most(&mut cl, id, 24).await;
+        c.member_mut(leader).kill9();
+        let alive: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+        c.wait_for_leader(&alive);
+        let ttl = cl.lease_time_to_live(id, None).await.unwrap();
+        assert_eq!(ttl.granted_ttl(), 30);
+        // The last checkpoint was at most ~1 s before the kill; without
+        // checkpoints the new leader would answer the full 30.
+        assert!(
+            (1..=26).contains(&ttl.ttl()),
+            "remaining TTL after the leader change: {}",
+            ttl.ttl()
+        );
+    })
+    .await
+}
+
+/// With `--experimental-enable-lease-checkpoint-persist` (etcd 3.5) the
+/// remaining TTL survives a restart, and a keep-alive voids the
+/// checkpoint so the lease comes back with (nearly) its full TTL.
+#[tokio::test]
+async fn persisted_checkpoints_survive_a_restart_until_a_keep_alive() {
+    within(LIMIT, async {
+        let mut c = TestCluster::start_with_flags(
+            1,
+            &[
+                "--experimental-enable-lease-checkpoint",
+                "--experimental-enable-lease-checkpoint-persist",
+                "--experimental-lease-checkpoint-interval=1s",
+            ],
+        )
+        .await;
+        let mut cl = Client::connect([c.endpoint()], None).await.unwrap();
+        let id = cl.lease_grant(30, None).await.unwrap().id();
+        wait_ttl_at_most(&mut cl, id, 24).await;
+        c.member_mut(0).terminate();
+        c.member_mut(0).restart().await;
+        let mut cl = Client::connect([c.endpoint()], None).await.unwrap();
+        let ttl = cl.lease_time_to_live(id, None).await.unwrap().ttl();
+        assert!(
+            (1..=26).contains(&ttl),
+            "remaining TTL after restart: {ttl}"
+        );
+
+        let (mut keeper, mut replies) = cl.lease_keep_alive(id).await.unwrap();
+        keeper.keep_alive().await.unwrap();
+        assert_eq!(replies.message().await.unwrap().unwrap().ttl(), 30);
+        drop(keeper);
+        c.member_mut(0).terminate();
+        c.member_mut(0).restart().await;
+        let mut cl = Client::connect([c.endpoint()], None).await.unwrap();
+        let ttl = cl.lease_time_to_live(id, None).await.unwrap().ttl();
+        assert!(
+            ttl >= 27,
+            "remaining TTL after keep-alive and restart: {ttl}"
+        );
+    })
+    .await
+}

@@ -259,10 +259,11 @@ impl Applier {
             }
             let ttl = self.lessor.effective_ttl(r.ttl);
             let mut t = txn.backend_tx().open_table(LEASE_TABLE).map_err(internal)?;
-            t.insert(r.id.to_be_bytes().as_slice(), ttl.to_be_bytes().as_slice())
+            let record = crate::lease::encode_record(ttl, 0);
+            t.insert(r.id.to_be_bytes().as_slice(), record.as_slice())
                 .map_err(internal)?;
             drop(t);
-            self.lessor.grant(r.id, ttl);
+            self.lessor.grant(r.id, ttl, 0);
             return Ok(Applied::LeaseGrant(LeaseGrantResponse {
                 header: Some(ResponseHeader {
                     revision: txn.read_rev(),
@@ -287,6 +288,20 @@ impl Applier {
                     ..Default::default()
                 }),
             }));
+        }
+        if let Some(r) = &req.lease_checkpoint {
+            for cp in &r.checkpoints {
+                let Some(ttl) = self.lessor.checkpoint(cp.id, cp.remaining_ttl) else {
+                    continue;
+                };
+                if self.lessor.persists_checkpoints() {
+                    let mut t = txn.backend_tx().open_table(LEASE_TABLE).map_err(internal)?;
+                    let record = crate::lease::encode_record(ttl, cp.remaining_ttl);
+                    t.insert(cp.id.to_be_bytes().as_slice(), record.as_slice())
+                        .map_err(internal)?;
+                }
+            }
+            return Ok(Applied::Done);
         }
         if let Some(r) = &req.cluster_member_attr_set {
             let attrs = r.member_attributes.clone().unwrap_or_default();

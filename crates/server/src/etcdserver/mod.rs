@@ -111,8 +111,9 @@ pub(crate) fn load_leases(store: &KvStore, lessor: &Lessor) -> Result<(), StartE
         for item in t.iter().map_err(start_err)? {
             let (k, v) = item.map_err(start_err)?;
             let id = i64::from_be_bytes(k.value().try_into().map_err(start_err)?);
-            let ttl = i64::from_be_bytes(v.value().try_into().map_err(start_err)?);
-            lessor.grant(id, ttl);
+            let (ttl, remaining_ttl) = crate::lease::decode_record(v.value())
+                .ok_or_else(|| StartError(format!("corrupt lease record for lease {id:x}")))?;
+            lessor.grant(id, ttl, remaining_ttl);
         }
     }
     let all = storage::mvcc::RangeOptions::default();
@@ -275,7 +276,11 @@ impl EtcdServer {
         let min_ttl = (cfg.tick * cfg.election_ticks as u32 * 3 / 2)
             .as_secs_f64()
             .ceil() as i64;
-        let lessor = Arc::new(Lessor::new(min_ttl));
+        let lessor = match cfg.lease_checkpoint {
+            Some((every, persist)) => Lessor::new(min_ttl).with_checkpoints(every, persist),
+            None => Lessor::new(min_ttl),
+        };
+        let lessor = Arc::new(lessor);
         load_leases(&store, &lessor)?;
         let cluster_version = Arc::new(ClusterVersion::load(&store).map_err(start_err)?);
         let wait = Arc::new(Wait::default());

@@ -8,6 +8,13 @@
 //! keeps deadlines (promoted to a full TTL when it becomes leader, so no
 //! lease expires because of an election), renews them on keep-alives in
 //! memory, and proposes the revocation of expired leases through raft.
+//!
+//! Lease checkpoints (etcd 3.5 `--experimental-enable-lease-checkpoint`):
+//! the leader periodically proposes each lease's remaining TTL through
+//! raft, so a new leader promotes a lease to what was left of it instead of
+//! its full TTL; a keep-alive clears the checkpoint. With
+//! `--experimental-enable-lease-checkpoint-persist` the remaining TTL is
+//! also written to the backend and survives a restart of the cluster.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
@@ -20,8 +27,12 @@ pub const MAX_LEASE_TTL: i64 = 9_000_000_000;
 struct Lease {
     /// Granted TTL, in seconds.
     ttl: i64,
+    /// Remaining TTL of the last checkpoint, in seconds (0: none).
+    remaining_ttl: i64,
     /// When it expires; only on the leader.
     expiry: Option<Instant>,
+    /// When its remaining TTL is next checkpointed; only on the leader.
+    next_checkpoint: Option<Instant>,
     keys: BTreeSet<Vec<u8>>,
 }
 
@@ -34,6 +45,10 @@ struct Inner {
     /// Deadlines, soonest first. An entry whose time is not its lease's
     /// current deadline (renewed, or revoked) is stale and skipped.
     deadlines: BinaryHeap<Reverse<(Instant, i64)>>,
+    /// Checkpoint times (leader only, with checkpoints enabled), soonest
+    /// first; stale like `deadlines` unless it is the lease's
+    /// `next_checkpoint`.
+    checkpoints: BinaryHeap<Reverse<(Instant, i64)>>,
 }
 
 impl Inner {
@@ -45,12 +60,33 @@ impl Inner {
     }
 }
 
+/// One lease's remaining TTL to record through raft (etcd's
+/// `LeaseCheckpoint`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// The lease.
+    pub id: i64,
+    /// Seconds left (0 clears the checkpoint).
+    pub remaining_ttl: i64,
+}
+
+/// What a keep-alive did to a lease.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Renewed {
+    /// The lease's full TTL, in seconds.
+    pub ttl: i64,
+    /// The lease had a checkpointed remaining TTL, now void: the leader
+    /// must propose a checkpoint of 0 so every member forgets it.
+    pub clear_checkpoint: bool,
+}
+
 /// What `TimeToLive` reports of a lease.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LeaseInfo {
     /// Granted TTL, in seconds.
     pub granted_ttl: i64,
-    /// Seconds left (the granted TTL where this member does not lead).
+    /// Seconds left (where this member does not lead: the last
+    /// checkpoint's remaining TTL, else the granted TTL).
     pub remaining_ttl: i64,
     /// Keys attached.
     pub keys: Vec<Vec<u8>>,
@@ -62,16 +98,37 @@ pub struct Lessor {
     inner: Mutex<Inner>,
     /// Smallest TTL granted, in seconds.
     min_ttl: i64,
+    /// How often remaining TTLs are checkpointed; `None`: never.
+    checkpoint_interval: Option<Duration>,
+    /// Whether checkpointed remaining TTLs go to the backend too.
+    persist_checkpoints: bool,
 }
 
 impl Lessor {
     /// A lessor granting at least `min_ttl` seconds (etcd: 1.5 election
-    /// timeouts, rounded up).
+    /// timeouts, rounded up), without checkpoints.
     pub fn new(min_ttl: i64) -> Lessor {
         Lessor {
-            inner: Mutex::new(Inner::default()),
             min_ttl,
+            ..Lessor::default()
         }
+    }
+
+    /// The same lessor, checkpointing remaining TTLs every `interval`
+    /// (etcd's `--experimental-lease-checkpoint-interval`), and keeping
+    /// them in the backend when `persist`. An interval under 1 ms counts
+    /// as 1 ms.
+    pub fn with_checkpoints(self, interval: Duration, persist: bool) -> Lessor {
+        Lessor {
+            checkpoint_interval: Some(interval.max(Duration::from_millis(1))),
+            persist_checkpoints: persist,
+            ..self
+        }
+    }
+
+    /// Whether applied checkpoints are written to the backend.
+    pub fn persists_checkpoints(&self) -> bool {
+        self.persist_checkpoints
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -88,19 +145,40 @@ impl Lessor {
         self.lock().leases.contains_key(&id)
     }
 
-    /// Adds a lease (applied grant or restored from the backend).
-    pub fn grant(&self, id: i64, ttl: i64) {
+    /// Adds a lease (applied grant, or restored from the backend with the
+    /// remaining TTL of its last persisted checkpoint, 0 if none).
+    pub fn grant(&self, id: i64, ttl: i64, remaining_ttl: i64) {
         let mut inner = self.lock();
         inner.leases.insert(
             id,
             Lease {
                 ttl,
+                remaining_ttl,
                 expiry: None,
+                next_checkpoint: None,
                 keys: BTreeSet::new(),
             },
         );
         if inner.primary {
-            inner.set_deadline(id, Instant::now() + secs(ttl));
+            let now = Instant::now();
+            inner.set_deadline(id, now + secs(ttl));
+            self.schedule_checkpoint(&mut inner, id, ttl, now);
+        }
+    }
+
+    /// Sets the next checkpoint of a lease with `remaining` seconds left:
+    /// one interval from now if checkpoints are on and it outlives the
+    /// interval, else none.
+    fn schedule_checkpoint(&self, inner: &mut Inner, id: i64, remaining: i64, now: Instant) {
+        let at = self
+            .checkpoint_interval
+            .filter(|every| secs(remaining) > *every)
+            .map(|every| now + every);
+        if let Some(l) = inner.leases.get_mut(&id) {
+            l.next_checkpoint = at;
+            if let Some(at) = at {
+                inner.checkpoints.push(Reverse((at, id)));
+            }
         }
     }
 
@@ -146,15 +224,75 @@ impl Lessor {
         }
     }
 
-    /// Renews lease `id` for its full TTL (leader only); returns the TTL,
-    /// or `None` if it does not exist.
-    pub fn renew(&self, id: i64) -> Option<i64> {
+    /// Renews lease `id` for its full TTL (leader only), or `None` if it
+    /// does not exist.
+    pub fn renew(&self, id: i64) -> Option<Renewed> {
         let mut inner = self.lock();
-        let ttl = inner.leases.get(&id)?.ttl;
-        if inner.primary {
-            inner.set_deadline(id, Instant::now() + secs(ttl));
+        let primary = inner.primary;
+        let l = inner.leases.get_mut(&id)?;
+        let ttl = l.ttl;
+        let clear_checkpoint = self.checkpoint_interval.is_some() && l.remaining_ttl > 0;
+        let unscheduled = l.next_checkpoint.is_none();
+        l.remaining_ttl = 0;
+        if primary {
+            let now = Instant::now();
+            inner.set_deadline(id, now + secs(ttl));
+            if unscheduled {
+                self.schedule_checkpoint(&mut inner, id, ttl, now);
+            }
         }
-        Some(ttl)
+        Some(Renewed {
+            ttl,
+            clear_checkpoint,
+        })
+    }
+
+    /// Applies a checkpoint: lease `id` has `remaining_ttl` seconds left
+    /// (0: forget the checkpoint). Returns the lease's granted TTL, or
+    /// `None` if it does not exist.
+    pub fn checkpoint(&self, id: i64, remaining_ttl: i64) -> Option<i64> {
+        let mut inner = self.lock();
+        let l = inner.leases.get_mut(&id)?;
+        l.remaining_ttl = remaining_ttl;
+        Some(l.ttl)
+    }
+
+    /// Up to `limit` checkpoints that are due (leader only): leases whose
+    /// remaining TTL is below their granted TTL, with what is left, rounded
+    /// up to whole seconds. Each lease's next checkpoint is then one
+    /// interval later, while it outlives the interval (a renewal schedules
+    /// it again).
+    pub fn due_checkpoints(&self, limit: usize) -> Vec<Checkpoint> {
+        self.due_checkpoints_at(Instant::now(), limit)
+    }
+
+    fn due_checkpoints_at(&self, now: Instant, limit: usize) -> Vec<Checkpoint> {
+        let mut inner = self.lock();
+        let mut out = Vec::new();
+        while out.len() < limit {
+            let Some(Reverse((at, id))) = inner.checkpoints.peek().copied() else {
+                break;
+            };
+            if at > now {
+                break;
+            }
+            inner.checkpoints.pop();
+            let Some(l) = inner.leases.get(&id) else {
+                continue;
+            };
+            if l.next_checkpoint != Some(at) {
+                continue;
+            }
+            let Some(expiry) = l.expiry.filter(|e| *e > now) else {
+                continue;
+            };
+            let remaining_ttl = (expiry - now).as_secs_f64().ceil() as i64;
+            if remaining_ttl < l.ttl {
+                out.push(Checkpoint { id, remaining_ttl });
+            }
+            self.schedule_checkpoint(&mut inner, id, remaining_ttl, now);
+        }
+        out
     }
 
     /// What `TimeToLive` reports, or `None` if the lease does not exist.
@@ -163,6 +301,7 @@ impl Lessor {
         let l = inner.leases.get(&id)?;
         let remaining = match l.expiry {
             Some(e) => e.saturating_duration_since(Instant::now()).as_secs() as i64,
+            None if l.remaining_ttl > 0 => l.remaining_ttl,
             None => l.ttl,
         };
         Some(LeaseInfo {
@@ -177,15 +316,29 @@ impl Lessor {
         self.lock().leases.keys().copied().collect()
     }
 
-    /// Becomes the leader's lessor: every lease gets its full TTL from now.
+    /// Becomes the leader's lessor: every lease gets its full TTL from
+    /// now, or what its last checkpoint left of it.
     pub fn promote(&self) {
         let mut inner = self.lock();
         inner.primary = true;
         let now = Instant::now();
-        let ttls: Vec<(i64, i64)> = inner.leases.iter().map(|(id, l)| (*id, l.ttl)).collect();
+        let left: Vec<(i64, i64)> = inner
+            .leases
+            .iter()
+            .map(|(id, l)| {
+                let left = if l.remaining_ttl > 0 {
+                    l.remaining_ttl
+                } else {
+                    l.ttl
+                };
+                (*id, left)
+            })
+            .collect();
         inner.deadlines.clear();
-        for (id, ttl) in ttls {
-            inner.set_deadline(id, now + secs(ttl));
+        inner.checkpoints.clear();
+        for (id, left) in left {
+            inner.set_deadline(id, now + secs(left));
+            self.schedule_checkpoint(&mut inner, id, left, now);
         }
     }
 
@@ -194,8 +347,10 @@ impl Lessor {
         let mut inner = self.lock();
         inner.primary = false;
         inner.deadlines.clear();
+        inner.checkpoints.clear();
         for l in inner.leases.values_mut() {
             l.expiry = None;
+            l.next_checkpoint = None;
         }
     }
 
@@ -230,6 +385,29 @@ impl Lessor {
         inner.leases.clear();
         inner.key_lease.clear();
         inner.deadlines.clear();
+        inner.checkpoints.clear();
+    }
+}
+
+/// A lease's value in the backend's `lease` table (keyed by its id, 8
+/// bytes big-endian): the granted TTL, then, once a checkpoint was
+/// persisted, the remaining TTL; seconds, 8 bytes big-endian each.
+pub fn encode_record(ttl: i64, remaining_ttl: i64) -> Vec<u8> {
+    let mut v = ttl.to_be_bytes().to_vec();
+    if remaining_ttl > 0 {
+        v.extend_from_slice(&remaining_ttl.to_be_bytes());
+    }
+    v
+}
+
+/// The `(ttl, remaining_ttl)` of a `lease` table value (remaining 0 when
+/// none was persisted), or `None` if it is not 8 or 16 bytes long.
+pub fn decode_record(v: &[u8]) -> Option<(i64, i64)> {
+    let word = |b: &[u8]| Some(i64::from_be_bytes(b.try_into().ok()?));
+    match v.len() {
+        8 => Some((word(v)?, 0)),
+        16 => Some((word(&v[..8])?, word(&v[8..])?)),
+        _ => None,
     }
 }
 
@@ -245,8 +423,8 @@ mod tests {
     fn keys_follow_their_lease_and_revoke_returns_them() {
         let l = Lessor::new(2);
         assert_eq!(l.effective_ttl(1), 2);
-        l.grant(1, 10);
-        l.grant(2, 10);
+        l.grant(1, 10, 0);
+        l.grant(2, 10, 0);
         l.attach(b"a", 1);
         l.attach(b"b", 1);
         l.attach(b"a", 2); // moved
@@ -260,9 +438,9 @@ mod tests {
     fn a_renewed_lease_is_not_expired_by_its_old_deadline() {
         let l = Lessor::new(0);
         l.promote();
-        l.grant(1, 0);
-        l.grant(2, 100);
-        assert_eq!(l.renew(1), Some(0));
+        l.grant(1, 0, 0);
+        l.grant(2, 100, 0);
+        assert_eq!(l.renew(1).map(|r| r.ttl), Some(0));
         // Lease 1 has two deadlines queued (grant, renew); it is reported
         // once, and lease 2 not at all.
         assert_eq!(l.expired(10), vec![1]);
@@ -274,14 +452,80 @@ mod tests {
     #[test]
     fn only_the_leader_expires_leases_and_promotion_gives_full_ttls() {
         let l = Lessor::new(0);
-        l.grant(1, 0);
+        l.grant(1, 0, 0);
         assert!(l.expired(10).is_empty(), "a follower keeps no deadlines");
         l.promote();
         assert_eq!(l.expired(10), vec![1]);
-        l.grant(2, 100);
-        assert_eq!(l.renew(2), Some(100));
+        l.grant(2, 100, 0);
+        assert_eq!(l.renew(2).map(|r| r.ttl), Some(100));
         assert!((99..=100).contains(&l.info(2).unwrap().remaining_ttl));
         l.demote();
         assert!(l.expired(10).is_empty());
+    }
+
+    #[test]
+    fn checkpoints_carry_the_remaining_ttl_to_the_next_leader() {
+        let every = Duration::from_secs(1);
+        let leader = Lessor::new(0).with_checkpoints(every, false);
+        leader.promote();
+        leader.grant(1, 100, 0);
+        assert!(leader.due_checkpoints(10).is_empty(), "not due yet");
+        let later = Instant::now() + every;
+        assert_eq!(
+            leader.due_checkpoints_at(later, 10),
+            vec![Checkpoint {
+                id: 1,
+                remaining_ttl: 99
+            }]
+        );
+        assert!(
+            leader.due_checkpoints_at(later, 10).is_empty(),
+            "next one a second later"
+        );
+
+        // A follower applies the checkpoints the leader proposed.
+        let follower = Lessor::new(0).with_checkpoints(every, false);
+        follower.grant(1, 100, 0);
+        follower.grant(2, 100, 0);
+        assert_eq!(follower.checkpoint(1, 40), Some(100));
+        assert_eq!(follower.checkpoint(2, 40), Some(100));
+        assert_eq!(follower.checkpoint(3, 40), None);
+        // A keep-alive voids lease 2's checkpoint, and says so once.
+        assert_eq!(
+            follower.renew(2),
+            Some(Renewed {
+                ttl: 100,
+                clear_checkpoint: true
+            })
+        );
+        assert!(!follower.renew(2).unwrap().clear_checkpoint);
+
+        follower.promote();
+        assert!((39..=40).contains(&follower.info(1).unwrap().remaining_ttl));
+        assert!((99..=100).contains(&follower.info(2).unwrap().remaining_ttl));
+        // The new leader checkpoints both in turn, from what it gave them.
+        assert_eq!(
+            follower.due_checkpoints_at(Instant::now() + every, 10),
+            vec![
+                Checkpoint {
+                    id: 1,
+                    remaining_ttl: 39
+                },
+                Checkpoint {
+                    id: 2,
+                    remaining_ttl: 99
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn without_checkpoints_nothing_is_scheduled() {
+        let l = Lessor::new(0);
+        l.promote();
+        l.grant(1, 100, 0);
+        assert!(l.due_checkpoints(10).is_empty());
+        assert_eq!(l.checkpoint(1, 30), Some(100));
+        assert!(!l.renew(1).unwrap().clear_checkpoint);
     }
 }

@@ -1,22 +1,25 @@
 //! The Lease service (etcd `etcdserverpb.Lease`): grants and revocations go
 //! through raft; keep-alives and time-to-live are answered by the leader's
-//! lessor (a follower asks the leader on its client URL, as etcd forwards
-//! them); the leader's expiry loop revokes expired leases through raft.
+//! lessor (a follower asks the leader on its client URL over one cached
+//! channel, as etcd forwards them); the leader's expiry loop revokes
+//! expired leases and proposes lease checkpoints through raft.
 
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use api::etcdserverpb::lease_client::LeaseClient;
 use api::etcdserverpb::lease_server::Lease;
 use api::etcdserverpb::{
-    InternalRaftRequest, LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest,
-    LeaseKeepAliveResponse, LeaseLeasesRequest, LeaseLeasesResponse, LeaseRevokeRequest,
-    LeaseRevokeResponse, LeaseStatus, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
+    InternalRaftRequest, LeaseCheckpoint, LeaseCheckpointRequest, LeaseGrantRequest,
+    LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseLeasesRequest,
+    LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus,
+    LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
 };
 use futures::Stream;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::etcdserver::apply::Applied;
@@ -28,16 +31,49 @@ use crate::rpctypes::EtcdError;
 const EXPIRY_INTERVAL: Duration = Duration::from_millis(500);
 /// Most revocations proposed per round (etcd revokes 1,000 per second).
 const REVOKES_PER_ROUND: usize = 500;
+/// Most checkpoints in one raft entry (etcd's batch size).
+const CHECKPOINTS_PER_ENTRY: usize = 1000;
+/// Most checkpoint entries proposed per round.
+const CHECKPOINT_ENTRIES_PER_ROUND: usize = 4;
 
 /// The Lease service on a member.
 pub struct LeaseService {
     server: Arc<EtcdServer>,
+    leader: Arc<LeaderChannel>,
 }
 
 impl LeaseService {
     /// The service for `server`.
     pub fn new(server: Arc<EtcdServer>) -> Self {
-        LeaseService { server }
+        LeaseService {
+            server,
+            leader: Arc::default(),
+        }
+    }
+}
+
+/// The channel a follower forwards keep-alives and time-to-live requests
+/// on: one per leader client URL, made again only when the leader changes.
+#[derive(Default)]
+struct LeaderChannel(Mutex<Option<(String, Channel)>>);
+
+impl LeaderChannel {
+    /// A client of the current leader's Lease service. Errors: `NoLeader`,
+    /// or Unavailable for a URL that does not parse.
+    fn client(&self, s: &EtcdServer) -> Result<LeaseClient<Channel>, Status> {
+        let url = s.leader_client_url().ok_or(EtcdError::NoLeader)?;
+        let mut cached = self.0.lock().expect("leader channel lock");
+        if let Some((u, ch)) = cached.as_ref() {
+            if *u == url {
+                return Ok(LeaseClient::new(ch.clone()));
+            }
+        }
+        let ch = Endpoint::from_shared(url.clone())
+            .map_err(|e| Status::unavailable(format!("etcdserver: bad leader URL {url}: {e}")))?
+            .tcp_nodelay(true)
+            .connect_lazy();
+        *cached = Some((url, ch.clone()));
+        Ok(LeaseClient::new(ch))
     }
 }
 
@@ -45,19 +81,24 @@ fn is_leader(s: &EtcdServer) -> bool {
     s.leader() == s.member_id
 }
 
-async fn leader_client(s: &EtcdServer) -> Result<LeaseClient<tonic::transport::Channel>, Status> {
-    let url = s.leader_client_url().ok_or(EtcdError::NoLeader)?;
-    LeaseClient::connect(url)
-        .await
-        .map_err(|e| Status::unavailable(format!("etcdserver: cannot reach the leader: {e}")))
-}
-
 /// Renews `id` on the leader; the TTL, or 0 if the lease does not exist.
-async fn keep_alive_once(s: &EtcdServer, id: i64) -> Result<i64, Status> {
+async fn keep_alive_once(s: &EtcdServer, leader: &LeaderChannel, id: i64) -> Result<i64, Status> {
     if is_leader(s) {
-        return Ok(s.lessor.renew(id).unwrap_or(0));
+        let Some(renewed) = s.lessor.renew(id) else {
+            return Ok(0);
+        };
+        if renewed.clear_checkpoint {
+            // Every member forgets the checkpoint, or a later leader would
+            // give the lease only what was left at that checkpoint.
+            s.propose(checkpoint_request(vec![LeaseCheckpoint {
+                id,
+                remaining_ttl: 0,
+            }]))
+            .await?;
+        }
+        return Ok(renewed.ttl);
     }
-    let mut client = leader_client(s).await?;
+    let mut client = leader.client(s)?;
     let req = LeaseKeepAliveRequest { id };
     let mut replies = client
         .lease_keep_alive(tokio_stream::iter([req]))
@@ -66,8 +107,17 @@ async fn keep_alive_once(s: &EtcdServer, id: i64) -> Result<i64, Status> {
     Ok(replies.message().await?.map_or(0, |r| r.ttl))
 }
 
-/// Revokes expired leases through raft, on the leader; promotes and
-/// demotes the lessor as leadership comes and goes.
+fn checkpoint_request(checkpoints: Vec<LeaseCheckpoint>) -> InternalRaftRequest {
+    InternalRaftRequest {
+        lease_checkpoint: Some(LeaseCheckpointRequest { checkpoints }),
+        ..Default::default()
+    }
+}
+
+/// Revokes expired leases and checkpoints remaining TTLs through raft, on
+/// the leader; promotes and demotes the lessor as leadership comes and
+/// goes. The revocations of one round are proposed together, so raft
+/// writes them in few batches.
 pub async fn expiry_loop(server: Arc<EtcdServer>) {
     let mut tick = tokio::time::interval(EXPIRY_INTERVAL);
     let mut leading = false;
@@ -85,13 +135,37 @@ pub async fn expiry_loop(server: Arc<EtcdServer>) {
         if !leading {
             continue;
         }
-        for id in server.lessor.expired(REVOKES_PER_ROUND) {
-            let req = InternalRaftRequest {
-                lease_revoke: Some(LeaseRevokeRequest { id }),
-                ..Default::default()
-            };
-            if let Err(e) = server.propose(req).await {
-                tracing::warn!(lease_id = %format!("{id:x}"), error = %e, "failed to revoke an expired lease");
+        let revocations = server.lessor.expired(REVOKES_PER_ROUND).into_iter().map(|id| {
+            let server = &server;
+            async move {
+                let req = InternalRaftRequest {
+                    lease_revoke: Some(LeaseRevokeRequest { id }),
+                    ..Default::default()
+                };
+                if let Err(e) = server.propose(req).await {
+                    tracing::warn!(lease_id = %format!("{id:x}"), error = %e, "failed to revoke an expired lease");
+                }
+            }
+        });
+        futures::future::join_all(revocations).await;
+        for _ in 0..CHECKPOINT_ENTRIES_PER_ROUND {
+            let due = server.lessor.due_checkpoints(CHECKPOINTS_PER_ENTRY);
+            if due.is_empty() {
+                break;
+            }
+            let full = due.len() == CHECKPOINTS_PER_ENTRY;
+            let checkpoints = due
+                .into_iter()
+                .map(|c| LeaseCheckpoint {
+                    id: c.id,
+                    remaining_ttl: c.remaining_ttl,
+                })
+                .collect();
+            if let Err(e) = server.propose(checkpoint_request(checkpoints)).await {
+                tracing::warn!(error = %e, "failed to checkpoint leases");
+            }
+            if !full {
+                break;
             }
         }
     }
@@ -148,16 +222,16 @@ impl Lease for LeaseService {
         let mut input = req.into_inner();
         let (tx, rx) = mpsc::channel(64);
         let server = self.server.clone();
+        let leader = self.leader.clone();
         tokio::spawn(async move {
             while let Ok(Some(r)) = input.message().await {
-                let reply =
-                    keep_alive_once(&server, r.id)
-                        .await
-                        .map(|ttl| LeaseKeepAliveResponse {
-                            header: Some(server.header(server.store.current_revision())),
-                            id: r.id,
-                            ttl,
-                        });
+                let reply = keep_alive_once(&server, &leader, r.id).await.map(|ttl| {
+                    LeaseKeepAliveResponse {
+                        header: Some(server.header(server.store.current_revision())),
+                        id: r.id,
+                        ttl,
+                    }
+                });
                 let failed = reply.is_err();
                 if tx.send(reply).await.is_err() || failed {
                     return;
@@ -175,7 +249,7 @@ impl Lease for LeaseService {
         let s = &self.server;
         let r = req.into_inner();
         if !is_leader(s) && s.leader() != 0 {
-            let mut client = leader_client(s).await?;
+            let mut client = self.leader.client(s)?;
             let mut resp = client.lease_time_to_live(r).await?.into_inner();
             resp.header = Some(s.header(s.store.current_revision()));
             return Ok(Response::new(resp));
