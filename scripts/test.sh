@@ -36,3 +36,7 @@ cargo clippy --workspace --all-targets -- -D warnings
 # The integration tests start the `etcd` binary of this build.
 cargo build --workspace --bins
 timeout 3000 cargo test --workspace
+# The etcdctl-driven tests once more, with our etcdctl standing in for the
+# Go one: everything they assert of its output must hold for ours too.
+ETCDCTL_BIN="$PWD/target/debug/etcdctl" timeout 900 \
+    cargo test -p etcd-rs-tests --test etcdctl_kv --test watch --test lease

@@ -5,7 +5,8 @@
 //! - the reference server for differential tests: `ETCD_REFERENCE_BIN`, else
 //!   `/usr/bin/etcd` (Debian's `etcd-server`);
 //! - the Go client: `ETCDCTL_BIN`, else `/usr/bin/etcdctl` (Debian's
-//!   `etcd-client`).
+//!   `etcd-client`);
+//! - our client: `ETCDCTL_RS_BIN`, else our `etcdctl` beside our `etcd`.
 //!
 //! A missing binary is a loud panic with the fix, never a silent skip.
 
@@ -37,6 +38,23 @@ pub fn etcd_bin() -> PathBuf {
         panic!(
             "our server binary {} does not exist: build it first: cargo build --bin etcd \
              (or point ETCD_BIN at an etcd binary, e.g. ETCD_BIN=/usr/bin/etcd)",
+            p.display()
+        );
+    }
+    p
+}
+
+/// Our `etcdctl` (`ETCDCTL_RS_BIN`, else the one built beside `etcd`).
+///
+/// Panics if it has not been built (`cargo build --bin etcdctl`).
+pub fn our_etcdctl_bin() -> PathBuf {
+    if let Some(p) = env::var_os("ETCDCTL_RS_BIN") {
+        return PathBuf::from(p);
+    }
+    let p = etcd_bin().with_file_name(format!("etcdctl{}", env::consts::EXE_SUFFIX));
+    if !p.is_file() {
+        panic!(
+            "our etcdctl {} does not exist: build it first: cargo build --bin etcdctl",
             p.display()
         );
     }

@@ -390,6 +390,21 @@ impl Member {
         crate::process::terminate(&mut child, READY_LIMIT)
     }
 
+    /// Removes the data directory of a stopped member, so that `restart`
+    /// bootstraps it afresh: same name, ports and flags, hence the same
+    /// member and cluster ids, and an empty store.
+    pub fn wipe(&mut self) {
+        assert!(
+            self.child.is_none(),
+            "wipe: member {} is still running",
+            self.name
+        );
+        let dir = self.data_dir();
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).expect("removing the data dir failed");
+        }
+    }
+
     /// Starts the process again on the same data dir, ports and flags, and
     /// waits until it is healthy.
     pub async fn restart(&mut self) {

@@ -5,8 +5,11 @@
 //! inherited `ETCDCTL_*` variables, so the caller's environment cannot change
 //! what a test sees.
 
-use std::process::Command;
-use std::time::Duration;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use crate::bins::etcdctl_bin;
 use crate::process::{run, Output};
@@ -16,7 +19,17 @@ const PROCESS_LIMIT: Duration = Duration::from_secs(30);
 
 /// Runs `etcdctl --endpoints=<endpoints> <args>` with `stdin` (if any).
 pub fn etcdctl(endpoints: &[String], args: &[&str], stdin: Option<&str>) -> Output {
-    let mut cmd = Command::new(etcdctl_bin());
+    etcdctl_with(&etcdctl_bin(), endpoints, args, stdin)
+}
+
+/// Runs the etcdctl binary `bin` (the Go one or ours) the same way.
+pub fn etcdctl_with(
+    bin: &std::path::Path,
+    endpoints: &[String],
+    args: &[&str],
+    stdin: Option<&str>,
+) -> Output {
+    let mut cmd = Command::new(bin);
     for (k, _) in std::env::vars_os() {
         if k.to_string_lossy().starts_with("ETCDCTL_") {
             cmd.env_remove(k);
@@ -28,4 +41,51 @@ pub fn etcdctl(endpoints: &[String], args: &[&str], stdin: Option<&str>) -> Outp
         .arg("--command-timeout=15s")
         .args(args);
     run(cmd, stdin.map(str::as_bytes), PROCESS_LIMIT)
+}
+
+/// Runs `<bin> --endpoints=<endpoint> watch <args>` until it printed
+/// `lines` lines (or 20 s passed), calling `after_first_line` once the
+/// first line is out; returns what it printed. The process is killed and
+/// reaped at the end.
+pub fn watch_lines(
+    bin: &Path,
+    endpoint: &str,
+    args: &[&str],
+    lines: usize,
+    after_first_line: impl FnOnce(),
+) -> Vec<String> {
+    let mut child = Command::new(bin)
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={endpoint}"))
+        .arg("watch")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting etcdctl watch");
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut out = Vec::new();
+    let mut after = Some(after_first_line);
+    while out.len() < lines {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => out.push(line),
+            Err(_) => break,
+        }
+        if let Some(f) = after.take() {
+            f();
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    out
 }

@@ -3,60 +3,22 @@
 //! ordered, gap-free, duplicate-free delivery under concurrent writes with a
 //! slow watcher.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use etcd_client::{Client, EventType, GetOptions, WatchFilterType, WatchOptions};
 use etcd_rs_tests::bins::etcdctl_bin;
+use etcd_rs_tests::etcdctl::watch_lines;
 use etcd_rs_tests::{within, TestCluster};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
-/// Runs `etcdctl watch ...` until it printed `lines` lines (or `limit`
-/// passed), calling `after_start` once it printed the first line; returns
-/// what it printed. The process is killed at the end.
 fn etcdctl_watch(
     endpoint: &str,
     args: &[&str],
     lines: usize,
     after_first_line: impl FnOnce(),
 ) -> Vec<String> {
-    let mut child = Command::new(etcdctl_bin())
-        .env("ETCDCTL_API", "3")
-        .arg(format!("--endpoints={endpoint}"))
-        .arg("watch")
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut out = Vec::new();
-    let mut after = Some(after_first_line);
-    while out.len() < lines {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(line) => out.push(line),
-            Err(_) => break,
-        }
-        if let Some(f) = after.take() {
-            f();
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    out
+    watch_lines(&etcdctl_bin(), endpoint, args, lines, after_first_line)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,140 @@
+//! `alarm list|disarm`, `defrag`, `snapshot save` and `version`.
+
+use std::io::Write;
+
+use api::etcdserverpb::alarm_request::AlarmAction;
+use api::etcdserverpb::{AlarmRequest, DefragmentRequest, SnapshotRequest};
+use clap::{ArgAction, Args, Subcommand};
+
+use super::cluster::cluster_endpoints;
+use crate::error::{CtlError, EXIT_BAD_ARGS, EXIT_ERROR, EXIT_IO};
+use crate::global::GlobalFlags;
+
+/// The etcd API version this etcdctl speaks.
+const API_VERSION: &str = "3.5";
+/// The etcd version this etcdctl stands in for.
+const ETCDCTL_VERSION: &str = "3.5.0";
+
+/// The alarm subcommands.
+#[derive(Subcommand, Debug)]
+pub enum AlarmCommand {
+    /// Lists all alarms
+    List,
+    /// Disarms all alarms
+    Disarm,
+}
+
+/// `alarm list` / `alarm disarm`.
+pub async fn alarm(g: &GlobalFlags, cmd: &AlarmCommand) -> Result<(), CtlError> {
+    let p = g.printer()?;
+    let c = g.client().await?;
+    let action = match cmd {
+        AlarmCommand::List => AlarmAction::Get,
+        AlarmCommand::Disarm => AlarmAction::Deactivate,
+    };
+    let req = AlarmRequest {
+        action: action as i32,
+        member_id: 0,
+        alarm: 0,
+    };
+    let resp = g.timed(c.maintenance().alarm(req)).await?.into_inner();
+    p.alarm(&resp)
+}
+
+/// `defrag [--cluster]`.
+#[derive(Args, Debug)]
+pub struct DefragArgs {
+    /// use all endpoints from the cluster member list
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
+          default_value_t = false, action = ArgAction::Set)]
+    cluster: bool,
+}
+
+/// `defrag`: each endpoint in turn; failures are reported and make the
+/// exit code 1.
+pub async fn defrag(g: &GlobalFlags, a: &DefragArgs) -> Result<(), CtlError> {
+    let endpoints = if a.cluster {
+        cluster_endpoints(g).await?
+    } else {
+        g.endpoints.clone()
+    };
+    let mut failed = false;
+    for ep in &endpoints {
+        let res = match g.client_of(std::slice::from_ref(ep)).await {
+            Ok(c) => g
+                .timed(c.maintenance().defragment(DefragmentRequest {}))
+                .await
+                .map(|_| ()),
+            Err(e) => Err(e),
+        };
+        match res {
+            Ok(()) => println!("Finished defragmenting etcd member[{ep}]"),
+            Err(e) => {
+                eprintln!("Failed to defragment etcd member[{ep}] ({})", e.msg);
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        std::process::exit(EXIT_ERROR);
+    }
+    Ok(())
+}
+
+/// The snapshot subcommands.
+#[derive(Subcommand, Debug)]
+pub enum SnapshotCommand {
+    /// Stores an etcd node backend snapshot to a given file
+    Save {
+        /// the file
+        args: Vec<String>,
+    },
+}
+
+/// `snapshot save <file>`: streams the member's backend into
+/// `<file>.part`, then renames it.
+pub async fn snapshot(g: &GlobalFlags, cmd: &SnapshotCommand) -> Result<(), CtlError> {
+    let SnapshotCommand::Save { args } = cmd;
+    let [path] = args.as_slice() else {
+        return Err(CtlError::new(
+            EXIT_BAD_ARGS,
+            "snapshot save expects one argument",
+        ));
+    };
+    if g.endpoints.len() != 1 {
+        return Err(CtlError::new(
+            EXIT_BAD_ARGS,
+            format!(
+                "snapshot must be requested to one selected node, not multiple {:?}",
+                g.endpoints
+            ),
+        ));
+    }
+    let c = g.client().await?;
+    let partial = format!("{path}.part");
+    let io = |e: std::io::Error| CtlError::new(EXIT_IO, e.to_string());
+    let mut file = std::fs::File::create(&partial).map_err(io)?;
+    let mut stream = c
+        .maintenance()
+        .snapshot(SnapshotRequest {})
+        .await
+        .map_err(|e| CtlError::new(EXIT_ERROR, crate::error::status_text(&e)))?
+        .into_inner();
+    while let Some(chunk) = stream
+        .message()
+        .await
+        .map_err(|e| CtlError::new(EXIT_ERROR, crate::error::status_text(&e)))?
+    {
+        file.write_all(&chunk.blob).map_err(io)?;
+    }
+    file.sync_all().map_err(io)?;
+    std::fs::rename(&partial, path).map_err(io)?;
+    println!("Snapshot saved at {path}");
+    Ok(())
+}
+
+/// `version`.
+pub fn version() {
+    println!("etcdctl version: {ETCDCTL_VERSION}");
+    println!("API version: {API_VERSION}");
+}

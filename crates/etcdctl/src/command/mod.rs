@@ -1,0 +1,122 @@
+//! The commands: clap definitions (etcdctl's names, flags and defaults) and
+//! what each does. One module per group: `kv` (put, get, del, compaction),
+//! `txn`, `watch`, `lease`, `cluster` (member, endpoint, move-leader) and
+//! `maintenance` (alarm, defrag, snapshot, version).
+
+mod cluster;
+mod kv;
+mod lease;
+mod maintenance;
+mod txn;
+mod watch;
+
+use clap::Subcommand;
+
+use crate::error::CtlError;
+use crate::global::GlobalFlags;
+
+/// Every command.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Puts the given key into the store
+    Put(kv::PutArgs),
+    /// Gets the key or a range of keys
+    Get(kv::GetArgs),
+    /// Removes the specified key or range of keys [key, range_end)
+    Del(kv::DelArgs),
+    /// Txn processes all the requests in one transaction
+    Txn(txn::TxnArgs),
+    /// Compacts the event history in etcd
+    Compaction(kv::CompactionArgs),
+    /// Watches events stream on keys or prefixes
+    Watch(watch::WatchArgs),
+    /// Lease related commands
+    #[command(subcommand)]
+    Lease(lease::LeaseCommand),
+    /// Membership related commands
+    #[command(subcommand)]
+    Member(cluster::MemberCommand),
+    /// Endpoint related commands
+    #[command(subcommand)]
+    Endpoint(cluster::EndpointCommand),
+    /// Transfers leadership to another etcd cluster member.
+    MoveLeader(cluster::MoveLeaderArgs),
+    /// Alarm related commands
+    #[command(subcommand)]
+    Alarm(maintenance::AlarmCommand),
+    /// Defragments the storage of the etcd members with given endpoints
+    Defrag(maintenance::DefragArgs),
+    /// Manages etcd node snapshots
+    #[command(subcommand)]
+    Snapshot(maintenance::SnapshotCommand),
+    /// Prints the version of etcdctl
+    Version,
+}
+
+impl Command {
+    /// Runs the command with the global flags `g`.
+    pub async fn run(&self, g: &GlobalFlags) -> Result<(), CtlError> {
+        match self {
+            Command::Put(a) => kv::put(g, a).await,
+            Command::Get(a) => kv::get(g, a).await,
+            Command::Del(a) => kv::del(g, a).await,
+            Command::Txn(a) => txn::run(g, a).await,
+            Command::Compaction(a) => kv::compaction(g, a).await,
+            Command::Watch(a) => watch::run(g, a).await,
+            Command::Lease(c) => lease::run(g, c).await,
+            Command::Member(c) => cluster::member(g, c).await,
+            Command::Endpoint(c) => cluster::endpoint(g, c).await,
+            Command::MoveLeader(a) => cluster::move_leader(g, a).await,
+            Command::Alarm(c) => maintenance::alarm(g, c).await,
+            Command::Defrag(a) => maintenance::defrag(g, a).await,
+            Command::Snapshot(c) => maintenance::snapshot(g, c).await,
+            Command::Version => {
+                maintenance::version();
+                Ok(())
+            }
+        }
+    }
+}
+
+pub use watch::split_exec as split_watch_exec;
+
+/// The end of the range of keys with prefix `key` (clientv3's
+/// `GetPrefixRangeEnd`): the prefix with its last byte below 0xff
+/// incremented, or `\0` (every key) when there is none.
+pub fn prefix_end(key: &[u8]) -> Vec<u8> {
+    let mut end = key.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
+/// A lease id given in hex, as etcdctl parses it.
+pub fn parse_lease_id(s: &str) -> Result<i64, std::num::ParseIntError> {
+    i64::from_str_radix(s, 16)
+}
+
+/// Go's `strconv` error text for a number that does not parse.
+pub fn strconv_error(func: &str, s: &str, e: &std::num::ParseIntError) -> String {
+    use std::num::IntErrorKind;
+    let why = match e.kind() {
+        IntErrorKind::PosOverflow | IntErrorKind::NegOverflow => "value out of range",
+        _ => "invalid syntax",
+    };
+    format!("strconv.{func}: parsing {s:?}: {why}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_ends_match_clientv3() {
+        assert_eq!(prefix_end(b"abc"), b"abd");
+        assert_eq!(prefix_end(b"a\xff"), b"b");
+        assert_eq!(prefix_end(b"\xff\xff"), b"\0");
+    }
+}

@@ -1,0 +1,114 @@
+//! etcdctl's errors: the text after `Error: ` and the exit code (etcd's
+//! `cobrautl` codes).
+
+use std::process::exit;
+
+/// Exit code of a failed request or command (`ExitError`).
+pub const EXIT_ERROR: i32 = 1;
+/// Exit code when no endpoint could be reached (`ExitBadConnection`).
+pub const EXIT_BAD_CONNECTION: i32 = 2;
+/// Exit code for input that does not parse (`ExitInvalidInput`).
+pub const EXIT_INVALID_INPUT: i32 = 3;
+/// Exit code for an output format a command does not have
+/// (`ExitBadFeature`).
+pub const EXIT_BAD_FEATURE: i32 = 4;
+/// Exit code for file errors (`ExitIO`).
+pub const EXIT_IO: i32 = 6;
+/// Exit code for wrong arguments (`ExitBadArgs`).
+pub const EXIT_BAD_ARGS: i32 = 128;
+
+/// A failed command: what to print after `Error: `, and the exit code.
+#[derive(Debug)]
+pub struct CtlError {
+    /// Exit code.
+    pub code: i32,
+    /// Message.
+    pub msg: String,
+}
+
+impl CtlError {
+    /// An error with exit code `code`.
+    pub fn new(code: i32, msg: impl Into<String>) -> CtlError {
+        CtlError {
+            code,
+            msg: msg.into(),
+        }
+    }
+
+    /// Wrong arguments (exit 128).
+    pub fn bad_args(msg: impl Into<String>) -> CtlError {
+        CtlError::new(EXIT_BAD_ARGS, msg)
+    }
+
+    /// Prints `Error: <msg>` to standard error and exits with the code.
+    pub fn exit(self) -> ! {
+        eprintln!("Error: {}", self.msg);
+        exit(self.code)
+    }
+}
+
+/// A server's answer: etcd's message text (`etcdserver: ...`), exit 1.
+impl From<tonic::Status> for CtlError {
+    fn from(s: tonic::Status) -> CtlError {
+        CtlError::new(EXIT_ERROR, status_text(&s))
+    }
+}
+
+impl From<client::ConnectError> for CtlError {
+    fn from(e: client::ConnectError) -> CtlError {
+        CtlError::new(EXIT_ERROR, e.to_string())
+    }
+}
+
+/// The text etcdctl shows for a gRPC status (clientv3's `toErr`): etcd's
+/// own errors by their message (`etcdserver: ...`), others as
+/// `rpc error: code = <Code> desc = <message>`, and `context deadline
+/// exceeded` when the command timed out.
+pub fn status_text(s: &tonic::Status) -> String {
+    let msg = s.message();
+    match s.code() {
+        tonic::Code::DeadlineExceeded if msg.is_empty() => "context deadline exceeded".to_string(),
+        tonic::Code::Cancelled if msg.contains("Timeout expired") => {
+            "context deadline exceeded".to_string()
+        }
+        _ if msg.starts_with("etcdserver: ") => msg.to_string(),
+        tonic::Code::Cancelled => format!("rpc error: code = Canceled desc = {msg}"),
+        code => format!("rpc error: code = {code:?} desc = {msg}"),
+    }
+}
+
+/// Help and version requests print and exit 0; anything else is a usage
+/// error: `Error: <text>` and exit 1, as cobra reports bad flags.
+pub fn exit_for_clap(e: clap::Error) -> ! {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            exit(0)
+        }
+        _ => {
+            let text = e.render().to_string();
+            let first = text
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .trim_start_matches("error: ");
+            // cobra prints the error, its usage (not reproduced here), a
+            // blank line, and etcdctl then the error again.
+            let msg = clap_to_cobra(first);
+            eprintln!("Error: {msg}\n");
+            CtlError::new(EXIT_ERROR, msg).exit()
+        }
+    }
+}
+
+/// clap's wording of an unknown flag -> cobra's (`unknown flag: --x`).
+fn clap_to_cobra(text: &str) -> String {
+    if let Some(rest) = text.strip_prefix("unexpected argument '") {
+        if let Some(flag) = rest.split('\'').next().filter(|f| f.starts_with("--")) {
+            let name = flag.split('=').next().unwrap_or(flag);
+            return format!("unknown flag: {name}");
+        }
+    }
+    text.to_string()
+}

@@ -1,0 +1,54 @@
+//! `etcdctl`: etcd's command-line client for the v3 API, with the Go
+//! etcdctl's commands, flags, `ETCDCTL_*` variables, output formats, error
+//! texts and exit codes, on `crates/client`.
+//!
+//! `main` parses the command line, runs one command and turns its error
+//! into `Error: ...` on standard error with etcdctl's exit code. Commands
+//! live in `command/`, one module per group; they fetch responses and hand
+//! them to `printer/`, which owns every output format.
+
+mod command;
+mod error;
+mod global;
+mod printer;
+
+use clap::Parser;
+
+use crate::command::Command;
+use crate::error::CtlError;
+use crate::global::GlobalFlags;
+
+/// The command line.
+#[derive(Parser, Debug)]
+#[command(
+    name = "etcdctl",
+    about = "A simple command line client for etcd3.",
+    disable_version_flag = true,
+    args_override_self = true
+)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalFlags,
+    #[command(subcommand)]
+    command: Command,
+}
+
+fn main() {
+    let argv = match command::split_watch_exec(std::env::args().collect()) {
+        Ok(argv) => argv,
+        Err(e) => e.exit(),
+    };
+    let cli = match Cli::try_parse_from(argv) {
+        Ok(cli) => cli,
+        Err(e) => error::exit_for_clap(e),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let result: Result<(), CtlError> = runtime.block_on(cli.command.run(&cli.global));
+    if let Err(e) = result {
+        e.exit();
+    }
+}

@@ -1,0 +1,766 @@
+//! Every output format of etcdctl (`-w simple|json|fields|table|protobuf`)
+//! for every response it prints. Commands hand a response to the method
+//! for it; the method writes it to standard output (and, where etcdctl
+//! does, standard error) in the chosen format, or refuses a format the
+//! command does not have with etcdctl's error (exit 4).
+//!
+//! `simple` is in this file, the others in `json.rs`, `fields.rs` and
+//! `table.rs`.
+
+pub mod fields;
+pub mod json;
+pub mod table;
+
+use std::io::Write;
+
+use api::etcdserverpb::{
+    response_op, AlarmResponse, DeleteRangeResponse, LeaseGrantResponse, LeaseKeepAliveResponse,
+    LeaseLeasesResponse, LeaseRevokeResponse, LeaseTimeToLiveResponse, Member, MemberListResponse,
+    MoveLeaderResponse, PutResponse, RangeResponse, ResponseHeader, StatusResponse, TxnResponse,
+    WatchResponse,
+};
+use api::mvccpb::KeyValue;
+use prost::Message;
+
+use crate::error::{CtlError, EXIT_BAD_FEATURE};
+use json::Obj;
+
+/// An output format (`--write-out`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// Human-readable lines.
+    Simple,
+    /// Go `encoding/json` of the response.
+    Json,
+    /// `"Name" : value` lines.
+    Fields,
+    /// Bordered table (member list and endpoint commands only).
+    Table,
+    /// The response's protobuf encoding.
+    Protobuf,
+}
+
+impl Format {
+    fn name(self) -> &'static str {
+        match self {
+            Format::Simple => "simple",
+            Format::Json => "json",
+            Format::Fields => "fields",
+            Format::Table => "table",
+            Format::Protobuf => "protobuf",
+        }
+    }
+}
+
+/// The result of `endpoint health` for one endpoint.
+pub struct Health {
+    /// The endpoint, as given.
+    pub endpoint: String,
+    /// Whether it committed a proposal (or answered a read) in time.
+    pub health: bool,
+    /// How long it took (Go duration text).
+    pub took: String,
+    /// Why it is unhealthy; empty when healthy.
+    pub error: String,
+}
+
+/// The result of `endpoint status` for one endpoint.
+pub struct EndpointStatus {
+    /// The endpoint, as given.
+    pub endpoint: String,
+    /// Its answer.
+    pub status: StatusResponse,
+}
+
+/// The result of `endpoint hashkv` for one endpoint.
+pub struct EndpointHash {
+    /// The endpoint, as given.
+    pub endpoint: String,
+    /// Its answer.
+    pub hash: api::etcdserverpb::HashKvResponse,
+}
+
+/// Writes responses in one format.
+pub struct Printer {
+    /// The format.
+    pub format: Format,
+    /// `--hex`: keys and values as `\xNN` escapes in simple output.
+    hex: bool,
+    /// `--print-value-only` (simple output of get, watch and txn).
+    pub value_only: bool,
+}
+
+/// Writes `text` to standard output.
+fn out(text: &str) {
+    let mut o = std::io::stdout().lock();
+    let _ = o.write_all(text.as_bytes());
+    let _ = o.flush();
+}
+
+fn json_line(v: serde_json::Value) {
+    out(&format!("{v}\n"));
+}
+
+/// `ab` -> `\x61\x62`, as `--hex` prints bytes.
+fn hex_escaped(b: &[u8]) -> String {
+    b.iter().map(|x| format!("\\x{x:02x}")).collect()
+}
+
+/// A member's id as etcd prints it (`types.ID`): lowercase hex.
+pub fn id_hex(id: u64) -> String {
+    format!("{id:x}")
+}
+
+/// Bytes in SI units as go-humanize prints them (`20 kB`, `1.2 MB`).
+pub fn human_bytes(n: i64) -> String {
+    let n = n.max(0) as f64;
+    if n < 10.0 {
+        return format!("{} B", n as u64);
+    }
+    const UNITS: [&str; 7] = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];
+    let e = (n.ln() / 1000f64.ln()).floor();
+    let val = (n / 1000f64.powf(e) * 10.0 + 0.5).floor() / 10.0;
+    let unit = UNITS[e as usize];
+    if val < 10.0 {
+        format!("{val:.1} {unit}")
+    } else {
+        format!("{val:.0} {unit}")
+    }
+}
+
+impl Printer {
+    /// A printer for `format`; `hex` is `--hex`.
+    pub fn new(format: Format, hex: bool) -> Printer {
+        Printer {
+            format,
+            hex,
+            value_only: false,
+        }
+    }
+
+    fn unsupported(&self) -> CtlError {
+        CtlError::new(
+            EXIT_BAD_FEATURE,
+            format!("{} not supported as output format", self.format.name()),
+        )
+    }
+
+    /// Formats that print the protobuf message itself.
+    fn proto(&self, m: &impl Message) {
+        let mut o = std::io::stdout().lock();
+        let _ = o.write_all(&m.encode_to_vec());
+        let _ = o.flush();
+    }
+
+    fn kv_text(&self, kv: &KeyValue) -> String {
+        let (k, v) = if self.hex {
+            (hex_escaped(&kv.key), hex_escaped(&kv.value))
+        } else {
+            (
+                String::from_utf8_lossy(&kv.key).into_owned(),
+                String::from_utf8_lossy(&kv.value).into_owned(),
+            )
+        };
+        if self.value_only {
+            format!("{v}\n")
+        } else {
+            format!("{k}\n{v}\n")
+        }
+    }
+
+    /// The response of `put`.
+    pub fn put(&self, r: &PutResponse) -> Result<(), CtlError> {
+        match self.format {
+            Format::Simple => out(&self.put_simple(r)),
+            Format::Json => json_line(json::put(r).value()),
+            Format::Fields => out(&fields::put(r)),
+            Format::Protobuf => self.proto(r),
+            Format::Table => return Err(self.unsupported()),
+        }
+        Ok(())
+    }
+
+    fn put_simple(&self, r: &PutResponse) -> String {
+        let mut s = "OK\n".to_string();
+        if let Some(kv) = &r.prev_kv {
+            s += &self.kv_text(kv);
+        }
+        s
+    }
+
+    /// The response of `get`.
+    pub fn get(&self, r: &RangeResponse) -> Result<(), CtlError> {
+        match self.format {
+            Format::Simple => out(&self.get_simple(r)),
+            Format::Json => json_line(json::range(r).value()),
+            Format::Fields => out(&fields::range(r)),
+            Format::Protobuf => self.proto(r),
+            Format::Table => return Err(self.unsupported()),
+        }
+        Ok(())
+    }
+
+    fn get_simple(&self, r: &RangeResponse) -> String {
+        r.kvs.iter().map(|kv| self.kv_text(kv)).collect()
+    }
+
+    /// The response of `del`.
+    pub fn del(&self, r: &DeleteRangeResponse) -> Result<(), CtlError> {
+        match self.format {
+            Format::Simple => out(&self.del_simple(r)),
+            Format::Json => json_line(json::delete_range(r).value()),
+            Format::Fields => out(&fields::delete_range(r)),
+            Format::Protobuf => self.proto(r),
+            Format::Table => return Err(self.unsupported()),
+        }
+        Ok(())
+    }
+
+    fn del_simple(&self, r: &DeleteRangeResponse) -> String {
+        let mut s = format!("{}\n", r.deleted);
+        for kv in &r.prev_kvs {
+            s += &self.kv_text(kv);
+        }
+        s
+    }
+
+    /// The response of `txn`.
+    pub fn txn(&self, r: &TxnResponse) -> Result<(), CtlError> {
+        match self.format {
+            Format::Simple => out(&self.txn_simple(r)),
+            Format::Json => json_line(json::txn(r).value()),
+            Format::Fields => out(&fields::txn(r)),
+            Format::Protobuf => self.proto(r),
+            Format::Table => return Err(self.unsupported()),
+        }
+        Ok(())
+    }
+
+    fn txn_simple(&self, r: &TxnResponse) -> String {
+        let mut s = if r.succeeded {
+            "SUCCESS\n"
+        } else {
+            "FAILURE\n"
+        }
+        .to_string();
+        for op in &r.responses {
+            s += "\n";
+            match &op.response {
+                Some(response_op::Response::ResponseRange(g)) => s += &self.get_simple(g),
+                Some(response_op::Response::ResponsePut(p)) => s += &self.put_simple(p),
+                Some(response_op::Response::ResponseDeleteRange(d)) => s += &self.del_simple(d),
+                Some(response_op::Response::ResponseTxn(t)) => s += &self.txn_simple(t),
+                None => s += "unexpected response\n",
+            }
+        }
+        s
+    }
+
+    /// `compacted revision N`, whatever the format (as etcdctl prints it).
+    pub fn compact(&self, rev: i64) {
+        out(&format!("compacted revision {rev}\n"));
+    }
+
+    /// `Leadership transferred from <leader> to <target>`.
+    pub fn move_leader(
+        &self,
+        leader: u64,
+        target: u64,
+        r: &MoveLeaderResponse,
+    ) -> Result<(), CtlError> {
+        match self.format {
+            Format::Simple => out(&format!(
+                "Leadership transferred from {} to {}\n",
+                id_hex(leader),
+                id_hex(target)
+            )),
+            Format::Json => json_line(Obj::new().obj("header", json::header_of(&r.header)).value()),
+            Format::Protobuf => self.proto(r),
+            Format::Fields | Format::Table => return Err(self.unsupported()),
+        }
+        Ok(())
+    }
+
+    /// One watch response: its events (and, in json, the whole response,
+    /// as clientv3 hands it over).
+    pub fn watch(&self, r: &WatchResponse) -> Result<(), CtlError> {
+        match self.format {
+            Format::Simple => {
+                let mut s = String::new();
+                for e in &r.events {
+                    s += if e.r#type == 1 { "DELETE\n" } else { "PUT\n" };
+                    if let Some(p) = &e.prev_kv {
+                        s += &self.kv_text(p);
+                    }
+                    s += &self.kv_text(&e.kv.clone().unwrap_or_default());
+                }
+                out(&s);
+            }
+            Format::Json => json_line(
+                Obj::new()
+                    .put(
+                        "Header",
+                        json::header(&r.header.unwrap_or_default()).value(),
+                    )
+                    .put(
+                        "Events",
+                        if r.events.is_empty() {
+                            serde_json::Value::Null
+                        } else {
+                            r.events.iter().map(|e| json::event(e).value()).collect()
+                        },
+                    )
+                    .put("CompactRevision", r.compact_revision)
+                    .put("Canceled", r.canceled)
+                    .put("Created", r.created)
+                    .value(),
+            ),
+            Format::Fields => out(&fields::watch(r)),
+            Format::Protobuf => self.proto(r),
+            Format::Table => return Err(self.unsupported()),
+        }
+        Ok(())
+    }
+
+    /// `lease <id> granted with TTL(Ns)`.
+    pub fn grant(&self, r: &LeaseGrantResponse) -> Result<(), CtlError> {
+        match self.format {
+            Format::Simple => out(&format!(
+                "lease {:016x} granted with TTL({}s)\n",
+                r.id, r.ttl
+            )),
+            Format::Json => json_line(
+                flat_header(&r.header)
+                    .put("ID", r.id)
+                    .put("TTL", r.ttl)
+                    .put("Error", r.error.as_str())
+                    .value(),
+            ),
+            Format::Fields => out(&format!(
+                "{}\"ID\" : {}\n\"TTL\" : {}\n",
+                fields::header(&r.header),
+                r.id,
+                r.ttl
+            )),
+            Format::Protobuf => self.proto(&r.header.unwrap_or_default()),
+            Format::Table => return Err(self.unsupported()),
+        }
+        Ok(())
+    }
+
+    /// `lease <id> revoked`.
+    pub fn revoke(&self, id: i64, r: &LeaseRevokeResponse) -> Result<(), CtlError> {
+        match self.format {
+            Format::Simple => out(&format!("lease {id:016x} revoked\n")),
+            Format::Json => json_line(Obj::new().obj("header", json::header_of(&r.header)).value()),
+            Format::Fields => out(&fields::header(&r.header)),
+            Format::Protobuf | Format::Table => return Err(self.unsupported()),
+        }
+        Ok(())
+    }
+
+    /// `lease <id> keepalived with TTL(N)`.
+    pub fn keep_alive(&self, r: &LeaseKeepAliveResponse) -> Result<(), CtlError> {
+        match self.format {
+            Format::Simple => out(&format!(
+                "lease {:016x} keepalived with TTL({})\n",
+                r.id, r.ttl
+            )),
+            Format::Json => json_line(
+                flat_header(&r.header)
+                    .put("ID", r.id)
+                    .put("TTL", r.ttl)
+                    .value(),
+            ),
+            Format::Fields => out(&format!(
+                "{}\"ID\" : {}\n\"TTL\" : {}\n",
+                fields::header(&r.header),
+                r.id,
+                r.ttl
+            )),
+            Format::Protobuf => self.proto(&r.header.unwrap_or_default()),
+            Format::Table => return Err(self.unsupported()),
+        }
+        Ok(())
+    }
+
+    /// `lease timetolive`.
+    pub fn time_to_live(&self, r: &LeaseTimeToLiveResponse, keys: bool) -> Result<(), CtlError> {
+        match self.format {
+            Format::Simple => {
+                if r.granted_ttl == 0 && r.ttl == -1 {
+                    out(&format!("lease {:016x} already expired\n", r.id));
+                    return Ok(());
+                }
+                let mut s = format!(
+                    "lease {:016x} granted with TTL({}s), remaining({}s)",
+                    r.id, r.granted_ttl, r.ttl
+                );
+                if keys {
+                    let names: Vec<String> = r
+                        .keys
+                        .iter()
+                        .map(|k| String::from_utf8_lossy(k).into_owned())
+                        .collect();
+                    s += &format!(", attached keys([{}])", names.join(" "));
+                }
+                out(&format!("{s}\n"));
+            }
+            Format::Json => {
+                let keys: serde_json::Value = if r.keys.is_empty() {
+                    serde_json::Value::Null
+                } else {
+                    r.keys
+                        .iter()
+                        .map(|k| serde_json::Value::from(json::base64(k)))
+                        .collect()
+                };
+                json_line(
+                    flat_header(&r.header)
+                        .put("id", r.id)
+                        .put("ttl", r.ttl)
+                        .put("granted-ttl", r.granted_ttl)
+                        .put("keys", keys)
+                        .value(),
+                )
+            }
+            Format::Fields => {
+                let mut s = format!(
+                    "{}\"ID\" : {}\n\"TTL\" : {}\n\"GrantedTTL\" : {}\n",
+                    fields::header(&r.header),
+                    r.id,
+                    r.ttl,
+                    r.granted_ttl
+                );
+                for k in &r.keys {
+                    s += &format!("\"Key\" : {}\n", fields::go_quote(k));
+                }
+                out(&s);
+            }
+            Format::Protobuf => self.proto(&r.header.unwrap_or_default()),
+            Format::Table => return Err(self.unsupported()),
+        }
+        Ok(())
+    }
+
+    /// `lease list`.
+    pub fn leases(&self, r: &LeaseLeasesResponse) -> Result<(), CtlError> {
+        match self.format {
+            Format::Simple => {
+                let mut s = format!("found {} leases\n", r.leases.len());
+                for l in &r.leases {
+                    s += &format!("{:016x}\n", l.id);
+                }
+                out(&s);
+            }
+            Format::Json => json_line(
+                flat_header(&r.header)
+                    .put(
+                        "leases",
+                        r.leases
+                            .iter()
+                            .map(|l| Obj::new().put("id", l.id).value())
+                            .collect::<Vec<_>>(),
+                    )
+                    .value(),
+            ),
+            Format::Fields => {
+                let mut s = fields::header(&r.header);
+                for l in &r.leases {
+                    s += &format!("\"ID\" : {}\n", l.id);
+                }
+                out(&s);
+            }
+            Format::Protobuf => self.proto(&r.header.unwrap_or_default()),
+            Format::Table => return Err(self.unsupported()),
+        }
+        Ok(())
+    }
+
+    /// `member list`.
+    pub fn member_list(&self, r: &MemberListResponse) -> Result<(), CtlError> {
+        let rows: Vec<Vec<String>> = r.members.iter().map(member_row).collect();
+        match self.format {
+            Format::Simple => out(&rows.iter().map(|r| r.join(", ") + "\n").collect::<String>()),
+            Format::Table => out(&table::render(
+                &[
+                    "ID",
+                    "STATUS",
+                    "NAME",
+                    "PEER ADDRS",
+                    "CLIENT ADDRS",
+                    "IS LEARNER",
+                ],
+                &rows,
+            )),
+            Format::Json => json_line(
+                Obj::new()
+                    .obj("header", json::header_of(&r.header))
+                    .list(
+                        "members",
+                        r.members.iter().map(|m| json::member(m).value()).collect(),
+                    )
+                    .value(),
+            ),
+            Format::Fields => out(&fields::member_list(r)),
+            Format::Protobuf => self.proto(r),
+        }
+        Ok(())
+    }
+
+    /// `endpoint health`: simple lines go to standard error, as etcdctl
+    /// prints them.
+    pub fn endpoint_health(&self, hs: &[Health]) -> Result<(), CtlError> {
+        match self.format {
+            Format::Simple => {
+                for h in hs {
+                    if h.error.is_empty() {
+                        eprintln!(
+                            "{} is healthy: successfully committed proposal: took = {}",
+                            h.endpoint, h.took
+                        );
+                    } else {
+                        eprintln!(
+                            "{} is unhealthy: failed to commit proposal: {}",
+                            h.endpoint, h.error
+                        );
+                    }
+                }
+            }
+            Format::Table => {
+                let rows: Vec<Vec<String>> = hs
+                    .iter()
+                    .map(|h| {
+                        vec![
+                            h.endpoint.clone(),
+                            h.health.to_string(),
+                            h.took.clone(),
+                            h.error.clone(),
+                        ]
+                    })
+                    .collect();
+                out(&table::render(
+                    &["ENDPOINT", "HEALTH", "TOOK", "ERROR"],
+                    &rows,
+                ));
+            }
+            Format::Json => json_line(
+                hs.iter()
+                    .map(|h| {
+                        Obj::new()
+                            .put("endpoint", h.endpoint.as_str())
+                            .put("health", h.health)
+                            .put("took", h.took.as_str())
+                            .text("error", &h.error)
+                            .value()
+                    })
+                    .collect(),
+            ),
+            Format::Fields => {
+                let mut s = String::new();
+                for h in hs {
+                    s += &format!(
+                        "\"Endpoint\" : {}\n\"Health\" : {}\n\"Took\" : {}\n\"Error\" : {}\n\n",
+                        fields::go_quote(h.endpoint.as_bytes()),
+                        h.health,
+                        h.took,
+                        h.error
+                    );
+                }
+                out(&s);
+            }
+            Format::Protobuf => return Err(self.unsupported()),
+        }
+        Ok(())
+    }
+
+    /// `endpoint status`.
+    pub fn endpoint_status(&self, list: &[EndpointStatus]) -> Result<(), CtlError> {
+        let rows: Vec<Vec<String>> = list.iter().map(status_row).collect();
+        match self.format {
+            Format::Simple => out(&rows.iter().map(|r| r.join(", ") + "\n").collect::<String>()),
+            Format::Table => out(&table::render(
+                &[
+                    "ENDPOINT",
+                    "ID",
+                    "VERSION",
+                    "DB SIZE",
+                    "IS LEADER",
+                    "IS LEARNER",
+                    "RAFT TERM",
+                    "RAFT INDEX",
+                    "RAFT APPLIED INDEX",
+                    "ERRORS",
+                ],
+                &rows,
+            )),
+            Format::Json => json_line(
+                list.iter()
+                    .map(|e| {
+                        Obj::new()
+                            .put("Endpoint", e.endpoint.as_str())
+                            .put("Status", json::status(&e.status).value())
+                            .value()
+                    })
+                    .collect(),
+            ),
+            Format::Fields => out(&list.iter().map(fields::endpoint_status).collect::<String>()),
+            Format::Protobuf => return Err(self.unsupported()),
+        }
+        Ok(())
+    }
+
+    /// `endpoint hashkv`.
+    pub fn endpoint_hashkv(&self, list: &[EndpointHash]) -> Result<(), CtlError> {
+        let rows: Vec<Vec<String>> = list
+            .iter()
+            .map(|h| vec![h.endpoint.clone(), h.hash.hash.to_string()])
+            .collect();
+        match self.format {
+            Format::Simple => out(&rows.iter().map(|r| r.join(", ") + "\n").collect::<String>()),
+            Format::Table => out(&table::render(&["ENDPOINT", "HASH"], &rows)),
+            Format::Json => json_line(
+                list.iter()
+                    .map(|h| {
+                        Obj::new()
+                            .put("Endpoint", h.endpoint.as_str())
+                            .put(
+                                "HashKV",
+                                Obj::new()
+                                    .obj("header", json::header_of(&h.hash.header))
+                                    .num("hash", h.hash.hash)
+                                    .num("compact_revision", h.hash.compact_revision)
+                                    .value(),
+                            )
+                            .value()
+                    })
+                    .collect(),
+            ),
+            Format::Fields => {
+                let mut s = String::new();
+                for h in list {
+                    s += &format!(
+                        "{}\"Endpoint\" : {}\n\"Hash\" : {}\n\n",
+                        fields::header(&h.hash.header),
+                        fields::go_quote(h.endpoint.as_bytes()),
+                        h.hash.hash
+                    );
+                }
+                out(&s);
+            }
+            Format::Protobuf => return Err(self.unsupported()),
+        }
+        Ok(())
+    }
+
+    /// `alarm list` / `alarm disarm`.
+    pub fn alarm(&self, r: &AlarmResponse) -> Result<(), CtlError> {
+        match self.format {
+            Format::Simple => {
+                let mut s = String::new();
+                for a in &r.alarms {
+                    s += &format!("memberID:{} alarm:{} \n", a.member_id, alarm_name(a.alarm));
+                }
+                out(&s);
+            }
+            Format::Json => json_line(
+                Obj::new()
+                    .obj("header", json::header_of(&r.header))
+                    .list(
+                        "alarms",
+                        r.alarms
+                            .iter()
+                            .map(|a| {
+                                Obj::new()
+                                    .num("memberID", a.member_id)
+                                    .num("alarm", a.alarm)
+                                    .value()
+                            })
+                            .collect(),
+                    )
+                    .value(),
+            ),
+            Format::Fields => {
+                let mut s = fields::header(&r.header);
+                for a in &r.alarms {
+                    s += &format!(
+                        "\"MemberID\" : {}\n\"AlarmType\" : {}\n\n",
+                        a.member_id,
+                        alarm_name(a.alarm)
+                    );
+                }
+                out(&s);
+            }
+            Format::Protobuf => self.proto(r),
+            Format::Table => return Err(self.unsupported()),
+        }
+        Ok(())
+    }
+}
+
+/// Go's embedded `*pb.ResponseHeader`: its fields at the top level.
+fn flat_header(h: &Option<ResponseHeader>) -> Obj {
+    json::header_of(h).unwrap_or_default()
+}
+
+fn alarm_name(a: i32) -> &'static str {
+    match a {
+        1 => "NOSPACE",
+        2 => "CORRUPT",
+        _ => "NONE",
+    }
+}
+
+/// A member as `member list` shows it: id, status, name, peer URLs,
+/// client URLs, learner.
+fn member_row(m: &Member) -> Vec<String> {
+    vec![
+        id_hex(m.id),
+        if m.name.is_empty() {
+            "unstarted"
+        } else {
+            "started"
+        }
+        .to_string(),
+        m.name.clone(),
+        m.peer_ur_ls.join(","),
+        m.client_ur_ls.join(","),
+        m.is_learner.to_string(),
+    ]
+}
+
+/// An endpoint as `endpoint status` shows it.
+fn status_row(e: &EndpointStatus) -> Vec<String> {
+    let s = &e.status;
+    let member = s.header.as_ref().map_or(0, |h| h.member_id);
+    vec![
+        e.endpoint.clone(),
+        id_hex(member),
+        s.version.clone(),
+        human_bytes(s.db_size),
+        (member == s.leader).to_string(),
+        s.is_learner.to_string(),
+        s.raft_term.to_string(),
+        s.raft_index.to_string(),
+        s.raft_applied_index.to_string(),
+        s.errors.join(", "),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_as_go_humanize_prints_them() {
+        assert_eq!(human_bytes(5), "5 B");
+        assert_eq!(human_bytes(20480), "20 kB");
+        assert_eq!(human_bytes(1_234_567), "1.2 MB");
+        assert_eq!(human_bytes(25_000_000), "25 MB");
+    }
+
+    #[test]
+    fn hex_escapes_every_byte() {
+        assert_eq!(hex_escaped(b"k1"), "\\x6b\\x31");
+    }
+}
