@@ -63,7 +63,8 @@ const TXN: &str =
 const TXN_FAIL: &str = "version(\"k1\") = \"7\"\n\nput k4 never\n\nget k --prefix --keys-only\nput k6 v6 --prev-kv\n\n";
 
 /// The script: every command and format, errors included. `$LEASE` is
-/// replaced by the id of the last lease granted (hex).
+/// replaced by the id of the last lease granted (hex), `$SNAP` by a file
+/// path for snapshots.
 const SCRIPT: &[Step] = &[
     s(&["put", "foo", "bar"]),
     s(&["put", "foo", "bar2", "--prev-kv"]),
@@ -186,6 +187,14 @@ const SCRIPT: &[Step] = &[
     masked(&["endpoint", "health", "-w", "table"]),
     masked(&["endpoint", "health", "--cluster"]),
     s(&["endpoint", "status", "-w", "protobuf"]),
+    masked(&["endpoint", "hashkv"]),
+    masked(&["endpoint", "hashkv", "-w", "json"]),
+    masked(&["endpoint", "hashkv", "-w", "fields"]),
+    masked(&["endpoint", "hashkv", "-w", "table"]),
+    s(&["endpoint", "hashkv", "--rev=999"]),
+    s(&["snapshot", "save", "$SNAP"]),
+    s(&["snapshot", "save"]),
+    s(&["defrag"]),
     s(&["alarm", "list"]),
     s(&["alarm", "list", "-w", "json"]),
     s(&["move-leader"]),
@@ -194,14 +203,17 @@ const SCRIPT: &[Step] = &[
 ];
 
 /// Runs the script with `bin`, returning each step's normalised output.
-fn run_script(bin: &Path, endpoint: &str) -> Vec<String> {
+fn run_script(bin: &Path, endpoint: &str, snap: &Path) -> Vec<String> {
     let mut lease = String::from("0");
     let mut outputs = Vec::new();
     for step in SCRIPT {
         let args: Vec<String> = step
             .args
             .iter()
-            .map(|a| a.replace("$LEASE", &lease))
+            .map(|a| {
+                a.replace("$LEASE", &lease)
+                    .replace("$SNAP", &snap.display().to_string())
+            })
             .collect();
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let out = etcdctl_with(bin, &[endpoint.to_string()], &args, step.stdin);
@@ -257,11 +269,21 @@ async fn our_etcdctl_prints_what_the_go_etcdctl_prints() {
     within(LIMIT, async {
         let mut c = TestCluster::start(1).await;
         let endpoint = c.member(0).endpoint();
-        let go = run_script(&etcdctl_bin(), &endpoint);
+        let dir = tempfile::tempdir().unwrap();
+        let snap = dir.path().join("snapshot.db");
+        let go = run_script(&etcdctl_bin(), &endpoint, &snap);
+        let go_snap = std::fs::metadata(&snap)
+            .expect("Go etcdctl saved a snapshot")
+            .len();
+        std::fs::remove_file(&snap).unwrap();
         c.member_mut(0).kill9();
         c.member_mut(0).wipe();
         c.member_mut(0).restart().await;
-        let ours = run_script(&our_etcdctl_bin(), &endpoint);
+        let ours = run_script(&our_etcdctl_bin(), &endpoint, &snap);
+        let our_snap = std::fs::metadata(&snap)
+            .expect("our etcdctl saved a snapshot")
+            .len();
+        assert!(go_snap > 0 && our_snap > 0, "{go_snap} {our_snap}");
         let mut diffs = Vec::new();
         for ((step, g), o) in SCRIPT.iter().zip(&go).zip(&ours) {
             if g != o {

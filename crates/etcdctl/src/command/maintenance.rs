@@ -120,12 +120,23 @@ pub async fn snapshot(g: &GlobalFlags, cmd: &SnapshotCommand) -> Result<(), CtlE
         .await
         .map_err(|e| CtlError::new(EXIT_ERROR, crate::error::status_text(&e)))?
         .into_inner();
+    let mut size = 0u64;
     while let Some(chunk) = stream
         .message()
         .await
         .map_err(|e| CtlError::new(EXIT_ERROR, crate::error::status_text(&e)))?
     {
         file.write_all(&chunk.blob).map_err(io)?;
+        size += chunk.blob.len() as u64;
+    }
+    // The member appends the SHA-256 of its backend file (whose size is a
+    // multiple of 512 bytes); `snapshot restore` checks it.
+    if size % 512 != 32 {
+        let _ = std::fs::remove_file(&partial);
+        return Err(CtlError::new(
+            EXIT_ERROR,
+            format!("sha256 checksum not found [bytes: {size}]"),
+        ));
     }
     file.sync_all().map_err(io)?;
     std::fs::rename(&partial, path).map_err(io)?;

@@ -1,8 +1,17 @@
 //! The Maintenance service (etcd `etcdserverpb.Maintenance`): Status, the
-//! alarm list and MoveLeader. The other calls answer `Unimplemented` until their
-//! features exist.
+//! alarm list, HashKV, Snapshot and MoveLeader. The other calls answer
+//! `Unimplemented` until their features exist.
+//!
+//! A snapshot is a copy of the member's backend made from one consistent
+//! read into a fresh redb file under `member/snap/`, streamed in 32 KiB
+//! chunks with the bytes still to come and the file's SHA-256 appended
+//! (32 bytes, which etcdctl checks for), then removed, as etcd streams its
+//! bolt file.
 
+use std::io::Read;
+use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use api::etcdserverpb::alarm_request::AlarmAction;
@@ -13,10 +22,20 @@ use api::etcdserverpb::{
     MoveLeaderResponse, SnapshotRequest, SnapshotResponse, StatusRequest, StatusResponse,
 };
 use futures::Stream;
+use storage::Backend;
+use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
 
 use crate::config::SERVER_VERSION;
 use crate::etcdserver::EtcdServer;
+use crate::rpctypes::EtcdError;
+
+/// Bytes per snapshot message (etcd's chunk size).
+const SNAPSHOT_CHUNK_BYTES: usize = 32 * 1024;
+/// Bytes of entries copied per backend transaction while making a snapshot.
+const SNAPSHOT_COPY_BATCH_BYTES: usize = 4 * 1024 * 1024;
+/// Numbers the snapshot files of this process.
+static SNAPSHOTS: AtomicU64 = AtomicU64::new(0);
 
 /// The Maintenance service on a member.
 pub struct MaintenanceService {
@@ -86,20 +105,55 @@ impl Maintenance for MaintenanceService {
         Err(self.not_yet("Hash"))
     }
 
+    /// Hashes the history up to the requested revision (0: current).
+    /// Errors: etcd's future-revision and compacted errors.
     async fn hash_kv(
         &self,
-        _req: Request<HashKvRequest>,
+        req: Request<HashKvRequest>,
     ) -> Result<Response<HashKvResponse>, Status> {
-        Err(self.not_yet("HashKV"))
+        let s = self.server.clone();
+        let rev = req.get_ref().revision;
+        let hashed = tokio::task::spawn_blocking(move || s.store.hash_kv(rev))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(EtcdError::from)?;
+        let s = &self.server;
+        Ok(Response::new(HashKvResponse {
+            header: Some(s.header(s.store.current_revision())),
+            hash: hashed.hash,
+            compact_revision: hashed.compact_revision,
+        }))
     }
 
     type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>> + Send>>;
 
+    /// Streams a consistent copy of the backend.
     async fn snapshot(
         &self,
         _req: Request<SnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
-        Err(self.not_yet("Snapshot"))
+        let s = self.server.clone();
+        let n = SNAPSHOTS.fetch_add(1, Ordering::Relaxed);
+        let path = s
+            .data_dir()
+            .join("member")
+            .join("snap")
+            .join(format!("client-snapshot-{}-{n}.tmp", std::process::id()));
+        let (tx, rx) = mpsc::channel(8);
+        tokio::task::spawn_blocking(move || {
+            let header = s.header(s.store.current_revision());
+            let result = copy_backend(&s, &path)
+                .and_then(|size| stream_file(&path, size, header, &tx).map_err(|e| e.to_string()));
+            let _ = std::fs::remove_file(&path);
+            if let Err(e) = result {
+                let _ = tx.blocking_send(Err(Status::internal(format!(
+                    "etcdserver: snapshot failed: {e}"
+                ))));
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 
     /// Transfers leadership to `targetID`; only the leader takes this
@@ -120,5 +174,66 @@ impl Maintenance for MaintenanceService {
         _req: Request<DowngradeRequest>,
     ) -> Result<Response<DowngradeResponse>, Status> {
         Err(self.not_yet("Downgrade"))
+    }
+}
+
+/// Copies the backend, from one consistent read, into a new redb file at
+/// `path`; returns its size in bytes.
+fn copy_backend(s: &EtcdServer, path: &PathBuf) -> Result<u64, String> {
+    let copy = Backend::open(path).map_err(|e| e.to_string())?;
+    let mut batch: Vec<(String, Vec<u8>, Vec<u8>)> = Vec::new();
+    let mut bytes = 0;
+    s.store
+        .export(
+            |_, _| Ok::<_, EtcdError>(()),
+            |table, k, v| {
+                bytes += k.len() + v.len();
+                batch.push((table.to_string(), k.to_vec(), v.to_vec()));
+                if bytes >= SNAPSHOT_COPY_BATCH_BYTES {
+                    copy.write_entries(&std::mem::take(&mut batch), false)
+                        .map_err(|e| EtcdError::Internal(e.to_string()))?;
+                    bytes = 0;
+                }
+                Ok(())
+            },
+        )
+        .map_err(|e| e.to_string())?;
+    copy.write_entries(&batch, true)
+        .map_err(|e| e.to_string())?;
+    drop(copy);
+    std::fs::metadata(path)
+        .map(|m| m.len())
+        .map_err(|e| e.to_string())
+}
+
+/// Sends the file at `path` (`size` bytes) as snapshot messages.
+fn stream_file(
+    path: &PathBuf,
+    size: u64,
+    header: api::etcdserverpb::ResponseHeader,
+    tx: &mpsc::Sender<Result<SnapshotResponse, Status>>,
+) -> std::io::Result<()> {
+    use sha2::Digest;
+    let mut f = std::fs::File::open(path)?;
+    let mut sha = sha2::Sha256::new();
+    let mut left = size + 32;
+    let mut buf = vec![0; SNAPSHOT_CHUNK_BYTES];
+    loop {
+        let n = f.read(&mut buf)?;
+        let blob = if n == 0 {
+            std::mem::take(&mut sha).finalize().to_vec()
+        } else {
+            sha.update(&buf[..n]);
+            buf[..n].to_vec()
+        };
+        left = left.saturating_sub(blob.len() as u64);
+        let msg = SnapshotResponse {
+            header: Some(header),
+            remaining_bytes: left,
+            blob,
+        };
+        if tx.blocking_send(Ok(msg)).is_err() || n == 0 {
+            return Ok(());
+        }
     }
 }

@@ -5,11 +5,13 @@
 //! a [`StoreTxn`], one per batch of raft entries. Every write request is one
 //! main revision; the store revision never goes backwards.
 
+mod hash;
 mod key_index;
 mod revision;
 mod store;
 mod watch;
 
+pub use hash::KvHash;
 pub use key_index::{KeyAt, RangeEnd, TreeIndex};
 pub use revision::Revision;
 pub use store::{
