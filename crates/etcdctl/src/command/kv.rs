@@ -178,6 +178,11 @@ impl GetArgs {
     /// The request, as etcdctl builds it.
     pub fn request(&self) -> Result<RangeRequest, CtlError> {
         let (key, range_end) = key_range("get", &self.args, self.prefix, self.from_key)?;
+        if self.keys_only && self.count_only {
+            return Err(CtlError::bad_args(
+                "`--keys-only` and `--count-only` cannot be set at the same time, choose one",
+            ));
+        }
         let serializable = match self.consistency.as_str() {
             "s" => true,
             "l" => false,
@@ -245,6 +250,12 @@ pub async fn get(g: &GlobalFlags, a: &GetArgs) -> Result<(), CtlError> {
     }
     let c = g.client().await?;
     let resp = g.timed(c.kv().range(req)).await?.into_inner();
+    // etcd 3.5 checks this after the request, as here.
+    if a.count_only && p.format != crate::printer::Format::Fields {
+        return Err(CtlError::bad_args(
+            "--count-only is only for `--write-out=fields`",
+        ));
+    }
     p.get(&resp)
 }
 

@@ -109,9 +109,7 @@ pub async fn run(g: &GlobalFlags, cmd: &LeaseCommand) -> Result<(), CtlError> {
             let resp = g
                 .timed(c.lease().lease_leases(LeaseLeasesRequest {}))
                 .await
-                .map_err(|e| {
-                    CtlError::new(EXIT_ERROR, format!("failed to list leases ({})", e.msg))
-                })?
+                .map_err(|e| CtlError::new(EXIT_BAD_CONNECTION, e.msg))?
                 .into_inner();
             p.leases(&resp)
         }

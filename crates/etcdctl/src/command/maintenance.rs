@@ -24,20 +24,30 @@ pub enum AlarmCommand {
     Disarm,
 }
 
-/// `alarm list` / `alarm disarm`.
+/// `alarm list` / `alarm disarm` (as clientv3 disarms: list the alarms,
+/// deactivate each, print those deactivated).
 pub async fn alarm(g: &GlobalFlags, cmd: &AlarmCommand) -> Result<(), CtlError> {
     let p = g.printer()?;
     let c = g.client().await?;
-    let action = match cmd {
-        AlarmCommand::List => AlarmAction::Get,
-        AlarmCommand::Disarm => AlarmAction::Deactivate,
-    };
-    let req = AlarmRequest {
-        action: action as i32,
+    let get = AlarmRequest {
+        action: AlarmAction::Get as i32,
         member_id: 0,
         alarm: 0,
     };
-    let resp = g.timed(c.maintenance().alarm(req)).await?.into_inner();
+    let mut resp = g.timed(c.maintenance().alarm(get)).await?.into_inner();
+    if let AlarmCommand::Disarm = cmd {
+        let mut disarmed = Vec::new();
+        for a in &resp.alarms {
+            let req = AlarmRequest {
+                action: AlarmAction::Deactivate as i32,
+                member_id: a.member_id,
+                alarm: a.alarm,
+            };
+            let r = g.timed(c.maintenance().alarm(req)).await?.into_inner();
+            disarmed.extend(r.alarms);
+        }
+        resp.alarms = disarmed;
+    }
     p.alarm(&resp)
 }
 
@@ -105,15 +115,34 @@ pub async fn snapshot(g: &GlobalFlags, cmd: &SnapshotCommand) -> Result<(), CtlE
         return Err(CtlError::new(
             EXIT_BAD_ARGS,
             format!(
-                "snapshot must be requested to one selected node, not multiple {:?}",
-                g.endpoints
+                "snapshot must be requested to one selected node, not multiple [{}]",
+                g.endpoints.join(" ")
             ),
         ));
     }
     let c = g.client().await?;
     let partial = format!("{path}.part");
+    let saved = save(&c, &partial, path).await;
+    if saved.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    saved
+}
+
+/// Streams the snapshot into `partial` (mode 0600: it holds every key),
+/// checks etcd's SHA-256 trailer is there, and renames it to `path`.
+async fn save(c: &client::Client, partial: &str, path: &str) -> Result<(), CtlError> {
     let io = |e: std::io::Error| CtlError::new(EXIT_IO, e.to_string());
-    let mut file = std::fs::File::create(&partial).map_err(io)?;
+    let mut file = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(partial)
+            .map_err(io)?
+    };
     let mut stream = c
         .maintenance()
         .snapshot(SnapshotRequest {})
@@ -132,14 +161,13 @@ pub async fn snapshot(g: &GlobalFlags, cmd: &SnapshotCommand) -> Result<(), CtlE
     // The member appends the SHA-256 of its backend file (whose size is a
     // multiple of 512 bytes); `snapshot restore` checks it.
     if size % 512 != 32 {
-        let _ = std::fs::remove_file(&partial);
         return Err(CtlError::new(
             EXIT_ERROR,
             format!("sha256 checksum not found [bytes: {size}]"),
         ));
     }
     file.sync_all().map_err(io)?;
-    std::fs::rename(&partial, path).map_err(io)?;
+    std::fs::rename(partial, path).map_err(io)?;
     println!("Snapshot saved at {path}");
     Ok(())
 }

@@ -84,7 +84,7 @@ fn read_lines(input: &mut impl BufRead) -> Result<Vec<String>, CtlError> {
             return Err(CtlError::new(EXIT_INVALID_INPUT, "EOF"));
         }
         let line = line.trim_end_matches('\n').trim_end_matches('\r');
-        if line.is_empty() {
+        if line.trim().is_empty() {
             return Ok(lines);
         }
         lines.push(line.to_string());

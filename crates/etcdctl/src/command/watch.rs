@@ -18,10 +18,44 @@ use crate::printer::{fields::go_quote, Printer};
 /// The command after `--` on a `watch` command line, run for each event.
 static EXEC: OnceLock<Vec<String>> = OnceLock::new();
 
+/// Global flags whose value may be the next argument.
+const VALUE_FLAGS: &[&str] = &[
+    "--endpoints",
+    "--dial-timeout",
+    "--command-timeout",
+    "--keepalive-time",
+    "--keepalive-timeout",
+    "-w",
+    "--write-out",
+    "--cacert",
+    "--cert",
+    "--key",
+    "--user",
+    "--password",
+];
+
+/// Where the command name is in `argv`: the first argument that is neither
+/// a flag nor a flag's value.
+fn command_position(argv: &[String]) -> Option<usize> {
+    let mut i = 1;
+    while i < argv.len() {
+        let a = &argv[i];
+        if !a.starts_with('-') {
+            return Some(i);
+        }
+        i += if VALUE_FLAGS.contains(&a.as_str()) {
+            2
+        } else {
+            1
+        };
+    }
+    None
+}
+
 /// Takes `-- cmd args...` off a `watch` command line (clap would treat
 /// them as keys). Errors when `--` has nothing after it.
 pub fn split_exec(mut argv: Vec<String>) -> Result<Vec<String>, CtlError> {
-    let Some(w) = argv.iter().position(|a| a == "watch") else {
+    let Some(w) = command_position(&argv).filter(|&i| argv[i] == "watch") else {
         return Ok(argv);
     };
     if let Some(sep) = argv.iter().skip(w).position(|a| a == "--").map(|i| i + w) {
@@ -223,4 +257,23 @@ fn read_interactive(tx: mpsc::Sender<WatchRequest>) {
         }
     }
     CtlError::new(EXIT_INVALID_INPUT, "Error reading watch request line: EOF").exit();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(s: &str) -> Vec<String> {
+        s.split(' ').map(String::from).collect()
+    }
+
+    #[test]
+    fn only_a_watch_command_loses_its_exec_part() {
+        let kept = split_exec(argv("etcdctl put watch -- -v")).unwrap();
+        assert_eq!(kept, argv("etcdctl put watch -- -v"));
+        let cut = split_exec(argv("etcdctl --endpoints x:1 watch k -- echo hi")).unwrap();
+        assert_eq!(cut, argv("etcdctl --endpoints x:1 watch k"));
+        let e = split_exec(argv("etcdctl watch k --")).unwrap_err();
+        assert_eq!(e.code, 128);
+    }
 }

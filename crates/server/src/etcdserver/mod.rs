@@ -172,6 +172,7 @@ impl EtcdServer {
     pub fn start(cfg: ServerConfig) -> Result<Arc<EtcdServer>, StartError> {
         let snap_dir = cfg.data_dir.join("member").join("snap");
         std::fs::create_dir_all(&snap_dir).map_err(start_err)?;
+        crate::v3rpc::maintenance::remove_snapshot_copies(&snap_dir).map_err(start_err)?;
         let backend = Backend::open(&snap_dir.join("db")).map_err(start_err)?;
         let store = Arc::new(KvStore::open(backend).map_err(start_err)?);
 

@@ -277,13 +277,15 @@ impl Lessor {
                 break;
             }
             inner.checkpoints.pop();
-            let Some(l) = inner.leases.get(&id) else {
+            let Some(l) = inner.leases.get_mut(&id) else {
                 continue;
             };
             if l.next_checkpoint != Some(at) {
                 continue;
             }
+            l.next_checkpoint = None;
             let Some(expiry) = l.expiry.filter(|e| *e > now) else {
+                // Expiring: a renewal schedules it again.
                 continue;
             };
             let remaining_ttl = (expiry - now).as_secs_f64().ceil() as i64;

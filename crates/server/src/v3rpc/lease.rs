@@ -71,6 +71,8 @@ impl LeaderChannel {
         let ch = Endpoint::from_shared(url.clone())
             .map_err(|e| Status::unavailable(format!("etcdserver: bad leader URL {url}: {e}")))?
             .tcp_nodelay(true)
+            .connect_timeout(s.cfg.request_timeout)
+            .timeout(s.cfg.request_timeout)
             .connect_lazy();
         *cached = Some((url, ch.clone()));
         Ok(LeaseClient::new(ch))
@@ -90,11 +92,15 @@ async fn keep_alive_once(s: &EtcdServer, leader: &LeaderChannel, id: i64) -> Res
         if renewed.clear_checkpoint {
             // Every member forgets the checkpoint, or a later leader would
             // give the lease only what was left at that checkpoint.
-            s.propose(checkpoint_request(vec![LeaseCheckpoint {
+            // A failure is logged, as etcd does: the keep-alive still
+            // renewed the lease on this leader.
+            let clear = checkpoint_request(vec![LeaseCheckpoint {
                 id,
                 remaining_ttl: 0,
-            }]))
-            .await?;
+            }]);
+            if let Err(e) = s.propose(clear).await {
+                tracing::warn!(lease_id = %format!("{id:x}"), error = %e, "failed to clear a lease checkpoint");
+            }
         }
         return Ok(renewed.ttl);
     }
@@ -120,6 +126,8 @@ fn checkpoint_request(checkpoints: Vec<LeaseCheckpoint>) -> InternalRaftRequest 
 /// writes them in few batches.
 pub async fn expiry_loop(server: Arc<EtcdServer>) {
     let mut tick = tokio::time::interval(EXPIRY_INTERVAL);
+    // A round that stalled (no quorum) must not be followed by a burst.
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut leading = false;
     loop {
         tick.tick().await;

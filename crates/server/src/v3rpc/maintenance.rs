@@ -34,6 +34,24 @@ use crate::rpctypes::EtcdError;
 const SNAPSHOT_CHUNK_BYTES: usize = 32 * 1024;
 /// Bytes of entries copied per backend transaction while making a snapshot.
 const SNAPSHOT_COPY_BATCH_BYTES: usize = 4 * 1024 * 1024;
+/// Name prefix of the backend copies made for clients' snapshots.
+const SNAPSHOT_COPY_PREFIX: &str = "client-snapshot-";
+
+/// Removes backend copies a crash left behind in `snap_dir`.
+pub fn remove_snapshot_copies(snap_dir: &std::path::Path) -> std::io::Result<()> {
+    for ent in std::fs::read_dir(snap_dir)? {
+        let ent = ent?;
+        if ent
+            .file_name()
+            .to_string_lossy()
+            .starts_with(SNAPSHOT_COPY_PREFIX)
+        {
+            std::fs::remove_file(ent.path())?;
+        }
+    }
+    Ok(())
+}
+
 /// Numbers the snapshot files of this process.
 static SNAPSHOTS: AtomicU64 = AtomicU64::new(0);
 
@@ -119,7 +137,7 @@ impl Maintenance for MaintenanceService {
             .map_err(EtcdError::from)?;
         let s = &self.server;
         Ok(Response::new(HashKvResponse {
-            header: Some(s.header(s.store.current_revision())),
+            header: Some(s.header(hashed.revision)),
             hash: hashed.hash,
             compact_revision: hashed.compact_revision,
         }))
@@ -134,11 +152,10 @@ impl Maintenance for MaintenanceService {
     ) -> Result<Response<Self::SnapshotStream>, Status> {
         let s = self.server.clone();
         let n = SNAPSHOTS.fetch_add(1, Ordering::Relaxed);
-        let path = s
-            .data_dir()
-            .join("member")
-            .join("snap")
-            .join(format!("client-snapshot-{}-{n}.tmp", std::process::id()));
+        let path = s.data_dir().join("member").join("snap").join(format!(
+            "{SNAPSHOT_COPY_PREFIX}{}-{n}.tmp",
+            std::process::id()
+        ));
         let (tx, rx) = mpsc::channel(8);
         tokio::task::spawn_blocking(move || {
             let header = s.header(s.store.current_revision());
@@ -216,7 +233,7 @@ fn stream_file(
     use sha2::Digest;
     let mut f = std::fs::File::open(path)?;
     let mut sha = sha2::Sha256::new();
-    let mut left = size + 32;
+    let mut left = size;
     let mut buf = vec![0; SNAPSHOT_CHUNK_BYTES];
     loop {
         let n = f.read(&mut buf)?;

@@ -24,7 +24,9 @@ impl KvStore {
     /// [`MvccError::FutureRev`] past the current revision,
     /// [`MvccError::Compacted`] below the compaction revision.
     pub fn hash_kv(&self, rev: i64) -> Result<KvHash, MvccError> {
-        let rtx = self.backend().read()?;
+        // The revisions are published after their commit, so a read begun
+        // after reading them holds everything up to `current`; a compaction
+        // that lands in between is caught by the second look.
         let current = self.current_revision();
         let compact_revision = self.compact_revision();
         let revision = if rev <= 0 { current } else { rev };
@@ -33,6 +35,10 @@ impl KvStore {
         }
         if revision < compact_revision {
             return Err(MvccError::Compacted);
+        }
+        let rtx = self.backend().read()?;
+        if self.compact_revision() != compact_revision {
+            return self.hash_kv(rev);
         }
         let table = rtx.open_table(KEY_TABLE)?;
         let upper = Revision::new(revision + 1, 0).to_key(false);
