@@ -152,6 +152,25 @@ impl Printer {
         let _ = o.flush();
     }
 
+    /// Prints `r` in a format of a command without a table: simple, json
+    /// and fields made on demand, protobuf as the message itself.
+    fn no_table<M: Message>(
+        &self,
+        r: &M,
+        simple: impl FnOnce() -> String,
+        json: impl FnOnce() -> serde_json::Value,
+        fields: impl FnOnce() -> String,
+    ) -> Result<(), CtlError> {
+        match self.format {
+            Format::Simple => out(&simple()),
+            Format::Json => json_line(json()),
+            Format::Fields => out(&fields()),
+            Format::Protobuf => self.proto(r),
+            Format::Table => return Err(self.unsupported()),
+        }
+        Ok(())
+    }
+
     fn kv_text(&self, kv: &KeyValue) -> String {
         let (k, v) = if self.hex {
             (hex_escaped(&kv.key), hex_escaped(&kv.value))
@@ -170,14 +189,12 @@ impl Printer {
 
     /// The response of `put`.
     pub fn put(&self, r: &PutResponse) -> Result<(), CtlError> {
-        match self.format {
-            Format::Simple => out(&self.put_simple(r)),
-            Format::Json => json_line(json::put(r).value()),
-            Format::Fields => out(&fields::put(r)),
-            Format::Protobuf => self.proto(r),
-            Format::Table => return Err(self.unsupported()),
-        }
-        Ok(())
+        self.no_table(
+            r,
+            || self.put_simple(r),
+            || json::put(r).value(),
+            || fields::put(r),
+        )
     }
 
     fn put_simple(&self, r: &PutResponse) -> String {
@@ -190,14 +207,12 @@ impl Printer {
 
     /// The response of `get`.
     pub fn get(&self, r: &RangeResponse) -> Result<(), CtlError> {
-        match self.format {
-            Format::Simple => out(&self.get_simple(r)),
-            Format::Json => json_line(json::range(r).value()),
-            Format::Fields => out(&fields::range(r)),
-            Format::Protobuf => self.proto(r),
-            Format::Table => return Err(self.unsupported()),
-        }
-        Ok(())
+        self.no_table(
+            r,
+            || self.get_simple(r),
+            || json::range(r).value(),
+            || fields::range(r),
+        )
     }
 
     fn get_simple(&self, r: &RangeResponse) -> String {
@@ -206,14 +221,12 @@ impl Printer {
 
     /// The response of `del`.
     pub fn del(&self, r: &DeleteRangeResponse) -> Result<(), CtlError> {
-        match self.format {
-            Format::Simple => out(&self.del_simple(r)),
-            Format::Json => json_line(json::delete_range(r).value()),
-            Format::Fields => out(&fields::delete_range(r)),
-            Format::Protobuf => self.proto(r),
-            Format::Table => return Err(self.unsupported()),
-        }
-        Ok(())
+        self.no_table(
+            r,
+            || self.del_simple(r),
+            || json::delete_range(r).value(),
+            || fields::delete_range(r),
+        )
     }
 
     fn del_simple(&self, r: &DeleteRangeResponse) -> String {
@@ -226,14 +239,12 @@ impl Printer {
 
     /// The response of `txn`.
     pub fn txn(&self, r: &TxnResponse) -> Result<(), CtlError> {
-        match self.format {
-            Format::Simple => out(&self.txn_simple(r)),
-            Format::Json => json_line(json::txn(r).value()),
-            Format::Fields => out(&fields::txn(r)),
-            Format::Protobuf => self.proto(r),
-            Format::Table => return Err(self.unsupported()),
-        }
-        Ok(())
+        self.no_table(
+            r,
+            || self.txn_simple(r),
+            || json::txn(r).value(),
+            || fields::txn(r),
+        )
     }
 
     fn txn_simple(&self, r: &TxnResponse) -> String {
