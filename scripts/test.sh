@@ -38,5 +38,5 @@ cargo build --workspace --bins
 timeout 3000 cargo test --workspace
 # The etcdctl-driven tests once more, with our etcdctl standing in for the
 # Go one: everything they assert of its output must hold for ours too.
-ETCDCTL_BIN="$PWD/target/debug/etcdctl" timeout 900 \
+ETCDCTL_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/etcdctl" timeout 900 \
     cargo test -p etcd-rs-tests --test etcdctl_kv --test watch --test lease

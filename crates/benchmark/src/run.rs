@@ -1,0 +1,447 @@
+//! The subcommands: each builds its requests and hands one closure to
+//! [`drive`], which runs `--clients` loops over the connections, paces them
+//! by `--rate`, and collects latencies for the report.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use api::etcdserverpb::request_op::Request as Op;
+use api::etcdserverpb::watch_request::RequestUnion;
+use api::etcdserverpb::{
+    LeaseGrantRequest, LeaseKeepAliveRequest, PutRequest, RangeRequest, RequestOp, StatusRequest,
+    TxnRequest, WatchCreateRequest, WatchRequest,
+};
+use clap::Args;
+use client::{Client, ConnectOptions};
+use rand::Rng;
+
+use crate::report::{render, Results};
+use crate::Global;
+
+/// `put` flags.
+#[derive(Args, Debug)]
+pub struct PutArgs {
+    /// Total number of put requests
+    #[arg(long, default_value_t = 10000)]
+    total: u64,
+    /// Key size of put request
+    #[arg(long, default_value_t = 8)]
+    key_size: usize,
+    /// Value size of put request
+    #[arg(long, default_value_t = 8)]
+    val_size: usize,
+    /// Use sequential keys
+    #[arg(long, default_value_t = false)]
+    sequential_keys: bool,
+    /// Maximum possible keys
+    #[arg(long, default_value_t = 1)]
+    key_space_size: u64,
+    /// Maximum puts per second (0 is no limit)
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+}
+
+/// `range` flags and arguments.
+#[derive(Args, Debug)]
+pub struct RangeArgs {
+    /// key [end-range]
+    #[arg(required = true, num_args = 1..=2)]
+    args: Vec<String>,
+    /// Linearizable(l) or Serializable(s)
+    #[arg(long, default_value = "l")]
+    consistency: String,
+    /// Total number of range requests
+    #[arg(long, default_value_t = 10000)]
+    total: u64,
+    /// Maximum range requests per second (0 is no limit)
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// Maximum number of results
+    #[arg(long, default_value_t = 0)]
+    limit: i64,
+    /// Only returns the count of keys
+    #[arg(long, default_value_t = false)]
+    count_only: bool,
+}
+
+/// `txn-put` flags.
+#[derive(Args, Debug)]
+pub struct TxnPutArgs {
+    /// Total number of txn requests
+    #[arg(long, default_value_t = 10000)]
+    total: u64,
+    /// Key size of txn put
+    #[arg(long, default_value_t = 8)]
+    key_size: usize,
+    /// Value size of txn put
+    #[arg(long, default_value_t = 8)]
+    val_size: usize,
+    /// Number of puts per txn
+    #[arg(long, default_value_t = 1)]
+    txn_ops: usize,
+    /// Maximum possible keys
+    #[arg(long, default_value_t = 1)]
+    key_space_size: u64,
+    /// Maximum txns per second (0 is no limit)
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+}
+
+/// `lease-keepalive` flags.
+#[derive(Args, Debug)]
+pub struct LeaseArgs {
+    /// Total number of lease keepalive requests
+    #[arg(long, default_value_t = 10000)]
+    total: u64,
+}
+
+/// `watch-latency` flags.
+#[derive(Args, Debug)]
+pub struct WatchLatencyArgs {
+    /// Total number of put requests
+    #[arg(long, default_value_t = 1000)]
+    put_total: u64,
+    /// Number of keys to put per second
+    #[arg(long, default_value_t = 100)]
+    put_rate: u64,
+    /// Total watch streams
+    #[arg(long, default_value_t = 10)]
+    streams: usize,
+    /// Total watchers per stream
+    #[arg(long, default_value_t = 10)]
+    watchers_per_stream: usize,
+    /// Value size of put request
+    #[arg(long, default_value_t = 32)]
+    val_size: usize,
+}
+
+/// `--conns` connections, spread over the endpoints (only the leader's
+/// with `--target-leader`).
+async fn connections(g: &Global) -> Result<Vec<Client>, String> {
+    let opts = ConnectOptions {
+        dial_timeout: if g.dial_timeout.is_zero() {
+            Duration::from_secs(5)
+        } else {
+            g.dial_timeout
+        },
+        ..ConnectOptions::default()
+    };
+    let mut endpoints = g.endpoints.clone();
+    if g.target_leader {
+        let mut leader = None;
+        for ep in &g.endpoints {
+            let c = Client::connect(std::slice::from_ref(ep), &opts)
+                .await
+                .map_err(|e| format!("{ep}: {e}"))?;
+            let st = c
+                .maintenance()
+                .status(StatusRequest {})
+                .await
+                .map_err(|e| e.message().to_string())?
+                .into_inner();
+            if st.header.as_ref().map(|h| h.member_id) == Some(st.leader) {
+                leader = Some(ep.clone());
+                break;
+            }
+        }
+        endpoints = vec![leader.ok_or("no leader among the endpoints")?];
+    }
+    let mut conns = Vec::new();
+    for i in 0..g.conns.max(1) {
+        let ep = &endpoints[i % endpoints.len()];
+        let c = Client::connect(std::slice::from_ref(ep), &opts)
+            .await
+            .map_err(|e| format!("{ep}: {e}"))?;
+        conns.push(c);
+    }
+    Ok(conns)
+}
+
+/// Runs request numbers `0..total` on `--clients` loops (loop i on
+/// connection i mod conns), at most `rate` per second overall when
+/// non-zero; returns the report.
+async fn drive<F, Fut>(g: &Global, total: u64, rate: u64, op: F) -> Result<String, String>
+where
+    F: Fn(Client, u64) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), tonic::Status>> + Send,
+{
+    let conns = connections(g).await?;
+    let next = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..g.clients.max(1) {
+        let conn = conns[i % conns.len()].clone();
+        let next = next.clone();
+        let op = op.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut results = Results::default();
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= total {
+                    return results;
+                }
+                if rate > 0 {
+                    let due = start + Duration::from_secs_f64(n as f64 / rate as f64);
+                    tokio::time::sleep_until(due.into()).await;
+                }
+                let t = Instant::now();
+                let r = op(conn.clone(), n).await;
+                results.record(t.elapsed(), r.err().map(|s| s.message().to_string()));
+            }
+        }));
+    }
+    let mut all = Results::default();
+    for t in tasks {
+        all.merge(t.await.map_err(|e| e.to_string())?);
+    }
+    Ok(render(&all, start.elapsed(), g.precise))
+}
+
+/// A key of `size` bytes holding `n` as a zig-zag varint (etcd's
+/// benchmark encodes key numbers the same way).
+fn key_of(n: u64, size: usize) -> Vec<u8> {
+    let mut k = vec![0u8; size.max(1)];
+    let mut v = ((n as i64) << 1 ^ ((n as i64) >> 63)) as u64;
+    let mut i = 0;
+    while i < k.len() {
+        let low = (v & 0x7f) as u8;
+        v >>= 7;
+        k[i] = if v == 0 { low } else { low | 0x80 };
+        i += 1;
+        if v == 0 {
+            break;
+        }
+    }
+    k
+}
+
+/// Request `n`'s key number: `n` in turn with `sequential`, else random;
+/// both below `space`.
+fn key_number(n: u64, space: u64, sequential: bool) -> u64 {
+    let space = space.max(1);
+    if sequential {
+        n % space
+    } else {
+        rand::thread_rng().gen_range(0..space)
+    }
+}
+
+fn random_bytes(n: usize) -> Vec<u8> {
+    let mut v = vec![0u8; n];
+    rand::thread_rng().fill(v.as_mut_slice());
+    v
+}
+
+/// `put`.
+pub async fn put(g: &Global, a: &PutArgs) -> Result<String, String> {
+    let value = Arc::new(random_bytes(a.val_size));
+    let (size, space, seq) = (a.key_size, a.key_space_size, a.sequential_keys);
+    drive(g, a.total, a.rate, move |c, n| {
+        let req = PutRequest {
+            key: key_of(key_number(n, space, seq), size),
+            value: value.to_vec(),
+            ..Default::default()
+        };
+        async move { c.kv().put(req).await.map(|_| ()) }
+    })
+    .await
+}
+
+/// `range`.
+pub async fn range(g: &Global, a: &RangeArgs) -> Result<String, String> {
+    let serializable = match a.consistency.as_str() {
+        "l" => false,
+        "s" => true,
+        other => return Err(format!("unknown consistency {other:?} (l or s)")),
+    };
+    let req = RangeRequest {
+        key: a.args[0].clone().into_bytes(),
+        range_end: a
+            .args
+            .get(1)
+            .map(|e| e.clone().into_bytes())
+            .unwrap_or_default(),
+        limit: a.limit,
+        serializable,
+        count_only: a.count_only,
+        ..Default::default()
+    };
+    drive(g, a.total, a.rate, move |c, _| {
+        let req = req.clone();
+        async move { c.kv().range(req).await.map(|_| ()) }
+    })
+    .await
+}
+
+/// `txn-put`.
+pub async fn txn_put(g: &Global, a: &TxnPutArgs) -> Result<String, String> {
+    let value = Arc::new(random_bytes(a.val_size));
+    let (size, space, ops) = (a.key_size, a.key_space_size, a.txn_ops.max(1));
+    drive(g, a.total, a.rate, move |c, n| {
+        let success = (0..ops)
+            .map(|_| RequestOp {
+                request: Some(Op::RequestPut(PutRequest {
+                    key: key_of(key_number(n, space, false), size),
+                    value: value.to_vec(),
+                    ..Default::default()
+                })),
+            })
+            .collect();
+        let req = TxnRequest {
+            success,
+            ..Default::default()
+        };
+        async move { c.kv().txn(req).await.map(|_| ()) }
+    })
+    .await
+}
+
+/// `lease-keepalive`: one lease per connection, each request one
+/// keep-alive (a new stream, as clientv3's KeepAliveOnce).
+pub async fn lease_keepalive(g: &Global, a: &LeaseArgs) -> Result<String, String> {
+    let conns = connections(g).await?;
+    let mut leases = HashMap::new();
+    for c in &conns {
+        let id = c
+            .lease()
+            .lease_grant(LeaseGrantRequest { ttl: 100, id: 0 })
+            .await
+            .map_err(|e| e.message().to_string())?
+            .into_inner()
+            .id;
+        leases.insert(c.endpoint_name().to_string(), id);
+    }
+    let leases = Arc::new(leases);
+    drive(g, a.total, 0, move |c, _| {
+        let id = leases.get(c.endpoint_name()).copied().unwrap_or(0);
+        async move {
+            let mut replies = c
+                .lease()
+                .lease_keep_alive(tokio_stream::iter([LeaseKeepAliveRequest { id }]))
+                .await?
+                .into_inner();
+            match replies.message().await? {
+                Some(r) if r.ttl > 0 => Ok(()),
+                _ => Err(tonic::Status::not_found(
+                    "etcdserver: requested lease not found",
+                )),
+            }
+        }
+    })
+    .await
+}
+
+/// `watch-latency`: `--streams` streams of `--watchers-per-stream`
+/// watchers on one key, then `--put-total` puts at `--put-rate`; each
+/// watcher's latency is from a put's start to its event.
+pub async fn watch_latency(g: &Global, a: &WatchLatencyArgs) -> Result<String, String> {
+    let conns = connections(g).await?;
+    let key = b"watch-latency-key".to_vec();
+    let sent: Arc<Mutex<HashMap<u64, Instant>>> = Arc::default();
+    let expected = a.put_total * (a.streams * a.watchers_per_stream) as u64;
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<Duration>();
+    let mut ready = Vec::new();
+    for s in 0..a.streams {
+        let c = conns[s % conns.len()].clone();
+        let reqs: Vec<WatchRequest> = (0..a.watchers_per_stream)
+            .map(|_| WatchRequest {
+                request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
+                    key: key.clone(),
+                    ..Default::default()
+                })),
+            })
+            .collect();
+        let (tx, rx) = tokio::sync::mpsc::channel(reqs.len().max(1));
+        for r in reqs {
+            let _ = tx.send(r).await;
+        }
+        let mut stream = c
+            .watch()
+            .watch(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+            .map_err(|e| e.message().to_string())?
+            .into_inner();
+        let (created_tx, created_rx) = tokio::sync::oneshot::channel();
+        let sent = sent.clone();
+        let done = done_tx.clone();
+        let watchers = a.watchers_per_stream;
+        tokio::spawn(async move {
+            let _keep_open = tx;
+            let mut created = 0;
+            let mut created_tx = Some(created_tx);
+            while let Ok(Some(resp)) = stream.message().await {
+                if resp.created {
+                    created += 1;
+                    if created == watchers {
+                        if let Some(t) = created_tx.take() {
+                            let _ = t.send(());
+                        }
+                    }
+                }
+                for ev in resp.events {
+                    let value = ev.kv.map(|kv| kv.value).unwrap_or_default();
+                    let n = u64::from_be_bytes(value[..8].try_into().unwrap_or([0; 8]));
+                    if let Some(at) = sent.lock().expect("sent lock").get(&n) {
+                        let _ = done.send(at.elapsed());
+                    }
+                }
+            }
+        });
+        ready.push(created_rx);
+    }
+    for r in ready {
+        r.await
+            .map_err(|_| "a watch stream closed before its watchers were created")?;
+    }
+    let start = Instant::now();
+    let filler = random_bytes(a.val_size.saturating_sub(8));
+    for n in 0..a.put_total {
+        let due = start + Duration::from_secs_f64(n as f64 / a.put_rate.max(1) as f64);
+        tokio::time::sleep_until(due.into()).await;
+        let mut value = n.to_be_bytes().to_vec();
+        value.extend_from_slice(&filler);
+        sent.lock().expect("sent lock").insert(n, Instant::now());
+        conns[0]
+            .kv()
+            .put(PutRequest {
+                key: key.clone(),
+                value,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| e.message().to_string())?;
+    }
+    let mut results = Results::default();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while (results.latencies.len() as u64) < expected {
+        match tokio::time::timeout_at(deadline, done_rx.recv()).await {
+            Ok(Some(d)) => results.record(d, None),
+            _ => break,
+        }
+    }
+    let missing = expected - results.latencies.len() as u64;
+    if missing > 0 {
+        results
+            .errors
+            .insert("events not received within 30s".into(), missing as usize);
+    }
+    Ok(render(&results, start.elapsed(), g.precise))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_zigzag_varints_padded_to_size() {
+        assert_eq!(key_of(0, 4), vec![0, 0, 0, 0]);
+        assert_eq!(key_of(1, 4), vec![2, 0, 0, 0]);
+        assert_eq!(key_of(64, 4), vec![0x80, 0x01, 0, 0]);
+        assert_eq!(key_of(5, 1), vec![10]);
+        assert_eq!(key_number(7, 5, true), 2);
+        assert!(key_number(7, 5, false) < 5);
+    }
+}
