@@ -281,10 +281,11 @@ pub async fn txn_put(g: &Global, a: &TxnPutArgs) -> Result<String, String> {
     let value = Arc::new(random_bytes(a.val_size));
     let (size, space, ops) = (a.key_size, a.key_space_size, a.txn_ops.max(1));
     drive(g, a.total, a.rate, move |c, n| {
-        let success = (0..ops)
-            .map(|_| RequestOp {
+        // Sequential keys, `ops` per request, as etcd's txn-put.
+        let success = (0..ops as u64)
+            .map(|j| RequestOp {
                 request: Some(Op::RequestPut(PutRequest {
-                    key: key_of(key_number(n, space, false), size),
+                    key: key_of(key_number(n * ops as u64 + j, space, true), size),
                     value: value.to_vec(),
                     ..Default::default()
                 })),

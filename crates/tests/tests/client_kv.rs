@@ -852,3 +852,40 @@ async fn invalid_requests_change_nothing() {
     })
     .await
 }
+
+/// Many concurrent linearizable reads through every member of a healthy
+/// 3-member cluster all succeed: a ReadIndex round lost between a follower
+/// and the leader is sent again instead of failing its readers with
+/// "request timed out".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_linearizable_reads_on_followers_all_succeed() {
+    within(Duration::from_secs(120), async {
+        let c = TestCluster::start(3).await;
+        let mut client = Client::connect([c.endpoint()], None).await.unwrap();
+        client.put("r", "1", None).await.unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..60 {
+            let ep = c.member(i % 3).endpoint();
+            tasks.push(tokio::spawn(async move {
+                let mut cl = Client::connect([ep], None).await.unwrap();
+                for _ in 0..40 {
+                    let got = cl.get("r", None).await.map_err(|e| e.to_string())?;
+                    assert_eq!(got.kvs()[0].value(), b"1");
+                }
+                Ok::<_, String>(())
+            }));
+        }
+        let mut failures = Vec::new();
+        for t in tasks {
+            if let Err(e) = t.await.unwrap() {
+                failures.push(e);
+            }
+        }
+        assert!(
+            failures.is_empty(),
+            "{} readers failed: {failures:?}",
+            failures.len()
+        );
+    })
+    .await
+}

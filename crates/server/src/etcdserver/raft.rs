@@ -112,9 +112,16 @@ pub enum ApplyItem {
 
 struct Reads {
     pending: Vec<oneshot::Sender<u64>>,
-    inflight: HashMap<u64, Vec<oneshot::Sender<u64>>>,
+    /// ReadIndex rounds sent and not answered yet: when each was (last)
+    /// sent, and its waiters.
+    inflight: HashMap<u64, (Instant, Vec<oneshot::Sender<u64>>)>,
     next_ctx: u64,
 }
+
+/// How long a ReadIndex round may go unanswered before it is sent again:
+/// raft does not retransmit a ReadIndex (or its answer) lost on the way to
+/// or from the leader (etcd's `readIndexRetryTime`).
+const READ_INDEX_RETRY: Duration = Duration::from_millis(500);
 
 fn to_wal_hs(hs: &RaftHardState) -> HardState {
     HardState {
@@ -175,7 +182,13 @@ impl RaftLoop {
                 self.raw.read_index(ctx.to_be_bytes().to_vec());
                 reads
                     .inflight
-                    .insert(ctx, std::mem::take(&mut reads.pending));
+                    .insert(ctx, (now, std::mem::take(&mut reads.pending)));
+            }
+            for (ctx, (sent, _)) in reads.inflight.iter_mut() {
+                if now.duration_since(*sent) >= READ_INDEX_RETRY {
+                    *sent = now;
+                    self.raw.read_index(ctx.to_be_bytes().to_vec());
+                }
             }
             if let Err(e) = self.advance_applied() {
                 super::fatal("failed to save a snapshot", &e);
@@ -338,7 +351,7 @@ impl RaftLoop {
         }
         for rs in rd.take_read_states() {
             let ctx = rs.request_ctx.as_slice().try_into().map(u64::from_be_bytes);
-            if let Some(waiters) = ctx.ok().and_then(|c| reads.inflight.remove(&c)) {
+            if let Some((_, waiters)) = ctx.ok().and_then(|c| reads.inflight.remove(&c)) {
                 for w in waiters {
                     let _ = w.send(rs.index);
                 }
