@@ -29,6 +29,18 @@ pub fn etcdctl_with(
     args: &[&str],
     stdin: Option<&str>,
 ) -> Output {
+    etcdctl_within(bin, endpoints, args, stdin, PROCESS_LIMIT)
+}
+
+/// The same, for a command that runs long (`check perf`: 60 s), killed
+/// after `limit`.
+pub fn etcdctl_within(
+    bin: &std::path::Path,
+    endpoints: &[String],
+    args: &[&str],
+    stdin: Option<&str>,
+    limit: Duration,
+) -> Output {
     let mut cmd = Command::new(bin);
     for (k, _) in std::env::vars_os() {
         if k.to_string_lossy().starts_with("ETCDCTL_") {
@@ -40,7 +52,7 @@ pub fn etcdctl_with(
         .arg("--dial-timeout=5s")
         .arg("--command-timeout=15s")
         .args(args);
-    run(cmd, stdin.map(str::as_bytes), PROCESS_LIMIT)
+    run(cmd, stdin.map(str::as_bytes), limit)
 }
 
 /// Runs `<bin> --endpoints=<endpoint> watch <args>` until it printed

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use etcd_rs_tests::bins::{etcdctl_bin, our_etcdctl_bin};
-use etcd_rs_tests::etcdctl::{etcdctl_with, watch_lines};
+use etcd_rs_tests::etcdctl::{etcdctl_with, etcdctl_within, watch_lines};
 use etcd_rs_tests::{within, Output, TestCluster};
 use regex::Regex;
 
@@ -377,6 +377,43 @@ async fn both_etcdctls_fail_over_to_a_live_endpoint() {
                 "{out}"
             );
         }
+    })
+    .await
+}
+
+/// `check perf` (60 s of load each): both etcdctls give the same verdict
+/// lines (numbers masked; Go's progress bar left out) and leave no keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_perf_gives_the_same_verdict() {
+    within(LIMIT, async {
+        let c = TestCluster::start(1).await;
+        let ep = [c.member(0).endpoint()];
+        let numbers = Regex::new(r"\d+(\.\d+)?").unwrap();
+        let mut verdicts = Vec::new();
+        for bin in [etcdctl_bin(), our_etcdctl_bin()] {
+            let args = ["check", "perf", "--load=s"];
+            let out = etcdctl_within(&bin, &ep, &args, None, Duration::from_secs(120));
+            let lines: Vec<String> = out
+                .stdout
+                .split(['\n', '\r'])
+                .filter(|l| l.starts_with("PASS") || l.starts_with("FAIL") || l.contains("too"))
+                .map(|l| numbers.replace_all(l, "#").into_owned())
+                .collect();
+            verdicts.push((out.code, lines));
+            let left = etcdctl_with(
+                &bin,
+                &ep,
+                &["get", "/etcdctl-check-perf/", "--prefix", "--keys-only"],
+                None,
+            );
+            left.expect_stdout("");
+        }
+        assert_eq!(verdicts[1], verdicts[0], "ours vs Go");
+        assert_eq!(
+            verdicts[0].1.last().map(String::as_str),
+            Some("PASS"),
+            "{verdicts:?}"
+        );
     })
     .await
 }

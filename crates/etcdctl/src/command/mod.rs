@@ -1,8 +1,9 @@
 //! The commands: clap definitions (etcdctl's names, flags and defaults) and
 //! what each does. One module per group: `kv` (put, get, del, compaction),
-//! `txn`, `watch`, `lease`, `cluster` (member, endpoint, move-leader) and
-//! `maintenance` (alarm, defrag, snapshot, version).
+//! `txn`, `watch`, `lease`, `cluster` (member, endpoint, move-leader),
+//! `maintenance` (alarm, defrag, snapshot, version) and `check` (perf).
 
+mod check;
 mod cluster;
 mod kv;
 mod lease;
@@ -51,6 +52,9 @@ pub enum Command {
     Snapshot(maintenance::SnapshotCommand),
     /// Prints the version of etcdctl
     Version,
+    /// commands for checking properties of the etcd cluster
+    #[command(subcommand)]
+    Check(check::CheckCommand),
 }
 
 impl Command {
@@ -70,6 +74,7 @@ impl Command {
             Command::Alarm(c) => maintenance::alarm(g, c).await,
             Command::Defrag(a) => maintenance::defrag(g, a).await,
             Command::Snapshot(c) => maintenance::snapshot(g, c).await,
+            Command::Check(c) => check::run(g, c).await,
             Command::Version => {
                 maintenance::version();
                 Ok(())
