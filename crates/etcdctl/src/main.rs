@@ -34,7 +34,9 @@ struct Cli {
 }
 
 fn main() {
-    let argv = match command::split_watch_exec(std::env::args().collect()) {
+    // Arguments that are not UTF-8 are taken lossily rather than refused.
+    let args = std::env::args_os().map(|a| a.to_string_lossy().into_owned());
+    let argv = match command::split_watch_exec(args.collect()) {
         Ok(argv) => argv,
         Err(e) => e.exit(),
     };

@@ -43,13 +43,14 @@ impl PutArgs {
                     "put command needs only 1 argument when 'ignore-value' is set",
                 ));
             }
-            String::new()
+            Vec::new()
         } else if let Some(v) = self.args.get(1) {
-            v.clone()
+            v.clone().into_bytes()
         } else {
-            let mut v = String::new();
+            // The whole of stdin, as bytes (values may be binary).
+            let mut v = Vec::new();
             if stdin {
-                let _ = std::io::stdin().read_to_string(&mut v);
+                let _ = std::io::stdin().read_to_end(&mut v);
             }
             if v.is_empty() {
                 return Err(CtlError::bad_args(needs));
@@ -64,7 +65,7 @@ impl PutArgs {
         })?;
         Ok(PutRequest {
             key: key.clone().into_bytes(),
-            value: value.into_bytes(),
+            value,
             lease,
             prev_kv: self.prev_kv,
             ignore_value: self.ignore_value,

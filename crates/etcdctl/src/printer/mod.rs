@@ -90,15 +90,16 @@ pub struct Printer {
     pub value_only: bool,
 }
 
-/// Writes `text` to standard output.
-fn out(text: &str) {
+/// Writes `text` (keys and values as raw bytes, like etcdctl) to
+/// standard output.
+fn out(text: impl AsRef<[u8]>) {
     let mut o = std::io::stdout().lock();
-    let _ = o.write_all(text.as_bytes());
+    let _ = o.write_all(text.as_ref());
     let _ = o.flush();
 }
 
 fn json_line(v: serde_json::Value) {
-    out(&format!("{v}\n"));
+    out(format!("{v}\n"));
 }
 
 /// `ab` -> `\x61\x62`, as `--hex` prints bytes.
@@ -157,34 +158,39 @@ impl Printer {
     fn no_table<M: Message>(
         &self,
         r: &M,
-        simple: impl FnOnce() -> String,
+        simple: impl FnOnce() -> Vec<u8>,
         json: impl FnOnce() -> serde_json::Value,
         fields: impl FnOnce() -> String,
     ) -> Result<(), CtlError> {
         match self.format {
-            Format::Simple => out(&simple()),
+            Format::Simple => out(simple()),
             Format::Json => json_line(json()),
-            Format::Fields => out(&fields()),
+            Format::Fields => out(fields()),
             Format::Protobuf => self.proto(r),
             Format::Table => return Err(self.unsupported()),
         }
         Ok(())
     }
 
-    fn kv_text(&self, kv: &KeyValue) -> String {
+    /// A key-value's lines: the key (unless `--print-value-only`), then
+    /// the value; raw bytes, or `\xNN` escapes with `--hex`.
+    fn kv_text(&self, kv: &KeyValue) -> Vec<u8> {
         let (k, v) = if self.hex {
-            (hex_escaped(&kv.key), hex_escaped(&kv.value))
-        } else {
             (
-                String::from_utf8_lossy(&kv.key).into_owned(),
-                String::from_utf8_lossy(&kv.value).into_owned(),
+                hex_escaped(&kv.key).into_bytes(),
+                hex_escaped(&kv.value).into_bytes(),
             )
-        };
-        if self.value_only {
-            format!("{v}\n")
         } else {
-            format!("{k}\n{v}\n")
+            (kv.key.clone(), kv.value.clone())
+        };
+        let mut s = Vec::with_capacity(k.len() + v.len() + 2);
+        if !self.value_only {
+            s.extend_from_slice(&k);
+            s.push(b'\n');
         }
+        s.extend_from_slice(&v);
+        s.push(b'\n');
+        s
     }
 
     /// The response of `put`.
@@ -197,10 +203,10 @@ impl Printer {
         )
     }
 
-    fn put_simple(&self, r: &PutResponse) -> String {
-        let mut s = "OK\n".to_string();
+    fn put_simple(&self, r: &PutResponse) -> Vec<u8> {
+        let mut s = b"OK\n".to_vec();
         if let Some(kv) = &r.prev_kv {
-            s += &self.kv_text(kv);
+            s.extend(self.kv_text(kv));
         }
         s
     }
@@ -215,8 +221,8 @@ impl Printer {
         )
     }
 
-    fn get_simple(&self, r: &RangeResponse) -> String {
-        r.kvs.iter().map(|kv| self.kv_text(kv)).collect()
+    fn get_simple(&self, r: &RangeResponse) -> Vec<u8> {
+        r.kvs.iter().flat_map(|kv| self.kv_text(kv)).collect()
     }
 
     /// The response of `del`.
@@ -229,10 +235,10 @@ impl Printer {
         )
     }
 
-    fn del_simple(&self, r: &DeleteRangeResponse) -> String {
-        let mut s = format!("{}\n", r.deleted);
+    fn del_simple(&self, r: &DeleteRangeResponse) -> Vec<u8> {
+        let mut s = format!("{}\n", r.deleted).into_bytes();
         for kv in &r.prev_kvs {
-            s += &self.kv_text(kv);
+            s.extend(self.kv_text(kv));
         }
         s
     }
@@ -247,29 +253,28 @@ impl Printer {
         )
     }
 
-    fn txn_simple(&self, r: &TxnResponse) -> String {
+    fn txn_simple(&self, r: &TxnResponse) -> Vec<u8> {
         let mut s = if r.succeeded {
-            "SUCCESS\n"
+            b"SUCCESS\n".to_vec()
         } else {
-            "FAILURE\n"
-        }
-        .to_string();
+            b"FAILURE\n".to_vec()
+        };
         for op in &r.responses {
-            s += "\n";
-            match &op.response {
-                Some(response_op::Response::ResponseRange(g)) => s += &self.get_simple(g),
-                Some(response_op::Response::ResponsePut(p)) => s += &self.put_simple(p),
-                Some(response_op::Response::ResponseDeleteRange(d)) => s += &self.del_simple(d),
-                Some(response_op::Response::ResponseTxn(t)) => s += &self.txn_simple(t),
-                None => s += "unexpected response\n",
-            }
+            s.push(b'\n');
+            s.extend(match &op.response {
+                Some(response_op::Response::ResponseRange(g)) => self.get_simple(g),
+                Some(response_op::Response::ResponsePut(p)) => self.put_simple(p),
+                Some(response_op::Response::ResponseDeleteRange(d)) => self.del_simple(d),
+                Some(response_op::Response::ResponseTxn(t)) => self.txn_simple(t),
+                None => b"unexpected response\n".to_vec(),
+            });
         }
         s
     }
 
     /// `compacted revision N`, whatever the format (as etcdctl prints it).
     pub fn compact(&self, rev: i64) {
-        out(&format!("compacted revision {rev}\n"));
+        out(format!("compacted revision {rev}\n"));
     }
 
     /// `Leadership transferred from <leader> to <target>`.
@@ -280,7 +285,7 @@ impl Printer {
         r: &MoveLeaderResponse,
     ) -> Result<(), CtlError> {
         match self.format {
-            Format::Simple => out(&format!(
+            Format::Simple => out(format!(
                 "Leadership transferred from {} to {}\n",
                 id_hex(leader),
                 id_hex(target)
@@ -297,15 +302,15 @@ impl Printer {
     pub fn watch(&self, r: &WatchResponse) -> Result<(), CtlError> {
         match self.format {
             Format::Simple => {
-                let mut s = String::new();
+                let mut s = Vec::new();
                 for e in &r.events {
-                    s += if e.r#type == 1 { "DELETE\n" } else { "PUT\n" };
+                    s.extend_from_slice(if e.r#type == 1 { b"DELETE\n" } else { b"PUT\n" });
                     if let Some(p) = &e.prev_kv {
-                        s += &self.kv_text(p);
+                        s.extend(self.kv_text(p));
                     }
-                    s += &self.kv_text(&e.kv.clone().unwrap_or_default());
+                    s.extend(self.kv_text(&e.kv.clone().unwrap_or_default()));
                 }
-                out(&s);
+                out(s);
             }
             Format::Json => json_line(
                 Obj::new()
@@ -326,7 +331,7 @@ impl Printer {
                     .put("Created", r.created)
                     .value(),
             ),
-            Format::Fields => out(&fields::watch(r)),
+            Format::Fields => out(fields::watch(r)),
             Format::Protobuf => self.proto(r),
             Format::Table => return Err(self.unsupported()),
         }
@@ -336,7 +341,7 @@ impl Printer {
     /// `lease <id> granted with TTL(Ns)`.
     pub fn grant(&self, r: &LeaseGrantResponse) -> Result<(), CtlError> {
         match self.format {
-            Format::Simple => out(&format!(
+            Format::Simple => out(format!(
                 "lease {:016x} granted with TTL({}s)\n",
                 r.id, r.ttl
             )),
@@ -347,7 +352,7 @@ impl Printer {
                     .put("Error", r.error.as_str())
                     .value(),
             ),
-            Format::Fields => out(&format!(
+            Format::Fields => out(format!(
                 "{}\"ID\" : {}\n\"TTL\" : {}\n",
                 fields::header(&r.header),
                 r.id,
@@ -362,9 +367,9 @@ impl Printer {
     /// `lease <id> revoked`.
     pub fn revoke(&self, id: i64, r: &LeaseRevokeResponse) -> Result<(), CtlError> {
         match self.format {
-            Format::Simple => out(&format!("lease {id:016x} revoked\n")),
+            Format::Simple => out(format!("lease {id:016x} revoked\n")),
             Format::Json => json_line(Obj::new().obj("header", json::header_of(&r.header)).value()),
-            Format::Fields => out(&fields::header(&r.header)),
+            Format::Fields => out(fields::header(&r.header)),
             Format::Protobuf | Format::Table => return Err(self.unsupported()),
         }
         Ok(())
@@ -373,7 +378,7 @@ impl Printer {
     /// `lease <id> keepalived with TTL(N)`.
     pub fn keep_alive(&self, r: &LeaseKeepAliveResponse) -> Result<(), CtlError> {
         match self.format {
-            Format::Simple => out(&format!(
+            Format::Simple => out(format!(
                 "lease {:016x} keepalived with TTL({})\n",
                 r.id, r.ttl
             )),
@@ -383,7 +388,7 @@ impl Printer {
                     .put("TTL", r.ttl)
                     .value(),
             ),
-            Format::Fields => out(&format!(
+            Format::Fields => out(format!(
                 "{}\"ID\" : {}\n\"TTL\" : {}\n",
                 fields::header(&r.header),
                 r.id,
@@ -400,7 +405,7 @@ impl Printer {
         match self.format {
             Format::Simple => {
                 if r.granted_ttl == 0 && r.ttl == -1 {
-                    out(&format!("lease {:016x} already expired\n", r.id));
+                    out(format!("lease {:016x} already expired\n", r.id));
                     return Ok(());
                 }
                 let mut s = format!(
@@ -415,7 +420,7 @@ impl Printer {
                         .collect();
                     s += &format!(", attached keys([{}])", names.join(" "));
                 }
-                out(&format!("{s}\n"));
+                out(format!("{s}\n"));
             }
             Format::Json => {
                 let keys: serde_json::Value = if r.keys.is_empty() {
@@ -446,7 +451,7 @@ impl Printer {
                 for k in &r.keys {
                     s += &format!("\"Key\" : {}\n", fields::go_quote(k));
                 }
-                out(&s);
+                out(s);
             }
             Format::Protobuf => self.proto(&r.header.unwrap_or_default()),
             Format::Table => return Err(self.unsupported()),
@@ -462,7 +467,7 @@ impl Printer {
                 for l in &r.leases {
                     s += &format!("{:016x}\n", l.id);
                 }
-                out(&s);
+                out(s);
             }
             Format::Json => json_line(
                 flat_header(&r.header)
@@ -480,7 +485,7 @@ impl Printer {
                 for l in &r.leases {
                     s += &format!("\"ID\" : {}\n", l.id);
                 }
-                out(&s);
+                out(s);
             }
             Format::Protobuf => self.proto(&r.header.unwrap_or_default()),
             Format::Table => return Err(self.unsupported()),
@@ -492,8 +497,8 @@ impl Printer {
     pub fn member_list(&self, r: &MemberListResponse) -> Result<(), CtlError> {
         let rows: Vec<Vec<String>> = r.members.iter().map(member_row).collect();
         match self.format {
-            Format::Simple => out(&rows.iter().map(|r| r.join(", ") + "\n").collect::<String>()),
-            Format::Table => out(&table::render(
+            Format::Simple => out(rows.iter().map(|r| r.join(", ") + "\n").collect::<String>()),
+            Format::Table => out(table::render(
                 &[
                     "ID",
                     "STATUS",
@@ -513,7 +518,7 @@ impl Printer {
                     )
                     .value(),
             ),
-            Format::Fields => out(&fields::member_list(r)),
+            Format::Fields => out(fields::member_list(r)),
             Format::Protobuf => self.proto(r),
         }
         Ok(())
@@ -550,7 +555,7 @@ impl Printer {
                         ]
                     })
                     .collect();
-                out(&table::render(
+                out(table::render(
                     &["ENDPOINT", "HEALTH", "TOOK", "ERROR"],
                     &rows,
                 ));
@@ -578,7 +583,7 @@ impl Printer {
                         h.error
                     );
                 }
-                out(&s);
+                out(s);
             }
             Format::Protobuf => return Err(self.unsupported()),
         }
@@ -589,8 +594,8 @@ impl Printer {
     pub fn endpoint_status(&self, list: &[EndpointStatus]) -> Result<(), CtlError> {
         let rows: Vec<Vec<String>> = list.iter().map(status_row).collect();
         match self.format {
-            Format::Simple => out(&rows.iter().map(|r| r.join(", ") + "\n").collect::<String>()),
-            Format::Table => out(&table::render(
+            Format::Simple => out(rows.iter().map(|r| r.join(", ") + "\n").collect::<String>()),
+            Format::Table => out(table::render(
                 &[
                     "ENDPOINT",
                     "ID",
@@ -615,7 +620,7 @@ impl Printer {
                     })
                     .collect(),
             ),
-            Format::Fields => out(&list.iter().map(fields::endpoint_status).collect::<String>()),
+            Format::Fields => out(list.iter().map(fields::endpoint_status).collect::<String>()),
             Format::Protobuf => return Err(self.unsupported()),
         }
         Ok(())
@@ -628,8 +633,8 @@ impl Printer {
             .map(|h| vec![h.endpoint.clone(), h.hash.hash.to_string()])
             .collect();
         match self.format {
-            Format::Simple => out(&rows.iter().map(|r| r.join(", ") + "\n").collect::<String>()),
-            Format::Table => out(&table::render(&["ENDPOINT", "HASH"], &rows)),
+            Format::Simple => out(rows.iter().map(|r| r.join(", ") + "\n").collect::<String>()),
+            Format::Table => out(table::render(&["ENDPOINT", "HASH"], &rows)),
             Format::Json => json_line(
                 list.iter()
                     .map(|h| {
@@ -657,7 +662,7 @@ impl Printer {
                         h.hash.hash
                     );
                 }
-                out(&s);
+                out(s);
             }
             Format::Protobuf => return Err(self.unsupported()),
         }
@@ -672,7 +677,7 @@ impl Printer {
                 for a in &r.alarms {
                     s += &format!("memberID:{} alarm:{} \n", a.member_id, alarm_name(a.alarm));
                 }
-                out(&s);
+                out(s);
             }
             Format::Json => json_line(
                 Obj::new()
@@ -700,7 +705,7 @@ impl Printer {
                         alarm_name(a.alarm)
                     );
                 }
-                out(&s);
+                out(s);
             }
             Format::Protobuf => self.proto(r),
             Format::Table => return Err(self.unsupported()),
