@@ -140,16 +140,8 @@ async fn keep_alive_through_a_follower_and_expiry_on_every_member() {
         for m in c.members() {
             clients.push(Client::connect([m.endpoint()], None).await.unwrap());
         }
-        // Find a follower: its status names another member as leader.
-        let mut follower = 0;
-        for (i, cl) in clients.iter_mut().enumerate() {
-            let s = cl.status().await.unwrap();
-            if s.leader() != s.header().unwrap().member_id() {
-                follower = i;
-                break;
-            }
-        }
-        let cl = &mut clients[follower];
+        let (leader, _) = c.wait_for_leader(&[0, 1, 2]);
+        let cl = &mut clients[(leader + 1) % 3];
         let id = cl.lease_grant(2, None).await.unwrap().id();
         cl.put("f", "1", Some(PutOptions::new().with_lease(id)))
             .await
@@ -186,16 +178,7 @@ async fn keep_alive_through_a_follower_and_expiry_on_every_member() {
 async fn a_leader_change_expires_no_kept_lease() {
     within(LIMIT, async {
         let mut c = TestCluster::start(3).await;
-        let mut statuses = Vec::new();
-        for m in c.members() {
-            let mut cl = Client::connect([m.endpoint()], None).await.unwrap();
-            let s = cl.status().await.unwrap();
-            statuses.push((s.header().unwrap().member_id(), s.leader()));
-        }
-        let leader = statuses
-            .iter()
-            .position(|(id, l)| id == l)
-            .expect("a leader");
+        let (leader, _) = c.wait_for_leader(&[0, 1, 2]);
         let via = (leader + 1) % 3;
         let mut cl = Client::connect([c.member(via).endpoint()], None)
             .await
