@@ -258,11 +258,7 @@ impl Applier {
                 return Err(EtcdError::LeaseExist);
             }
             let ttl = self.lessor.effective_ttl(r.ttl);
-            let mut t = txn.backend_tx().open_table(LEASE_TABLE).map_err(internal)?;
-            let record = crate::lease::encode_record(ttl, 0);
-            t.insert(r.id.to_be_bytes().as_slice(), record.as_slice())
-                .map_err(internal)?;
-            drop(t);
+            put_lease_record(txn, r.id, ttl, 0)?;
             self.lessor.grant(r.id, ttl, 0);
             return Ok(Applied::LeaseGrant(LeaseGrantResponse {
                 header: Some(ResponseHeader {
@@ -295,10 +291,7 @@ impl Applier {
                     continue;
                 };
                 if self.lessor.persists_checkpoints() {
-                    let mut t = txn.backend_tx().open_table(LEASE_TABLE).map_err(internal)?;
-                    let record = crate::lease::encode_record(ttl, cp.remaining_ttl);
-                    t.insert(cp.id.to_be_bytes().as_slice(), record.as_slice())
-                        .map_err(internal)?;
+                    put_lease_record(txn, cp.id, ttl, cp.remaining_ttl)?;
                 }
             }
             return Ok(Applied::Done);
@@ -337,6 +330,21 @@ impl Applier {
         tracing::warn!("ignored a raft request of a kind etcd-rs does not apply yet");
         Ok(Applied::Done)
     }
+}
+
+/// Writes lease `id`'s record (`lease::encode_record`) to the `lease`
+/// table.
+fn put_lease_record(
+    txn: &storage::mvcc::StoreTxn<'_>,
+    id: i64,
+    ttl: i64,
+    remaining_ttl: i64,
+) -> Result<(), EtcdError> {
+    let mut t = txn.backend_tx().open_table(LEASE_TABLE).map_err(internal)?;
+    let record = crate::lease::encode_record(ttl, remaining_ttl);
+    t.insert(id.to_be_bytes().as_slice(), record.as_slice())
+        .map_err(internal)?;
+    Ok(())
 }
 
 fn internal(e: impl std::fmt::Display) -> EtcdError {

@@ -21,6 +21,8 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use api::etcdserverpb::LeaseCheckpoint;
+
 /// Largest TTL a lease may have, in seconds (etcd's `MaxLeaseTTL`).
 pub const MAX_LEASE_TTL: i64 = 9_000_000_000;
 
@@ -34,6 +36,18 @@ struct Lease {
     /// When its remaining TTL is next checkpointed; only on the leader.
     next_checkpoint: Option<Instant>,
     keys: BTreeSet<Vec<u8>>,
+}
+
+impl Lease {
+    /// Seconds it has when no leader counts them down: what its last
+    /// checkpoint left, else its granted TTL.
+    fn left(&self) -> i64 {
+        if self.remaining_ttl > 0 {
+            self.remaining_ttl
+        } else {
+            self.ttl
+        }
+    }
 }
 
 #[derive(Default)]
@@ -58,16 +72,6 @@ impl Inner {
             self.deadlines.push(Reverse((at, id)));
         }
     }
-}
-
-/// One lease's remaining TTL to record through raft (etcd's
-/// `LeaseCheckpoint`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Checkpoint {
-    /// The lease.
-    pub id: i64,
-    /// Seconds left (0 clears the checkpoint).
-    pub remaining_ttl: i64,
 }
 
 /// What a keep-alive did to a lease.
@@ -262,11 +266,11 @@ impl Lessor {
     /// up to whole seconds. Each lease's next checkpoint is then one
     /// interval later, while it outlives the interval (a renewal schedules
     /// it again).
-    pub fn due_checkpoints(&self, limit: usize) -> Vec<Checkpoint> {
+    pub fn due_checkpoints(&self, limit: usize) -> Vec<LeaseCheckpoint> {
         self.due_checkpoints_at(Instant::now(), limit)
     }
 
-    fn due_checkpoints_at(&self, now: Instant, limit: usize) -> Vec<Checkpoint> {
+    fn due_checkpoints_at(&self, now: Instant, limit: usize) -> Vec<LeaseCheckpoint> {
         let mut inner = self.lock();
         let mut out = Vec::new();
         while out.len() < limit {
@@ -290,7 +294,7 @@ impl Lessor {
             };
             let remaining_ttl = (expiry - now).as_secs_f64().ceil() as i64;
             if remaining_ttl < l.ttl {
-                out.push(Checkpoint { id, remaining_ttl });
+                out.push(LeaseCheckpoint { id, remaining_ttl });
             }
             self.schedule_checkpoint(&mut inner, id, remaining_ttl, now);
         }
@@ -303,8 +307,7 @@ impl Lessor {
         let l = inner.leases.get(&id)?;
         let remaining = match l.expiry {
             Some(e) => e.saturating_duration_since(Instant::now()).as_secs() as i64,
-            None if l.remaining_ttl > 0 => l.remaining_ttl,
-            None => l.ttl,
+            None => l.left(),
         };
         Some(LeaseInfo {
             granted_ttl: l.ttl,
@@ -324,18 +327,7 @@ impl Lessor {
         let mut inner = self.lock();
         inner.primary = true;
         let now = Instant::now();
-        let left: Vec<(i64, i64)> = inner
-            .leases
-            .iter()
-            .map(|(id, l)| {
-                let left = if l.remaining_ttl > 0 {
-                    l.remaining_ttl
-                } else {
-                    l.ttl
-                };
-                (*id, left)
-            })
-            .collect();
+        let left: Vec<(i64, i64)> = inner.leases.iter().map(|(id, l)| (*id, l.left())).collect();
         inner.deadlines.clear();
         inner.checkpoints.clear();
         for (id, left) in left {
@@ -475,7 +467,7 @@ mod tests {
         let later = Instant::now() + every;
         assert_eq!(
             leader.due_checkpoints_at(later, 10),
-            vec![Checkpoint {
+            vec![LeaseCheckpoint {
                 id: 1,
                 remaining_ttl: 99
             }]
@@ -509,11 +501,11 @@ mod tests {
         assert_eq!(
             follower.due_checkpoints_at(Instant::now() + every, 10),
             vec![
-                Checkpoint {
+                LeaseCheckpoint {
                     id: 1,
                     remaining_ttl: 39
                 },
-                Checkpoint {
+                LeaseCheckpoint {
                     id: 2,
                     remaining_ttl: 99
                 }

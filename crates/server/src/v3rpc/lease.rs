@@ -162,14 +162,7 @@ pub async fn expiry_loop(server: Arc<EtcdServer>) {
                 break;
             }
             let full = due.len() == CHECKPOINTS_PER_ENTRY;
-            let checkpoints = due
-                .into_iter()
-                .map(|c| LeaseCheckpoint {
-                    id: c.id,
-                    remaining_ttl: c.remaining_ttl,
-                })
-                .collect();
-            if let Err(e) = server.propose(checkpoint_request(checkpoints)).await {
+            if let Err(e) = server.propose(checkpoint_request(due)).await {
                 tracing::warn!(error = %e, "failed to checkpoint leases");
             }
             if !full {
