@@ -3,91 +3,30 @@
 //! histogram of 10 buckets with bars of `∎`, the latency percentiles, and
 //! the errors seen.
 
-use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::time::Duration;
+
+use client::load::{Results, Stats};
 
 /// Percentiles printed, as etcd's report does (plus 99.99 on request).
 const PERCENTILES: [f64; 9] = [10.0, 25.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.9, 99.99];
 
-/// Results of one run: each request's latency (seconds) and errors.
-#[derive(Default)]
-pub struct Results {
-    /// Latency of every successful request, in seconds.
-    pub latencies: Vec<f64>,
-    /// Count of each error text.
-    pub errors: BTreeMap<String, usize>,
-}
-
-impl Results {
-    /// Records one request.
-    pub fn record(&mut self, took: Duration, err: Option<String>) {
-        match err {
-            None => self.latencies.push(took.as_secs_f64()),
-            Some(e) => *self.errors.entry(e).or_default() += 1,
+/// The latency at each of `PERCENTILES` (the first sample at or past it,
+/// as etcd's report picks them).
+fn percentiles(st: &Stats) -> Vec<(f64, f64)> {
+    let n = st.sorted.len();
+    let mut out = Vec::new();
+    let mut j = 0;
+    for (i, l) in st.sorted.iter().enumerate() {
+        if j == PERCENTILES.len() {
+            break;
+        }
+        if i as f64 * 100.0 / n as f64 >= PERCENTILES[j] {
+            out.push((PERCENTILES[j], *l));
+            j += 1;
         }
     }
-
-    /// Adds another client's results.
-    pub fn merge(&mut self, other: Results) {
-        self.latencies.extend(other.latencies);
-        for (e, n) in other.errors {
-            *self.errors.entry(e).or_default() += n;
-        }
-    }
-}
-
-/// The statistics of a run.
-#[derive(Debug, PartialEq)]
-pub struct Stats {
-    /// Wall time of the run, seconds.
-    pub total: f64,
-    /// Slowest, fastest, mean and (population) standard deviation, seconds.
-    pub slowest: f64,
-    pub fastest: f64,
-    pub average: f64,
-    pub stddev: f64,
-    /// Successful requests per second of wall time.
-    pub rps: f64,
-    /// Latencies, sorted.
-    pub sorted: Vec<f64>,
-}
-
-impl Stats {
-    /// Statistics of `latencies` over `total` seconds.
-    pub fn of(mut latencies: Vec<f64>, total: f64) -> Stats {
-        latencies.sort_by(f64::total_cmp);
-        let n = latencies.len().max(1) as f64;
-        let average = latencies.iter().sum::<f64>() / n;
-        let var = latencies.iter().map(|l| (l - average).powi(2)).sum::<f64>() / n;
-        Stats {
-            total,
-            slowest: latencies.last().copied().unwrap_or(0.0),
-            fastest: latencies.first().copied().unwrap_or(0.0),
-            average,
-            stddev: var.sqrt(),
-            rps: latencies.len() as f64 / total.max(f64::MIN_POSITIVE),
-            sorted: latencies,
-        }
-    }
-
-    /// The latency at each of `PERCENTILES` (the first sample at or past
-    /// it, as etcd's report picks them).
-    pub fn percentiles(&self) -> Vec<(f64, f64)> {
-        let n = self.sorted.len();
-        let mut out = Vec::new();
-        let mut j = 0;
-        for (i, l) in self.sorted.iter().enumerate() {
-            if j == PERCENTILES.len() {
-                break;
-            }
-            if i as f64 * 100.0 / n as f64 >= PERCENTILES[j] {
-                out.push((PERCENTILES[j], *l));
-                j += 1;
-            }
-        }
-        out
-    }
+    out
 }
 
 /// `%4.4f` or, with `--precise`, Go's `%g`.
@@ -100,10 +39,10 @@ fn num(v: f64, precise: bool) -> String {
 }
 
 /// etcd's report text for `results` of a run that took `total`.
-pub fn render(results: &Results, total: Duration, precise: bool) -> String {
+pub fn render(results: Results, total: Duration, precise: bool) -> String {
     let mut s = String::new();
     if !results.latencies.is_empty() {
-        let st = Stats::of(results.latencies.clone(), total.as_secs_f64());
+        let st = Stats::of(results.latencies, total.as_secs_f64());
         let secs = |v: f64| format!("{} secs", num(v, precise));
         let _ = write!(
             s,
@@ -117,7 +56,7 @@ pub fn render(results: &Results, total: Duration, precise: bool) -> String {
         );
         s += &histogram(&st, precise);
         s += "\nLatency distribution:\n";
-        for (p, v) in st.percentiles() {
+        for (p, v) in percentiles(&st) {
             if v > 0.0 {
                 let _ = writeln!(s, "  {p}% in {}.", secs(v));
             }
@@ -169,7 +108,7 @@ mod tests {
             r.record(Duration::from_millis(ms), None);
         }
         r.record(Duration::ZERO, Some("etcdserver: request timed out".into()));
-        let text = render(&r, Duration::from_secs(2), false);
+        let text = render(r, Duration::from_secs(2), false);
         assert!(text.contains("\nSummary:\n  Total:\t2.0000 secs.\n  Slowest:\t0.1000 secs.\n  Fastest:\t0.0010 secs.\n  Average:\t0.0505 secs.\n"), "{text}");
         assert!(text.contains("  Requests/sec:\t50.0000\n"), "{text}");
         assert!(text.contains("  0.0010 [1]\t|∎∎∎∎\n"), "{text}");

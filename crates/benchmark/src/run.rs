@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -15,10 +14,11 @@ use api::etcdserverpb::{
     TxnRequest, WatchCreateRequest, WatchRequest,
 };
 use clap::Args;
+use client::load::{self, varint_key, Results};
 use client::{Client, ConnectOptions};
 use rand::Rng;
 
-use crate::report::{render, Results};
+use crate::report::render;
 use crate::Global;
 
 /// `put` flags.
@@ -160,62 +160,21 @@ async fn connections(g: &Global) -> Result<Vec<Client>, String> {
     Ok(conns)
 }
 
-/// Runs request numbers `0..total` on `--clients` loops (loop i on
-/// connection i mod conns), at most `rate` per second overall when
-/// non-zero; returns the report.
+/// Runs request numbers `0..total` on `--clients` loops over the
+/// connections, at most `rate` per second overall when non-zero; returns
+/// the report.
 async fn drive<F, Fut>(g: &Global, total: u64, rate: u64, op: F) -> Result<String, String>
 where
     F: Fn(Client, u64) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<(), tonic::Status>> + Send,
 {
     let conns = connections(g).await?;
-    let next = Arc::new(AtomicU64::new(0));
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for i in 0..g.clients.max(1) {
-        let conn = conns[i % conns.len()].clone();
-        let next = next.clone();
-        let op = op.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut results = Results::default();
-            loop {
-                let n = next.fetch_add(1, Ordering::Relaxed);
-                if n >= total {
-                    return results;
-                }
-                if rate > 0 {
-                    let due = start + Duration::from_secs_f64(n as f64 / rate as f64);
-                    tokio::time::sleep_until(due.into()).await;
-                }
-                let t = Instant::now();
-                let r = op(conn.clone(), n).await;
-                results.record(t.elapsed(), r.err().map(|s| s.message().to_string()));
-            }
-        }));
-    }
-    let mut all = Results::default();
-    for t in tasks {
-        all.merge(t.await.map_err(|e| e.to_string())?);
-    }
-    Ok(render(&all, start.elapsed(), g.precise))
-}
-
-/// A key of `size` bytes holding `n` as a zig-zag varint (etcd's
-/// benchmark encodes key numbers the same way).
-fn key_of(n: u64, size: usize) -> Vec<u8> {
-    let mut k = vec![0u8; size.max(1)];
-    let mut v = ((n as i64) << 1 ^ ((n as i64) >> 63)) as u64;
-    let mut i = 0;
-    while i < k.len() {
-        let low = (v & 0x7f) as u8;
-        v >>= 7;
-        k[i] = if v == 0 { low } else { low | 0x80 };
-        i += 1;
-        if v == 0 {
-            break;
-        }
-    }
-    k
+    let op = move |c, n| {
+        let fut = op(c, n);
+        async move { fut.await.map_err(|s| s.message().to_string()) }
+    };
+    let (results, took) = load::run(&conns, g.clients, total, rate, op).await;
+    Ok(render(results, took, g.precise))
 }
 
 /// Request `n`'s key number: `n` in turn with `sequential`, else random;
@@ -241,7 +200,7 @@ pub async fn put(g: &Global, a: &PutArgs) -> Result<String, String> {
     let (size, space, seq) = (a.key_size, a.key_space_size, a.sequential_keys);
     drive(g, a.total, a.rate, move |c, n| {
         let req = PutRequest {
-            key: key_of(key_number(n, space, seq), size),
+            key: varint_key(key_number(n, space, seq), size),
             value: value.to_vec(),
             ..Default::default()
         };
@@ -285,7 +244,7 @@ pub async fn txn_put(g: &Global, a: &TxnPutArgs) -> Result<String, String> {
         let success = (0..ops as u64)
             .map(|j| RequestOp {
                 request: Some(Op::RequestPut(PutRequest {
-                    key: key_of(key_number(n * ops as u64 + j, space, true), size),
+                    key: varint_key(key_number(n * ops as u64 + j, space, true), size),
                     value: value.to_vec(),
                     ..Default::default()
                 })),
@@ -429,7 +388,7 @@ pub async fn watch_latency(g: &Global, a: &WatchLatencyArgs) -> Result<String, S
             .errors
             .insert("events not received within 30s".into(), missing as usize);
     }
-    Ok(render(&results, start.elapsed(), g.precise))
+    Ok(render(results, start.elapsed(), g.precise))
 }
 
 #[cfg(test)]
@@ -437,11 +396,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keys_are_zigzag_varints_padded_to_size() {
-        assert_eq!(key_of(0, 4), vec![0, 0, 0, 0]);
-        assert_eq!(key_of(1, 4), vec![2, 0, 0, 0]);
-        assert_eq!(key_of(64, 4), vec![0x80, 0x01, 0, 0]);
-        assert_eq!(key_of(5, 1), vec![10]);
+    fn key_numbers_stay_in_the_key_space() {
         assert_eq!(key_number(7, 5, true), 2);
         assert!(key_number(7, 5, false) < 5);
     }

@@ -7,6 +7,9 @@
 //! the first that accepts a connection within the dial timeout is used).
 //! Requests and responses are etcd's own protobuf messages
 //! (`api::etcdserverpb`), so tools print exactly what the server answered.
+//! `load` is the paced request driver the measuring tools share.
+
+pub mod load;
 
 use std::time::Duration;
 

@@ -3,15 +3,15 @@
 //! throughput (at least 90% of the rate), slowest request (at most 0.5 s)
 //! and standard deviation (at most 0.1 s). The keys are deleted afterwards.
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use api::etcdserverpb::{
     CompactionRequest, DefragmentRequest, DeleteRangeRequest, PutRequest, RangeRequest,
 };
 use clap::{ArgAction, Args, Subcommand};
+use client::load::{self, varint_key, Results, Stats};
+use client::Client;
 
 use super::prefix_end;
 use crate::error::{CtlError, EXIT_BAD_FEATURE, EXIT_ERROR, EXIT_INVALID_INPUT};
@@ -57,21 +57,11 @@ fn load_of(name: &str) -> Option<(u64, usize)> {
     }
 }
 
-/// A 256-byte key under `prefix`: a random number as a zig-zag varint,
-/// zero-padded, as etcd's check builds them.
-fn perf_key(prefix: &str, n: u64) -> Vec<u8> {
-    let mut k = prefix.as_bytes().to_vec();
-    let mut tail = [0u8; 256];
-    let mut v = n << 1;
-    for b in tail.iter_mut() {
-        let low = (v & 0x7f) as u8;
-        v >>= 7;
-        *b = if v == 0 { low } else { low | 0x80 };
-        if v == 0 {
-            break;
-        }
-    }
-    k.extend_from_slice(&tail);
+/// A 256-byte key under `prefix`: `n` as a zig-zag varint, zero-padded,
+/// as etcd's check builds them.
+fn perf_key(prefix: &[u8], n: u64) -> Vec<u8> {
+    let mut k = prefix.to_vec();
+    k.extend(varint_key(n, 256));
     k
 }
 
@@ -107,47 +97,26 @@ pub async fn run(g: &GlobalFlags, cmd: &CheckCommand) -> Result<(), CtlError> {
             ),
         ));
     }
-    let value = vec![0u8; 1024];
-    let start = Instant::now();
-    let next = Arc::new(AtomicU64::new(0));
-    let mut tasks = Vec::new();
-    for _ in 0..clients {
-        let (c, next, value, prefix) = (c.clone(), next.clone(), value.clone(), a.prefix.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            let mut errors: BTreeMap<String, usize> = BTreeMap::new();
-            loop {
-                let n = next.fetch_add(1, Ordering::Relaxed);
-                let due = start + Duration::from_secs_f64(n as f64 / limit as f64);
-                if due >= start + DURATION {
-                    return (latencies, errors);
-                }
-                tokio::time::sleep_until(due.into()).await;
-                let req = PutRequest {
-                    key: perf_key(&prefix, rand::random::<u64>() >> 1),
-                    value: value.clone(),
-                    ..Default::default()
-                };
-                let t = Instant::now();
-                match c.kv().put(req).await {
-                    Ok(_) => latencies.push(t.elapsed().as_secs_f64()),
-                    Err(e) => *errors.entry(crate::error::status_text(&e)).or_default() += 1,
-                }
-            }
-        }));
-    }
-    let mut latencies = Vec::new();
-    let mut errors: BTreeMap<String, usize> = BTreeMap::new();
-    for t in tasks {
-        let (l, e) = t
-            .await
-            .map_err(|e| CtlError::new(EXIT_ERROR, e.to_string()))?;
-        latencies.extend(l);
-        for (k, v) in e {
-            *errors.entry(k).or_default() += v;
+    let value = Arc::new(vec![0u8; 1024]);
+    let key_prefix = Arc::new(prefix.clone());
+    let put = move |c: Client, _| {
+        let req = PutRequest {
+            key: perf_key(&key_prefix, rand::random::<u64>() >> 1),
+            value: value.to_vec(),
+            ..Default::default()
+        };
+        async move {
+            c.kv()
+                .put(req)
+                .await
+                .map(|_| ())
+                .map_err(|e| crate::error::status_text(&e))
         }
-    }
-    let total = start.elapsed().as_secs_f64();
+    };
+    // At `limit` a second, the requests that fit in the duration.
+    let total = limit * DURATION.as_secs();
+    let conns = std::slice::from_ref(&c);
+    let (results, took) = load::run(conns, clients, total, limit, put).await;
     let del = DeleteRangeRequest {
         key: prefix.clone(),
         range_end: prefix_end(&prefix),
@@ -166,7 +135,7 @@ pub async fn run(g: &GlobalFlags, cmd: &CheckCommand) -> Result<(), CtlError> {
         g.timed(c.maintenance().defragment(DefragmentRequest {}))
             .await?;
     }
-    let lines = verdict(&latencies, &errors, total, limit);
+    let lines = verdict(results, took, limit);
     println!("{}", lines.join("\n"));
     if lines.last().map(String::as_str) != Some("PASS") {
         std::process::exit(EXIT_ERROR);
@@ -175,17 +144,14 @@ pub async fn run(g: &GlobalFlags, cmd: &CheckCommand) -> Result<(), CtlError> {
 }
 
 /// etcd's verdict lines, the last `PASS` or `FAIL`.
-fn verdict(
-    latencies: &[f64],
-    errors: &BTreeMap<String, usize>,
-    total: f64,
-    limit: u64,
-) -> Vec<String> {
-    let n = latencies.len().max(1) as f64;
-    let mean = latencies.iter().sum::<f64>() / n;
-    let stddev = (latencies.iter().map(|l| (l - mean).powi(2)).sum::<f64>() / n).sqrt();
-    let slowest = latencies.iter().copied().fold(0.0, f64::max);
-    let rps = latencies.len() as f64 / total;
+fn verdict(results: Results, took: Duration, limit: u64) -> Vec<String> {
+    let errors = &results.errors;
+    let Stats {
+        rps,
+        slowest,
+        stddev,
+        ..
+    } = Stats::of(results.latencies, took.as_secs_f64());
     let mut out = Vec::new();
     let mut ok = true;
     if !errors.is_empty() {
@@ -222,11 +188,18 @@ fn verdict(
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
 
     #[test]
     fn verdicts_follow_etcds_thresholds() {
-        let ok = verdict(&[0.01; 9000], &BTreeMap::new(), 60.0, 150);
+        let run = |latency: f64, n: usize, errors: BTreeMap<String, usize>| Results {
+            latencies: vec![latency; n],
+            errors,
+        };
+        let minute = Duration::from_secs(60);
+        let ok = verdict(run(0.01, 9000, BTreeMap::new()), minute, 150);
         assert_eq!(
             ok,
             [
@@ -238,12 +211,12 @@ mod tests {
         );
         let mut errs = BTreeMap::new();
         errs.insert("etcdserver: request timed out".to_string(), 3);
-        let bad = verdict(&[0.6; 10], &errs, 60.0, 150);
+        let bad = verdict(run(0.6, 10, errs), minute, 150);
         assert_eq!(bad[0], "FAIL: too many errors");
         assert_eq!(bad[2], "FAIL: Throughput too low: 1 writes/s");
         assert_eq!(bad[3], "Slowest request took too long: 0.600000s");
         assert_eq!(bad.last().unwrap(), "FAIL");
-        assert_eq!(perf_key("/p/", 1)[3], 2);
-        assert_eq!(perf_key("/p/", 1).len(), 3 + 256);
+        assert_eq!(perf_key(b"/p/", 1)[3], 2);
+        assert_eq!(perf_key(b"/p/", 1).len(), 3 + 256);
     }
 }
