@@ -251,16 +251,19 @@ async fn a_leader_change_keeps_the_checkpointed_remaining_ttl() {
             .await
             .unwrap();
         let id = cl.lease_grant(30, None).await.unwrap().id();
-        wait_ttl_at_most(&mut cl, id, 24).await;
+        wait_ttl_at_most(&mut cl, id, 20).await;
         c.member_mut(leader).kill9();
         let alive: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
         c.wait_for_leader(&alive);
         let ttl = cl.lease_time_to_live(id, None).await.unwrap();
         assert_eq!(ttl.granted_ttl(), 30);
-        // The last checkpoint was at most ~1 s before the kill; without
-        // checkpoints the new leader would answer the full 30.
+        // The last checkpoint came one interval (plus scheduling and apply
+        // lag) before the kill and is rounded up, and the new leader adds
+        // one election timeout (1 s), as etcd does: about 22-23 s. Without
+        // checkpoints it would answer the full 30 (31 with the election
+        // timeout).
         assert!(
-            (1..=26).contains(&ttl.ttl()),
+            (1..=27).contains(&ttl.ttl()),
             "remaining TTL after the leader change: {}",
             ttl.ttl()
         );
@@ -285,13 +288,13 @@ async fn persisted_checkpoints_survive_a_restart_until_a_keep_alive() {
         .await;
         let mut cl = Client::connect([c.endpoint()], None).await.unwrap();
         let id = cl.lease_grant(30, None).await.unwrap().id();
-        wait_ttl_at_most(&mut cl, id, 24).await;
+        wait_ttl_at_most(&mut cl, id, 20).await;
         c.member_mut(0).terminate();
         c.member_mut(0).restart().await;
         let mut cl = Client::connect([c.endpoint()], None).await.unwrap();
         let ttl = cl.lease_time_to_live(id, None).await.unwrap().ttl();
         assert!(
-            (1..=26).contains(&ttl),
+            (1..=27).contains(&ttl),
             "remaining TTL after restart: {ttl}"
         );
 

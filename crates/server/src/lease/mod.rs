@@ -322,8 +322,10 @@ impl Lessor {
     }
 
     /// Becomes the leader's lessor: every lease gets its full TTL from
-    /// now, or what its last checkpoint left of it.
-    pub fn promote(&self) {
+    /// now, or what its last checkpoint left of it, plus `extend` (etcd
+    /// passes one election timeout, so clients have time to find the new
+    /// leader before their leases expire; lessor.go `Promote`).
+    pub fn promote(&self, extend: Duration) {
         let mut inner = self.lock();
         inner.primary = true;
         let now = Instant::now();
@@ -331,7 +333,7 @@ impl Lessor {
         inner.deadlines.clear();
         inner.checkpoints.clear();
         for (id, left) in left {
-            inner.set_deadline(id, now + secs(left));
+            inner.set_deadline(id, now + extend + secs(left));
             self.schedule_checkpoint(&mut inner, id, left, now);
         }
     }
@@ -431,7 +433,7 @@ mod tests {
     #[test]
     fn a_renewed_lease_is_not_expired_by_its_old_deadline() {
         let l = Lessor::new(0);
-        l.promote();
+        l.promote(Duration::ZERO);
         l.grant(1, 0, 0);
         l.grant(2, 100, 0);
         assert_eq!(l.renew(1).map(|r| r.ttl), Some(0));
@@ -448,7 +450,7 @@ mod tests {
         let l = Lessor::new(0);
         l.grant(1, 0, 0);
         assert!(l.expired(10).is_empty(), "a follower keeps no deadlines");
-        l.promote();
+        l.promote(Duration::ZERO);
         assert_eq!(l.expired(10), vec![1]);
         l.grant(2, 100, 0);
         assert_eq!(l.renew(2).map(|r| r.ttl), Some(100));
@@ -461,7 +463,7 @@ mod tests {
     fn checkpoints_carry_the_remaining_ttl_to_the_next_leader() {
         let every = Duration::from_secs(1);
         let leader = Lessor::new(0).with_checkpoints(every, false);
-        leader.promote();
+        leader.promote(Duration::ZERO);
         leader.grant(1, 100, 0);
         assert!(leader.due_checkpoints(10).is_empty(), "not due yet");
         let later = Instant::now() + every;
@@ -494,7 +496,7 @@ mod tests {
         );
         assert!(!follower.renew(2).unwrap().clear_checkpoint);
 
-        follower.promote();
+        follower.promote(Duration::ZERO);
         assert!((39..=40).contains(&follower.info(1).unwrap().remaining_ttl));
         assert!((99..=100).contains(&follower.info(2).unwrap().remaining_ttl));
         // The new leader checkpoints both in turn, from what it gave them.
@@ -514,9 +516,20 @@ mod tests {
     }
 
     #[test]
+    fn promotion_extends_every_lease_by_the_given_time() {
+        let l = Lessor::new(0);
+        l.grant(1, 10, 0);
+        l.promote(Duration::from_secs(5));
+        assert!((14..=15).contains(&l.info(1).unwrap().remaining_ttl));
+        // A lease granted once leading gets its TTL only.
+        l.grant(2, 10, 0);
+        assert!((9..=10).contains(&l.info(2).unwrap().remaining_ttl));
+    }
+
+    #[test]
     fn without_checkpoints_nothing_is_scheduled() {
         let l = Lessor::new(0);
-        l.promote();
+        l.promote(Duration::ZERO);
         l.grant(1, 100, 0);
         assert!(l.due_checkpoints(10).is_empty());
         assert_eq!(l.checkpoint(1, 30), Some(100));

@@ -134,7 +134,9 @@ pub async fn expiry_loop(server: Arc<EtcdServer>) {
         let now_leading = is_leader(&server);
         if now_leading != leading {
             if now_leading {
-                server.lessor.promote();
+                server
+                    .lessor
+                    .promote(server.cfg.tick * server.cfg.election_ticks as u32);
             } else {
                 server.lessor.demote();
             }
