@@ -1,6 +1,6 @@
 //! `benchmark`: etcd's load generator (tools/benchmark) on `crates/client`:
 //! the same global flags and subcommands (put, range, txn-put,
-//! lease-keepalive, watch-latency) and the same report (`report.rs`).
+//! lease-keepalive, watch, watch-latency) and the same report (`report.rs`).
 //!
 //! `--clients` request loops share `--conns` connections (client i uses
 //! connection i mod conns) and take request numbers from one counter until
@@ -8,6 +8,7 @@
 
 mod report;
 mod run;
+mod watch;
 
 use std::time::Duration;
 
@@ -73,8 +74,10 @@ enum Command {
     TxnPut(run::TxnPutArgs),
     /// Benchmark lease keepalive
     LeaseKeepalive(run::LeaseArgs),
+    /// Benchmark watch
+    Watch(watch::WatchArgs),
     /// Benchmark watch latency
-    WatchLatency(run::WatchLatencyArgs),
+    WatchLatency(watch::WatchLatencyArgs),
 }
 
 fn main() {
@@ -94,7 +97,8 @@ fn main() {
             Command::Range(a) => run::range(&cli.global, a).await,
             Command::TxnPut(a) => run::txn_put(&cli.global, a).await,
             Command::LeaseKeepalive(a) => run::lease_keepalive(&cli.global, a).await,
-            Command::WatchLatency(a) => run::watch_latency(&cli.global, a).await,
+            Command::Watch(a) => watch::watch(&cli.global, a).await,
+            Command::WatchLatency(a) => watch::watch_latency(&cli.global, a).await,
         }
     });
     match result {

@@ -4,17 +4,16 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use api::etcdserverpb::request_op::Request as Op;
-use api::etcdserverpb::watch_request::RequestUnion;
 use api::etcdserverpb::{
     LeaseGrantRequest, LeaseKeepAliveRequest, PutRequest, RangeRequest, RequestOp, StatusRequest,
-    TxnRequest, WatchCreateRequest, WatchRequest,
+    TxnRequest,
 };
 use clap::Args;
-use client::load::{self, varint_key, Results};
+use client::load::{self, varint_key};
 use client::{Client, ConnectOptions};
 use rand::Rng;
 
@@ -98,29 +97,9 @@ pub struct LeaseArgs {
     total: u64,
 }
 
-/// `watch-latency` flags.
-#[derive(Args, Debug)]
-pub struct WatchLatencyArgs {
-    /// Total number of put requests
-    #[arg(long, default_value_t = 1000)]
-    put_total: u64,
-    /// Number of keys to put per second
-    #[arg(long, default_value_t = 100)]
-    put_rate: u64,
-    /// Total watch streams
-    #[arg(long, default_value_t = 10)]
-    streams: usize,
-    /// Total watchers per stream
-    #[arg(long, default_value_t = 10)]
-    watchers_per_stream: usize,
-    /// Value size of put request
-    #[arg(long, default_value_t = 32)]
-    val_size: usize,
-}
-
 /// `--conns` connections, spread over the endpoints (only the leader's
 /// with `--target-leader`).
-async fn connections(g: &Global) -> Result<Vec<Client>, String> {
+pub(crate) async fn connections(g: &Global) -> Result<Vec<Client>, String> {
     let opts = ConnectOptions {
         dial_timeout: if g.dial_timeout.is_zero() {
             Duration::from_secs(5)
@@ -179,7 +158,7 @@ where
 
 /// Request `n`'s key number: `n` in turn with `sequential`, else random;
 /// both below `space`.
-fn key_number(n: u64, space: u64, sequential: bool) -> u64 {
+pub(crate) fn key_number(n: u64, space: u64, sequential: bool) -> u64 {
     let space = space.max(1);
     if sequential {
         n % space
@@ -188,7 +167,7 @@ fn key_number(n: u64, space: u64, sequential: bool) -> u64 {
     }
 }
 
-fn random_bytes(n: usize) -> Vec<u8> {
+pub(crate) fn random_bytes(n: usize) -> Vec<u8> {
     let mut v = vec![0u8; n];
     rand::thread_rng().fill(v.as_mut_slice());
     v
@@ -292,103 +271,6 @@ pub async fn lease_keepalive(g: &Global, a: &LeaseArgs) -> Result<String, String
         }
     })
     .await
-}
-
-/// `watch-latency`: `--streams` streams of `--watchers-per-stream`
-/// watchers on one key, then `--put-total` puts at `--put-rate`; each
-/// watcher's latency is from a put's start to its event.
-pub async fn watch_latency(g: &Global, a: &WatchLatencyArgs) -> Result<String, String> {
-    let conns = connections(g).await?;
-    let key = b"watch-latency-key".to_vec();
-    let sent: Arc<Mutex<HashMap<u64, Instant>>> = Arc::default();
-    let expected = a.put_total * (a.streams * a.watchers_per_stream) as u64;
-    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<Duration>();
-    let mut ready = Vec::new();
-    for s in 0..a.streams {
-        let c = conns[s % conns.len()].clone();
-        let reqs: Vec<WatchRequest> = (0..a.watchers_per_stream)
-            .map(|_| WatchRequest {
-                request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
-                    key: key.clone(),
-                    ..Default::default()
-                })),
-            })
-            .collect();
-        let (tx, rx) = tokio::sync::mpsc::channel(reqs.len().max(1));
-        for r in reqs {
-            let _ = tx.send(r).await;
-        }
-        let mut stream = c
-            .watch()
-            .watch(tokio_stream::wrappers::ReceiverStream::new(rx))
-            .await
-            .map_err(|e| e.message().to_string())?
-            .into_inner();
-        let (created_tx, created_rx) = tokio::sync::oneshot::channel();
-        let sent = sent.clone();
-        let done = done_tx.clone();
-        let watchers = a.watchers_per_stream;
-        tokio::spawn(async move {
-            let _keep_open = tx;
-            let mut created = 0;
-            let mut created_tx = Some(created_tx);
-            while let Ok(Some(resp)) = stream.message().await {
-                if resp.created {
-                    created += 1;
-                    if created == watchers {
-                        if let Some(t) = created_tx.take() {
-                            let _ = t.send(());
-                        }
-                    }
-                }
-                for ev in resp.events {
-                    let value = ev.kv.map(|kv| kv.value).unwrap_or_default();
-                    let n = u64::from_be_bytes(value[..8].try_into().unwrap_or([0; 8]));
-                    if let Some(at) = sent.lock().expect("sent lock").get(&n) {
-                        let _ = done.send(at.elapsed());
-                    }
-                }
-            }
-        });
-        ready.push(created_rx);
-    }
-    for r in ready {
-        r.await
-            .map_err(|_| "a watch stream closed before its watchers were created")?;
-    }
-    let start = Instant::now();
-    let filler = random_bytes(a.val_size.saturating_sub(8));
-    for n in 0..a.put_total {
-        let due = start + Duration::from_secs_f64(n as f64 / a.put_rate.max(1) as f64);
-        tokio::time::sleep_until(due.into()).await;
-        let mut value = n.to_be_bytes().to_vec();
-        value.extend_from_slice(&filler);
-        sent.lock().expect("sent lock").insert(n, Instant::now());
-        conns[0]
-            .kv()
-            .put(PutRequest {
-                key: key.clone(),
-                value,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| e.message().to_string())?;
-    }
-    let mut results = Results::default();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while (results.latencies.len() as u64) < expected {
-        match tokio::time::timeout_at(deadline, done_rx.recv()).await {
-            Ok(Some(d)) => results.record(d, None),
-            _ => break,
-        }
-    }
-    let missing = expected - results.latencies.len() as u64;
-    if missing > 0 {
-        results
-            .errors
-            .insert("events not received within 30s".into(), missing as usize);
-    }
-    Ok(render(results, start.elapsed(), g.precise))
 }
 
 #[cfg(test)]

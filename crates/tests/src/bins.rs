@@ -6,7 +6,9 @@
 //!   `/usr/bin/etcd` (Debian's `etcd-server`);
 //! - the Go client: `ETCDCTL_BIN`, else `/usr/bin/etcdctl` (Debian's
 //!   `etcd-client`);
-//! - our client: `ETCDCTL_RS_BIN`, else our `etcdctl` beside our `etcd`.
+//! - our client: `ETCDCTL_RS_BIN`, else our `etcdctl` beside our `etcd`;
+//! - our load generator: `BENCHMARK_BIN`, else our `benchmark` beside our
+//!   `etcd`.
 //!
 //! A missing binary is a loud panic with the fix, never a silent skip.
 
@@ -55,6 +57,23 @@ pub fn our_etcdctl_bin() -> PathBuf {
     if !p.is_file() {
         panic!(
             "our etcdctl {} does not exist: build it first: cargo build --bin etcdctl",
+            p.display()
+        );
+    }
+    p
+}
+
+/// Our `benchmark` (`BENCHMARK_BIN`, else the one built beside `etcd`).
+///
+/// Panics if it has not been built (`cargo build --bin benchmark`).
+pub fn benchmark_bin() -> PathBuf {
+    if let Some(p) = env::var_os("BENCHMARK_BIN") {
+        return PathBuf::from(p);
+    }
+    let p = etcd_bin().with_file_name(format!("benchmark{}", env::consts::EXE_SUFFIX));
+    if !p.is_file() {
+        panic!(
+            "our benchmark {} does not exist: build it first: cargo build --bin benchmark",
             p.display()
         );
     }
