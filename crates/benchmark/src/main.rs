@@ -13,6 +13,7 @@ mod watch;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use client::{ConnectOptions, TlsOptions};
 
 /// The command line.
 #[derive(Parser, Debug)]
@@ -50,18 +51,65 @@ pub struct Global {
     /// Dial timeout for client connections
     #[arg(long, global = true, default_value = "0s", value_parser = humantime::parse_duration)]
     pub dial_timeout: Duration,
-    /// username[:password] for authentication (not supported yet)
+    /// provide username[:password] and prompt if password is not supplied.
     #[arg(long, global = true, default_value = "")]
     pub user: String,
-    /// CA bundle for TLS (not supported yet)
+    /// verify certificates of HTTPS-enabled servers using this CA bundle
     #[arg(long, global = true, default_value = "")]
     pub cacert: String,
-    /// Client certificate for TLS (not supported yet)
+    /// identify HTTPS client using this SSL certificate file
     #[arg(long, global = true, default_value = "")]
     pub cert: String,
-    /// Client key for TLS (not supported yet)
+    /// identify HTTPS client using this SSL key file
     #[arg(long, global = true, default_value = "")]
     pub key: String,
+}
+
+impl Global {
+    /// How to connect: the dial timeout (5 s for 0), TLS when any of
+    /// --cacert, --cert, --key is given (both of the last two, or
+    /// neither), and the --user credentials. Errors: an unreadable file, a
+    /// certificate without its key, no password and no terminal.
+    pub fn connect_options(&self) -> Result<ConnectOptions, String> {
+        let read = |p: &str| std::fs::read(p).map_err(|e| format!("open {p}: {e}"));
+        let tls = if self.cacert.is_empty() && self.cert.is_empty() && self.key.is_empty() {
+            None
+        } else {
+            let identity = match (self.cert.as_str(), self.key.as_str()) {
+                ("", "") => None,
+                ("", _) | (_, "") => {
+                    return Err(format!(
+                        "KeyFile and CertFile must both be present[key: {}, cert: {}]",
+                        self.key, self.cert
+                    ))
+                }
+                (cert, key) => Some((read(cert)?, read(key)?)),
+            };
+            let ca = (!self.cacert.is_empty())
+                .then(|| read(&self.cacert))
+                .transpose()?;
+            Some(TlsOptions { ca, identity })
+        };
+        let auth = match self.user.split_once(':') {
+            _ if self.user.is_empty() => None,
+            Some((name, password)) => Some((name.to_string(), password.to_string())),
+            None => {
+                let password =
+                    rpassword::prompt_password("Password: ").map_err(|e| e.to_string())?;
+                Some((self.user.clone(), password))
+            }
+        };
+        Ok(ConnectOptions {
+            dial_timeout: if self.dial_timeout.is_zero() {
+                Duration::from_secs(5)
+            } else {
+                self.dial_timeout
+            },
+            tls,
+            auth,
+            ..ConnectOptions::default()
+        })
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -82,14 +130,6 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
-    if !cli.global.user.is_empty()
-        || !cli.global.cacert.is_empty()
-        || !cli.global.cert.is_empty()
-        || !cli.global.key.is_empty()
-    {
-        eprintln!("benchmark: TLS and authentication are not supported yet");
-        std::process::exit(1);
-    }
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     let result = runtime.block_on(async {
         match &cli.command {

@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use api::etcdserverpb::request_op::Request as Op;
 use api::etcdserverpb::{
@@ -14,7 +13,7 @@ use api::etcdserverpb::{
 };
 use clap::Args;
 use client::load::{self, varint_key};
-use client::{Client, ConnectOptions};
+use client::Client;
 use rand::Rng;
 
 use crate::report::render;
@@ -100,14 +99,7 @@ pub struct LeaseArgs {
 /// `--conns` connections, spread over the endpoints (only the leader's
 /// with `--target-leader`).
 pub(crate) async fn connections(g: &Global) -> Result<Vec<Client>, String> {
-    let opts = ConnectOptions {
-        dial_timeout: if g.dial_timeout.is_zero() {
-            Duration::from_secs(5)
-        } else {
-            g.dial_timeout
-        },
-        ..ConnectOptions::default()
-    };
+    let opts = g.connect_options()?;
     let mut endpoints = g.endpoints.clone();
     if g.target_leader {
         let mut leader = None;

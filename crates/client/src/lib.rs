@@ -2,9 +2,12 @@
 //! list of endpoints, and the generated v3 service clients on it.
 //!
 //! It owns what every tool needs before its first request: endpoint URLs
-//! as etcdctl accepts them (`host:port` or `http://host:port`), the dial
-//! timeout, HTTP/2 keepalive, and failover (endpoints are tried in order;
-//! the first that accepts a connection within the dial timeout is used).
+//! as etcdctl accepts them (`host:port`, `http://` or `https://`), TLS
+//! (a CA bundle, a client certificate), the dial timeout, HTTP/2
+//! keepalive, failover (endpoints are tried in order; the first that
+//! accepts a connection within the dial timeout is used), and
+//! authentication (a user's token from `Auth.Authenticate`, sent as the
+//! `token` metadata of every request, as clientv3 does).
 //! Requests and responses are etcd's own protobuf messages
 //! (`api::etcdserverpb`), so tools print exactly what the server answered.
 //! `load` is the paced request driver the measuring tools share.
@@ -13,12 +16,17 @@ pub mod load;
 
 use std::time::Duration;
 
+use api::etcdserverpb::auth_client::AuthClient;
 use api::etcdserverpb::cluster_client::ClusterClient;
 use api::etcdserverpb::kv_client::KvClient;
 use api::etcdserverpb::lease_client::LeaseClient;
 use api::etcdserverpb::maintenance_client::MaintenanceClient;
 use api::etcdserverpb::watch_client::WatchClient;
-use tonic::transport::{Channel, Endpoint};
+use api::etcdserverpb::AuthenticateRequest;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
+use tonic::service::Interceptor;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 /// Largest response accepted, in bytes (etcdctl's default: no practical
 /// limit).
@@ -35,6 +43,11 @@ pub struct ConnectOptions {
     /// How long a ping may go unanswered (`--keepalive-timeout`, default
     /// 6 s).
     pub keepalive_timeout: Duration,
+    /// TLS for endpoints without a scheme (and always for `https://`);
+    /// `None`: plain HTTP/2 unless an endpoint says `https://`.
+    pub tls: Option<TlsOptions>,
+    /// User name and password to authenticate as (`--user`).
+    pub auth: Option<(String, String)>,
 }
 
 impl Default for ConnectOptions {
@@ -43,9 +56,53 @@ impl Default for ConnectOptions {
             dial_timeout: Duration::from_secs(2),
             keepalive_time: Duration::from_secs(2),
             keepalive_timeout: Duration::from_secs(6),
+            tls: None,
+            auth: None,
         }
     }
 }
+
+/// Transport security (etcdctl's `--cacert`, `--cert`, `--key`), PEM.
+#[derive(Clone, Debug, Default)]
+pub struct TlsOptions {
+    /// CA bundle the servers' certificates must chain to; `None`: the
+    /// system's roots.
+    pub ca: Option<Vec<u8>>,
+    /// Client certificate and its private key, for servers that check
+    /// clients (`--client-cert-auth`).
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl TlsOptions {
+    fn config(&self) -> ClientTlsConfig {
+        let mut c = ClientTlsConfig::new();
+        c = match &self.ca {
+            Some(ca) => c.ca_certificate(Certificate::from_pem(ca)),
+            None => c.with_native_roots(),
+        };
+        if let Some((cert, key)) = &self.identity {
+            c = c.identity(Identity::from_pem(cert, key));
+        }
+        c
+    }
+}
+
+/// Adds the auth token, if any, to every request's metadata.
+#[derive(Clone, Debug, Default)]
+pub struct Token(Option<MetadataValue<Ascii>>);
+
+impl Interceptor for Token {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(t) = &self.0 {
+            req.metadata_mut().insert("token", t.clone());
+        }
+        Ok(req)
+    }
+}
+
+/// The transport every service client runs on: the channel, with the
+/// auth token added to each request.
+pub type Transport = InterceptedService<Channel, Token>;
 
 /// Why no connection was made.
 #[derive(Debug, thiserror::Error)]
@@ -60,12 +117,23 @@ pub enum ConnectError {
     /// (etcdctl's text for it).
     #[error("context deadline exceeded")]
     Unreachable,
+    /// The TLS settings were refused (e.g. a malformed certificate).
+    #[error("{0}")]
+    Tls(String),
+    /// `Auth.Authenticate` failed: the server's error, as etcdctl prints
+    /// it (e.g. `etcdserver: authentication failed, invalid user ID or
+    /// password`).
+    #[error("{}", .0.message())]
+    Auth(tonic::Status),
 }
 
-/// `host:port` -> `http://host:port`; URLs with a scheme stay as they are.
-pub fn endpoint_url(endpoint: &str) -> String {
+/// `host:port` -> `http://host:port` (`https://` with `tls`); URLs with a
+/// scheme stay as they are.
+pub fn endpoint_url(endpoint: &str, tls: bool) -> String {
     if endpoint.contains("://") {
         endpoint.to_string()
+    } else if tls {
+        format!("https://{endpoint}")
     } else {
         format!("http://{endpoint}")
     }
@@ -84,13 +152,15 @@ pub fn endpoint_host(endpoint: &str) -> &str {
 #[derive(Clone, Debug)]
 pub struct Client {
     channel: Channel,
+    token: Token,
     endpoint: String,
 }
 
 impl Client {
     /// Connects to the first of `endpoints` that accepts a connection
-    /// within `opts.dial_timeout`. Errors: `NoEndpoints`, `BadEndpoint`,
-    /// `Unreachable`.
+    /// within `opts.dial_timeout`, then authenticates if `opts.auth` says
+    /// so. Errors: `NoEndpoints`, `BadEndpoint`, `Tls`, `Unreachable`,
+    /// `Auth`.
     pub async fn connect(
         endpoints: &[String],
         opts: &ConnectOptions,
@@ -101,23 +171,58 @@ impl Client {
         for e in endpoints {
             let ep = Self::endpoint(e, opts)?;
             if let Ok(Ok(channel)) = tokio::time::timeout(opts.dial_timeout, ep.connect()).await {
-                return Ok(Client {
+                let mut client = Client {
                     channel,
+                    token: Token::default(),
                     endpoint: e.clone(),
-                });
+                };
+                if let Some((name, password)) = &opts.auth {
+                    client.authenticate(name, password).await?;
+                }
+                return Ok(client);
             }
         }
         Err(ConnectError::Unreachable)
     }
 
     fn endpoint(e: &str, opts: &ConnectOptions) -> Result<Endpoint, ConnectError> {
-        Ok(Endpoint::from_shared(endpoint_url(e))
+        let url = endpoint_url(e, opts.tls.is_some());
+        let mut ep = Endpoint::from_shared(url.clone())
             .map_err(|_| ConnectError::BadEndpoint(e.to_string()))?
             .connect_timeout(opts.dial_timeout)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(opts.keepalive_time)
             .keep_alive_timeout(opts.keepalive_timeout)
-            .keep_alive_while_idle(true))
+            .keep_alive_while_idle(true);
+        if url.starts_with("https://") {
+            let tls = opts.tls.clone().unwrap_or_default();
+            ep = ep
+                .tls_config(tls.config())
+                .map_err(|e| ConnectError::Tls(e.to_string()))?;
+        }
+        Ok(ep)
+    }
+
+    /// Gets a token for `name` and sends it with every later request. A
+    /// server without auth enabled needs none (clientv3 goes on too).
+    async fn authenticate(&mut self, name: &str, password: &str) -> Result<(), ConnectError> {
+        let reply = self
+            .auth()
+            .authenticate(AuthenticateRequest {
+                name: name.to_string(),
+                password: password.to_string(),
+            })
+            .await;
+        let token = match reply {
+            Ok(r) => r.into_inner().token,
+            Err(s) if s.message() == "etcdserver: authentication is not enabled" => return Ok(()),
+            Err(s) => return Err(ConnectError::Auth(s)),
+        };
+        let token = token.parse().map_err(|_| {
+            ConnectError::Auth(tonic::Status::internal("the server sent a malformed token"))
+        })?;
+        self.token = Token(Some(token));
+        Ok(())
     }
 
     /// The endpoint this client talks to, as given.
@@ -126,28 +231,39 @@ impl Client {
     }
 
     /// The KV service.
-    pub fn kv(&self) -> KvClient<Channel> {
-        KvClient::new(self.channel.clone()).max_decoding_message_size(MAX_RECV_BYTES)
+    pub fn kv(&self) -> KvClient<Transport> {
+        KvClient::with_interceptor(self.channel.clone(), self.token.clone())
+            .max_decoding_message_size(MAX_RECV_BYTES)
     }
 
     /// The Watch service.
-    pub fn watch(&self) -> WatchClient<Channel> {
-        WatchClient::new(self.channel.clone()).max_decoding_message_size(MAX_RECV_BYTES)
+    pub fn watch(&self) -> WatchClient<Transport> {
+        WatchClient::with_interceptor(self.channel.clone(), self.token.clone())
+            .max_decoding_message_size(MAX_RECV_BYTES)
     }
 
     /// The Lease service.
-    pub fn lease(&self) -> LeaseClient<Channel> {
-        LeaseClient::new(self.channel.clone()).max_decoding_message_size(MAX_RECV_BYTES)
+    pub fn lease(&self) -> LeaseClient<Transport> {
+        LeaseClient::with_interceptor(self.channel.clone(), self.token.clone())
+            .max_decoding_message_size(MAX_RECV_BYTES)
     }
 
     /// The Cluster service.
-    pub fn cluster(&self) -> ClusterClient<Channel> {
-        ClusterClient::new(self.channel.clone()).max_decoding_message_size(MAX_RECV_BYTES)
+    pub fn cluster(&self) -> ClusterClient<Transport> {
+        ClusterClient::with_interceptor(self.channel.clone(), self.token.clone())
+            .max_decoding_message_size(MAX_RECV_BYTES)
+    }
+
+    /// The Auth service.
+    pub fn auth(&self) -> AuthClient<Transport> {
+        AuthClient::with_interceptor(self.channel.clone(), self.token.clone())
+            .max_decoding_message_size(MAX_RECV_BYTES)
     }
 
     /// The Maintenance service.
-    pub fn maintenance(&self) -> MaintenanceClient<Channel> {
-        MaintenanceClient::new(self.channel.clone()).max_decoding_message_size(MAX_RECV_BYTES)
+    pub fn maintenance(&self) -> MaintenanceClient<Transport> {
+        MaintenanceClient::with_interceptor(self.channel.clone(), self.token.clone())
+            .max_decoding_message_size(MAX_RECV_BYTES)
     }
 }
 
@@ -157,8 +273,15 @@ mod tests {
 
     #[test]
     fn endpoints_take_etcdctls_forms() {
-        assert_eq!(endpoint_url("127.0.0.1:2379"), "http://127.0.0.1:2379");
-        assert_eq!(endpoint_url("http://a:1"), "http://a:1");
+        assert_eq!(
+            endpoint_url("127.0.0.1:2379", false),
+            "http://127.0.0.1:2379"
+        );
+        assert_eq!(
+            endpoint_url("127.0.0.1:2379", true),
+            "https://127.0.0.1:2379"
+        );
+        assert_eq!(endpoint_url("http://a:1", true), "http://a:1");
         assert_eq!(endpoint_host("http://127.0.0.1:2379"), "127.0.0.1:2379");
         assert_eq!(endpoint_host("127.0.0.1:2379"), "127.0.0.1:2379");
     }

@@ -5,9 +5,9 @@
 use std::time::Duration;
 
 use clap::Args;
-use client::{Client, ConnectOptions};
+use client::{Client, ConnectError, ConnectOptions, TlsOptions};
 
-use crate::error::{CtlError, EXIT_BAD_FEATURE};
+use crate::error::{CtlError, EXIT_BAD_ARGS, EXIT_BAD_CONNECTION, EXIT_BAD_FEATURE};
 use crate::printer::{Format, Printer};
 
 /// The flags every command takes (etcd v3 etcdctl's global options).
@@ -82,6 +82,19 @@ pub struct GlobalFlags {
     pub password: Option<String>,
 }
 
+/// The bytes of `path`; errors read as Go's `open <path>: <reason>`
+/// (exit 128).
+fn read_file(path: &str) -> Result<Vec<u8>, CtlError> {
+    std::fs::read(path).map_err(|e| {
+        let reason = match e.kind() {
+            std::io::ErrorKind::NotFound => "no such file or directory".to_string(),
+            std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+            _ => e.to_string(),
+        };
+        CtlError::new(EXIT_BAD_ARGS, format!("open {path}: {reason}"))
+    })
+}
+
 /// A Go duration (`2s`, `500ms`, `1m30s`).
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|_| format!("time: invalid duration \"{s}\""))
@@ -102,31 +115,78 @@ impl GlobalFlags {
         Ok(Printer::new(format, self.hex))
     }
 
-    /// Refuses what this etcdctl cannot do yet: TLS and authentication.
-    fn check_supported(&self) -> Result<(), CtlError> {
-        let tls = self.cacert.is_some() || self.cert.is_some() || self.key.is_some();
-        if tls || self.endpoints.iter().any(|e| e.starts_with("https://")) {
-            return Err(CtlError::new(
-                EXIT_BAD_FEATURE,
-                "TLS is not supported yet by etcd-rs etcdctl",
-            ));
-        }
-        if self.user.is_some() || self.password.is_some() {
-            return Err(CtlError::new(
-                EXIT_BAD_FEATURE,
-                "authentication is not supported yet by etcd-rs etcdctl",
-            ));
-        }
-        Ok(())
-    }
-
-    /// Connection options from the flags.
-    pub fn connect_options(&self) -> ConnectOptions {
-        ConnectOptions {
+    /// The connection options: timeouts, TLS (when any of `--cacert`,
+    /// `--cert`, `--key` is given, or `--insecure-transport=false`) and
+    /// `--user`/`--password`. Errors as etcdctl's: an empty or unreadable
+    /// file, or a certificate without its key (exit 128); a password
+    /// prompt without a terminal (exit 1); `--insecure-skip-tls-verify`
+    /// with TLS, which this etcdctl cannot do (exit 4).
+    pub fn connect_options(&self) -> Result<ConnectOptions, CtlError> {
+        Ok(ConnectOptions {
             dial_timeout: self.dial_timeout,
             keepalive_time: self.keepalive_time,
             keepalive_timeout: self.keepalive_timeout,
+            tls: self.tls()?,
+            auth: self.auth()?,
+        })
+    }
+
+    fn tls(&self) -> Result<Option<TlsOptions>, CtlError> {
+        for (flag, v) in [
+            ("cert", &self.cert),
+            ("key", &self.key),
+            ("cacert", &self.cacert),
+        ] {
+            if v.as_deref() == Some("") {
+                return Err(CtlError::new(
+                    EXIT_BAD_ARGS,
+                    format!("empty string is passed to --{flag} option"),
+                ));
+            }
         }
+        let wanted = self.cert.is_some() || self.key.is_some() || self.cacert.is_some();
+        if !wanted && self.insecure_transport {
+            return Ok(None);
+        }
+        if self.insecure_skip_tls_verify {
+            return Err(CtlError::new(
+                EXIT_BAD_FEATURE,
+                "--insecure-skip-tls-verify is not supported by etcd-rs etcdctl",
+            ));
+        }
+        let identity = match (&self.cert, &self.key) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => Some((read_file(cert)?, read_file(key)?)),
+            (cert, key) => {
+                return Err(CtlError::new(
+                    EXIT_BAD_ARGS,
+                    format!(
+                        "KeyFile and CertFile must both be present[key: {}, cert: {}]",
+                        key.as_deref().unwrap_or_default(),
+                        cert.as_deref().unwrap_or_default()
+                    ),
+                ))
+            }
+        };
+        let ca = self.cacert.as_deref().map(read_file).transpose()?;
+        Ok(Some(TlsOptions { ca, identity }))
+    }
+
+    /// `--user name:password`, or `--user name --password p` (then the
+    /// whole `--user` is the name), or `--user name` and a prompt.
+    fn auth(&self) -> Result<Option<(String, String)>, CtlError> {
+        let Some(user) = self.user.as_deref().filter(|u| !u.is_empty()) else {
+            return Ok(None);
+        };
+        if let Some(p) = self.password.as_deref().filter(|p| !p.is_empty()) {
+            return Ok(Some((user.to_string(), p.to_string())));
+        }
+        if let Some((name, password)) = user.split_once(':') {
+            return Ok(Some((name.to_string(), password.to_string())));
+        }
+        let password = rpassword::prompt_password("Password: ")
+            .map_err(|e| CtlError::new(crate::error::EXIT_ERROR, e.to_string()))?;
+        Ok(Some((user.to_string(), password)))
     }
 
     /// A client of the first live endpoint. Errors: exit 1 when none
@@ -138,10 +198,15 @@ impl GlobalFlags {
 
     /// A client of the first live one of `endpoints`.
     pub async fn client_of(&self, endpoints: &[String]) -> Result<Client, CtlError> {
-        self.check_supported()?;
-        Client::connect(endpoints, &self.connect_options())
-            .await
-            .map_err(|e| CtlError::new(crate::error::EXIT_ERROR, e.to_string()))
+        let opts = self.connect_options()?;
+        Client::connect(endpoints, &opts).await.map_err(|e| {
+            let code = match e {
+                // clientv3.New fails on a refused login: a bad connection.
+                ConnectError::Auth(_) => EXIT_BAD_CONNECTION,
+                _ => crate::error::EXIT_ERROR,
+            };
+            CtlError::new(code, e.to_string())
+        })
     }
 
     /// Runs `fut` within `--command-timeout`; past it, etcdctl's

@@ -1,0 +1,274 @@
+//! The client side of TLS and authentication, against the reference etcd
+//! (etcd-rs serves neither yet): our etcdctl must print what the Go
+//! etcdctl prints, with the same exit code, for connections over TLS with
+//! a client certificate and for a cluster with auth enabled, including the
+//! errors; our benchmark must run over both.
+
+use std::net::{IpAddr, Ipv4Addr, TcpListener};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use etcd_rs_tests::bins::{benchmark_bin, etcdctl_bin, our_etcdctl_bin, reference_etcd_bin};
+use etcd_rs_tests::etcdctl::etcdctl_with;
+use etcd_rs_tests::{process, within, Output, TestCluster};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, SanType,
+};
+use tempfile::TempDir;
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+/// What a command printed, with the Go client's JSON log lines dropped.
+fn shown(out: &Output) -> (String, String, i32) {
+    let stderr = out
+        .stderr
+        .lines()
+        .filter(|l| !l.starts_with("{\"level\""))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    (out.stdout.clone(), stderr, out.code)
+}
+
+/// Runs each command with the Go etcdctl, then with ours, and asserts that
+/// both print the same and exit alike.
+fn same_as_go(endpoint: &str, commands: &[Vec<String>]) {
+    let eps = [endpoint.to_string()];
+    for args in commands {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let go = etcdctl_with(&etcdctl_bin(), &eps, &args, None);
+        let ours = etcdctl_with(&our_etcdctl_bin(), &eps, &args, None);
+        assert_eq!(shown(&ours), shown(&go), "\nGo: {go}\nours: {ours}");
+    }
+}
+
+fn cmd(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| s.to_string()).collect()
+}
+
+fn benchmark(endpoint: &str, args: &[&str]) -> Output {
+    let mut c = Command::new(benchmark_bin());
+    c.arg(format!("--endpoints={endpoint}")).args(args);
+    process::run(c, None, Duration::from_secs(60))
+}
+
+/// Requests counted in a benchmark report's histogram.
+fn reported(out: &Output) -> u64 {
+    out.stdout
+        .lines()
+        .filter(|l| l.contains("]\t|"))
+        .filter_map(|l| l.split('[').nth(1)?.split(']').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate
+/// (CN root), as PEM files in a temporary directory.
+struct Pki {
+    dir: TempDir,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(DnType::CommonName, "etcd-rs test CA");
+        let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+        std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
+        for (name, server) in [("server", true), ("client", false)] {
+            let mut p = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+            p.subject_alt_names
+                .push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+            p.distinguished_name
+                .push(DnType::CommonName, if server { "etcd" } else { "root" });
+            p.extended_key_usages = vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ];
+            let key = KeyPair::generate().unwrap();
+            let cert = p.signed_by(&key, &ca).unwrap();
+            std::fs::write(dir.path().join(format!("{name}.pem")), cert.pem()).unwrap();
+            std::fs::write(
+                dir.path().join(format!("{name}-key.pem")),
+                key.serialize_pem(),
+            )
+            .unwrap();
+        }
+        Pki { dir }
+    }
+
+    fn file(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+
+    /// etcdctl's and benchmark's flags for this client certificate.
+    fn client_flags(&self) -> Vec<String> {
+        vec![
+            format!("--cacert={}", self.file("ca.pem")),
+            format!("--cert={}", self.file("client.pem")),
+            format!("--key={}", self.file("client-key.pem")),
+        ]
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The reference etcd serving clients over TLS only, with client
+/// certificates required; killed and reaped on drop.
+struct TlsEtcd {
+    child: Child,
+    port: u16,
+    _data: TempDir,
+}
+
+impl TlsEtcd {
+    fn start(pki: &Pki) -> TlsEtcd {
+        let data = tempfile::tempdir().unwrap();
+        let (port, peer) = (free_port(), free_port());
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let client_url = format!("https://127.0.0.1:{port}");
+        let log = std::fs::File::create(data.path().join("log")).unwrap();
+        let child = Command::new(reference_etcd_bin())
+            .args(["--name", "tls0", "--data-dir"])
+            .arg(data.path().join("data"))
+            .args(["--listen-client-urls", &client_url])
+            .args(["--advertise-client-urls", &client_url])
+            .args(["--listen-peer-urls", &peer_url])
+            .args(["--initial-advertise-peer-urls", &peer_url])
+            .args(["--initial-cluster", &format!("tls0={peer_url}")])
+            .args(["--cert-file", &pki.file("server.pem")])
+            .args(["--key-file", &pki.file("server-key.pem")])
+            .args(["--trusted-ca-file", &pki.file("ca.pem")])
+            .arg("--client-cert-auth")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let etcd = TlsEtcd {
+            child,
+            port,
+            _data: data,
+        };
+        // Ready when the Go etcdctl, over TLS, finds it healthy.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut args = pki.client_flags();
+        args.extend(cmd(&["--dial-timeout=1s", "endpoint", "health"]));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        loop {
+            let out = etcdctl_with(&etcdctl_bin(), &[etcd.endpoint()], &args, None);
+            if out.code == 0 {
+                return etcd;
+            }
+            assert!(Instant::now() < deadline, "TLS etcd not healthy: {out}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for TlsEtcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn with_flags(flags: &[String], args: &[&str]) -> Vec<String> {
+    flags.iter().cloned().chain(cmd(args)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_client_certificates_as_the_go_etcdctl() {
+    within(LIMIT, async {
+        let pki = Pki::new();
+        let etcd = TlsEtcd::start(&pki);
+        let tls = pki.client_flags();
+        let host_port = format!("127.0.0.1:{}", etcd.port);
+        same_as_go(
+            &etcd.endpoint(),
+            &[
+                with_flags(&tls, &["put", "k1", "v1"]),
+                with_flags(&tls, &["get", "k1"]),
+                with_flags(&tls, &["get", "k1", "--print-value-only"]),
+                // A certificate without its key; a missing CA file.
+                cmd(&["--cert", &pki.file("client.pem"), "get", "k1"]),
+                cmd(&["--cacert=/nonexistent/ca.pem", "get", "k1"]),
+                cmd(&["--key=", "get", "k1"]),
+                // The server wants a client certificate.
+                cmd(&[
+                    "--cacert",
+                    &pki.file("ca.pem"),
+                    "--command-timeout=2s",
+                    "get",
+                    "k1",
+                ]),
+            ],
+        );
+        // An endpoint without a scheme is dialled over TLS when a TLS flag
+        // is given.
+        same_as_go(&host_port, &[with_flags(&tls, &["get", "k1"])]);
+
+        let mut args = tls.clone();
+        args.extend(cmd(&["put", "--total=20", "--key-space-size=5"]));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = benchmark(&host_port, &args);
+        assert_eq!((out.code, reported(&out)), (0, 20), "{out}");
+        assert!(!out.stdout.contains("Error distribution"), "{out}");
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authentication_as_the_go_etcdctl() {
+    within(LIMIT, async {
+        let c = TestCluster::builder(1)
+            .bin(reference_etcd_bin())
+            .start()
+            .await;
+        let ep = c.endpoint();
+        let eps = [ep.clone()];
+        let go = |args: &[&str]| etcdctl_with(&etcdctl_bin(), &eps, args, None);
+        go(&["user", "add", "root:pw"]).expect_success();
+        go(&["auth", "enable"]).expect_success();
+        same_as_go(
+            &ep,
+            &[
+                cmd(&["--user=root:pw", "put", "a", "1"]),
+                cmd(&["--user=root:pw", "get", "a"]),
+                cmd(&["--user=root", "--password=pw", "get", "a"]),
+                cmd(&["get", "a"]),
+                cmd(&["--user=root:wrong", "get", "a"]),
+                cmd(&["--user=nobody:x", "get", "a"]),
+                cmd(&["--user=root:pw", "--password=pw", "get", "a"]),
+            ],
+        );
+
+        let out = benchmark(&ep, &["--user=root:pw", "put", "--total=20"]);
+        assert_eq!((out.code, reported(&out)), (0, 20), "{out}");
+        assert!(!out.stdout.contains("Error distribution"), "{out}");
+        let out = benchmark(&ep, &["put", "--total=5"]);
+        assert!(
+            out.stdout
+                .contains("Error distribution:\n  [5]\tetcdserver: user name is empty\n"),
+            "{out}"
+        );
+        let out = benchmark(&ep, &["--user=root:wrong", "put", "--total=5"]);
+        assert_ne!(out.code, 0, "{out}");
+        assert!(
+            out.stderr
+                .contains("etcdserver: authentication failed, invalid user ID or password"),
+            "{out}"
+        );
+    })
+    .await
+}
