@@ -123,8 +123,29 @@ pub enum ConnectError {
     /// `Auth.Authenticate` failed: the server's error, as etcdctl prints
     /// it (e.g. `etcdserver: authentication failed, invalid user ID or
     /// password`).
-    #[error("{}", .0.message())]
+    #[error("{}", status_text(.0))]
     Auth(tonic::Status),
+}
+
+/// The text etcdctl and clientv3 show for a gRPC status (clientv3's `toErr`): etcd's
+/// own errors by their message (`etcdserver: ...`), others as
+/// `rpc error: code = <Code> desc = <message>`, and `context deadline
+/// exceeded` when the command timed out. A connection that broke under
+/// the request (e.g. the server refused our certificate after the TLS
+/// handshake) is also `context deadline exceeded`: grpc-go keeps
+/// reconnecting until the command's deadline and reports that.
+pub fn status_text(s: &tonic::Status) -> String {
+    let msg = s.message();
+    match s.code() {
+        tonic::Code::DeadlineExceeded if msg.is_empty() => "context deadline exceeded".to_string(),
+        tonic::Code::Unknown if msg == "transport error" => "context deadline exceeded".to_string(),
+        tonic::Code::Cancelled if msg.contains("Timeout expired") => {
+            "context deadline exceeded".to_string()
+        }
+        _ if msg.starts_with("etcdserver: ") => msg.to_string(),
+        tonic::Code::Cancelled => format!("rpc error: code = Canceled desc = {msg}"),
+        code => format!("rpc error: code = {code:?} desc = {msg}"),
+    }
 }
 
 /// `host:port` -> `http://host:port` (`https://` with `tls`); URLs with a

@@ -60,26 +60,7 @@ impl From<client::ConnectError> for CtlError {
     }
 }
 
-/// The text etcdctl shows for a gRPC status (clientv3's `toErr`): etcd's
-/// own errors by their message (`etcdserver: ...`), others as
-/// `rpc error: code = <Code> desc = <message>`, and `context deadline
-/// exceeded` when the command timed out. A connection that broke under
-/// the request (e.g. the server refused our certificate after the TLS
-/// handshake) is also `context deadline exceeded`: grpc-go keeps
-/// reconnecting until the command's deadline and reports that.
-pub fn status_text(s: &tonic::Status) -> String {
-    let msg = s.message();
-    match s.code() {
-        tonic::Code::DeadlineExceeded if msg.is_empty() => "context deadline exceeded".to_string(),
-        tonic::Code::Unknown if msg == "transport error" => "context deadline exceeded".to_string(),
-        tonic::Code::Cancelled if msg.contains("Timeout expired") => {
-            "context deadline exceeded".to_string()
-        }
-        _ if msg.starts_with("etcdserver: ") => msg.to_string(),
-        tonic::Code::Cancelled => format!("rpc error: code = Canceled desc = {msg}"),
-        code => format!("rpc error: code = {code:?} desc = {msg}"),
-    }
-}
+pub use client::status_text;
 
 /// Help and version requests print and exit 0; anything else is a usage
 /// error: `Error: <text>` and exit 1, as cobra reports bad flags.
