@@ -304,8 +304,13 @@ pub async fn watch_latency(g: &Global, a: &WatchLatencyArgs) -> Result<String, S
                     }
                 }
                 for ev in resp.events {
+                    // The put number leads the value; other writers' events
+                    // (deletes, short values) are not ours to time.
                     let value = ev.kv.map(|kv| kv.value).unwrap_or_default();
-                    let n = u64::from_be_bytes(value[..8].try_into().unwrap_or([0; 8]));
+                    let Some(n) = value.get(..8).and_then(|b| b.try_into().ok()) else {
+                        continue;
+                    };
+                    let n = u64::from_be_bytes(n);
                     if let Some(at) = sent.lock().expect("sent lock").get(&n) {
                         let _ = done.send(at.elapsed());
                     }

@@ -127,6 +127,18 @@ pub enum ConnectError {
     Auth(tonic::Status),
 }
 
+/// An error and its sources, `: `-separated (tonic's transport errors
+/// keep the useful part in their source).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text = format!("{text}: {s}");
+        source = s.source();
+    }
+    text
+}
+
 /// The text etcdctl and clientv3 show for a gRPC status (clientv3's `toErr`): etcd's
 /// own errors by their message (`etcdserver: ...`), others as
 /// `rpc error: code = <Code> desc = <message>`, and `context deadline
@@ -219,7 +231,7 @@ impl Client {
             let tls = opts.tls.clone().unwrap_or_default();
             ep = ep
                 .tls_config(tls.config())
-                .map_err(|e| ConnectError::Tls(e.to_string()))?;
+                .map_err(|e| ConnectError::Tls(error_chain(&e)))?;
         }
         Ok(ep)
     }

@@ -80,6 +80,10 @@ pub struct GlobalFlags {
     /// Password for authentication.
     #[arg(long, global = true, env = "ETCDCTL_PASSWORD")]
     pub password: Option<String>,
+    /// The connection options once worked out: commands that reach every
+    /// member read the files and ask for a password once.
+    #[arg(skip)]
+    resolved: std::sync::OnceLock<ConnectOptions>,
 }
 
 /// The bytes of `path`; errors read as Go's `open <path>: <reason>`
@@ -198,11 +202,19 @@ impl GlobalFlags {
 
     /// A client of the first live one of `endpoints`.
     pub async fn client_of(&self, endpoints: &[String]) -> Result<Client, CtlError> {
-        let opts = self.connect_options()?;
-        Client::connect(endpoints, &opts).await.map_err(|e| {
+        let opts = match self.resolved.get() {
+            Some(opts) => opts,
+            None => {
+                let opts = self.connect_options()?;
+                self.resolved.get_or_init(|| opts)
+            }
+        };
+        Client::connect(endpoints, opts).await.map_err(|e| {
             let code = match e {
                 // clientv3.New fails on a refused login: a bad connection.
                 ConnectError::Auth(_) => EXIT_BAD_CONNECTION,
+                // Go's TLS configuration errors are bad arguments.
+                ConnectError::Tls(_) => EXIT_BAD_ARGS,
                 _ => crate::error::EXIT_ERROR,
             };
             CtlError::new(code, e.to_string())

@@ -213,6 +213,25 @@ async fn a_leader_change_expires_no_kept_lease() {
         );
         let ttl = cl.lease_time_to_live(id, None).await.unwrap();
         assert!(ttl.ttl() > 0, "{ttl:?}");
+
+        // Once the keep-alives stop, the new leader (promoted when it
+        // applied its first entry of the term) expires the lease: its key
+        // is deleted within the TTL plus the election timeout it added.
+        drop(keeper);
+        let mut events = cl.watch("kept", None).await.unwrap();
+        let deleted = tokio::time::timeout(Duration::from_secs(15), async {
+            while let Ok(Some(r)) = events.message().await {
+                if r.events()
+                    .iter()
+                    .any(|e| e.event_type() == EventType::Delete)
+                {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        assert_eq!(deleted, Ok(true), "the new leader never expired the lease");
     })
     .await
 }

@@ -129,7 +129,18 @@ struct TlsEtcd {
 }
 
 impl TlsEtcd {
+    /// Starts it on free ports, again on others if a port was taken
+    /// between picking and binding (etcd then exits).
     fn start(pki: &Pki) -> TlsEtcd {
+        for _ in 0..3 {
+            if let Some(etcd) = Self::start_once(pki) {
+                return etcd;
+            }
+        }
+        panic!("the TLS etcd exited at start three times");
+    }
+
+    fn start_once(pki: &Pki) -> Option<TlsEtcd> {
         let data = tempfile::tempdir().unwrap();
         let (port, peer) = (free_port(), free_port());
         let peer_url = format!("http://127.0.0.1:{peer}");
@@ -151,7 +162,7 @@ impl TlsEtcd {
             .stderr(log)
             .spawn()
             .unwrap();
-        let etcd = TlsEtcd {
+        let mut etcd = TlsEtcd {
             child,
             port,
             _data: data,
@@ -164,7 +175,10 @@ impl TlsEtcd {
         loop {
             let out = etcdctl_with(&etcdctl_bin(), &[etcd.endpoint()], &args, None);
             if out.code == 0 {
-                return etcd;
+                return Some(etcd);
+            }
+            if etcd.child.try_wait().unwrap().is_some() {
+                return None;
             }
             assert!(Instant::now() < deadline, "TLS etcd not healthy: {out}");
             std::thread::sleep(Duration::from_millis(100));

@@ -10,7 +10,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use api::etcdserverpb::{
     CompactionResponse, DeleteRangeResponse, InternalRaftRequest, LeaseGrantResponse,
@@ -27,7 +27,7 @@ use tokio::sync::watch;
 
 use super::kvops;
 use super::membership::Membership;
-use super::raft::ApplyItem;
+use super::raft::{ApplyItem, RaftStatus};
 use super::wait::Wait;
 use crate::lease::Lessor;
 use crate::rpctypes::EtcdError;
@@ -115,6 +115,12 @@ pub struct Applier {
     pub snapshotter: Arc<Snapshotter>,
     /// The leases.
     pub lessor: Arc<Lessor>,
+    /// The leader and term the raft loop last saw.
+    pub raft_status: Arc<RaftStatus>,
+    /// This member's id.
+    pub member_id: u64,
+    /// What a new leader adds to every lease: one election timeout.
+    pub lease_extend: Duration,
 }
 
 impl Applier {
@@ -166,7 +172,9 @@ impl Applier {
             if e.index <= consistent {
                 continue;
             }
-            if e.get_entry_type() == EntryType::EntryNormal && !e.data.is_empty() {
+            if e.get_entry_type() == EntryType::EntryNormal && e.data.is_empty() {
+                self.on_leader_entry(e.term);
+            } else if e.get_entry_type() == EntryType::EntryNormal {
                 match InternalRaftRequest::decode(e.data.as_ref()) {
                     Ok(req) => {
                         let outcome = self.apply_request(&mut txn, &req);
@@ -203,6 +211,18 @@ impl Applier {
         }
         for (id, outcome) in answers {
             self.wait.trigger(id, outcome);
+        }
+    }
+
+    /// A new leader appends an empty entry to its term; when the leader
+    /// itself applies it, every earlier entry (grants, checkpoints) is
+    /// applied and the lessor starts expiring leases (etcd's
+    /// `applyEntryNormal` promoting the lessor).
+    fn on_leader_entry(&self, term: u64) {
+        let leader = self.raft_status.leader.load(Ordering::Acquire);
+        let current = self.raft_status.term.load(Ordering::Acquire);
+        if leader == self.member_id && term == current {
+            self.lessor.promote(self.lease_extend);
         }
     }
 

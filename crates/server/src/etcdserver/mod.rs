@@ -320,6 +320,9 @@ impl EtcdServer {
             durable_index: durable_index.clone(),
             snapshotter: snapshotter.clone(),
             lessor: lessor.clone(),
+            raft_status: raft_status.clone(),
+            member_id,
+            lease_extend: cfg.tick * cfg.election_ticks as u32,
         };
         let raft_loop = RaftLoop {
             raw,

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use raft::prelude::{Entry, HardState as RaftHardState, Message};
 use raft::storage::MemStorage;
-use raft::{RawNode, SnapshotStatus, Storage as _};
+use raft::{ProgressState, RawNode, SnapshotStatus, StateRole, Storage as _};
 use storage::snap::Snapshotter;
 use storage::wal::{EntryRef, HardState, SnapshotRecord, Wal};
 use tokio::sync::{oneshot, watch};
@@ -193,11 +193,16 @@ impl RaftLoop {
             if let Err(e) = self.advance_applied() {
                 super::fatal("failed to save a snapshot", &e);
             }
+            // Leader and term are published before this round's committed
+            // entries go to the apply stage, which promotes the lessor at
+            // the leader's first entry of its term.
+            let leader = self.raw.raft.leader_id;
+            let term = self.raw.raft.term;
+            self.status.leader.store(leader, Ordering::Release);
+            self.status.term.store(term, Ordering::Release);
             if let Err(e) = self.on_ready(&mut reads) {
                 super::fatal("failed to write to the WAL", &e);
             }
-            let leader = self.raw.raft.leader_id;
-            let term = self.raw.raft.term;
             if leader != last_leader {
                 if leader == 0 {
                     tracing::info!(
@@ -218,8 +223,6 @@ impl RaftLoop {
                 reads.inflight.clear();
                 last_leader = leader;
             }
-            self.status.leader.store(leader, Ordering::Release);
-            self.status.term.store(term, Ordering::Release);
             self.status
                 .committed
                 .store(self.raw.raft.raft_log.committed, Ordering::Release);
@@ -251,11 +254,10 @@ impl RaftLoop {
     /// WAL segments it covers.
     ///
     /// The in-memory log keeps `--experimental-snapshot-catchup-entries`
-    /// durably applied entries (trimmed once it holds twice that), not
-    /// everything since the last snapshot as etcd 3.4/3.5 do: a follower
-    /// further behind gets a snapshot instead, and a member's memory no
-    /// longer grows with `--snapshot-count` (100,000 entries of 256-byte
-    /// puts held about 43 MB).
+    /// durably applied entries ([`Self::trim_log`]), not everything since
+    /// the last snapshot as etcd 3.4/3.5 do, so a member's memory does not
+    /// grow with `--snapshot-count` (100,000 entries of 256-byte puts held
+    /// about 43 MB); a follower further behind gets a snapshot.
     fn advance_applied(&mut self) -> Result<(), std::io::Error> {
         let log = &self.raw.raft.raft_log;
         let applied = (*self.applied_rx.borrow())
@@ -305,15 +307,27 @@ impl RaftLoop {
     }
 
     /// Drops in-memory entries more than `catch_up_entries` behind
-    /// `durable` (applied and committed to the backend), once there are
-    /// twice that many.
+    /// `durable` (applied and committed to the backend), in steps of at
+    /// least that many. While the leader has a snapshot on its way,
+    /// nothing more is dropped (its follower resumes from the entries after
+    /// it; etcd does not compact with snapshots in flight either) beyond
+    /// etcd's own bound of `--snapshot-count` + catch-up entries.
     fn trim_log(&mut self, durable: u64) {
+        let mut keep_from = durable.saturating_sub(self.catch_up_entries);
+        let raft = &self.raw.raft;
+        let sending_snapshot = raft.state == StateRole::Leader
+            && raft
+                .prs()
+                .iter()
+                .any(|(_, pr)| pr.state == ProgressState::Snapshot);
+        if sending_snapshot {
+            keep_from = durable.saturating_sub(self.snapshot_count + self.catch_up_entries);
+        }
         let store = self.raw.mut_store();
         let first = store.first_index().unwrap_or(1);
-        if durable < first + 2 * self.catch_up_entries.max(1) {
+        if keep_from < first + self.catch_up_entries.max(1) {
             return;
         }
-        let keep_from = durable - self.catch_up_entries;
         store
             .wl()
             .compact(keep_from)

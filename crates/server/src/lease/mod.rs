@@ -338,6 +338,12 @@ impl Lessor {
         }
     }
 
+    /// Whether this lessor expires leases (it was promoted, not demoted
+    /// since).
+    pub fn is_primary(&self) -> bool {
+        self.lock().primary
+    }
+
     /// No longer the leader: deadlines are the new leader's business.
     pub fn demote(&self) {
         let mut inner = self.lock();

@@ -121,28 +121,21 @@ fn checkpoint_request(checkpoints: Vec<LeaseCheckpoint>) -> InternalRaftRequest 
 }
 
 /// Revokes expired leases and checkpoints remaining TTLs through raft, on
-/// the leader; promotes and demotes the lessor as leadership comes and
-/// goes. The revocations of one round are proposed together, so raft
-/// writes them in few batches.
+/// the leader, once the apply stage promoted the lessor (at the leader's
+/// first entry of its term); demotes the lessor when leadership is gone.
+/// The revocations of one round are proposed together, so raft writes
+/// them in few batches.
 pub async fn expiry_loop(server: Arc<EtcdServer>) {
     let mut tick = tokio::time::interval(EXPIRY_INTERVAL);
     // A round that stalled (no quorum) must not be followed by a burst.
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut leading = false;
     loop {
         tick.tick().await;
-        let now_leading = is_leader(&server);
-        if now_leading != leading {
-            if now_leading {
-                server
-                    .lessor
-                    .promote(server.cfg.tick * server.cfg.election_ticks as u32);
-            } else {
-                server.lessor.demote();
-            }
-            leading = now_leading;
+        if !server.lessor.is_primary() {
+            continue;
         }
-        if !leading {
+        if !is_leader(&server) {
+            server.lessor.demote();
             continue;
         }
         let revocations = server.lessor.expired(REVOKES_PER_ROUND).into_iter().map(|id| {

@@ -163,9 +163,12 @@ impl KeyIndex {
                 let g = &mut self.generations[gi];
                 keep.insert(g.revs[n]);
                 g.revs.drain(..n);
+                g.revs.shrink_to_fit();
             }
         }
         self.generations.drain(..gi);
+        // A key down to one revision goes back inline.
+        self.generations.shrink_to_fit();
         self.generations.iter().all(Generation::is_empty)
     }
 }
@@ -379,6 +382,14 @@ mod tests {
         assert_eq!(std::mem::size_of::<KeyIndex>(), 56);
         let mut ki = KeyIndex::default();
         ki.put(r(2));
+        assert!(!ki.generations.spilled() && !ki.generations[0].revs.spilled());
+        // Deleted, put again, then compacted down to the live revision:
+        // inline again.
+        ki.put(r(3));
+        ki.tombstone(r(4));
+        ki.put(r(5));
+        assert!(ki.generations.spilled());
+        ki.compact(5, &mut HashSet::new());
         assert!(!ki.generations.spilled() && !ki.generations[0].revs.spilled());
     }
 
