@@ -50,30 +50,25 @@ pub fn etcd_bin() -> PathBuf {
 ///
 /// Panics if it has not been built (`cargo build --bin etcdctl`).
 pub fn our_etcdctl_bin() -> PathBuf {
-    if let Some(p) = env::var_os("ETCDCTL_RS_BIN") {
-        return PathBuf::from(p);
-    }
-    let p = etcd_bin().with_file_name(format!("etcdctl{}", env::consts::EXE_SUFFIX));
-    if !p.is_file() {
-        panic!(
-            "our etcdctl {} does not exist: build it first: cargo build --bin etcdctl",
-            p.display()
-        );
-    }
-    p
+    ours_beside_etcd("ETCDCTL_RS_BIN", "etcdctl")
 }
 
 /// Our `benchmark` (`BENCHMARK_BIN`, else the one built beside `etcd`).
 ///
 /// Panics if it has not been built (`cargo build --bin benchmark`).
 pub fn benchmark_bin() -> PathBuf {
-    if let Some(p) = env::var_os("BENCHMARK_BIN") {
+    ours_beside_etcd("BENCHMARK_BIN", "benchmark")
+}
+
+/// `$var` if set, else our binary `name` in the directory of [`etcd_bin`].
+fn ours_beside_etcd(var: &str, name: &str) -> PathBuf {
+    if let Some(p) = env::var_os(var) {
         return PathBuf::from(p);
     }
-    let p = etcd_bin().with_file_name(format!("benchmark{}", env::consts::EXE_SUFFIX));
+    let p = etcd_bin().with_file_name(format!("{name}{}", env::consts::EXE_SUFFIX));
     if !p.is_file() {
         panic!(
-            "our benchmark {} does not exist: build it first: cargo build --bin benchmark",
+            "our {name} {} does not exist: build it first: cargo build --bin {name}",
             p.display()
         );
     }

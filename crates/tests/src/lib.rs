@@ -21,6 +21,7 @@
 //! `ETCD_REFERENCE_BIN` (default `/usr/bin/etcd`), `ETCDCTL_BIN` (default
 //! `/usr/bin/etcdctl`); see [`bins`].
 
+pub mod benchmark;
 pub mod bins;
 pub mod cluster;
 pub mod etcdctl;

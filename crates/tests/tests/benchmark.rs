@@ -3,38 +3,14 @@
 //! with one histogram entry per request, and its requests really reach the
 //! server (the keys, leases and events it claims are there).
 
-use std::process::Command;
 use std::time::Duration;
 
 use etcd_client::{Client, GetOptions};
-use etcd_rs_tests::bins::{benchmark_bin, reference_etcd_bin};
-use etcd_rs_tests::{process, within, Output, TestCluster};
+use etcd_rs_tests::benchmark::{benchmark, histogram_total};
+use etcd_rs_tests::bins::reference_etcd_bin;
+use etcd_rs_tests::{within, Output, TestCluster};
 
 const LIMIT: Duration = Duration::from_secs(120);
-const RUN_LIMIT: Duration = Duration::from_secs(60);
-
-fn benchmark(endpoint: &str, args: &[&str]) -> Output {
-    let mut cmd = Command::new(benchmark_bin());
-    cmd.arg(format!("--endpoints={endpoint}")).args(args);
-    process::run(cmd, None, RUN_LIMIT)
-}
-
-/// The request counts of a report's "Response time histogram" buckets,
-/// summed: every request the report counted.
-fn histogram_total(report: &str) -> u64 {
-    let hist = report
-        .split("Response time histogram:\n")
-        .nth(1)
-        .unwrap_or_else(|| panic!("no histogram in:\n{report}"));
-    hist.lines()
-        .take_while(|l| l.contains('|'))
-        .map(|l| {
-            let n = l.split('[').nth(1).and_then(|r| r.split(']').next());
-            n.and_then(|n| n.parse::<u64>().ok())
-                .unwrap_or_else(|| panic!("bad histogram line {l:?}"))
-        })
-        .sum()
-}
 
 /// A successful run's report: etcd's summary, histogram and percentiles,
 /// no errors, and `requests` requests in the histogram.

@@ -8,9 +8,10 @@ use std::net::{IpAddr, Ipv4Addr, TcpListener};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use etcd_rs_tests::bins::{benchmark_bin, etcdctl_bin, our_etcdctl_bin, reference_etcd_bin};
+use etcd_rs_tests::benchmark::{benchmark, histogram_total};
+use etcd_rs_tests::bins::{etcdctl_bin, our_etcdctl_bin, reference_etcd_bin};
 use etcd_rs_tests::etcdctl::etcdctl_with;
-use etcd_rs_tests::{process, within, Output, TestCluster};
+use etcd_rs_tests::{within, Output, TestCluster};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, SanType,
@@ -44,21 +45,6 @@ fn same_as_go(endpoint: &str, commands: &[Vec<String>]) {
 
 fn cmd(args: &[&str]) -> Vec<String> {
     args.iter().map(|s| s.to_string()).collect()
-}
-
-fn benchmark(endpoint: &str, args: &[&str]) -> Output {
-    let mut c = Command::new(benchmark_bin());
-    c.arg(format!("--endpoints={endpoint}")).args(args);
-    process::run(c, None, Duration::from_secs(60))
-}
-
-/// Requests counted in a benchmark report's histogram.
-fn reported(out: &Output) -> u64 {
-    out.stdout
-        .lines()
-        .filter(|l| l.contains("]\t|"))
-        .filter_map(|l| l.split('[').nth(1)?.split(']').next()?.parse::<u64>().ok())
-        .sum()
 }
 
 /// A CA, a server certificate for 127.0.0.1 and a client certificate
@@ -236,7 +222,7 @@ async fn tls_with_client_certificates_as_the_go_etcdctl() {
         args.extend(cmd(&["put", "--total=20", "--key-space-size=5"]));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let out = benchmark(&host_port, &args);
-        assert_eq!((out.code, reported(&out)), (0, 20), "{out}");
+        assert_eq!((out.code, histogram_total(&out.stdout)), (0, 20), "{out}");
         assert!(!out.stdout.contains("Error distribution"), "{out}");
     })
     .await
@@ -268,7 +254,7 @@ async fn authentication_as_the_go_etcdctl() {
         );
 
         let out = benchmark(&ep, &["--user=root:pw", "put", "--total=20"]);
-        assert_eq!((out.code, reported(&out)), (0, 20), "{out}");
+        assert_eq!((out.code, histogram_total(&out.stdout)), (0, 20), "{out}");
         assert!(!out.stdout.contains("Error distribution"), "{out}");
         let out = benchmark(&ep, &["put", "--total=5"]);
         assert!(
