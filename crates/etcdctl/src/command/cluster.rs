@@ -70,11 +70,24 @@ fn peer_urls(s: &str) -> Result<Vec<String>, CtlError> {
     Ok(s.split(',').map(String::from).collect())
 }
 
+/// The cluster id a response header names (0 without a header).
+fn cluster_of(h: &Option<api::etcdserverpb::ResponseHeader>) -> u64 {
+    h.as_ref().map_or(0, |h| h.cluster_id)
+}
+
+/// etcdctl's line for a removed, updated or promoted member:
+/// `Member <id> <what> cluster <cluster id>`.
+fn member_changed(id: u64, what: &str, header: &Option<api::etcdserverpb::ResponseHeader>) {
+    println!(
+        "Member {:>16} {what} cluster {:>16}",
+        id_hex(id),
+        id_hex(cluster_of(header))
+    );
+}
+
 /// Runs a member subcommand.
 pub async fn member(g: &GlobalFlags, cmd: &MemberCommand) -> Result<(), CtlError> {
     let p = g.printer()?;
-    let cluster_of =
-        |h: &Option<api::etcdserverpb::ResponseHeader>| h.as_ref().map_or(0, |h| h.cluster_id);
     match cmd {
         MemberCommand::List => {
             let c = g.client().await?;
@@ -141,11 +154,7 @@ pub async fn member(g: &GlobalFlags, cmd: &MemberCommand) -> Result<(), CtlError
                 .timed(c.cluster().member_remove(MemberRemoveRequest { id }))
                 .await?
                 .into_inner();
-            println!(
-                "Member {:>16} removed from cluster {:>16}",
-                id_hex(id),
-                id_hex(cluster_of(&resp.header))
-            );
+            member_changed(id, "removed from", &resp.header);
             Ok(())
         }
         MemberCommand::Update {
@@ -159,11 +168,7 @@ pub async fn member(g: &GlobalFlags, cmd: &MemberCommand) -> Result<(), CtlError
             };
             let c = g.client().await?;
             let resp = g.timed(c.cluster().member_update(req)).await?.into_inner();
-            println!(
-                "Member {:>16} updated in cluster {:>16}",
-                id_hex(id),
-                id_hex(cluster_of(&resp.header))
-            );
+            member_changed(id, "updated in", &resp.header);
             Ok(())
         }
         MemberCommand::Promote { args } => {
@@ -173,11 +178,7 @@ pub async fn member(g: &GlobalFlags, cmd: &MemberCommand) -> Result<(), CtlError
                 .timed(c.cluster().member_promote(MemberPromoteRequest { id }))
                 .await?
                 .into_inner();
-            println!(
-                "Member {:>16} promoted in cluster {:>16}",
-                id_hex(id),
-                id_hex(cluster_of(&resp.header))
-            );
+            member_changed(id, "promoted in", &resp.header);
             Ok(())
         }
     }

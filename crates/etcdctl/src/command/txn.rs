@@ -44,32 +44,28 @@ pub async fn run(g: &GlobalFlags, a: &TxnArgs) -> Result<(), CtlError> {
 /// interactive prompts. Errors (exit 3): a line that does not parse, or
 /// input that ends before a list's blank line (`EOF`).
 pub fn read_txn(input: &mut impl BufRead, prompt: bool) -> Result<TxnRequest, CtlError> {
-    if prompt {
-        println!("compares:");
-    }
-    let compare = read_lines(input)?
-        .iter()
-        .map(|l| parse_compare(l))
-        .collect::<Result<_, _>>()?;
-    if prompt {
-        println!("success requests (get, put, del):");
-    }
-    let success = read_lines(input)?
-        .iter()
-        .map(|l| parse_op(l))
-        .collect::<Result<_, _>>()?;
-    if prompt {
-        println!("failure requests (get, put, del):");
-    }
-    let failure = read_lines(input)?
-        .iter()
-        .map(|l| parse_op(l))
-        .collect::<Result<_, _>>()?;
+    let compare = section(input, prompt, "compares:", parse_compare)?;
+    let success = section(input, prompt, "success requests (get, put, del):", parse_op)?;
+    let failure = section(input, prompt, "failure requests (get, put, del):", parse_op)?;
     Ok(TxnRequest {
         compare,
         success,
         failure,
     })
+}
+
+/// One section of the txn input: its prompt (with `prompt`), then its
+/// lines up to a blank one, each parsed by `parse`.
+fn section<T>(
+    input: &mut impl BufRead,
+    prompt: bool,
+    title: &str,
+    parse: fn(&str) -> Result<T, CtlError>,
+) -> Result<Vec<T>, CtlError> {
+    if prompt {
+        println!("{title}");
+    }
+    read_lines(input)?.iter().map(|l| parse(l)).collect()
 }
 
 /// Lines up to the next blank one.

@@ -50,6 +50,17 @@ impl Lease {
     }
 }
 
+/// Takes the soonest `(time, lease id)` off `heap` if its time is at or
+/// before `now` (deadlines and checkpoints alike; an entry may be stale,
+/// the caller checks it against the lease).
+fn pop_due(heap: &mut BinaryHeap<Reverse<(Instant, i64)>>, now: Instant) -> Option<(Instant, i64)> {
+    let Reverse((at, _)) = heap.peek()?;
+    if *at > now {
+        return None;
+    }
+    heap.pop().map(|Reverse(due)| due)
+}
+
 #[derive(Default)]
 struct Inner {
     leases: BTreeMap<i64, Lease>,
@@ -274,13 +285,9 @@ impl Lessor {
         let mut inner = self.lock();
         let mut out = Vec::new();
         while out.len() < limit {
-            let Some(Reverse((at, id))) = inner.checkpoints.peek().copied() else {
+            let Some((at, id)) = pop_due(&mut inner.checkpoints, now) else {
                 break;
             };
-            if at > now {
-                break;
-            }
-            inner.checkpoints.pop();
             let Some(l) = inner.leases.get_mut(&id) else {
                 continue;
             };
@@ -365,13 +372,9 @@ impl Lessor {
         let mut inner = self.lock();
         let mut out = Vec::new();
         while out.len() < limit {
-            let Some(Reverse((at, id))) = inner.deadlines.peek().copied() else {
+            let Some((at, id)) = pop_due(&mut inner.deadlines, now) else {
                 break;
             };
-            if at > now {
-                break;
-            }
-            inner.deadlines.pop();
             let current = inner.leases.get(&id).and_then(|l| l.expiry);
             if current == Some(at) {
                 out.push(id);
