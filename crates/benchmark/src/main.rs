@@ -12,7 +12,7 @@ mod watch;
 
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use client::{ConnectOptions, TlsOptions};
 
 /// The command line.
@@ -63,16 +63,28 @@ pub struct Global {
     /// identify HTTPS client using this SSL key file
     #[arg(long, global = true, default_value = "")]
     pub key: String,
+    /// skip server certificate verification
+    #[arg(long, global = true, env = "ETCDCTL_INSECURE_SKIP_TLS_VERIFY", num_args = 0..=1,
+          require_equals = true, default_missing_value = "true", default_value_t = false,
+          action = clap::ArgAction::Set)]
+    pub insecure_skip_tls_verify: bool,
+    /// disable transport security for endpoints without a scheme
+    #[arg(long, global = true, env = "ETCDCTL_INSECURE_TRANSPORT", num_args = 0..=1,
+          require_equals = true, default_missing_value = "true", default_value_t = true,
+          action = clap::ArgAction::Set)]
+    pub insecure_transport: bool,
 }
 
 impl Global {
     /// How to connect: the dial timeout (5 s for 0), TLS when any of
     /// --cacert, --cert, --key is given (both of the last two, or
-    /// neither), and the --user credentials. Errors: an unreadable file, a
+    /// neither) or --insecure-transport=false, --insecure-skip-tls-verify,
+    /// and the --user credentials. Errors: an unreadable file, a
     /// certificate without its key, no password and no terminal.
     pub fn connect_options(&self) -> Result<ConnectOptions, String> {
         let read = |p: &str| std::fs::read(p).map_err(|e| format!("open {p}: {e}"));
-        let tls = if self.cacert.is_empty() && self.cert.is_empty() && self.key.is_empty() {
+        let no_files = self.cacert.is_empty() && self.cert.is_empty() && self.key.is_empty();
+        let tls = if no_files && self.insecure_transport && !self.insecure_skip_tls_verify {
             None
         } else {
             let identity = match (self.cert.as_str(), self.key.as_str()) {
@@ -88,7 +100,11 @@ impl Global {
             let ca = (!self.cacert.is_empty())
                 .then(|| read(&self.cacert))
                 .transpose()?;
-            Some(TlsOptions { ca, identity })
+            Some(TlsOptions {
+                ca,
+                identity,
+                insecure_skip_verify: self.insecure_skip_tls_verify,
+            })
         };
         let auth = match self.user.split_once(':') {
             _ if self.user.is_empty() => None,
@@ -129,7 +145,8 @@ enum Command {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    let args = goflags::normalize(&Cli::command(), std::env::args_os());
+    let cli = Cli::parse_from(args);
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     let result = runtime.block_on(async {
         match &cli.command {

@@ -12,6 +12,7 @@
 //! (`api::etcdserverpb`), so tools print exactly what the server answered.
 //! `load` is the paced request driver the measuring tools share.
 
+mod insecure;
 pub mod load;
 
 use std::time::Duration;
@@ -71,6 +72,9 @@ pub struct TlsOptions {
     /// Client certificate and its private key, for servers that check
     /// clients (`--client-cert-auth`).
     pub identity: Option<(Vec<u8>, Vec<u8>)>,
+    /// Accept any server certificate (`--insecure-skip-tls-verify`):
+    /// the connection is encrypted but the server not authenticated.
+    pub insecure_skip_verify: bool,
 }
 
 impl TlsOptions {
@@ -181,6 +185,22 @@ pub fn endpoint_host(endpoint: &str) -> &str {
         .trim_end_matches('/')
 }
 
+/// How one endpoint is dialed: by tonic (plain, or TLS with
+/// verification), or over TLS that accepts any server certificate.
+enum Dial {
+    Tonic(Endpoint),
+    Unverified(Endpoint, std::sync::Arc<rustls::ClientConfig>),
+}
+
+impl Dial {
+    async fn connect(self) -> Result<Channel, tonic::transport::Error> {
+        match self {
+            Dial::Tonic(ep) => ep.connect().await,
+            Dial::Unverified(ep, cfg) => ep.connect_with_connector(insecure::connector(cfg)).await,
+        }
+    }
+}
+
 /// A connection to one member.
 #[derive(Clone, Debug)]
 pub struct Client {
@@ -218,8 +238,14 @@ impl Client {
         Err(ConnectError::Unreachable)
     }
 
-    fn endpoint(e: &str, opts: &ConnectOptions) -> Result<Endpoint, ConnectError> {
-        let url = endpoint_url(e, opts.tls.is_some());
+    fn endpoint(e: &str, opts: &ConnectOptions) -> Result<Dial, ConnectError> {
+        let mut url = endpoint_url(e, opts.tls.is_some());
+        let tls = opts.tls.clone().unwrap_or_default();
+        let skip_verify = url.starts_with("https://") && tls.insecure_skip_verify;
+        if skip_verify {
+            // TLS is done by our own connector; tonic dials plain.
+            url = url.replacen("https://", "http://", 1);
+        }
         let mut ep = Endpoint::from_shared(url.clone())
             .map_err(|_| ConnectError::BadEndpoint(e.to_string()))?
             .connect_timeout(opts.dial_timeout)
@@ -227,13 +253,16 @@ impl Client {
             .http2_keep_alive_interval(opts.keepalive_time)
             .keep_alive_timeout(opts.keepalive_timeout)
             .keep_alive_while_idle(true);
+        if skip_verify {
+            let cfg = insecure::config(&tls).map_err(ConnectError::Tls)?;
+            return Ok(Dial::Unverified(ep, cfg));
+        }
         if url.starts_with("https://") {
-            let tls = opts.tls.clone().unwrap_or_default();
             ep = ep
                 .tls_config(tls.config())
                 .map_err(|e| ConnectError::Tls(error_chain(&e)))?;
         }
-        Ok(ep)
+        Ok(Dial::Tonic(ep))
     }
 
     /// Gets a token for `name` and sends it with every later request. A

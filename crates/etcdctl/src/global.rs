@@ -123,8 +123,8 @@ impl GlobalFlags {
     /// `--cert`, `--key` is given, or `--insecure-transport=false`) and
     /// `--user`/`--password`. Errors as etcdctl's: an empty or unreadable
     /// file, or a certificate without its key (exit 128); a password
-    /// prompt without a terminal (exit 1); `--insecure-skip-tls-verify`
-    /// with TLS, which this etcdctl cannot do (exit 4).
+    /// prompt without a terminal (exit 1). `--insecure-skip-tls-verify`
+    /// applies where TLS does, as in clientv3.
     pub fn connect_options(&self) -> Result<ConnectOptions, CtlError> {
         Ok(ConnectOptions {
             dial_timeout: self.dial_timeout,
@@ -152,12 +152,6 @@ impl GlobalFlags {
         if !wanted && self.insecure_transport {
             return Ok(None);
         }
-        if self.insecure_skip_tls_verify {
-            return Err(CtlError::new(
-                EXIT_BAD_FEATURE,
-                "--insecure-skip-tls-verify is not supported by etcd-rs etcdctl",
-            ));
-        }
         let identity = match (&self.cert, &self.key) {
             (None, None) => None,
             (Some(cert), Some(key)) => Some((read_file(cert)?, read_file(key)?)),
@@ -173,7 +167,11 @@ impl GlobalFlags {
             }
         };
         let ca = self.cacert.as_deref().map(read_file).transpose()?;
-        Ok(Some(TlsOptions { ca, identity }))
+        Ok(Some(TlsOptions {
+            ca,
+            identity,
+            insecure_skip_verify: self.insecure_skip_tls_verify,
+        }))
     }
 
     /// `--user name:password`, or `--user name --password p` (then the

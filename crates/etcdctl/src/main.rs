@@ -12,7 +12,7 @@ mod error;
 mod global;
 mod printer;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 use crate::command::Command;
 use crate::error::CtlError;
@@ -35,7 +35,9 @@ struct Cli {
 
 fn main() {
     // Arguments that are not UTF-8 are taken lossily rather than refused.
-    let args = std::env::args_os().map(|a| a.to_string_lossy().into_owned());
+    let args = goflags::normalize(&Cli::command(), std::env::args_os())
+        .into_iter()
+        .map(|a| a.to_string_lossy().into_owned());
     let argv = match command::split_watch_exec(args.collect()) {
         Ok(argv) => argv,
         Err(e) => e.exit(),

@@ -1,5 +1,5 @@
-//! Client connections as the HTTP/2 stack needs them: TCP_NODELAY set, and
-//! the `:authority` of clients that send a whole URL repaired.
+//! Client connections as the HTTP/2 stack needs them: the `:authority` of
+//! clients that send a whole URL repaired.
 //!
 //! etcdctl 3.4 dials `endpoint status --endpoints=http://host:port` with the
 //! URL itself as the HTTP/2 `:authority`. etcd's Go server accepts that; the
@@ -13,14 +13,11 @@
 //! well-behaved client pays for one header decode per connection.
 
 use std::io;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
-use std::time::Duration;
 
 use loona_hpack::Decoder;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
 
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 const FRAME_HEADER: usize = 9;
@@ -32,35 +29,9 @@ const PADDED: u8 = 0x8;
 const PRIORITY: u8 = 0x20;
 /// The largest frame payload every HTTP/2 peer accepts.
 const MAX_FRAME: usize = 16_384;
-
-/// The client listener: accepts TCP connections and wraps them.
-pub struct ClientListener(pub TcpListener);
-
-impl axum::serve::Listener for ClientListener {
-    type Io = FixAuthority<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            match self.0.accept().await {
-                Ok((stream, addr)) => {
-                    // Small gRPC messages must not wait for Nagle's algorithm.
-                    let _ = stream.set_nodelay(true);
-                    return (FixAuthority::new(stream), addr);
-                }
-                Err(e) => {
-                    // Out of file descriptors and the like: back off a little.
-                    tracing::warn!(error = %e, "failed to accept a client connection");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        }
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.0.local_addr()
-    }
-}
+/// The most bytes of one header block (HEADERS and CONTINUATION frames)
+/// gathered before giving up on repairing it.
+const MAX_HEADER_BLOCK: usize = 64 * 1024;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Mode {
@@ -126,6 +97,15 @@ impl<S> FixAuthority<S> {
             }
         }
         while matches!(self.mode, Mode::FirstBlock | Mode::Rewrite) {
+            if self.over_budget() {
+                // Not a request this layer can repair: hand the bytes to
+                // the HTTP/2 server as they are, which refuses them.
+                self.mode = Mode::Passthrough;
+                if let Some(block) = self.block.take() {
+                    self.output.extend_from_slice(&block.raw);
+                }
+                break;
+            }
             let Some(len) = frame_len(&self.input) else {
                 return;
             };
@@ -135,6 +115,22 @@ impl<S> FixAuthority<S> {
         if self.mode == Mode::Passthrough {
             self.output.append(&mut self.input);
         }
+    }
+
+    /// Whether the frame being received is larger than HTTP/2 allows
+    /// without a SETTINGS change, or the header block being gathered
+    /// exceeds [`MAX_HEADER_BLOCK`]: what is held for one connection stays
+    /// a few KiB, whatever the client sends.
+    fn over_budget(&self) -> bool {
+        let declared = self
+            .input
+            .get(..3)
+            .map_or(0, |h| u32::from_be_bytes([0, h[0], h[1], h[2]]) as usize);
+        declared > MAX_FRAME
+            || self
+                .block
+                .as_ref()
+                .is_some_and(|b| b.raw.len() > MAX_HEADER_BLOCK)
     }
 
     fn frame(&mut self, frame: Vec<u8>) {
@@ -370,7 +366,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for FixAuthority<S> {
 #[cfg(test)]
 mod tests {
     use loona_hpack::Encoder;
-    use tokio::io::AsyncReadExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;
 
@@ -480,5 +476,44 @@ mod tests {
         assert_eq!(frame[3], HEADERS);
         assert_eq!(frame[4], END_STREAM | END_HEADERS);
         assert_eq!(authority(&decode_all(&out)[0]), "localhost:2379");
+    }
+
+    /// Reads from the wrapper until it yields more than `want` bytes,
+    /// while the client has sent `sent` and keeps the connection open.
+    async fn forwarded_while_open(sent: Vec<u8>, want: usize) -> usize {
+        let (mut client, server) = tokio::io::duplex(1 << 20);
+        client.write_all(&sent).await.unwrap();
+        let mut wrapper = FixAuthority::new(server);
+        let mut got = 0;
+        let mut buf = [0u8; 4096];
+        while got <= want {
+            let n = tokio::time::timeout(std::time::Duration::from_secs(5), wrapper.read(&mut buf))
+                .await
+                .expect("the wrapper forwards without waiting for the rest")
+                .unwrap();
+            got += n;
+        }
+        got
+    }
+
+    #[tokio::test]
+    async fn an_oversized_frame_or_header_block_is_not_buffered() {
+        // A frame header announcing 16 MiB, then a little of it.
+        let mut input = PREFACE.to_vec();
+        input.extend([0xff, 0xff, 0xff, HEADERS, 0, 0, 0, 0, 1]);
+        input.extend([0u8; 1000]);
+        let want = input.len() - 1;
+        assert!(forwarded_while_open(input, want).await > want);
+
+        // A header block that never ends: CONTINUATION frames past 64 KiB.
+        let mut input = PREFACE.to_vec();
+        input.extend(headers_frame(1, 0, &[0u8; 16_000]));
+        for _ in 0..5 {
+            input.extend((16_000u32).to_be_bytes()[1..].iter());
+            input.extend([CONTINUATION, 0, 0, 0, 0, 1]);
+            input.extend([0u8; 16_000]);
+        }
+        let want = input.len() - 1;
+        assert!(forwarded_while_open(input, want).await > want);
     }
 }

@@ -5,14 +5,14 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use tokio::net::TcpListener;
-
-use crate::authority::ClientListener;
 use crate::config::{Config, ServerConfig, ETCD_RS_VERSION, SERVER_VERSION};
 use crate::etcdserver::EtcdServer;
-use crate::rafthttp::PeerService;
-use crate::{http, logging, v3rpc};
+use crate::listener::{ListenUrl, Listener};
+use crate::rafthttp::{Dialer, PeerService};
+use crate::tls::{auto, TlsError, TlsInfo};
+use crate::{http, logging, serve, v3rpc};
 use api::etcdrspb::peer_server::PeerServer;
+use api::etcdserverpb::lease_server::LeaseServer;
 
 /// Runs `etcd` with the process's arguments and environment.
 pub fn main() -> ExitCode {
@@ -103,31 +103,37 @@ async fn run(cfg: ServerConfig) -> Result<(), String> {
         initial_advertise_peer_urls = %cfg.peer_urls.join(","),
         "starting an etcd server"
     );
+    // Certificates are checked before anything is bound or written.
+    let tls = MemberTls::load(&cfg).map_err(|e| e.to_string())?;
     // Bind first, so a port in use fails the start at once, as in etcd.
     let listeners = bind_all(&cfg.client_listen).await?;
     let peer_listeners = bind_all(&cfg.peer_listen).await?;
-    let server = EtcdServer::start(cfg).map_err(|e| e.to_string())?;
-    // Peers are served at once: the election needs them.
+    let max_streams = cfg.max_concurrent_streams;
+    let server =
+        EtcdServer::start(cfg, Dialer::new(tls.peer_client.clone())).map_err(|e| e.to_string())?;
+    // Peers are served at once: the election needs them. Followers
+    // forward lease keep-alives to the leader's peer URL.
     let mut peer_tasks = tokio::task::JoinSet::new();
     for l in peer_listeners {
-        let addr = l.local_addr().map_err(|e| e.to_string())?;
-        let svc = PeerServer::new(PeerService::new(server.clone()))
+        let addr = l.local_addr();
+        let peer = PeerServer::new(PeerService::new(server.clone()))
             .max_decoding_message_size(usize::MAX)
             .max_encoding_message_size(usize::MAX);
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(l);
+        let lease = LeaseServer::new(v3rpc::lease::LeaseService::new(server.clone()));
+        let incoming = l.incoming(tls.peer_server.clone());
+        tracing::info!(address = %addr, "serving peer traffic");
         peer_tasks.spawn(async move {
             if let Err(e) = tonic::transport::Server::builder()
-                .tcp_nodelay(true)
-                .add_service(svc)
+                .add_service(peer)
+                .add_service(lease)
                 .serve_with_incoming(incoming)
                 .await
             {
                 tracing::error!(address = %addr, error = %e, "serving peers failed");
             }
         });
-        tracing::info!(address = %addr, "serving peer traffic");
     }
-    let serve = serve(server.clone(), listeners);
+    let serve = serve(server.clone(), listeners, tls.client, max_streams);
     let result = tokio::select! {
         r = serve => r,
         _ = shutdown_signal() => Ok(()),
@@ -140,19 +146,111 @@ async fn run(cfg: ServerConfig) -> Result<(), String> {
     result
 }
 
-/// Binds every address, with etcd's error text for the first that fails.
-async fn bind_all(addrs: &[std::net::SocketAddr]) -> Result<Vec<TcpListener>, String> {
-    let mut out = Vec::with_capacity(addrs.len());
-    for addr in addrs {
-        let l = TcpListener::bind(addr)
-            .await
-            .map_err(|e| format!("listen tcp {addr}: bind: {e}"))?;
-        out.push(l);
+/// The member's TLS configs: what its client and peer listeners serve,
+/// and what it dials peers with. Auto TLS makes its certificates here.
+struct MemberTls {
+    client: Option<Arc<rustls::ServerConfig>>,
+    peer_server: Option<Arc<rustls::ServerConfig>>,
+    peer_client: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl MemberTls {
+    /// Errors: certificates that do not load, auto TLS that cannot write
+    /// its files.
+    fn load(cfg: &ServerConfig) -> Result<MemberTls, TlsError> {
+        let client = side(
+            cfg,
+            &cfg.client_tls,
+            cfg.client_auto_tls,
+            &cfg.client_listen,
+            "client",
+        )?;
+        let peer = side(
+            cfg,
+            &cfg.peer_tls,
+            cfg.peer_auto_tls,
+            &cfg.peer_listen,
+            "peer",
+        )?;
+        let serves_tls = |urls: &[ListenUrl]| urls.iter().any(|u| u.secure);
+        let client_server = match &client {
+            Some(info) if serves_tls(&cfg.client_listen) => {
+                tracing::info!(tls_info = ?info, "starting with client TLS");
+                Some(info.server_config(&cfg.tls_settings)?)
+            }
+            _ => None,
+        };
+        let (peer_server, peer_client) = match &peer {
+            Some(info) => {
+                tracing::info!(tls_info = ?info, "starting with peer TLS");
+                let server = if serves_tls(&cfg.peer_listen) {
+                    Some(info.server_config(&cfg.tls_settings)?)
+                } else {
+                    None
+                };
+                (server, Some(info.client_config(&cfg.tls_settings)?))
+            }
+            None => (None, None),
+        };
+        Ok(MemberTls {
+            client: client_server,
+            peer_server,
+            peer_client,
+        })
+    }
+}
+
+/// One side's TLS settings: the configured files, or auto TLS's
+/// certificate under `<data-dir>/fixtures/<side>` when none are given.
+fn side(
+    cfg: &ServerConfig,
+    info: &TlsInfo,
+    auto: bool,
+    listen: &[ListenUrl],
+    name: &str,
+) -> Result<Option<TlsInfo>, TlsError> {
+    for u in listen.iter().filter(|u| !u.secure) {
+        if !info.is_empty() {
+            tracing::warn!(url = %u.url, "scheme is http or unix while key and cert files are present; ignoring key and cert files");
+        }
+    }
+    if !info.is_empty() {
+        if auto {
+            tracing::warn!("ignoring {name} auto TLS since certs given");
+        }
+        return Ok(Some(info.clone()));
+    }
+    if !auto {
+        return Ok(None);
+    }
+    let hosts: Vec<String> = listen.iter().map(ListenUrl::host).collect();
+    let dir = cfg.data_dir.join("fixtures").join(name);
+    tracing::warn!(
+        certificate_validity_years = cfg.self_signed_cert_validity,
+        "automatically generate certificates"
+    );
+    tracing::warn!("auto TLS is not for production: its self-signed certificates are not verified by peers or clients; use certificates from a CA");
+    let mut generated = auto::self_cert(&dir, &hosts, cfg.self_signed_cert_validity)?;
+    generated.client_cert_auth = info.client_cert_auth;
+    Ok(Some(generated))
+}
+
+/// Binds every listen URL, with etcd's error text for the first that
+/// fails.
+async fn bind_all(urls: &[ListenUrl]) -> Result<Vec<Listener>, String> {
+    let mut out = Vec::with_capacity(urls.len());
+    for u in urls {
+        out.push(Listener::bind(u).await?);
     }
     Ok(out)
 }
 
-async fn serve(server: Arc<EtcdServer>, listeners: Vec<TcpListener>) -> Result<(), String> {
+async fn serve(
+    server: Arc<EtcdServer>,
+    listeners: Vec<Listener>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    max_concurrent_streams: u32,
+) -> Result<(), String> {
     server.publish().await;
     // The leader sets the cluster version; for a new single member, before
     // clients are served.
@@ -169,19 +267,23 @@ async fn serve(server: Arc<EtcdServer>, listeners: Vec<TcpListener>) -> Result<(
         .merge(http::router(server.clone()));
     let mut tasks = tokio::task::JoinSet::new();
     for l in listeners {
-        let addr = l.local_addr().map_err(|e| e.to_string())?;
-        let app = app.clone();
-        tasks.spawn(async move {
-            axum::serve(ClientListener(l), app)
-                .await
-                .map_err(|e| format!("serving {addr}: {e}"))
-        });
+        let addr = l.local_addr();
+        let secure = l.secure();
+        let incoming = l.incoming(tls.clone());
+        tasks.spawn(serve::serve_clients(
+            incoming,
+            app.clone(),
+            max_concurrent_streams,
+        ));
         tracing::info!("ready to serve client requests");
-        tracing::warn!(address = %addr, "serving client traffic insecurely; this is strongly discouraged!");
+        if secure {
+            tracing::info!(traffic = "grpc+http", address = %addr, "serving client traffic securely");
+        } else {
+            tracing::warn!(traffic = "grpc+http", address = %addr, "serving client traffic insecurely; this is strongly discouraged!");
+        }
     }
     match tasks.join_next().await {
-        Some(Ok(r)) => r,
+        Some(Ok(())) | None => Ok(()),
         Some(Err(e)) => Err(e.to_string()),
-        None => Ok(()),
     }
 }

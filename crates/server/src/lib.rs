@@ -9,8 +9,11 @@
 //! - [`lease`]: the lessor: leases, attached keys, expiry.
 //! - [`rpctypes`]: every client-visible error, with etcd's code and text.
 //! - [`logging`]: etcd's JSON log lines; [`etcdmain`]: the entry point.
-//! - [`authority`]: client connections (TCP_NODELAY, and the repair of
-//!   URL-shaped HTTP/2 authorities that etcdctl 3.4 sends).
+//! - [`authority`]: the repair of URL-shaped HTTP/2 authorities that
+//!   etcdctl 3.4 sends.
+//! - [`tls`]: certificates, auto TLS, reloading, the rustls configs;
+//!   [`listener`]: http/https/unix/unixs listeners with TLS handshakes off
+//!   the accept loop; [`serve`]: gRPC and HTTP for clients on them.
 
 pub mod authority;
 pub mod config;
@@ -18,7 +21,10 @@ pub mod etcdmain;
 pub mod etcdserver;
 pub mod http;
 pub mod lease;
+pub mod listener;
 pub mod logging;
 pub mod rafthttp;
 pub mod rpctypes;
+pub mod serve;
+pub mod tls;
 pub mod v3rpc;

@@ -46,6 +46,24 @@ pub struct ClusterBuilder {
     size: usize,
     flags: Vec<String>,
     bootstrap: Bootstrap,
+    tls: TlsUrls,
+}
+
+/// TLS on a test cluster's URLs: `https://` client and/or peer URLs (the
+/// certificate flags go in [`ClusterBuilder::flags`]), the etcdctl flags
+/// the harness itself needs to reach the members (`--cacert ...` or
+/// `--insecure-skip-tls-verify`), and the curl flags of its readiness
+/// probe.
+#[derive(Clone, Debug, Default)]
+pub struct TlsUrls {
+    /// `https://` client URLs.
+    pub client: bool,
+    /// `https://` peer URLs.
+    pub peer: bool,
+    /// Global etcdctl flags for the harness's own calls.
+    pub etcdctl_flags: Vec<String>,
+    /// curl flags for the `/health` probe (e.g. `--cacert`, `--cert`).
+    pub curl_flags: Vec<String>,
 }
 
 /// How a member is given its configuration.
@@ -79,6 +97,12 @@ impl ClusterBuilder {
         self
     }
 
+    /// Serves the URLs over TLS as `tls` says.
+    pub fn tls(mut self, tls: TlsUrls) -> Self {
+        self.tls = tls;
+        self
+    }
+
     /// Starts all members and waits until each answers `/health`.
     ///
     /// Retries with new ports if a member could not bind a port picked for it;
@@ -98,7 +122,7 @@ impl ClusterBuilder {
                 .collect();
             let initial_cluster = peers
                 .iter()
-                .map(|(name, port)| format!("{name}=http://127.0.0.1:{port}"))
+                .map(|(name, port)| format!("{name}={}://127.0.0.1:{port}", scheme(self.tls.peer)))
                 .collect::<Vec<_>>()
                 .join(",");
             let mut members: Vec<Member> = peers
@@ -113,6 +137,7 @@ impl ClusterBuilder {
                         &initial_cluster,
                         &token,
                         &self.flags,
+                        &self.tls,
                     )
                 })
                 .collect();
@@ -130,7 +155,12 @@ impl ClusterBuilder {
                 }
             }
             match failure {
-                None => return TestCluster { members },
+                None => {
+                    return TestCluster {
+                        members,
+                        etcdctl_flags: self.tls.etcdctl_flags.clone(),
+                    }
+                }
                 Some((_, _, true, _)) if attempt < START_ATTEMPTS => continue,
                 Some((name, why, _, tail)) => panic!(
                     "member {name} of {} did not start: {why}\n--- last lines of its log ---\n{tail}",
@@ -146,6 +176,8 @@ impl ClusterBuilder {
 #[derive(Debug)]
 pub struct TestCluster {
     members: Vec<Member>,
+    /// Global flags of the harness's own etcdctl calls (TLS).
+    etcdctl_flags: Vec<String>,
 }
 
 impl TestCluster {
@@ -166,6 +198,7 @@ impl TestCluster {
             bin: None,
             size: n,
             flags: Vec::new(),
+            tls: TlsUrls::default(),
         }
     }
 
@@ -195,11 +228,7 @@ impl TestCluster {
     /// raft term); `None` if it does not answer. etcdctl omits zero fields,
     /// so no leader reads as 0.
     pub fn status(&self, i: usize) -> Option<(u64, u64, u64)> {
-        let out = etcdctl(
-            &[self.member(i).endpoint()],
-            &["endpoint", "status", "-w", "json"],
-            None,
-        );
+        let out = self.etcdctl_on(i, &["endpoint", "status", "-w", "json"]);
         if out.code != 0 {
             return None;
         }
@@ -240,14 +269,23 @@ impl TestCluster {
         self.etcdctl_on(0, args)
     }
 
-    /// Runs the Go etcdctl against member `i`.
+    /// Runs the Go etcdctl against member `i` (with the cluster's TLS
+    /// flags).
     pub fn etcdctl_on(&self, i: usize, args: &[&str]) -> Output {
-        etcdctl(&[self.members[i].endpoint()], args, None)
+        etcdctl(&[self.members[i].endpoint()], &self.with_flags(args), None)
     }
 
     /// Runs the Go etcdctl against member 0 with `stdin` (e.g. for `txn`).
     pub fn etcdctl_stdin(&self, args: &[&str], stdin: &str) -> Output {
-        etcdctl(&[self.endpoint()], args, Some(stdin))
+        etcdctl(&[self.endpoint()], &self.with_flags(args), Some(stdin))
+    }
+
+    fn with_flags<'a>(&'a self, args: &[&'a str]) -> Vec<&'a str> {
+        self.etcdctl_flags
+            .iter()
+            .map(String::as_str)
+            .chain(args.iter().copied())
+            .collect()
     }
 }
 
@@ -256,6 +294,7 @@ impl TestCluster {
 pub struct Member {
     name: String,
     bin: PathBuf,
+    tls: TlsUrls,
     client_port: u16,
     peer_port: u16,
     args: Vec<String>,
@@ -277,14 +316,15 @@ impl Member {
         initial_cluster: &str,
         token: &str,
         extra: &[String],
+        tls: &TlsUrls,
     ) -> Member {
         let tmp = tempfile::Builder::new()
             .prefix(&format!("etcd-rs-test-{name}-"))
             .tempdir()
             .expect("cannot create a temporary directory");
         let dir = tmp.path().to_path_buf();
-        let client = format!("http://127.0.0.1:{client_port}");
-        let peer = format!("http://127.0.0.1:{peer_port}");
+        let client = format!("{}://127.0.0.1:{client_port}", scheme(tls.client));
+        let peer = format!("{}://127.0.0.1:{peer_port}", scheme(tls.peer));
         let mut args: Vec<String> = [
             "--name",
             name,
@@ -313,6 +353,7 @@ impl Member {
         Member {
             name: name.to_string(),
             bin: bin.to_path_buf(),
+            tls: tls.clone(),
             client_port,
             peer_port,
             args,
@@ -329,14 +370,18 @@ impl Member {
         &self.name
     }
 
-    /// Client URL, `http://127.0.0.1:PORT`.
+    /// Client URL, `http://127.0.0.1:PORT` (`https://` with client TLS).
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        format!(
+            "{}://127.0.0.1:{}",
+            scheme(self.tls.client),
+            self.client_port
+        )
     }
 
-    /// Peer URL, `http://127.0.0.1:PORT`.
+    /// Peer URL, `http://127.0.0.1:PORT` (`https://` with peer TLS).
     pub fn peer_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.peer_port)
+        format!("{}://127.0.0.1:{}", scheme(self.tls.peer), self.peer_port)
     }
 
     pub fn client_port(&self) -> u16 {
@@ -487,11 +532,21 @@ impl Member {
                 self.child = None;
                 return Err(format!("the process exited early ({status})"));
             }
-            let probe = tokio::task::spawn_blocking(move || {
-                http_get(addr, "/health", Duration::from_secs(1))
-            })
-            .await
-            .expect("health probe task panicked");
+            let probe = if self.tls.client {
+                let (url, flags) = (
+                    format!("{}/health", self.endpoint()),
+                    self.tls.curl_flags.clone(),
+                );
+                tokio::task::spawn_blocking(move || curl_get(&url, &flags))
+                    .await
+                    .expect("health probe task panicked")
+            } else {
+                tokio::task::spawn_blocking(move || {
+                    http_get(addr, "/health", Duration::from_secs(1))
+                })
+                .await
+                .expect("health probe task panicked")
+            };
             let last = match probe {
                 Ok(resp) if is_healthy(&resp) => return Ok(()),
                 Ok(resp) => format!("HTTP {}: {}", resp.status, resp.body.trim()),
@@ -545,6 +600,35 @@ impl Drop for Member {
 /// `n` distinct ports that were free on 127.0.0.1 a moment ago (all bound at
 /// once, then released).
 /// `--key value` and `--key=value` arguments as (key, value) pairs.
+fn scheme(tls: bool) -> &'static str {
+    if tls {
+        "https"
+    } else {
+        "http"
+    }
+}
+
+/// `GET url` with curl (TLS probes), bounded to 2 s.
+pub fn curl_get(url: &str, flags: &[String]) -> std::io::Result<crate::health::HttpResponse> {
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "2", "-w", "\n%{http_code}"])
+        .args(flags)
+        .arg(url)
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    match code.trim().parse::<u16>() {
+        Ok(status) if status != 0 => Ok(crate::health::HttpResponse {
+            status,
+            body: body.to_string(),
+        }),
+        _ => Err(std::io::Error::other(format!(
+            "curl {url} failed (exit {:?})",
+            out.status.code()
+        ))),
+    }
+}
+
 fn flag_pairs(args: &[String]) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let mut it = args.iter();

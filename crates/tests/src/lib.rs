@@ -26,9 +26,10 @@ pub mod bins;
 pub mod cluster;
 pub mod etcdctl;
 pub mod health;
+pub mod pki;
 pub mod process;
 
-pub use cluster::{Bootstrap, ClusterBuilder, Member, TestCluster};
+pub use cluster::{Bootstrap, ClusterBuilder, Member, TestCluster, TlsUrls};
 pub use etcdctl::etcdctl;
 pub use process::Output;
 

@@ -40,7 +40,7 @@ use self::raft::{RaftLoop, RaftMsg, RaftStatus};
 use self::wait::Wait;
 use crate::config::{ServerConfig, CLUSTER_VERSION};
 use crate::lease::Lessor;
-use crate::rafthttp::Transport;
+use crate::rafthttp::{Dialer, Transport};
 use crate::rpctypes::EtcdError;
 
 /// Bound of the channel into the raft loop; senders wait when it is full.
@@ -71,6 +71,8 @@ pub struct EtcdServer {
     next_id: AtomicU64,
     threads: Mutex<Vec<JoinHandle<()>>>,
     snapshotter: Arc<Snapshotter>,
+    /// How this member dials its peers (TLS for `https://` peer URLs).
+    pub dialer: Dialer,
 }
 
 /// Stops the process after an error the member cannot survive without
@@ -168,8 +170,9 @@ fn to_raft_entry(e: storage::wal::EntryRecord) -> Entry {
 }
 
 impl EtcdServer {
-    /// Starts the member described by `cfg`.
-    pub fn start(cfg: ServerConfig) -> Result<Arc<EtcdServer>, StartError> {
+    /// Starts the member described by `cfg`, dialing its peers with
+    /// `dialer`.
+    pub fn start(cfg: ServerConfig, dialer: Dialer) -> Result<Arc<EtcdServer>, StartError> {
         let snap_dir = cfg.data_dir.join("member").join("snap");
         std::fs::create_dir_all(&snap_dir).map_err(start_err)?;
         crate::v3rpc::maintenance::remove_snapshot_copies(&snap_dir).map_err(start_err)?;
@@ -308,6 +311,7 @@ impl EtcdServer {
             Box::new(move |to, status| {
                 let _ = report_tx.send((to, status));
             }),
+            dialer.clone(),
         );
         let durable_index = Arc::new(AtomicU64::new(store.consistent_index()));
 
@@ -378,6 +382,7 @@ impl EtcdServer {
             ),
             threads: Mutex::new(vec![raft_thread, apply_thread]),
             snapshotter,
+            dialer,
         }))
     }
 
@@ -456,14 +461,14 @@ impl EtcdServer {
         (self.next_id.fetch_add(1, Ordering::Relaxed) & (i64::MAX as u64)) as i64
     }
 
-    /// The client URL of the current leader, if known.
-    pub fn leader_client_url(&self) -> Option<String> {
+    /// The first peer URL of the current leader, if known.
+    pub fn leader_peer_url(&self) -> Option<String> {
         let leader = self.leader();
         self.membership
             .members()
             .into_iter()
             .find(|m| m.id == leader)
-            .and_then(|m| m.client_urls.into_iter().next())
+            .and_then(|m| m.peer_urls.into_iter().next())
     }
 
     /// Proposes `req` through raft and waits until it is applied, within

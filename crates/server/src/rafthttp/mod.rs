@@ -7,12 +7,18 @@
 //! full queue drops messages: raft retransmits. [`PeerService`] receives
 //! those streams and steps each message into the local raft node.
 //!
+//! [`Dialer`] connects to peer URLs, over TLS for `https://` ones. The
+//! peer server also serves the Lease service, so a follower forwards
+//! keep-alives to the leader over the peer link (as etcd does).
+//!
 //! Messages are raft-rs `eraftpb.Message` values encoded with protobuf 2
-//! (rust-protobuf). Peer links belong on a trusted network
-//! (docs/security.md).
+//! (rust-protobuf). Peer links belong on a trusted network or behind peer
+//! TLS (docs/security.md).
 
+mod dial;
 mod service;
 mod transport;
 
+pub use dial::{Dialer, PeerEndpoint};
 pub use service::PeerService;
 pub use transport::Transport;

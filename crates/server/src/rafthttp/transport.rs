@@ -12,7 +12,8 @@ use raft::SnapshotStatus;
 use storage::{KvStore, MvccError};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Endpoint;
+
+use super::dial::{Dialer, PeerEndpoint};
 
 /// Messages queued per peer before new ones are dropped.
 const QUEUE: usize = 4096;
@@ -32,6 +33,7 @@ struct Shared {
     from: u64,
     store: Arc<KvStore>,
     report: SnapshotReport,
+    dialer: Dialer,
 }
 
 /// The raft loop's senders to its peers.
@@ -44,19 +46,22 @@ impl Transport {
     /// Starts a sender task for each peer (`id`, first peer URL) on the
     /// current tokio runtime. `cluster_id` and `from` go with every batch;
     /// snapshots carry `store`'s backend, and `report` learns how each
-    /// snapshot send ended.
+    /// snapshot send ended; `dialer` connects (with TLS for `https://`
+    /// peers).
     pub fn start(
         cluster_id: u64,
         from: u64,
         peers: Vec<(u64, String)>,
         store: Arc<KvStore>,
         report: SnapshotReport,
+        dialer: Dialer,
     ) -> Transport {
         let shared = Arc::new(Shared {
             cluster_id,
             from,
             store,
             report,
+            dialer,
         });
         let peers = peers
             .into_iter()
@@ -94,19 +99,20 @@ fn report_if_snapshot(shared: &Shared, m: &Message) {
 async fn send_loop(shared: Arc<Shared>, to: u64, url: String, mut rx: mpsc::Receiver<Message>) {
     let (cluster_id, from) = (shared.cluster_id, shared.from);
     let mut backoff = Duration::from_millis(50);
-    let endpoint = match Endpoint::from_shared(url.clone()) {
-        Ok(e) => e
-            .connect_timeout(Duration::from_secs(1))
-            .http2_keep_alive_interval(Duration::from_secs(1))
-            .keep_alive_timeout(Duration::from_secs(3))
-            .tcp_nodelay(true),
+    let endpoint = match shared.dialer.endpoint(&url) {
+        Ok(e) => e.configure(|e| {
+            e.connect_timeout(Duration::from_secs(1))
+                .http2_keep_alive_interval(Duration::from_secs(1))
+                .keep_alive_timeout(Duration::from_secs(3))
+                .tcp_nodelay(true)
+        }),
         Err(e) => {
             tracing::error!(peer = %format!("{to:x}"), url = %url, error = %e, "invalid peer URL");
             return;
         }
     };
     loop {
-        let channel = match endpoint.connect().await {
+        let channel = match shared.dialer.connect(&endpoint).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::debug!(peer = %format!("{to:x}"), error = %e, "peer unreachable");
@@ -195,10 +201,14 @@ async fn send_loop(shared: Arc<Shared>, to: u64, url: String, mut rx: mpsc::Rece
 /// index and term of one consistent read of the backend, then that read.
 async fn send_snapshot(
     shared: &Arc<Shared>,
-    endpoint: &Endpoint,
+    endpoint: &PeerEndpoint,
     mut m: Message,
 ) -> Result<(), String> {
-    let channel = endpoint.connect().await.map_err(|e| e.to_string())?;
+    let channel = shared
+        .dialer
+        .connect(endpoint)
+        .await
+        .map_err(|e| e.to_string())?;
     let mut client = PeerClient::new(channel).max_encoding_message_size(usize::MAX);
     let (tx, rx) = mpsc::channel::<SnapshotChunk>(4);
     let store = shared.store.clone();

@@ -1,7 +1,8 @@
 //! The Lease service (etcd `etcdserverpb.Lease`): grants and revocations go
 //! through raft; keep-alives and time-to-live are answered by the leader's
-//! lessor (a follower asks the leader on its client URL over one cached
-//! channel, as etcd forwards them); the leader's expiry loop revokes
+//! lessor (a follower asks the leader on its peer URL, where members
+//! serve this service too, over one cached channel, as etcd forwards
+//! them); the leader's expiry loop revokes
 //! expired leases and proposes lease checkpoints through raft.
 
 use std::pin::Pin;
@@ -19,7 +20,7 @@ use api::etcdserverpb::{
 use futures::Stream;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::etcdserver::apply::Applied;
@@ -53,7 +54,7 @@ impl LeaseService {
 }
 
 /// The channel a follower forwards keep-alives and time-to-live requests
-/// on: one per leader client URL, made again only when the leader changes.
+/// on: one per leader peer URL, made again only when the leader changes.
 #[derive(Default)]
 struct LeaderChannel(Mutex<Option<(String, Channel)>>);
 
@@ -61,19 +62,24 @@ impl LeaderChannel {
     /// A client of the current leader's Lease service. Errors: `NoLeader`,
     /// or Unavailable for a URL that does not parse.
     fn client(&self, s: &EtcdServer) -> Result<LeaseClient<Channel>, Status> {
-        let url = s.leader_client_url().ok_or(EtcdError::NoLeader)?;
+        let url = s.leader_peer_url().ok_or(EtcdError::NoLeader)?;
         let mut cached = self.0.lock().expect("leader channel lock");
         if let Some((u, ch)) = cached.as_ref() {
             if *u == url {
                 return Ok(LeaseClient::new(ch.clone()));
             }
         }
-        let ch = Endpoint::from_shared(url.clone())
+        let timeout = s.cfg.request_timeout;
+        let ep = s
+            .dialer
+            .endpoint(&url)
             .map_err(|e| Status::unavailable(format!("etcdserver: bad leader URL {url}: {e}")))?
-            .tcp_nodelay(true)
-            .connect_timeout(s.cfg.request_timeout)
-            .timeout(s.cfg.request_timeout)
-            .connect_lazy();
+            .configure(|e| {
+                e.tcp_nodelay(true)
+                    .connect_timeout(timeout)
+                    .timeout(timeout)
+            });
+        let ch = s.dialer.connect_lazy(&ep);
         *cached = Some((url, ch.clone()));
         Ok(LeaseClient::new(ch))
     }

@@ -3,13 +3,21 @@
 //! as in etcd). Defaults are written once, here.
 //!
 //! [`Config::validate`] turns it into what the member runs with, returning
-//! etcd's error texts for bad combinations.
+//! etcd's error texts for bad combinations. `file.rs` reads etcd's YAML
+//! configuration file into the same struct; `unsupported.rs` lists the
+//! etcd 3.5 flags etcd-rs does not implement yet, which fail start-up
+//! when set to anything but etcd's default.
 
-use std::net::{SocketAddr, ToSocketAddrs};
+mod file;
+mod unsupported;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{CommandFactory, FromArgMatches, Parser};
+
+use crate::listener::ListenUrl;
+use crate::tls::{Settings as TlsSettings, TlsInfo};
 
 /// The etcd API version this server implements, as `/version` and
 /// `Status` report it.
@@ -135,6 +143,81 @@ pub struct Config {
     /// Maximum number of operations permitted in a transaction.
     #[arg(long, env = "ETCD_MAX_TXN_OPS", default_value_t = 128)]
     pub max_txn_ops: u32,
+    /// Path to the client server TLS cert file.
+    #[arg(long, env = "ETCD_CERT_FILE", default_value = "")]
+    pub cert_file: String,
+    /// Path to the client server TLS key file.
+    #[arg(long, env = "ETCD_KEY_FILE", default_value = "")]
+    pub key_file: String,
+    /// Enable client cert authentication.
+    #[arg(long, env = "ETCD_CLIENT_CERT_AUTH", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", default_value_t = false, action = clap::ArgAction::Set)]
+    pub client_cert_auth: bool,
+    /// Path to the client certificate revocation list file.
+    #[arg(long, env = "ETCD_CLIENT_CRL_FILE", default_value = "")]
+    pub client_crl_file: String,
+    /// Comma-separated hostnames a client certificate must be valid for.
+    #[arg(long, env = "ETCD_CLIENT_CERT_ALLOWED_HOSTNAME", default_value = "")]
+    pub client_cert_allowed_hostname: String,
+    /// Common Names allowed for client certificates: etcd has no flag for
+    /// it, only the config file's `client-transport-security.allowed-cn`.
+    #[arg(long, hide = true, default_value = "")]
+    pub client_cert_allowed_cn: String,
+    /// Path to the client server TLS trusted CA cert file (turns on
+    /// client cert authentication).
+    #[arg(long, env = "ETCD_TRUSTED_CA_FILE", default_value = "")]
+    pub trusted_ca_file: String,
+    /// Client TLS using generated certificates.
+    #[arg(long, env = "ETCD_AUTO_TLS", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", default_value_t = false, action = clap::ArgAction::Set)]
+    pub auto_tls: bool,
+    /// Path to the peer server TLS cert file.
+    #[arg(long, env = "ETCD_PEER_CERT_FILE", default_value = "")]
+    pub peer_cert_file: String,
+    /// Path to the peer server TLS key file.
+    #[arg(long, env = "ETCD_PEER_KEY_FILE", default_value = "")]
+    pub peer_key_file: String,
+    /// Enable peer client cert authentication.
+    #[arg(long, env = "ETCD_PEER_CLIENT_CERT_AUTH", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", default_value_t = false, action = clap::ArgAction::Set)]
+    pub peer_client_cert_auth: bool,
+    /// Path to the peer server TLS trusted CA file.
+    #[arg(long, env = "ETCD_PEER_TRUSTED_CA_FILE", default_value = "")]
+    pub peer_trusted_ca_file: String,
+    /// Peer TLS using generated certificates.
+    #[arg(long, env = "ETCD_PEER_AUTO_TLS", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", default_value_t = false, action = clap::ArgAction::Set)]
+    pub peer_auto_tls: bool,
+    /// Path to the peer certificate revocation list file.
+    #[arg(long, env = "ETCD_PEER_CRL_FILE", default_value = "")]
+    pub peer_crl_file: String,
+    /// Comma-separated Common Names allowed for peer certificates.
+    #[arg(long, env = "ETCD_PEER_CERT_ALLOWED_CN", default_value = "")]
+    pub peer_cert_allowed_cn: String,
+    /// Comma-separated hostnames a peer certificate must be valid for.
+    #[arg(long, env = "ETCD_PEER_CERT_ALLOWED_HOSTNAME", default_value = "")]
+    pub peer_cert_allowed_hostname: String,
+    /// Validity of the auto TLS certificates, in years.
+    #[arg(long, env = "ETCD_SELF_SIGNED_CERT_VALIDITY", default_value_t = 1)]
+    pub self_signed_cert_validity: u32,
+    /// Comma-separated TLS 1.2 cipher suites (Go's names) for client and
+    /// peer traffic; empty for the defaults.
+    #[arg(long, env = "ETCD_CIPHER_SUITES", default_value = "")]
+    pub cipher_suites: String,
+    /// Minimum TLS version: TLS1.2 or TLS1.3.
+    #[arg(long, env = "ETCD_TLS_MIN_VERSION", default_value = "TLS1.2")]
+    pub tls_min_version: String,
+    /// Maximum TLS version: TLS1.2 or TLS1.3 (empty: the newest).
+    #[arg(long, env = "ETCD_TLS_MAX_VERSION", default_value = "")]
+    pub tls_max_version: String,
+    /// Before serving clients, compare this member's HashKV with its
+    /// peers' and refuse to start on a mismatch.
+    #[arg(long, env = "ETCD_EXPERIMENTAL_INITIAL_CORRUPT_CHECK", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", default_value_t = false, action = clap::ArgAction::Set)]
+    pub experimental_initial_corrupt_check: bool,
+    /// Most concurrent streams on one client HTTP/2 connection.
+    #[arg(long, env = "ETCD_MAX_CONCURRENT_STREAMS", default_value_t = u32::MAX)]
+    pub max_concurrent_streams: u32,
     /// Configures log level: debug, info, warn, error, panic, or fatal.
     #[arg(long, env = "ETCD_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
@@ -151,6 +234,11 @@ pub struct Config {
     /// Print the version and exit.
     #[arg(long)]
     pub version: bool,
+}
+
+/// The parser: [`Config`]'s flags and the unsupported ones.
+fn command() -> clap::Command {
+    Config::command().args(unsupported::args())
 }
 
 /// One member of the initial cluster: its name and peer URLs.
@@ -171,12 +259,13 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// The WAL directory.
     pub wal_dir: PathBuf,
-    /// Addresses to serve clients on.
-    pub client_listen: Vec<SocketAddr>,
+    /// Where to serve clients (`--listen-client-urls`, one entry per
+    /// address).
+    pub client_listen: Vec<ListenUrl>,
     /// Client URLs told to the cluster.
     pub advertise_client_urls: Vec<String>,
-    /// Addresses to serve peers on.
-    pub peer_listen: Vec<SocketAddr>,
+    /// Where to serve peers (`--listen-peer-urls`).
+    pub peer_listen: Vec<ListenUrl>,
     /// Peer URLs of this member.
     pub peer_urls: Vec<String>,
     /// The initial cluster, members in the order given.
@@ -208,6 +297,22 @@ pub struct ServerConfig {
     /// How long a request may wait for raft (etcd: 5 s + 2 election
     /// timeouts).
     pub request_timeout: Duration,
+    /// Client TLS files and checks (empty without `--cert-file`).
+    pub client_tls: TlsInfo,
+    /// `--auto-tls`: generate the client certificate if none is given.
+    pub client_auto_tls: bool,
+    /// Peer TLS files and checks (empty without `--peer-cert-file`).
+    pub peer_tls: TlsInfo,
+    /// `--peer-auto-tls`.
+    pub peer_auto_tls: bool,
+    /// `--self-signed-cert-validity`, in years.
+    pub self_signed_cert_validity: u32,
+    /// `--cipher-suites`, `--tls-min-version`, `--tls-max-version`.
+    pub tls_settings: TlsSettings,
+    /// `--experimental-initial-corrupt-check`.
+    pub initial_corrupt_check: bool,
+    /// `--max-concurrent-streams`.
+    pub max_concurrent_streams: u32,
 }
 
 /// A configuration that etcd would refuse, with etcd's message.
@@ -223,39 +328,22 @@ fn split_urls(s: &str) -> Vec<String> {
         .collect()
 }
 
+fn non_empty(s: &str) -> Option<&str> {
+    Some(s).filter(|s| !s.is_empty())
+}
+
+/// Every address of comma-separated listen URLs.
+fn listen_urls(urls: &str) -> Result<Vec<ListenUrl>, ConfigError> {
+    let mut out = Vec::new();
+    for u in split_urls(urls) {
+        out.extend(ListenUrl::parse(&u).map_err(ConfigError)?);
+    }
+    Ok(out)
+}
+
 /// A Go-style duration above zero (`500ms`, `5m`).
 fn positive_duration(s: &str) -> Option<Duration> {
     humantime::parse_duration(s).ok().filter(|d| !d.is_zero())
-}
-
-/// Resolves `http://host:port` to socket addresses.
-fn listen_addrs(url: &str) -> Result<Vec<SocketAddr>, ConfigError> {
-    let rest = if let Some(rest) = url.strip_prefix("http://") {
-        rest
-    } else if url.starts_with("https://") || url.starts_with("unixs://") {
-        return Err(ConfigError(format!("TLS is not supported yet: {url}")));
-    } else {
-        return Err(ConfigError(format!(
-            "URL scheme must be http, https, unix, or unixs: {url}"
-        )));
-    };
-    let hostport = rest.trim_end_matches('/');
-    let (host, port) = hostport
-        .rsplit_once(':')
-        .ok_or_else(|| ConfigError(format!("missing port in address: {url}")))?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let host = if host == "localhost" {
-        "127.0.0.1"
-    } else {
-        host
-    };
-    let port: u16 = port
-        .parse()
-        .map_err(|_| ConfigError(format!("invalid port in address: {url}")))?;
-    Ok((host, port)
-        .to_socket_addrs()
-        .map_err(|e| ConfigError(format!("cannot resolve {url}: {e}")))?
-        .collect())
 }
 
 /// Parses `name=url,name=url` into members, URLs of one name grouped.
@@ -283,57 +371,20 @@ impl Config {
     /// or, when `--config-file` (or `ETCD_CONFIG_FILE`) names a file, from
     /// that file alone, as etcd does.
     pub fn load() -> Result<Config, ConfigError> {
-        let cfg = Config::parse();
+        let args = goflags::normalize(&command(), std::env::args_os());
+        // A bad command line prints clap's usage error and exits 2, as
+        // Go's flag package does for etcd.
+        let matches = command()
+            .try_get_matches_from(args)
+            .unwrap_or_else(|e| e.exit());
+        let cfg = Config::from_arg_matches(&matches).map_err(|e| ConfigError(e.to_string()))?;
         match &cfg.config_file {
             Some(path) if !cfg.version => Config::from_file(path),
-            _ => Ok(cfg),
-        }
-    }
-
-    /// Reads a YAML configuration file with etcd's keys (`name`,
-    /// `data-dir`, `initial-cluster`, ...); keys etcd-rs does not know are
-    /// ignored, absent keys take the defaults, variables are not read.
-    pub fn from_file(path: &std::path::Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError(format!("cannot read config file {}: {e}", path.display())))?;
-        let map: std::collections::BTreeMap<String, serde_yaml_ng::Value> =
-            serde_yaml_ng::from_str(&text).map_err(|e| {
-                ConfigError(format!(
-                    "error unmarshaling config file {}: {e}",
-                    path.display()
-                ))
-            })?;
-        // No environment lookups: the file is the whole configuration.
-        let cmd = Config::command().mut_args(|a| a.env(None::<&str>));
-        let known: Vec<String> = cmd
-            .get_arguments()
-            .filter_map(|a| a.get_long().map(String::from))
-            .filter(|l| l != "config-file" && l != "version")
-            .collect();
-        let mut args = vec!["etcd".to_string()];
-        for (key, value) in map {
-            if !known.contains(&key) {
-                continue;
+            _ => {
+                unsupported::check(&matches)?;
+                Ok(cfg)
             }
-            let v = match value {
-                serde_yaml_ng::Value::String(s) => s,
-                serde_yaml_ng::Value::Number(n) => n.to_string(),
-                serde_yaml_ng::Value::Bool(b) => b.to_string(),
-                serde_yaml_ng::Value::Null => continue,
-                other => {
-                    return Err(ConfigError(format!(
-                        "config file key {key:?}: unsupported value {other:?}"
-                    )))
-                }
-            };
-            args.push(format!("--{key}={v}"));
         }
-        let matches = cmd
-            .try_get_matches_from(args)
-            .map_err(|e| ConfigError(format!("config file {}: {e}", path.display())))?;
-        let mut cfg = Config::from_arg_matches(&matches).map_err(|e| ConfigError(e.to_string()))?;
-        cfg.config_file = Some(path.to_path_buf());
-        Ok(cfg)
     }
 
     /// Checks the flags and derives the member's configuration.
@@ -346,13 +397,57 @@ impl Config {
             .wal_dir
             .clone()
             .unwrap_or_else(|| data_dir.join("member").join("wal"));
-        let mut client_listen = Vec::new();
-        for u in split_urls(&self.listen_client_urls) {
-            client_listen.extend(listen_addrs(&u)?);
+        let client_listen = listen_urls(&self.listen_client_urls)?;
+        let peer_listen = listen_urls(&self.listen_peer_urls)?;
+        let client_tls = TlsInfo {
+            cert_file: self.cert_file.clone().into(),
+            key_file: self.key_file.clone().into(),
+            trusted_ca_file: non_empty(&self.trusted_ca_file).map(PathBuf::from),
+            client_cert_auth: self.client_cert_auth,
+            crl_file: non_empty(&self.client_crl_file).map(PathBuf::from),
+            allowed_cn: split_urls(&self.client_cert_allowed_cn),
+            allowed_hostname: split_urls(&self.client_cert_allowed_hostname),
+            self_signed: false,
+        };
+        let peer_tls = TlsInfo {
+            cert_file: self.peer_cert_file.clone().into(),
+            key_file: self.peer_key_file.clone().into(),
+            trusted_ca_file: non_empty(&self.peer_trusted_ca_file).map(PathBuf::from),
+            client_cert_auth: self.peer_client_cert_auth,
+            crl_file: non_empty(&self.peer_crl_file).map(PathBuf::from),
+            allowed_cn: split_urls(&self.peer_cert_allowed_cn),
+            allowed_hostname: split_urls(&self.peer_cert_allowed_hostname),
+            self_signed: false,
+        };
+        for info in [&client_tls, &peer_tls] {
+            info.check().map_err(|e| ConfigError(e.0))?;
         }
-        let mut peer_listen = Vec::new();
-        for u in split_urls(&self.listen_peer_urls) {
-            peer_listen.extend(listen_addrs(&u)?);
+        if let Some(u) = client_listen.iter().find(|u| u.secure) {
+            if client_tls.is_empty() && !self.auto_tls {
+                return Err(ConfigError(format!(
+                    "TLS key/cert (--cert-file, --key-file) must be provided for client url {} with HTTPS scheme",
+                    u.url
+                )));
+            }
+        }
+        if let Some(u) = peer_listen.iter().find(|u| u.secure) {
+            if peer_tls.is_empty() && !self.peer_auto_tls {
+                return Err(ConfigError(format!(
+                    "cannot listen on TLS for {}: KeyFile and CertFile are not presented",
+                    u.address()
+                )));
+            }
+        }
+        let tls_settings = TlsSettings::parse(
+            &self.cipher_suites,
+            &self.tls_min_version,
+            &self.tls_max_version,
+        )
+        .map_err(|e| ConfigError(e.0))?;
+        if self.self_signed_cert_validity == 0 && (self.auto_tls || self.peer_auto_tls) {
+            return Err(ConfigError(
+                "selfSignedCertValidity is invalid,it should be greater than 0".into(),
+            ));
         }
         let peer_urls = split_urls(&self.initial_advertise_peer_urls);
         let initial = match &self.initial_cluster {
@@ -455,6 +550,14 @@ impl Config {
             max_txn_ops: self.max_txn_ops as usize,
             request_timeout: Duration::from_secs(5)
                 + 2 * Duration::from_millis(self.election_timeout),
+            client_tls,
+            client_auto_tls: self.auto_tls,
+            peer_tls,
+            peer_auto_tls: self.peer_auto_tls,
+            self_signed_cert_validity: self.self_signed_cert_validity,
+            tls_settings,
+            initial_corrupt_check: self.experimental_initial_corrupt_check,
+            max_concurrent_streams: self.max_concurrent_streams,
         })
     }
 }
@@ -462,6 +565,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::listener::ListenAddr;
 
     fn parse(args: &[&str]) -> Config {
         Config::try_parse_from(std::iter::once("etcd").chain(args.iter().copied())).unwrap()
@@ -473,7 +577,10 @@ mod tests {
         assert_eq!(c.name, "default");
         assert_eq!(c.data_dir, PathBuf::from("default.etcd"));
         assert_eq!(c.wal_dir, PathBuf::from("default.etcd/member/wal"));
-        assert_eq!(c.client_listen, vec!["127.0.0.1:2379".parse().unwrap()]);
+        assert_eq!(
+            c.client_listen[0].addr,
+            ListenAddr::Tcp("127.0.0.1:2379".parse().unwrap())
+        );
         assert_eq!(
             c.initial_cluster[0].peer_urls,
             vec!["http://localhost:2380"]
@@ -502,7 +609,10 @@ mod tests {
         let c = Config::from_file(&path).unwrap().validate().unwrap();
         assert_eq!(c.name, "infra1");
         assert_eq!(c.data_dir, PathBuf::from("/tmp/infra1.etcd"));
-        assert_eq!(c.client_listen, vec!["127.0.0.1:12379".parse().unwrap()]);
+        assert_eq!(
+            c.client_listen[0].addr,
+            ListenAddr::Tcp("127.0.0.1:12379".parse().unwrap())
+        );
         assert_eq!(c.initial_cluster.len(), 2);
         assert_eq!((c.tick, c.election_ticks), (Duration::from_millis(50), 10));
         assert_eq!(c.max_txn_ops, 128, "absent keys take the defaults");

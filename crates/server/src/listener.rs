@@ -1,0 +1,336 @@
+//! Listening on a URL (etcd's `transport.NewListener`): `http://` and
+//! `https://` on TCP, `unix://` and `unixs://` on a socket file, the `s`
+//! schemes with TLS. One code path for all four, used by the client and
+//! the peer listeners alike.
+//!
+//! A listener's accept loop only accepts: each connection's TLS
+//! handshake runs in a task of its own, bounded by [`HANDSHAKE_TIMEOUT`],
+//! so a slow or silent client cannot hold up the others. Finished
+//! connections come out of [`Incoming`] as [`Conn`]s carrying a
+//! [`ConnInfo`]: the remote address and the Common Name of a verified
+//! client certificate, which the auth layer takes as the user name.
+
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
+
+/// Longest a connection may take to complete its TLS handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections handshaken but not yet taken by the server; past it the
+/// handshake tasks wait.
+const READY_QUEUE: usize = 128;
+
+/// Where a listen URL listens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ListenAddr {
+    /// A TCP address (`http://`, `https://`).
+    Tcp(SocketAddr),
+    /// A socket file (`unix://`, `unixs://`): the URL's host and path, as
+    /// etcd names it (`unix://localhost:2379` is the file `localhost:2379`).
+    Unix(PathBuf),
+}
+
+/// One address of a listen URL, and whether it speaks TLS.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListenUrl {
+    /// The URL as given.
+    pub url: String,
+    /// Where it listens.
+    pub addr: ListenAddr,
+    /// `https://` or `unixs://`.
+    pub secure: bool,
+}
+
+impl ListenUrl {
+    /// Parses a listen URL; a TCP host that resolves to several addresses
+    /// gives one entry each. Errors in etcd's words: an unknown scheme, a
+    /// missing or bad port.
+    pub fn parse(url: &str) -> Result<Vec<ListenUrl>, String> {
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or_else(|| format!("URL scheme must be http, https, unix, or unixs: {url}"))?;
+        let secure = matches!(scheme, "https" | "unixs");
+        let one = |addr| ListenUrl {
+            url: url.to_string(),
+            addr,
+            secure,
+        };
+        match scheme {
+            "unix" | "unixs" => {
+                let path = rest.trim_end_matches('/');
+                if path.is_empty() {
+                    return Err(format!("missing socket path in address: {url}"));
+                }
+                Ok(vec![one(ListenAddr::Unix(PathBuf::from(path)))])
+            }
+            "http" | "https" => {
+                let hostport = rest.split('/').next().unwrap_or_default();
+                let (host, port) = hostport
+                    .rsplit_once(':')
+                    .ok_or_else(|| format!("missing port in address: {url}"))?;
+                let host = host.trim_start_matches('[').trim_end_matches(']');
+                let host = if host == "localhost" {
+                    "127.0.0.1"
+                } else {
+                    host
+                };
+                let port: u16 = port
+                    .parse()
+                    .map_err(|_| format!("invalid port in address: {url}"))?;
+                let addrs = (host, port)
+                    .to_socket_addrs()
+                    .map_err(|e| format!("cannot resolve {url}: {e}"))?;
+                Ok(addrs.map(|a| one(ListenAddr::Tcp(a))).collect())
+            }
+            _ => Err(format!(
+                "URL scheme must be http, https, unix, or unixs: {url}"
+            )),
+        }
+    }
+
+    /// The address as etcd prints it: `ip:port`, or the socket path.
+    pub fn address(&self) -> String {
+        match &self.addr {
+            ListenAddr::Tcp(a) => a.to_string(),
+            ListenAddr::Unix(p) => p.display().to_string(),
+        }
+    }
+
+    /// The host part of the URL as written (for auto TLS certificates):
+    /// `localhost`, an IP address, or a unix socket's name before `:`.
+    pub fn host(&self) -> String {
+        let rest = self
+            .url
+            .split_once("://")
+            .map_or(self.url.as_str(), |(_, r)| r);
+        let hostport = rest.split('/').next().unwrap_or_default();
+        let host = hostport.rsplit_once(':').map_or(hostport, |(h, _)| h);
+        host.trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string()
+    }
+}
+
+/// What the server knows of a connection.
+#[derive(Clone, Debug, Default)]
+pub struct ConnInfo {
+    /// The remote address (`ip:port`, or the socket path).
+    pub remote: String,
+    /// The Common Name of the client certificate the handshake verified.
+    pub common_name: Option<String>,
+}
+
+trait Io: AsyncRead + AsyncWrite + Send {}
+impl<T: AsyncRead + AsyncWrite + Send> Io for T {}
+
+/// An accepted connection, plain or TLS, TCP or unix.
+pub struct Conn {
+    io: Pin<Box<dyn Io>>,
+    /// What is known of the other side.
+    pub info: ConnInfo,
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.io.as_mut().poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.io.as_mut().poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.io.as_mut().poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.io.as_mut().poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.io.as_mut().poll_shutdown(cx)
+    }
+}
+
+impl tonic::transport::server::Connected for Conn {
+    type ConnectInfo = ConnInfo;
+
+    fn connect_info(&self) -> ConnInfo {
+        self.info.clone()
+    }
+}
+
+enum Socket {
+    Tcp(TcpListener),
+    Unix(UnixListener, PathBuf),
+}
+
+/// A bound listener, not yet accepting.
+pub struct Listener {
+    socket: Socket,
+    url: ListenUrl,
+}
+
+impl Listener {
+    /// Binds `url`'s address (a socket file left by an earlier run is
+    /// replaced, as etcd does). Error: etcd's `listen tcp <addr>: bind:
+    /// <reason>`.
+    pub async fn bind(url: &ListenUrl) -> Result<Listener, String> {
+        let socket = match &url.addr {
+            ListenAddr::Tcp(a) => Socket::Tcp(
+                TcpListener::bind(a)
+                    .await
+                    .map_err(|e| format!("listen tcp {a}: bind: {e}"))?,
+            ),
+            ListenAddr::Unix(p) => {
+                let _ = std::fs::remove_file(p);
+                let l = UnixListener::bind(p)
+                    .map_err(|e| format!("listen unix {}: bind: {e}", p.display()))?;
+                Socket::Unix(l, p.clone())
+            }
+        };
+        Ok(Listener {
+            socket,
+            url: url.clone(),
+        })
+    }
+
+    /// Whether it serves TLS (`https://`, `unixs://`).
+    pub fn secure(&self) -> bool {
+        self.url.secure
+    }
+
+    /// The address it listens on (`ip:port` or the socket path).
+    pub fn local_addr(&self) -> String {
+        match &self.socket {
+            Socket::Tcp(l) => l
+                .local_addr()
+                .map_or_else(|_| self.url.url.clone(), |a| a.to_string()),
+            Socket::Unix(_, p) => p.display().to_string(),
+        }
+    }
+
+    /// Starts accepting: for a `https://` or `unixs://` URL, TLS
+    /// connections with `tls`, else plain ones. The loop ends when the
+    /// [`Incoming`] is dropped.
+    pub fn incoming(self, tls: Option<Arc<rustls::ServerConfig>>) -> Incoming {
+        let (tx, rx) = mpsc::channel(READY_QUEUE);
+        let acceptor = tls.filter(|_| self.url.secure).map(TlsAcceptor::from);
+        tokio::spawn(accept_loop(self.socket, acceptor, tx));
+        Incoming(rx)
+    }
+}
+
+/// The connections of one listener, handshakes done.
+pub struct Incoming(mpsc::Receiver<Conn>);
+
+impl Incoming {
+    /// The next connection; `None` once the listener has stopped.
+    pub async fn next(&mut self) -> Option<Conn> {
+        self.0.recv().await
+    }
+}
+
+impl futures::Stream for Incoming {
+    type Item = io::Result<Conn>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx).map(|c| c.map(Ok))
+    }
+}
+
+async fn accept_loop(socket: Socket, tls: Option<TlsAcceptor>, tx: mpsc::Sender<Conn>) {
+    loop {
+        let accepted: io::Result<(Pin<Box<dyn Io>>, String)> = match &socket {
+            Socket::Tcp(l) => l.accept().await.map(|(s, a)| {
+                // Small gRPC messages must not wait for Nagle's algorithm.
+                let _ = s.set_nodelay(true);
+                (Box::pin(s) as Pin<Box<dyn Io>>, a.to_string())
+            }),
+            Socket::Unix(l, p) => l
+                .accept()
+                .await
+                .map(|(s, _)| (Box::pin(s) as Pin<Box<dyn Io>>, p.display().to_string())),
+        };
+        if tx.is_closed() {
+            return;
+        }
+        let (io, remote) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of file descriptors and the like: back off a little.
+                tracing::warn!(error = %e, "failed to accept a connection");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Some(acceptor) = tls.clone() else {
+            let conn = Conn {
+                io,
+                info: ConnInfo {
+                    remote,
+                    common_name: None,
+                },
+            };
+            if tx.send(conn).await.is_err() {
+                return;
+            }
+            continue;
+        };
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(io)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::warn!(remote_addr = %remote, error = %e, "rejected connection");
+                    return;
+                }
+                Err(_) => {
+                    tracing::warn!(remote_addr = %remote, error = "TLS handshake timed out", "rejected connection");
+                    return;
+                }
+            };
+            let common_name = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .and_then(crate::tls::common_name);
+            let conn = Conn {
+                io: Box::pin(stream),
+                info: ConnInfo {
+                    remote,
+                    common_name,
+                },
+            };
+            let _ = tx.send(conn).await;
+        });
+    }
+}

@@ -1,0 +1,55 @@
+//! Serving clients on one listener (etcd's `embed/serve.go`): gRPC and the
+//! HTTP endpoints on the same port, HTTP/2 and HTTP/1.1 told apart per
+//! connection (by ALPN and preface), `--max-concurrent-streams` per
+//! HTTP/2 connection. Each request carries its connection's
+//! [`ConnInfo`] as an extension, so a handler can read the verified
+//! client certificate's Common Name.
+
+use std::convert::Infallible;
+
+use axum::body::Body;
+use hyper::body::Incoming as HyperBody;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder;
+use tower::ServiceExt;
+
+use crate::authority::FixAuthority;
+use crate::listener::{ConnInfo, Incoming};
+
+/// Serves `app` to every connection of `incoming` until the listener
+/// stops. Connections are served in tasks of their own; one that fails
+/// only ends itself.
+pub async fn serve_clients(mut incoming: Incoming, app: axum::Router, max_concurrent_streams: u32) {
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http2()
+        .max_concurrent_streams(max_concurrent_streams);
+    while let Some(conn) = incoming.next().await {
+        let info = conn.info.clone();
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |mut req: hyper::Request<HyperBody>| {
+            req.extensions_mut().insert(info.clone());
+            let app = app.clone();
+            async move {
+                Ok::<_, Infallible>(
+                    app.oneshot(req.map(Body::new))
+                        .await
+                        .unwrap_or_else(|e| match e {}),
+                )
+            }
+        });
+        let builder = builder.clone();
+        tokio::spawn(async move {
+            let io = TokioIo::new(FixAuthority::new(conn));
+            if let Err(e) = builder.serve_connection_with_upgrades(io, service).await {
+                tracing::debug!(error = %e, "client connection ended with an error");
+            }
+        });
+    }
+}
+
+/// The connection a request came on (see [`ConnInfo`]); `None` for
+/// requests that did not come through [`serve_clients`].
+pub fn conn_info<T>(req: &tonic::Request<T>) -> Option<&ConnInfo> {
+    req.extensions().get::<ConnInfo>()
+}

@@ -1,0 +1,589 @@
+//! TLS in the server: client and peer TLS with client certificates, the
+//! refusals (no certificate, another CA, revoked, disallowed CN), auto
+//! TLS with the tutorial's workflow, certificate rotation without a
+//! restart, unix sockets, and start-up errors that create nothing. The
+//! Go etcdctl and curl are the clients.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use etcd_rs_tests::bins::etcd_bin;
+use etcd_rs_tests::cluster::curl_get;
+use etcd_rs_tests::pki::Pki;
+use etcd_rs_tests::{etcdctl, within, Output, TestCluster, TlsUrls};
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| s.to_string()).collect()
+}
+
+/// Server flags for client and peer TLS with client certificates
+/// required on both, peers limited to CN `peer`.
+fn mutual_tls_flags(pki: &Pki) -> Vec<String> {
+    let (server, server_key) = pki.issue("server", "etcd-server", 10);
+    let (peer, peer_key) = pki.issue("peer", "peer", 11);
+    let ca = pki.file("ca.pem");
+    strings(&[
+        "--cert-file",
+        &server,
+        "--key-file",
+        &server_key,
+        "--trusted-ca-file",
+        &ca,
+        "--client-cert-auth",
+        "--peer-cert-file",
+        &peer,
+        "--peer-key-file",
+        &peer_key,
+        "--peer-trusted-ca-file",
+        &ca,
+        "--peer-client-cert-auth",
+        "--peer-cert-allowed-cn",
+        "peer",
+    ])
+}
+
+fn client_flags(pki: &Pki, name: &str) -> Vec<String> {
+    vec![
+        format!("--cacert={}", pki.file("ca.pem")),
+        format!("--cert={}", pki.file(&format!("{name}.pem"))),
+        format!("--key={}", pki.file(&format!("{name}-key.pem"))),
+    ]
+}
+
+fn curl_flags(pki: &Pki, name: &str) -> Vec<String> {
+    strings(&[
+        "--cacert",
+        &pki.file("ca.pem"),
+        "--cert",
+        &pki.file(&format!("{name}.pem")),
+        "--key",
+        &pki.file(&format!("{name}-key.pem")),
+    ])
+}
+
+/// The Go etcdctl against `endpoint` with `flags` before `args`.
+fn ctl(endpoint: &str, flags: &[String], args: &[&str]) -> Output {
+    let mut all: Vec<&str> = flags.iter().map(String::as_str).collect();
+    all.extend(args);
+    etcdctl(&[endpoint.to_string()], &all, None)
+}
+
+/// How many keys member `i` has, read with a serializable count.
+fn key_count(c: &TestCluster, i: usize) -> u64 {
+    let out = c.etcdctl_on(
+        i,
+        &[
+            "get",
+            "",
+            "--prefix",
+            "--count-only",
+            "-w",
+            "json",
+            "--consistency=s",
+        ],
+    );
+    out.json()["count"].as_u64().unwrap_or(0)
+}
+
+async fn mutual_tls_cluster(pki: &Pki) -> TestCluster {
+    let flags = mutual_tls_flags(pki);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    pki.issue("client", "root", 12);
+    TestCluster::builder(3)
+        .flags(&flags)
+        .tls(TlsUrls {
+            client: true,
+            peer: true,
+            etcdctl_flags: client_flags(pki, "client"),
+            curl_flags: curl_flags(pki, "client"),
+        })
+        .start()
+        .await
+}
+
+#[tokio::test]
+async fn three_members_with_client_and_peer_tls_serve_go_etcdctl_and_curl() {
+    within(LIMIT, async {
+        let pki = Pki::new("etcd-rs test CA");
+        let c = mutual_tls_cluster(&pki).await;
+        c.wait_for_leader(&[0, 1, 2]);
+        c.etcdctl_on(0, &["put", "greeting", "hello over TLS"])
+            .expect_stdout("OK\n");
+        for i in 0..3 {
+            c.etcdctl_on(i, &["get", "greeting"])
+                .expect_stdout("greeting\nhello over TLS\n");
+            c.etcdctl_on(i, &["put", &format!("k{i}"), "v"])
+                .expect_stdout("OK\n");
+        }
+        let curl = curl_flags(&pki, "client");
+        let health = curl_get(&format!("{}/health", c.endpoint()), &curl).unwrap();
+        assert_eq!(
+            (health.status, health.body.as_str()),
+            (200, r#"{"health":"true","reason":""}"#)
+        );
+        let version = curl_get(&format!("{}/version", c.member(2).endpoint()), &curl).unwrap();
+        assert!(
+            version.body.contains(r#""etcdserver":"3.5.0""#),
+            "{}",
+            version.body
+        );
+        // A lease granted on a follower is kept alive through the leader's
+        // peer URL, over peer TLS.
+        let (leader, _) = c.wait_for_leader(&[0, 1, 2]);
+        let follower = (leader + 1) % 3;
+        let grant = c.etcdctl_on(follower, &["lease", "grant", "60"]);
+        let id = grant
+            .stdout
+            .split_whitespace()
+            .nth(1)
+            .expect("lease id")
+            .to_string();
+        c.etcdctl_on(follower, &["lease", "keep-alive", "--once", &id])
+            .expect_stdout(&format!("lease {id} keepalived with TTL(60)\n"));
+        let before = key_count(&c, 1);
+        assert_eq!(before, 4);
+
+        // Refused at the handshake, before any handler: no certificate,
+        // a certificate of another CA, plain text on the TLS port.
+        let ep = c.member(1).endpoint();
+        let ca_only = vec![format!("--cacert={}", pki.file("ca.pem"))];
+        let other = Pki::new("another CA");
+        other.issue("stranger", "root", 12);
+        let stranger = vec![
+            format!("--cacert={}", pki.file("ca.pem")),
+            format!("--cert={}", other.file("stranger.pem")),
+            format!("--key={}", other.file("stranger-key.pem")),
+        ];
+        for flags in [&ca_only, &stranger] {
+            let out = ctl(
+                &ep,
+                flags,
+                &[
+                    "--dial-timeout=1s",
+                    "--command-timeout=2s",
+                    "put",
+                    "intruder",
+                    "x",
+                ],
+            );
+            assert_ne!(out.code, 0, "{out}");
+        }
+        let plain = ep.replace("https://", "http://");
+        let out = ctl(
+            &plain,
+            &[],
+            &[
+                "--dial-timeout=1s",
+                "--command-timeout=2s",
+                "put",
+                "intruder",
+                "x",
+            ],
+        );
+        assert_ne!(out.code, 0, "{out}");
+        let without = curl_get(
+            &format!("{ep}/health"),
+            &strings(&["--cacert", &pki.file("ca.pem")]),
+        );
+        assert!(
+            without.is_err(),
+            "curl without a client certificate got {without:?}"
+        );
+        // A peer certificate with a CN other than `peer` is refused on the
+        // peer port; `peer` itself is taken.
+        pki.issue("wrong-cn", "not-a-peer", 13);
+        let peer_ep = c.member(0).peer_url();
+        assert!(curl_get(&peer_ep, &curl_flags(&pki, "wrong-cn")).is_err());
+        assert!(curl_get(&peer_ep, &curl_flags(&pki, "peer")).is_ok());
+        // Nothing changed, and everyone else is still served.
+        for i in 0..3 {
+            assert_eq!(key_count(&c, i), before, "member {i}");
+            c.etcdctl_on(i, &["get", "intruder"]).expect_stdout("");
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_revoked_client_certificate_is_refused_and_a_new_crl_is_read_without_restart() {
+    within(LIMIT, async {
+        let pki = Pki::new("etcd-rs test CA");
+        let (server, server_key) = pki.issue("server", "etcd-server", 20);
+        pki.issue("good", "good", 21);
+        pki.issue("revoked", "revoked", 22);
+        let crl = pki.revoke("crl.pem", &[22]);
+        let ca = pki.file("ca.pem");
+        let c = TestCluster::builder(1)
+            .flags(&[
+                "--cert-file",
+                &server,
+                "--key-file",
+                &server_key,
+                "--trusted-ca-file",
+                &ca,
+                "--client-cert-auth",
+                "--client-crl-file",
+                &crl,
+            ])
+            .tls(TlsUrls {
+                client: true,
+                peer: false,
+                etcdctl_flags: client_flags(&pki, "good"),
+                curl_flags: curl_flags(&pki, "good"),
+            })
+            .start()
+            .await;
+        let ep = c.endpoint();
+        let health = format!("{ep}/health");
+        assert!(curl_get(&health, &curl_flags(&pki, "good")).is_ok());
+        assert!(curl_get(&health, &curl_flags(&pki, "revoked")).is_err());
+        let out = ctl(
+            &ep,
+            &client_flags(&pki, "revoked"),
+            &["--dial-timeout=1s", "--command-timeout=2s", "put", "k", "v"],
+        );
+        assert_ne!(out.code, 0, "{out}");
+        c.etcdctl(&["get", "k"]).expect_stdout("");
+        // The CRL now revokes `good` too: the next connection reads it.
+        pki.revoke("crl.pem", &[21, 22]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while curl_get(&health, &curl_flags(&pki, "good")).is_ok() {
+            assert!(Instant::now() < deadline, "the new CRL was not applied");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn auto_tls_cluster_runs_the_tutorial_workflow() {
+    within(LIMIT, async {
+        let skip = strings(&["--insecure-transport=false", "--insecure-skip-tls-verify"]);
+        let mut c = TestCluster::builder(3)
+            .flags(&["--auto-tls", "--peer-auto-tls"])
+            .tls(TlsUrls {
+                client: true,
+                peer: true,
+                etcdctl_flags: skip.clone(),
+                curl_flags: strings(&["-k"]),
+            })
+            .start()
+            .await;
+        for i in 0..3 {
+            let fixtures = c.member(i).data_dir().join("fixtures");
+            for side in ["client", "peer"] {
+                assert!(
+                    fixtures.join(side).join("cert.pem").exists(),
+                    "{side} cert of m{i}"
+                );
+            }
+            assert!(c
+                .member(i)
+                .log_tail()
+                .contains("auto TLS is not for production"));
+        }
+        c.etcdctl_on(0, &["put", "foo", "bar"])
+            .expect_stdout("OK\n");
+        for i in 1..3 {
+            c.etcdctl_on(i, &["get", "foo"]).expect_stdout("foo\nbar\n");
+        }
+        let eps = c.endpoints().join(",");
+        let table = ctl(&eps, &skip, &["endpoint", "status", "-w", "table"]);
+        table.expect_success();
+        assert_eq!(
+            table.stdout.matches("| true ").count(),
+            1,
+            "one leader:\n{}",
+            table.stdout
+        );
+        let (leader, term) = c.wait_for_leader(&[0, 1, 2]);
+        let cert_before =
+            std::fs::read(c.member(leader).data_dir().join("fixtures/client/cert.pem")).unwrap();
+        c.member_mut(leader).kill9();
+        let alive: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
+        let (_, new_term) = c.wait_for_leader(&alive);
+        assert!(new_term > term);
+        c.etcdctl_on(alive[0], &["put", "foo", "after"])
+            .expect_stdout("OK\n");
+        // The restarted member reuses its certificate and catches up.
+        c.member_mut(leader).restart().await;
+        let cert_after =
+            std::fs::read(c.member(leader).data_dir().join("fixtures/client/cert.pem")).unwrap();
+        assert_eq!(cert_before, cert_after);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let out = c.etcdctl_on(
+                leader,
+                &["get", "foo", "--consistency=s", "--print-value-only"],
+            );
+            if out.stdout == "after\n" {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the restarted member did not catch up: {out}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    })
+    .await;
+}
+
+/// The Common Name of the certificate `addr` serves, verified with `ca`.
+fn served_cn(port: u16, ca: &str) -> String {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let mut conn = rustls::ClientConnection::new(Arc::new(cfg), name).unwrap();
+    let mut tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    while conn.is_handshaking() {
+        conn.complete_io(&mut tcp).unwrap();
+    }
+    let cert = conn.peer_certificates().unwrap()[0].clone();
+    let text = String::from_utf8_lossy(cert.as_ref()).to_string();
+    for cn in ["server-a", "server-b"] {
+        if text.contains(cn) {
+            return cn.to_string();
+        }
+    }
+    panic!("unexpected certificate served")
+}
+
+#[tokio::test]
+async fn a_certificate_replaced_on_disk_is_served_to_the_next_connection() {
+    within(LIMIT, async {
+        let pki = Pki::new("etcd-rs test CA");
+        let (cert, key) = pki.issue("server", "server-a", 30);
+        let c = TestCluster::builder(1)
+            .flags(&["--cert-file", &cert, "--key-file", &key])
+            .tls(TlsUrls {
+                client: true,
+                peer: false,
+                etcdctl_flags: vec![format!("--cacert={}", pki.file("ca.pem"))],
+                curl_flags: strings(&["--cacert", &pki.file("ca.pem")]),
+            })
+            .start()
+            .await;
+        let port = c.member(0).client_port();
+        let ca = pki.file("ca.pem");
+        assert_eq!(served_cn(port, &ca), "server-a");
+        // A connection made before the rotation keeps working after it.
+        pki.issue("server", "server-b", 31);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while served_cn(port, &ca) != "server-b" {
+            assert!(
+                Instant::now() < deadline,
+                "the new certificate was not served"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        c.etcdctl(&["put", "rotated", "yes"]).expect_stdout("OK\n");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_silent_connection_does_not_stall_the_others_and_plain_and_unix_urls_serve_beside_tls() {
+    within(LIMIT, async {
+        let pki = Pki::new("etcd-rs test CA");
+        let (cert, key) = pki.issue("server", "etcd-server", 40);
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("etcd.sock");
+        let https_port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let c = TestCluster::builder(1)
+            .flags(&["--cert-file", &cert, "--key-file", &key])
+            .tls(TlsUrls {
+                client: true,
+                peer: false,
+                etcdctl_flags: vec![format!("--cacert={}", pki.file("ca.pem"))],
+                curl_flags: strings(&["--cacert", &pki.file("ca.pem")]),
+            })
+            .start()
+            .await;
+        // Connections that never finish a handshake.
+        let silent: Vec<TcpStream> = (0..20)
+            .map(|_| TcpStream::connect(("127.0.0.1", c.member(0).client_port())).unwrap())
+            .collect();
+        let started = Instant::now();
+        c.etcdctl(&["put", "served", "yes"]).expect_stdout("OK\n");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        drop(silent);
+        drop(c);
+
+        // One member on https, http and unix at once.
+        let data = dir.path().join("data");
+        let https = format!("https://127.0.0.1:{https_port}");
+        let http_port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let http = format!("http://127.0.0.1:{http_port}");
+        let unix = format!("unix://{}", sock.display());
+        let peer_port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let peer = format!("http://127.0.0.1:{peer_port}");
+        let log = std::fs::File::create(dir.path().join("log")).unwrap();
+        let mut child = Command::new(etcd_bin())
+            .args(["--name", "u0", "--data-dir"])
+            .arg(&data)
+            .args(["--listen-client-urls", &format!("{https},{http},{unix}")])
+            .args([
+                "--advertise-client-urls",
+                &https,
+                "--listen-peer-urls",
+                &peer,
+            ])
+            .args([
+                "--initial-advertise-peer-urls",
+                &peer,
+                "--initial-cluster",
+                &format!("u0={peer}"),
+            ])
+            .args(["--cert-file", &cert, "--key-file", &key])
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let health = loop {
+            let out = Command::new("curl")
+                .args(["-s", "--max-time", "2", "--unix-socket"])
+                .arg(&sock)
+                .arg("http://localhost/health")
+                .output()
+                .unwrap();
+            let body = String::from_utf8_lossy(&out.stdout).to_string();
+            if body.contains("true") || Instant::now() > deadline {
+                break body;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert_eq!(health, r#"{"health":"true","reason":""}"#);
+        etcdctl(&[http.clone()], &["put", "via", "http"], None).expect_stdout("OK\n");
+        etcdctl(
+            &[https],
+            &[
+                &format!("--cacert={}", pki.file("ca.pem")),
+                "get",
+                "via",
+                "--print-value-only",
+            ],
+            None,
+        )
+        .expect_stdout("http\n");
+        let _ = child.kill();
+        let _ = child.wait();
+    })
+    .await;
+}
+
+/// Runs the server with `args` (and a data dir under `dir`) and expects
+/// it to refuse to start: exit status, the error, and no data dir.
+fn refuses(dir: &Path, args: &[&str], error: &str) {
+    let data = dir.join("data");
+    let mut cmd = Command::new(etcd_bin());
+    cmd.args(["--data-dir"]).arg(&data).args(args).env_clear();
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("etcd {args:?} did not stop");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(!child.wait().unwrap().success(), "{args:?} started");
+    assert!(
+        stderr.contains(error),
+        "{args:?}: expected {error:?} in\n{stderr}"
+    );
+    assert!(!data.exists(), "{args:?} created {}", data.display());
+}
+
+#[test]
+fn bad_tls_settings_fail_start_up_in_etcds_words_and_create_nothing() {
+    let pki = Pki::new("etcd-rs test CA");
+    let (cert, key) = pki.issue("server", "etcd-server", 50);
+    let (other_cert, _) = pki.issue("other", "other", 51);
+    let (expired, expired_key) = pki.issue_valid("expired", "expired", 52, false);
+    let dir = tempfile::tempdir().unwrap();
+    let empty_ca = dir.path().join("empty-ca.pem");
+    std::fs::File::create(&empty_ca)
+        .unwrap()
+        .write_all(b"no PEM here\n")
+        .unwrap();
+    let empty_ca = empty_ca.display().to_string();
+    let https = [
+        "--listen-client-urls",
+        "https://127.0.0.1:0",
+        "--advertise-client-urls",
+        "https://127.0.0.1:0",
+    ];
+    let with = |extra: &[&str]| -> Vec<String> {
+        https.iter().chain(extra).map(|s| s.to_string()).collect()
+    };
+    let cases: Vec<(Vec<String>, String)> = vec![
+        (with(&[]), "TLS key/cert (--cert-file, --key-file) must be provided for client url https://127.0.0.1:0 with HTTPS scheme".into()),
+        (with(&["--cert-file", &cert, "--key-file", "/nonexistent/key.pem"]), "open /nonexistent/key.pem: no such file or directory".into()),
+        (with(&["--cert-file", &other_cert, "--key-file", &key]), "tls: private key does not match public key".into()),
+        (with(&["--cert-file", &expired, "--key-file", &expired_key]), "has expired".into()),
+        (with(&["--cert-file", &cert, "--key-file", &key, "--trusted-ca-file", &empty_ca]), "failed to append certificates".into()),
+        (with(&["--cert-file", &cert]), "KeyFile and CertFile must both be present".into()),
+        (with(&["--auto-tls", "--cipher-suites", "TLS_NOT_A_SUITE"]), "unexpected TLS cipher suite \"TLS_NOT_A_SUITE\"".into()),
+        (with(&["--auto-tls", "--tls-min-version", "TLS1.1"]), "unexpected TLS version \"TLS1.1\"".into()),
+        (strings(&["--listen-peer-urls", "https://127.0.0.1:0"]), "cannot listen on TLS for 127.0.0.1:0: KeyFile and CertFile are not presented".into()),
+        (strings(&["--enable-v2"]), "--enable-v2=true is not supported yet".into()),
+    ];
+    for (args, error) in &cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        refuses(dir.path(), &args, error);
+    }
+}
+
+#[tokio::test]
+async fn go_style_single_dash_flags_start_a_member() {
+    within(LIMIT, async {
+        let c = TestCluster::builder(1)
+            .flags(&["-max-txn-ops", "3", "-experimental-enable-lease-checkpoint"])
+            .start()
+            .await;
+        let out = c.etcdctl_stdin(&["txn"], "\nput a 1\nput b 2\nput c 3\nput d 4\n\n\n");
+        out.expect_err_contains("too many operations in txn request");
+    })
+    .await;
+}
