@@ -3,8 +3,9 @@
 # the black-box integration tests against the built `etcd`.
 #
 # The integration tests drive our server with the real Go etcdctl (Debian
-# package etcd-client), compare it with the reference etcd (etcd-server), and
-# the etcd-client crate they use needs protoc (protobuf-compiler). Whatever
+# package etcd-client) and curl (the TLS tests), compare it with the
+# reference etcd (etcd-server), and the etcd-client crate they use needs
+# protoc (protobuf-compiler). Whatever
 # of these is missing is installed here; if that fails, this script fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +16,7 @@ missing=()
 [ -x /usr/bin/etcd ] || missing+=(etcd-server)
 [ -x /usr/bin/etcdctl ] || missing+=(etcd-client)
 command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "scripts/test.sh: installing ${missing[*]}" >&2
     sudo=""
@@ -30,6 +32,7 @@ fi
 [ -x /usr/bin/etcd ] || die "/usr/bin/etcd (etcd-server) is still missing"
 [ -x /usr/bin/etcdctl ] || die "/usr/bin/etcdctl (etcd-client) is still missing"
 command -v protoc >/dev/null 2>&1 || die "protoc (protobuf-compiler) is still missing"
+command -v curl >/dev/null 2>&1 || die "curl is still missing"
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
@@ -39,4 +42,4 @@ timeout 3000 cargo test --workspace
 # The etcdctl-driven tests once more, with our etcdctl standing in for the
 # Go one: everything they assert of its output must hold for ours too.
 ETCDCTL_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/etcdctl" timeout 900 \
-    cargo test -p etcd-rs-tests --test etcdctl_kv --test watch --test lease
+    cargo test -p etcd-rs-tests --test etcdctl_kv --test watch --test lease --test tls_server

@@ -334,3 +334,61 @@ async fn accept_loop(socket: Socket, tls: Option<TlsAcceptor>, tx: mpsc::Sender<
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::{Settings, TlsInfo};
+
+    #[tokio::test]
+    async fn a_verified_client_certificate_gives_the_connection_its_common_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = rcgen::CertifiedIssuer::self_signed(ca, ca_key).unwrap();
+        let issue = |name: &str, cn: &str| {
+            let mut p = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+            p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+            let key = rcgen::KeyPair::generate().unwrap();
+            let cert = p.signed_by(&key, &ca).unwrap();
+            let (c, k) = (
+                dir.path().join(format!("{name}.pem")),
+                dir.path().join(format!("{name}.key")),
+            );
+            std::fs::write(&c, cert.pem()).unwrap();
+            std::fs::write(&k, key.serialize_pem()).unwrap();
+            (c, k)
+        };
+        let (server_cert, server_key) = issue("server", "server");
+        let (client_cert, client_key) = issue("client", "alice");
+        std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
+        let info = TlsInfo {
+            cert_file: server_cert,
+            key_file: server_key,
+            trusted_ca_file: Some(dir.path().join("ca.pem")),
+            client_cert_auth: true,
+            ..Default::default()
+        };
+        let url = ListenUrl::parse("https://127.0.0.1:0").unwrap().remove(0);
+        let listener = Listener::bind(&url).await.unwrap();
+        let addr: SocketAddr = listener.local_addr().parse().unwrap();
+        let mut incoming =
+            listener.incoming(Some(info.server_config(&Settings::default()).unwrap()));
+
+        let client = TlsInfo {
+            cert_file: client_cert,
+            key_file: client_key,
+            trusted_ca_file: Some(dir.path().join("ca.pem")),
+            ..Default::default()
+        };
+        let connector =
+            tokio_rustls::TlsConnector::from(client.client_config(&Settings::default()).unwrap());
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        let _tls = connector.connect(name, tcp).await.unwrap();
+        let conn = incoming.next().await.unwrap();
+        assert_eq!(conn.info.common_name.as_deref(), Some("alice"));
+        assert!(conn.info.remote.starts_with("127.0.0.1:"));
+    }
+}

@@ -2,8 +2,9 @@
 //! HTTP endpoints on the same port, HTTP/2 and HTTP/1.1 told apart per
 //! connection (by ALPN and preface), `--max-concurrent-streams` per
 //! HTTP/2 connection. Each request carries its connection's
-//! [`ConnInfo`] as an extension, so a handler can read the verified
-//! client certificate's Common Name.
+//! [`ConnInfo`](crate::listener::ConnInfo) as an extension (`req.extensions().get::<ConnInfo>()` in a
+//! tonic handler), so the auth layer can take the verified client
+//! certificate's Common Name as the user.
 
 use std::convert::Infallible;
 
@@ -14,7 +15,7 @@ use hyper_util::server::conn::auto::Builder;
 use tower::ServiceExt;
 
 use crate::authority::FixAuthority;
-use crate::listener::{ConnInfo, Incoming};
+use crate::listener::Incoming;
 
 /// Serves `app` to every connection of `incoming` until the listener
 /// stops. Connections are served in tasks of their own; one that fails
@@ -46,10 +47,4 @@ pub async fn serve_clients(mut incoming: Incoming, app: axum::Router, max_concur
             }
         });
     }
-}
-
-/// The connection a request came on (see [`ConnInfo`]); `None` for
-/// requests that did not come through [`serve_clients`].
-pub fn conn_info<T>(req: &tonic::Request<T>) -> Option<&ConnInfo> {
-    req.extensions().get::<ConnInfo>()
 }

@@ -132,8 +132,7 @@ impl ClusterBuilder {
                     Member::new(
                         &bin,
                         name,
-                        ports[2 * i],
-                        *peer_port,
+                        (ports[2 * i], *peer_port),
                         &initial_cluster,
                         &token,
                         &self.flags,
@@ -311,8 +310,7 @@ impl Member {
     fn new(
         bin: &Path,
         name: &str,
-        client_port: u16,
-        peer_port: u16,
+        (client_port, peer_port): (u16, u16),
         initial_cluster: &str,
         token: &str,
         extra: &[String],

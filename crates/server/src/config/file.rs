@@ -142,3 +142,54 @@ fn scalar(flag: &str, value: Value) -> Result<String, ConfigError> {
         ))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transport_security_blocks_and_lists_set_the_tls_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("etcd.yml");
+        std::fs::write(
+            &path,
+            "name: s1\n\
+             listen-client-urls: https://127.0.0.1:2379\n\
+             client-transport-security:\n  cert-file: /c.pem\n  key-file: /k.pem\n  client-cert-auth: true\n  trusted-ca-file: /ca.pem\n  allowed-cn: [alice, bob]\n\
+             peer-transport-security:\n  auto-tls: true\n  allowed-hostname: [peer.example]\n  crl-file: /crl.pem\n\
+             cipher-suites:\n  - TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256\n  - TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256\n\
+             experimental-snapshot-catch-up-entries: 77\n",
+        )
+        .unwrap();
+        let c = Config::from_file(&path).unwrap();
+        assert_eq!(
+            (c.cert_file.as_str(), c.key_file.as_str()),
+            ("/c.pem", "/k.pem")
+        );
+        assert!(c.client_cert_auth && c.peer_auto_tls && !c.auto_tls);
+        assert_eq!(c.trusted_ca_file, "/ca.pem");
+        assert_eq!(c.client_cert_allowed_cn, "alice,bob");
+        assert_eq!(c.peer_cert_allowed_hostname, "peer.example");
+        assert_eq!(c.peer_crl_file, "/crl.pem");
+        assert_eq!(
+            c.cipher_suites,
+            "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"
+        );
+        assert_eq!(c.experimental_snapshot_catchup_entries, 77);
+        let v = c.validate().unwrap();
+        assert_eq!(v.client_tls.allowed_cn, ["alice", "bob"]);
+        assert!(v.client_tls.requires_client_cert());
+    }
+
+    #[test]
+    fn an_unsupported_flag_in_the_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("etcd.yml");
+        std::fs::write(&path, "name: s1\nauto-compaction-retention: \"1\"\n").unwrap();
+        let e = Config::from_file(&path).unwrap_err();
+        assert!(
+            e.0.contains("--auto-compaction-retention=1 is not supported yet"),
+            "{e}"
+        );
+    }
+}

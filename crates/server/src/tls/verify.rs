@@ -125,12 +125,15 @@ impl Allowed {
     }
 }
 
+/// The verifier built from one version of the CRL file.
+type CrlVerifier = (FileStamp, Arc<dyn ClientCertVerifier>);
+
 /// Clients verified against the CA and the CRL, then the allowed CN or
 /// hostname. The CRL's verifier is built again when the file changes.
 #[derive(Debug)]
 struct ClientVerifier {
     inner: Arc<dyn ClientCertVerifier>,
-    crl: Option<(PathBuf, Mutex<(FileStamp, Arc<dyn ClientCertVerifier>)>)>,
+    crl: Option<(PathBuf, Mutex<CrlVerifier>)>,
     roots: Arc<RootCertStore>,
     provider: Arc<CryptoProvider>,
     allowed: Allowed,
