@@ -148,14 +148,17 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 /// `rpc error: code = <Code> desc = <message>`, and `context deadline
 /// exceeded` when the command timed out. A connection that broke under
 /// the request (e.g. the server refused our certificate after the TLS
-/// handshake) is also `context deadline exceeded`: grpc-go keeps
+/// handshake: hyper's `transport error` or `operation was canceled`) is
+/// also `context deadline exceeded`: grpc-go keeps
 /// reconnecting until the command's deadline and reports that.
 pub fn status_text(s: &tonic::Status) -> String {
     let msg = s.message();
     match s.code() {
         tonic::Code::DeadlineExceeded if msg.is_empty() => "context deadline exceeded".to_string(),
         tonic::Code::Unknown if msg == "transport error" => "context deadline exceeded".to_string(),
-        tonic::Code::Cancelled if msg.contains("Timeout expired") => {
+        tonic::Code::Cancelled
+            if msg.contains("Timeout expired") || msg == "operation was canceled" =>
+        {
             "context deadline exceeded".to_string()
         }
         _ if msg.starts_with("etcdserver: ") => msg.to_string(),

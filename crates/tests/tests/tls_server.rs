@@ -568,6 +568,11 @@ fn bad_tls_settings_fail_start_up_in_etcds_words_and_create_nothing() {
         (with(&["--auto-tls", "--tls-min-version", "TLS1.1"]), "unexpected TLS version".into()),
         (strings(&["--listen-peer-urls", "https://127.0.0.1:0"]), "cannot listen on TLS for 127.0.0.1:0: KeyFile and CertFile are not presented".into()),
         (strings(&["--enable-v2"]), "--enable-v2=true is not supported yet".into()),
+        (strings(&["--logger", "capnslog"]), "--logger=capnslog is removed in v3.5".into()),
+        (
+            strings(&["--log-outputs", "/tmp/etcd.log"]),
+            "--log-outputs=/tmp/etcd.log is not supported yet".into(),
+        ),
     ];
     for (args, error) in &cases {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();

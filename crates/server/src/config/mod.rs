@@ -210,11 +210,6 @@ pub struct Config {
     /// Maximum TLS version: TLS1.2 or TLS1.3 (empty: the newest).
     #[arg(long, env = "ETCD_TLS_MAX_VERSION", default_value = "")]
     pub tls_max_version: String,
-    /// Before serving clients, compare this member's HashKV with its
-    /// peers' and refuse to start on a mismatch.
-    #[arg(long, env = "ETCD_EXPERIMENTAL_INITIAL_CORRUPT_CHECK", num_args = 0..=1, require_equals = true,
-          default_missing_value = "true", default_value_t = false, action = clap::ArgAction::Set)]
-    pub experimental_initial_corrupt_check: bool,
     /// Most concurrent streams on one client HTTP/2 connection.
     #[arg(long, env = "ETCD_MAX_CONCURRENT_STREAMS", default_value_t = u32::MAX)]
     pub max_concurrent_streams: u32,
@@ -309,8 +304,6 @@ pub struct ServerConfig {
     pub self_signed_cert_validity: u32,
     /// `--cipher-suites`, `--tls-min-version`, `--tls-max-version`.
     pub tls_settings: TlsSettings,
-    /// `--experimental-initial-corrupt-check`.
-    pub initial_corrupt_check: bool,
     /// `--max-concurrent-streams`.
     pub max_concurrent_streams: u32,
 }
@@ -438,6 +431,18 @@ impl Config {
                 )));
             }
         }
+        match self.logger.as_str() {
+            "zap" => {}
+            "capnslog" => return Err(ConfigError("--logger=capnslog is removed in v3.5".into())),
+            other => return Err(ConfigError(format!("unknown logger option {other:?}"))),
+        }
+        for out in split_urls(&self.log_outputs) {
+            if out != "default" && out != "stderr" {
+                return Err(ConfigError(format!(
+                    "--log-outputs={out} is not supported yet by etcd-rs (default and stderr are)"
+                )));
+            }
+        }
         let tls_settings = TlsSettings::parse(
             &self.cipher_suites,
             &self.tls_min_version,
@@ -556,7 +561,6 @@ impl Config {
             peer_auto_tls: self.peer_auto_tls,
             self_signed_cert_validity: self.self_signed_cert_validity,
             tls_settings,
-            initial_corrupt_check: self.experimental_initial_corrupt_check,
             max_concurrent_streams: self.max_concurrent_streams,
         })
     }
