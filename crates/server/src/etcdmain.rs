@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use crate::config::{Config, ServerConfig, ETCD_RS_VERSION, SERVER_VERSION};
-use crate::etcdserver::EtcdServer;
+use crate::etcdserver::{corrupt, EtcdServer};
 use crate::listener::{ListenUrl, Listener};
 use crate::rafthttp::{Dialer, PeerService};
 use crate::tls::{auto, TlsError, TlsInfo};
@@ -133,10 +133,17 @@ async fn run(cfg: ServerConfig) -> Result<(), String> {
             }
         });
     }
-    let serve = serve(server.clone(), listeners, tls.client, max_streams);
-    let result = tokio::select! {
-        r = serve => r,
-        _ = shutdown_signal() => Ok(()),
+    let result = if server.cfg.initial_corrupt_check && server.restarted {
+        corrupt::initial_check(&server).await
+    } else {
+        Ok(())
+    };
+    let result = match result {
+        Ok(()) => tokio::select! {
+            r = serve(server.clone(), listeners, tls.client, max_streams) => r,
+            _ = shutdown_signal() => Ok(()),
+        },
+        Err(e) => Err(e),
     };
     let s = server.clone();
     tokio::task::spawn_blocking(move || s.stop())

@@ -448,6 +448,24 @@ impl Member {
         }
     }
 
+    /// Starts the process again on the same data dir, ports and flags,
+    /// without waiting (for members that can only become healthy
+    /// together); [`Member::wait_healthy`] waits.
+    pub fn start_again(&mut self) {
+        assert!(
+            self.child.is_none(),
+            "start_again: member {} is still running",
+            self.name
+        );
+        self.spawn();
+    }
+
+    /// Waits (bounded) until a started member is healthy. Error: why not,
+    /// e.g. `the process exited early (...)`; its log then tells more.
+    pub async fn wait_healthy(&mut self) -> Result<(), String> {
+        self.wait_ready(Instant::now() + READY_LIMIT).await
+    }
+
     /// Starts the process again on the same data dir, ports and flags, and
     /// waits until it is healthy.
     pub async fn restart(&mut self) {

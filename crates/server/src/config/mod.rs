@@ -210,6 +210,12 @@ pub struct Config {
     /// Maximum TLS version: TLS1.2 or TLS1.3 (empty: the newest).
     #[arg(long, env = "ETCD_TLS_MAX_VERSION", default_value = "")]
     pub tls_max_version: String,
+    /// Before a restarted member serves clients, compare its HashKV with
+    /// its peers' and refuse to start on a mismatch.
+    #[arg(long, env = "ETCD_EXPERIMENTAL_INITIAL_CORRUPT_CHECK", num_args = 0..=1,
+          require_equals = true, default_missing_value = "true", default_value_t = false,
+          action = clap::ArgAction::Set)]
+    pub experimental_initial_corrupt_check: bool,
     /// Most concurrent streams on one client HTTP/2 connection.
     #[arg(long, env = "ETCD_MAX_CONCURRENT_STREAMS", default_value_t = u32::MAX)]
     pub max_concurrent_streams: u32,
@@ -306,6 +312,8 @@ pub struct ServerConfig {
     pub tls_settings: TlsSettings,
     /// `--max-concurrent-streams`.
     pub max_concurrent_streams: u32,
+    /// `--experimental-initial-corrupt-check`.
+    pub initial_corrupt_check: bool,
 }
 
 /// A configuration that etcd would refuse, with etcd's message.
@@ -562,6 +570,7 @@ impl Config {
             self_signed_cert_validity: self.self_signed_cert_validity,
             tls_settings,
             max_concurrent_streams: self.max_concurrent_streams,
+            initial_corrupt_check: self.experimental_initial_corrupt_check,
         })
     }
 }

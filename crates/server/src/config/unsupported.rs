@@ -70,7 +70,6 @@ const UNSUPPORTED: &[(&str, &str)] = &[
     ("bcrypt-cost", "10"),
     ("auth-token-ttl", "300"),
     ("enable-grpc-gateway", "true"),
-    ("experimental-initial-corrupt-check", "false"),
     ("experimental-corrupt-check-time", "0s"),
     ("experimental-compact-hash-check-enabled", "false"),
     ("experimental-compact-hash-check-time", "1m"),

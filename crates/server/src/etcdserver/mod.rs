@@ -10,6 +10,7 @@
 //! backend's consistent index.
 
 pub mod apply;
+pub mod corrupt;
 pub mod kvops;
 pub mod membership;
 pub mod raft;
@@ -73,6 +74,8 @@ pub struct EtcdServer {
     snapshotter: Arc<Snapshotter>,
     /// How this member dials its peers (TLS for `https://` peer URLs).
     pub dialer: Dialer,
+    /// Whether the member started on existing data (a WAL was there).
+    pub restarted: bool,
 }
 
 /// Stops the process after an error the member cannot survive without
@@ -180,7 +183,8 @@ impl EtcdServer {
         let store = Arc::new(KvStore::open(backend).map_err(start_err)?);
 
         let snapshotter = Arc::new(Snapshotter::new(&snap_dir).map_err(start_err)?);
-        let (wal, contents, members) = if Wal::exists(&cfg.wal_dir) {
+        let restarted = Wal::exists(&cfg.wal_dir);
+        let (wal, contents, members) = if restarted {
             let snapshot = snapshotter
                 .load_newest()
                 .map_err(start_err)?
@@ -383,6 +387,7 @@ impl EtcdServer {
             threads: Mutex::new(vec![raft_thread, apply_thread]),
             snapshotter,
             dialer,
+            restarted,
         }))
     }
 

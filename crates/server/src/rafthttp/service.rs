@@ -5,12 +5,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use api::etcdrspb::peer_server::Peer;
-use api::etcdrspb::{RaftAck, RaftBatch, SnapshotChunk};
+use api::etcdrspb::{PeerHashKvRequest, PeerHashKvResponse, RaftAck, RaftBatch, SnapshotChunk};
 use protobuf::Message as _;
 use raft::prelude::Message;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::etcdserver::EtcdServer;
+use crate::rpctypes::EtcdError;
 
 /// The Peer service of a member.
 pub struct PeerService {
@@ -26,6 +27,29 @@ impl PeerService {
 
 #[tonic::async_trait]
 impl Peer for PeerService {
+    /// Hashes this member's history up to the asked revision. Errors:
+    /// another cluster's request (FailedPrecondition), a revision that is
+    /// compacted or not reached yet (etcd's errors).
+    async fn hash_kv(
+        &self,
+        req: Request<PeerHashKvRequest>,
+    ) -> Result<Response<PeerHashKvResponse>, Status> {
+        let req = req.into_inner();
+        if req.cluster_id != self.server.cluster_id {
+            return Err(Status::failed_precondition("request cluster ID mismatch"));
+        }
+        let s = self.server.clone();
+        let hashed = tokio::task::spawn_blocking(move || s.store.hash_kv(req.revision))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(EtcdError::from)?;
+        Ok(Response::new(PeerHashKvResponse {
+            hash: hashed.hash,
+            compact_revision: hashed.compact_revision,
+            revision: hashed.revision,
+        }))
+    }
+
     /// Steps every message of the stream into the local raft node. A
     /// stream from another cluster is refused with etcd's text.
     async fn raft(&self, req: Request<Streaming<RaftBatch>>) -> Result<Response<RaftAck>, Status> {
