@@ -592,3 +592,60 @@ async fn go_style_single_dash_flags_start_a_member() {
     })
     .await;
 }
+
+/// Whether a Range on the same connection as an open Watch stream is
+/// answered within 2 s.
+async fn range_beside_a_watch(endpoint: String) -> bool {
+    use api::etcdserverpb::kv_client::KvClient;
+    use api::etcdserverpb::watch_client::WatchClient;
+    use api::etcdserverpb::{watch_request, RangeRequest, WatchCreateRequest, WatchRequest};
+    let channel = tonic::transport::Endpoint::from_shared(endpoint)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let create = WatchRequest {
+        request_union: Some(watch_request::RequestUnion::CreateRequest(
+            WatchCreateRequest {
+                key: b"w".to_vec(),
+                ..Default::default()
+            },
+        )),
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tx.send(create).await.unwrap();
+    let mut watch = WatchClient::new(channel.clone())
+        .watch(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(watch.message().await.unwrap().unwrap().created);
+    let mut kv = KvClient::new(channel);
+    let range = kv.range(RangeRequest {
+        key: b"w".to_vec(),
+        ..Default::default()
+    });
+    let answered = tokio::time::timeout(Duration::from_secs(2), range)
+        .await
+        .is_ok();
+    drop(tx);
+    answered
+}
+
+#[tokio::test]
+async fn max_concurrent_streams_bounds_the_streams_of_one_connection() {
+    within(LIMIT, async {
+        let one = TestCluster::builder(1)
+            .flags(&["--max-concurrent-streams", "1"])
+            .start()
+            .await;
+        assert!(
+            !range_beside_a_watch(one.endpoint()).await,
+            "a second stream was served"
+        );
+        drop(one);
+        let default = TestCluster::start(1).await;
+        assert!(range_beside_a_watch(default.endpoint()).await);
+    })
+    .await;
+}
