@@ -4,18 +4,15 @@
 //! a client certificate and for a cluster with auth enabled, including the
 //! errors; our benchmark must run over both.
 
-use std::net::{IpAddr, Ipv4Addr, TcpListener};
+use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use etcd_rs_tests::benchmark::{benchmark, histogram_total};
 use etcd_rs_tests::bins::{etcdctl_bin, our_etcdctl_bin, reference_etcd_bin};
 use etcd_rs_tests::etcdctl::etcdctl_with;
+use etcd_rs_tests::pki::Pki;
 use etcd_rs_tests::{within, Output, TestCluster};
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, SanType,
-};
 use tempfile::TempDir;
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -49,53 +46,20 @@ fn cmd(args: &[&str]) -> Vec<String> {
 
 /// A CA, a server certificate for 127.0.0.1 and a client certificate
 /// (CN root), as PEM files in a temporary directory.
-struct Pki {
-    dir: TempDir,
+fn pki() -> Pki {
+    let pki = Pki::new("etcd-rs test CA");
+    pki.issue("server", "etcd", 1);
+    pki.issue("client", "root", 2);
+    pki
 }
 
-impl Pki {
-    fn new() -> Pki {
-        let dir = tempfile::tempdir().unwrap();
-        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca.distinguished_name
-            .push(DnType::CommonName, "etcd-rs test CA");
-        let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
-        std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
-        for (name, server) in [("server", true), ("client", false)] {
-            let mut p = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-            p.subject_alt_names
-                .push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
-            p.distinguished_name
-                .push(DnType::CommonName, if server { "etcd" } else { "root" });
-            p.extended_key_usages = vec![
-                ExtendedKeyUsagePurpose::ServerAuth,
-                ExtendedKeyUsagePurpose::ClientAuth,
-            ];
-            let key = KeyPair::generate().unwrap();
-            let cert = p.signed_by(&key, &ca).unwrap();
-            std::fs::write(dir.path().join(format!("{name}.pem")), cert.pem()).unwrap();
-            std::fs::write(
-                dir.path().join(format!("{name}-key.pem")),
-                key.serialize_pem(),
-            )
-            .unwrap();
-        }
-        Pki { dir }
-    }
-
-    fn file(&self, name: &str) -> String {
-        self.dir.path().join(name).display().to_string()
-    }
-
-    /// etcdctl's and benchmark's flags for this client certificate.
-    fn client_flags(&self) -> Vec<String> {
-        vec![
-            format!("--cacert={}", self.file("ca.pem")),
-            format!("--cert={}", self.file("client.pem")),
-            format!("--key={}", self.file("client-key.pem")),
-        ]
-    }
+/// etcdctl's and benchmark's flags for the client certificate.
+fn client_flags(pki: &Pki) -> Vec<String> {
+    vec![
+        format!("--cacert={}", pki.file("ca.pem")),
+        format!("--cert={}", pki.file("client.pem")),
+        format!("--key={}", pki.file("client-key.pem")),
+    ]
 }
 
 fn free_port() -> u16 {
@@ -155,7 +119,7 @@ impl TlsEtcd {
         };
         // Ready when the Go etcdctl, over TLS, finds it healthy.
         let deadline = Instant::now() + Duration::from_secs(20);
-        let mut args = pki.client_flags();
+        let mut args = client_flags(pki);
         args.extend(cmd(&["--dial-timeout=1s", "endpoint", "health"]));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         loop {
@@ -190,9 +154,9 @@ fn with_flags(flags: &[String], args: &[&str]) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_with_client_certificates_as_the_go_etcdctl() {
     within(LIMIT, async {
-        let pki = Pki::new();
+        let pki = pki();
         let etcd = TlsEtcd::start(&pki);
-        let tls = pki.client_flags();
+        let tls = client_flags(&pki);
         let host_port = format!("127.0.0.1:{}", etcd.port);
         same_as_go(
             &etcd.endpoint(),

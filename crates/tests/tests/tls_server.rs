@@ -91,6 +91,26 @@ fn key_count(c: &TestCluster, i: usize) -> u64 {
     out.json()["count"].as_u64().unwrap_or(0)
 }
 
+/// One member serving clients over TLS with `flags`; the harness trusts
+/// the PKI's CA and presents the certificate `client` when given.
+async fn one_tls_member(pki: &Pki, flags: &[&str], client: Option<&str>) -> TestCluster {
+    let ca = pki.file("ca.pem");
+    let (etcdctl_flags, curl_flags) = match client {
+        Some(name) => (client_flags(pki, name), curl_flags(pki, name)),
+        None => (vec![format!("--cacert={ca}")], strings(&["--cacert", &ca])),
+    };
+    TestCluster::builder(1)
+        .flags(flags)
+        .tls(TlsUrls {
+            client: true,
+            peer: false,
+            etcdctl_flags,
+            curl_flags,
+        })
+        .start()
+        .await
+}
+
 async fn mutual_tls_cluster(pki: &Pki) -> TestCluster {
     let flags = mutual_tls_flags(pki);
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
@@ -219,8 +239,9 @@ async fn a_revoked_client_certificate_is_refused_and_a_new_crl_is_read_without_r
         pki.issue("revoked", "revoked", 22);
         let crl = pki.revoke("crl.pem", &[22]);
         let ca = pki.file("ca.pem");
-        let c = TestCluster::builder(1)
-            .flags(&[
+        let c = one_tls_member(
+            &pki,
+            &[
                 "--cert-file",
                 &server,
                 "--key-file",
@@ -230,15 +251,10 @@ async fn a_revoked_client_certificate_is_refused_and_a_new_crl_is_read_without_r
                 "--client-cert-auth",
                 "--client-crl-file",
                 &crl,
-            ])
-            .tls(TlsUrls {
-                client: true,
-                peer: false,
-                etcdctl_flags: client_flags(&pki, "good"),
-                curl_flags: curl_flags(&pki, "good"),
-            })
-            .start()
-            .await;
+            ],
+            Some("good"),
+        )
+        .await;
         let ep = c.endpoint();
         let health = format!("{ep}/health");
         assert!(curl_get(&health, &curl_flags(&pki, "good")).is_ok());
@@ -371,16 +387,7 @@ async fn a_certificate_replaced_on_disk_is_served_to_the_next_connection() {
     within(LIMIT, async {
         let pki = Pki::new("etcd-rs test CA");
         let (cert, key) = pki.issue("server", "server-a", 30);
-        let c = TestCluster::builder(1)
-            .flags(&["--cert-file", &cert, "--key-file", &key])
-            .tls(TlsUrls {
-                client: true,
-                peer: false,
-                etcdctl_flags: vec![format!("--cacert={}", pki.file("ca.pem"))],
-                curl_flags: strings(&["--cacert", &pki.file("ca.pem")]),
-            })
-            .start()
-            .await;
+        let c = one_tls_member(&pki, &["--cert-file", &cert, "--key-file", &key], None).await;
         let port = c.member(0).client_port();
         let ca = pki.file("ca.pem");
         assert_eq!(served_cn(port, &ca), "server-a");
@@ -411,16 +418,7 @@ async fn a_silent_connection_does_not_stall_the_others_and_plain_and_unix_urls_s
             .local_addr()
             .unwrap()
             .port();
-        let c = TestCluster::builder(1)
-            .flags(&["--cert-file", &cert, "--key-file", &key])
-            .tls(TlsUrls {
-                client: true,
-                peer: false,
-                etcdctl_flags: vec![format!("--cacert={}", pki.file("ca.pem"))],
-                curl_flags: strings(&["--cacert", &pki.file("ca.pem")]),
-            })
-            .start()
-            .await;
+        let c = one_tls_member(&pki, &["--cert-file", &cert, "--key-file", &key], None).await;
         // Connections that never finish a handshake.
         let silent: Vec<TcpStream> = (0..20)
             .map(|_| TcpStream::connect(("127.0.0.1", c.member(0).client_port())).unwrap())
