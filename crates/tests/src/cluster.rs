@@ -515,10 +515,7 @@ impl Member {
                 cmd.args(&self.args);
             }
             Bootstrap::ConfigFile => {
-                let yaml: String = flag_pairs(&self.args)
-                    .iter()
-                    .map(|(k, v)| format!("{k}: {v}\n"))
-                    .collect();
+                let yaml = config_yaml(&flag_pairs(&self.args));
                 let path = self.dir.join("etcd.yml");
                 std::fs::write(&path, yaml).expect("cannot write the config file");
                 cmd.arg("--config-file").arg(path);
@@ -645,19 +642,101 @@ pub fn curl_get(url: &str, flags: &[String]) -> std::io::Result<crate::health::H
     }
 }
 
+/// `--flag value`, `--flag=value` and bare boolean `--flag` (true) as
+/// pairs.
 fn flag_pairs(args: &[String]) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    let mut it = args.iter();
+    let mut it = args.iter().peekable();
     while let Some(a) = it.next() {
         let Some(flag) = a.strip_prefix("--") else {
             continue;
         };
         match flag.split_once('=') {
             Some((k, v)) => out.push((k.to_string(), v.to_string())),
-            None => out.push((flag.to_string(), it.next().cloned().unwrap_or_default())),
+            None => {
+                let value = match it.peek() {
+                    Some(next) if !next.starts_with("--") => it.next().cloned().unwrap_or_default(),
+                    _ => "true".to_string(),
+                };
+                out.push((flag.to_string(), value));
+            }
         }
     }
     out
+}
+
+/// The TLS flags' keys in etcd's YAML `client-transport-security:` and
+/// `peer-transport-security:` blocks.
+const SECURITY_KEYS: &[(&str, &str, &str)] = &[
+    ("cert-file", "client-transport-security", "cert-file"),
+    ("key-file", "client-transport-security", "key-file"),
+    (
+        "trusted-ca-file",
+        "client-transport-security",
+        "trusted-ca-file",
+    ),
+    (
+        "client-cert-auth",
+        "client-transport-security",
+        "client-cert-auth",
+    ),
+    ("auto-tls", "client-transport-security", "auto-tls"),
+    (
+        "client-cert-allowed-hostname",
+        "client-transport-security",
+        "allowed-hostname",
+    ),
+    ("peer-cert-file", "peer-transport-security", "cert-file"),
+    ("peer-key-file", "peer-transport-security", "key-file"),
+    (
+        "peer-trusted-ca-file",
+        "peer-transport-security",
+        "trusted-ca-file",
+    ),
+    (
+        "peer-client-cert-auth",
+        "peer-transport-security",
+        "client-cert-auth",
+    ),
+    ("peer-auto-tls", "peer-transport-security", "auto-tls"),
+    (
+        "peer-cert-allowed-cn",
+        "peer-transport-security",
+        "allowed-cn",
+    ),
+    (
+        "peer-cert-allowed-hostname",
+        "peer-transport-security",
+        "allowed-hostname",
+    ),
+];
+
+/// A YAML config file as etcd reads it: flags as top-level keys, TLS
+/// settings in their transport-security blocks.
+fn config_yaml(pairs: &[(String, String)]) -> String {
+    let mut top = String::new();
+    let mut blocks: Vec<(&str, String)> = Vec::new();
+    for (k, v) in pairs {
+        match SECURITY_KEYS.iter().find(|(flag, _, _)| flag == k) {
+            Some((_, block, key)) => {
+                let value = if key.starts_with("allowed-") {
+                    format!("[{v}]")
+                } else {
+                    v.clone()
+                };
+                let line = format!("  {key}: {value}\n");
+                match blocks.iter_mut().find(|(b, _)| b == block) {
+                    Some((_, body)) => body.push_str(&line),
+                    None => blocks.push((block, line)),
+                }
+            }
+            None => top.push_str(&format!("{k}: {v}\n")),
+        }
+    }
+    for (block, body) in blocks {
+        top.push_str(&format!("{block}:\n{body}"));
+    }
+    top
 }
 
 fn free_ports(n: usize) -> Vec<u16> {

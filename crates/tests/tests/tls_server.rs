@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use etcd_rs_tests::bins::etcd_bin;
 use etcd_rs_tests::cluster::curl_get;
 use etcd_rs_tests::pki::Pki;
-use etcd_rs_tests::{etcdctl, within, Output, TestCluster, TlsUrls};
+use etcd_rs_tests::{etcdctl, within, Bootstrap, Output, TestCluster, TlsUrls};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
@@ -111,11 +111,12 @@ async fn one_tls_member(pki: &Pki, flags: &[&str], client: Option<&str>) -> Test
         .await
 }
 
-async fn mutual_tls_cluster(pki: &Pki) -> TestCluster {
+async fn mutual_tls_cluster(pki: &Pki, how: Bootstrap) -> TestCluster {
     let flags = mutual_tls_flags(pki);
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     pki.issue("client", "root", 12);
     TestCluster::builder(3)
+        .bootstrap(how)
         .flags(&flags)
         .tls(TlsUrls {
             client: true,
@@ -131,7 +132,7 @@ async fn mutual_tls_cluster(pki: &Pki) -> TestCluster {
 async fn three_members_with_client_and_peer_tls_serve_go_etcdctl_and_curl() {
     within(LIMIT, async {
         let pki = Pki::new("etcd-rs test CA");
-        let c = mutual_tls_cluster(&pki).await;
+        let c = mutual_tls_cluster(&pki, Bootstrap::Flags).await;
         c.wait_for_leader(&[0, 1, 2]);
         c.etcdctl_on(0, &["put", "greeting", "hello over TLS"])
             .expect_stdout("OK\n");
@@ -225,6 +226,33 @@ async fn three_members_with_client_and_peer_tls_serve_go_etcdctl_and_curl() {
         for i in 0..3 {
             assert_eq!(key_count(&c, i), before, "member {i}");
             c.etcdctl_on(i, &["get", "intruder"]).expect_stdout("");
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn tls_settings_work_from_the_config_files_blocks_and_from_etcd_variables() {
+    within(LIMIT, async {
+        for how in [Bootstrap::ConfigFile, Bootstrap::Env] {
+            let pki = Pki::new("etcd-rs test CA");
+            let c = mutual_tls_cluster(&pki, how).await;
+            c.etcdctl_on(2, &["put", "how", &format!("{how:?}")])
+                .expect_stdout("OK\n");
+            for i in 0..3 {
+                c.etcdctl_on(i, &["get", "how", "--print-value-only"])
+                    .expect_stdout(&format!("{how:?}\n"));
+            }
+            let ca_only = vec![format!("--cacert={}", pki.file("ca.pem"))];
+            let out = ctl(
+                &c.endpoint(),
+                &ca_only,
+                &["--dial-timeout=1s", "--command-timeout=2s", "get", "how"],
+            );
+            assert_ne!(
+                out.code, 0,
+                "{how:?}: no client certificate was let in: {out}"
+            );
         }
     })
     .await;
@@ -481,6 +509,21 @@ async fn a_silent_connection_does_not_stall_the_others_and_plain_and_unix_urls_s
             std::thread::sleep(Duration::from_millis(100));
         };
         assert_eq!(health, r#"{"health":"true","reason":""}"#);
+        // A TLS client on the plain port fails; plain clients go on.
+        let tls_on_plain = http.replace("http://", "https://");
+        let out = etcdctl(
+            &[tls_on_plain],
+            &[
+                &format!("--cacert={}", pki.file("ca.pem")),
+                "--dial-timeout=1s",
+                "--command-timeout=2s",
+                "put",
+                "via",
+                "tls",
+            ],
+            None,
+        );
+        assert_ne!(out.code, 0, "{out}");
         etcdctl(&[http], &["put", "via", "http"], None).expect_stdout("OK\n");
         etcdctl(
             &[https],
