@@ -66,12 +66,12 @@ pub struct Global {
     /// skip server certificate verification
     #[arg(long, global = true, env = "ETCDCTL_INSECURE_SKIP_TLS_VERIFY", num_args = 0..=1,
           require_equals = true, default_missing_value = "true", default_value_t = false,
-          action = clap::ArgAction::Set)]
+          value_parser = goflags::parse_bool, action = clap::ArgAction::Set)]
     pub insecure_skip_tls_verify: bool,
     /// disable transport security for endpoints without a scheme
     #[arg(long, global = true, env = "ETCDCTL_INSECURE_TRANSPORT", num_args = 0..=1,
           require_equals = true, default_missing_value = "true", default_value_t = true,
-          action = clap::ArgAction::Set)]
+          value_parser = goflags::parse_bool, action = clap::ArgAction::Set)]
     pub insecure_transport: bool,
 }
 

@@ -49,21 +49,21 @@ pub struct GlobalFlags {
     pub write_out: String,
     /// Print byte strings as hex encoded strings.
     #[arg(long, global = true, env = "ETCDCTL_HEX", num_args = 0..=1, require_equals = true,
-          default_missing_value = "true", default_value_t = false, action = clap::ArgAction::Set)]
+          default_missing_value = "true", default_value_t = false, value_parser = goflags::parse_bool, action = clap::ArgAction::Set)]
     pub hex: bool,
     /// Enable client-side debug logging.
     #[arg(long, global = true, env = "ETCDCTL_DEBUG", num_args = 0..=1, require_equals = true,
-          default_missing_value = "true", default_value_t = false, action = clap::ArgAction::Set)]
+          default_missing_value = "true", default_value_t = false, value_parser = goflags::parse_bool, action = clap::ArgAction::Set)]
     pub debug: bool,
     /// Disable transport security for client connections.
     #[arg(long, global = true, env = "ETCDCTL_INSECURE_TRANSPORT", num_args = 0..=1,
           require_equals = true, default_missing_value = "true", default_value_t = true,
-          action = clap::ArgAction::Set)]
+          value_parser = goflags::parse_bool, action = clap::ArgAction::Set)]
     pub insecure_transport: bool,
     /// Skip server certificate verification.
     #[arg(long, global = true, env = "ETCDCTL_INSECURE_SKIP_TLS_VERIFY", num_args = 0..=1,
           require_equals = true, default_missing_value = "true", default_value_t = false,
-          action = clap::ArgAction::Set)]
+          value_parser = goflags::parse_bool, action = clap::ArgAction::Set)]
     pub insecure_skip_tls_verify: bool,
     /// Verify certificates of TLS-enabled secure servers using this CA bundle.
     #[arg(long, global = true, env = "ETCDCTL_CACERT")]

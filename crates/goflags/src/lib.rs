@@ -9,47 +9,82 @@
 //! its subcommands) defines; everything else, short flags (`-w`) and
 //! what comes after `--` included, is left alone.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::ffi::OsString;
 
 /// `args` with each `-long[=value]` naming a long flag of `cmd` turned
 /// into `--long[=value]`. The first argument (the program name) and
 /// everything from a bare `--` on pass through unchanged.
 pub fn normalize(cmd: &clap::Command, args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
-    let mut names = HashSet::new();
-    collect_longs(cmd, &mut names);
+    let mut longs = HashMap::new();
+    collect_longs(cmd, &mut longs);
     let mut out = Vec::new();
     let mut rest = false;
+    // The value of a flag given as `--flag value` is never a flag itself.
+    let mut value_next = false;
     for (i, arg) in args.into_iter().enumerate() {
-        if i == 0 || rest {
+        if i == 0 || rest || std::mem::take(&mut value_next) {
             out.push(arg);
             continue;
         }
-        let rewritten = arg.to_str().and_then(|a| {
-            if a == "--" {
-                return None;
+        let Some(a) = arg.to_str() else {
+            out.push(arg);
+            continue;
+        };
+        if a == "--" {
+            rest = true;
+            out.push(arg);
+            continue;
+        }
+        let Some(body) = a.strip_prefix("--").or_else(|| a.strip_prefix('-')) else {
+            out.push(arg);
+            continue;
+        };
+        let (name, inline) = body
+            .split_once('=')
+            .map_or((body, false), |(n, _)| (n, true));
+        match longs.get(name) {
+            Some(&separate_value) if name.len() > 1 => {
+                value_next = separate_value && !inline;
+                out.push(if a.starts_with("--") {
+                    arg
+                } else {
+                    OsString::from(format!("-{a}"))
+                });
             }
-            let body = a.strip_prefix('-').filter(|b| !b.starts_with('-'))?;
-            let name = body.split_once('=').map_or(body, |(n, _)| n);
-            (name.len() > 1 && names.contains(name)).then(|| OsString::from(format!("-{a}")))
-        });
-        rest = arg == "--";
-        out.push(rewritten.unwrap_or(arg));
+            _ => out.push(arg),
+        }
     }
     out
 }
 
-fn collect_longs(cmd: &clap::Command, names: &mut HashSet<String>) {
+/// Every long flag of `cmd` and its subcommands, with whether it takes
+/// its value as the next argument (`--name x`; not a Go-style boolean).
+fn collect_longs(cmd: &clap::Command, longs: &mut HashMap<String, bool>) {
     for a in cmd.get_arguments() {
+        let separate_value = a.get_action().takes_values()
+            && !a.is_require_equals_set()
+            && a.get_num_args().is_none_or(|n| n.min_values() > 0);
         if let Some(l) = a.get_long() {
-            names.insert(l.to_string());
+            longs.insert(l.to_string(), separate_value);
         }
         if let Some(aliases) = a.get_all_aliases() {
-            names.extend(aliases.into_iter().map(String::from));
+            longs.extend(aliases.into_iter().map(|n| (n.to_string(), separate_value)));
         }
     }
     for sub in cmd.get_subcommands() {
-        collect_longs(sub, names);
+        collect_longs(sub, longs);
+    }
+}
+
+/// Go's `strconv.ParseBool`, which Go's flag packages use for boolean
+/// flags and etcd for `ETCD_*` booleans: `1 t T TRUE true True` and
+/// `0 f F FALSE false False`. Use as a clap `value_parser`.
+pub fn parse_bool(s: &str) -> Result<bool, String> {
+    match s {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
+        _ => Err(format!("parse error: invalid syntax {s:?} (a boolean)")),
     }
 }
 
@@ -107,6 +142,29 @@ mod tests {
             .try_get_matches_from(norm(&["etcd", "-name=a", "--name", "b"]))
             .unwrap();
         assert_eq!(m.get_one::<String>("name").unwrap(), "b");
+    }
+
+    #[test]
+    fn booleans_take_gos_forms() {
+        for t in ["1", "t", "T", "TRUE", "true", "True"] {
+            assert_eq!(parse_bool(t), Ok(true));
+        }
+        for f in ["0", "f", "F", "FALSE", "false", "False"] {
+            assert_eq!(parse_bool(f), Ok(false));
+        }
+        assert!(parse_bool("yes").is_err());
+    }
+
+    #[test]
+    fn a_flags_value_is_not_taken_for_a_flag() {
+        assert_eq!(
+            norm(&["etcd", "-name", "-auto-tls", "-auto-tls", "-name=-x"]),
+            ["etcd", "--name", "-auto-tls", "--auto-tls", "--name=-x"]
+        );
+        assert_eq!(
+            norm(&["etcd", "--name", "-name"]),
+            ["etcd", "--name", "-name"]
+        );
     }
 
     #[test]

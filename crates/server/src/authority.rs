@@ -43,6 +43,8 @@ enum Mode {
     Rewrite,
     /// Nothing to repair: forward bytes as they come.
     Passthrough,
+    /// A rewritten connection sent more than this layer holds: reads fail.
+    Broken,
 }
 
 /// A header block being gathered from HEADERS and CONTINUATION frames.
@@ -98,6 +100,12 @@ impl<S> FixAuthority<S> {
         }
         while matches!(self.mode, Mode::FirstBlock | Mode::Rewrite) {
             if self.over_budget() {
+                if self.mode == Mode::Rewrite {
+                    // The server's HPACK table has not seen this client's
+                    // entries: its bytes can no longer pass unchanged.
+                    self.mode = Mode::Broken;
+                    return;
+                }
                 // Not a request this layer can repair: hand the bytes to
                 // the HTTP/2 server as they are, which refuses them.
                 self.mode = Mode::Passthrough;
@@ -314,6 +322,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for FixAuthority<S> {
                 return Pin::new(&mut this.inner).poll_read(cx, buf);
             }
             this.process();
+            if this.mode == Mode::Broken {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "HTTP/2 header block over the repair layer's budget",
+                )));
+            }
             if !this.output.is_empty() {
                 continue;
             }
@@ -515,5 +529,29 @@ mod tests {
         }
         let want = input.len() - 1;
         assert!(forwarded_while_open(input, want).await > want);
+    }
+
+    #[tokio::test]
+    async fn a_rewritten_connection_past_the_budget_fails_its_reads() {
+        let mut enc = Encoder::new();
+        let mut input = PREFACE.to_vec();
+        input.extend(headers_frame(
+            1,
+            END_HEADERS,
+            &request(&mut enc, "http://127.0.0.1:2379"),
+        ));
+        input.extend(headers_frame(3, 0, &[0u8; 16_000]));
+        for _ in 0..5 {
+            input.extend((16_000u32).to_be_bytes()[1..].iter());
+            input.extend([CONTINUATION, 0, 0, 0, 0, 3]);
+            input.extend([0u8; 16_000]);
+        }
+        let mut out = Vec::new();
+        let err = FixAuthority::new(&input[..])
+            .read_to_end(&mut out)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert_eq!(authority(&decode_all(&out)[0]), "127.0.0.1:2379");
     }
 }

@@ -83,15 +83,21 @@ pub fn main() -> ExitCode {
     }
 }
 
-async fn shutdown_signal() {
+/// Installs the SIGTERM and SIGINT handlers now; the future resolves on
+/// either. Error: the handlers cannot be set up.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = Result<(), String>>, String> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    let sig = tokio::select! {
-        _ = term.recv() => "terminated",
-        _ = int.recv() => "interrupt",
-    };
-    tracing::info!(signal = sig, "received signal; shutting down");
+    let failed = |e: std::io::Error| format!("cannot handle signals: {e}");
+    let mut term = signal(SignalKind::terminate()).map_err(failed)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(failed)?;
+    Ok(async move {
+        let sig = tokio::select! {
+            _ = term.recv() => "terminated",
+            _ = int.recv() => "interrupt",
+        };
+        tracing::info!(signal = sig, "received signal; shutting down");
+        Ok(())
+    })
 }
 
 async fn run(cfg: ServerConfig) -> Result<(), String> {
@@ -103,7 +109,11 @@ async fn run(cfg: ServerConfig) -> Result<(), String> {
         initial_advertise_peer_urls = %cfg.peer_urls.join(","),
         "starting an etcd server"
     );
-    // Certificates are checked before anything is bound or written.
+    // Signals are handled from here on: a stop during the start-up steps
+    // below still stops the member cleanly.
+    let shutdown = shutdown_signal()?;
+    // Certificates are checked (and auto TLS's written) before anything
+    // is bound or the member's data touched.
     let tls = MemberTls::load(&cfg).map_err(|e| e.to_string())?;
     // Bind first, so a port in use fails the start at once, as in etcd.
     let listeners = bind_all(&cfg.client_listen).await?;
@@ -119,8 +129,8 @@ async fn run(cfg: ServerConfig) -> Result<(), String> {
         let peer = PeerServer::new(PeerService::new(server.clone()))
             .max_decoding_message_size(usize::MAX)
             .max_encoding_message_size(usize::MAX);
-        let lease = LeaseServer::new(v3rpc::lease::LeaseService::new(server.clone()));
-        let incoming = l.incoming(tls.peer_server.clone());
+        let lease = LeaseServer::new(v3rpc::lease::PeerLeaseService::new(server.clone()));
+        let incoming = l.incoming(tls.peer_server.clone())?;
         tracing::info!(address = %addr, "serving peer traffic");
         peer_tasks.spawn(async move {
             if let Err(e) = tonic::transport::Server::builder()
@@ -133,17 +143,17 @@ async fn run(cfg: ServerConfig) -> Result<(), String> {
             }
         });
     }
-    let result = if server.cfg.initial_corrupt_check && server.restarted {
-        corrupt::initial_check(&server).await
-    } else {
-        Ok(())
+    let check_then_serve = async {
+        if server.cfg.initial_corrupt_check && server.restarted {
+            corrupt::initial_check(&server).await?;
+        }
+        serve(server.clone(), listeners, tls.client, max_streams).await
     };
-    let result = match result {
-        Ok(()) => tokio::select! {
-            r = serve(server.clone(), listeners, tls.client, max_streams) => r,
-            _ = shutdown_signal() => Ok(()),
-        },
-        Err(e) => Err(e),
+    // Client connections end when this select drops them, before the
+    // member stops; peers are served until it has.
+    let result = tokio::select! {
+        r = check_then_serve => r,
+        r = shutdown => r,
     };
     let s = server.clone();
     tokio::task::spawn_blocking(move || s.stop())
@@ -237,9 +247,13 @@ fn side(
         "automatically generate certificates"
     );
     tracing::warn!("auto TLS is not for production: its self-signed certificates are not verified by peers or clients; use certificates from a CA");
-    let mut generated = auto::self_cert(&dir, &hosts, cfg.self_signed_cert_validity)?;
-    generated.client_cert_auth = info.client_cert_auth;
-    Ok(Some(generated))
+    // As etcd's SelfCert, the generated settings replace the given ones:
+    // no CA to check the other side with, so no client certificate auth.
+    Ok(Some(auto::self_cert(
+        &dir,
+        &hosts,
+        cfg.self_signed_cert_validity,
+    )?))
 }
 
 /// Binds every listen URL, with etcd's error text for the first that
@@ -276,7 +290,7 @@ async fn serve(
     for l in listeners {
         let addr = l.local_addr();
         let secure = l.secure();
-        let incoming = l.incoming(tls.clone());
+        let incoming = l.incoming(tls.clone())?;
         tasks.spawn(serve::serve_clients(
             incoming,
             app.clone(),

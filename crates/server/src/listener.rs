@@ -8,7 +8,8 @@
 //! so a slow or silent client cannot hold up the others. Finished
 //! connections come out of [`Incoming`] as [`Conn`]s carrying a
 //! [`ConnInfo`]: the remote address and the Common Name of a verified
-//! client certificate, which the auth layer takes as the user name.
+//! client certificate, for the auth layer to take as the user name (as
+//! etcd does with `--client-cert-auth`).
 
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -20,7 +21,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, UnixListener};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 /// Longest a connection may take to complete its TLS handshake.
@@ -28,6 +29,8 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections handshaken but not yet taken by the server; past it the
 /// handshake tasks wait.
 const READY_QUEUE: usize = 128;
+/// Most TLS handshakes in progress on one listener.
+pub const MAX_HANDSHAKES: usize = 1024;
 
 /// Where a listen URL listens.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,9 +54,9 @@ pub struct ListenUrl {
 }
 
 impl ListenUrl {
-    /// Parses a listen URL; a TCP host that resolves to several addresses
-    /// gives one entry each. Errors in etcd's words: an unknown scheme, a
-    /// missing or bad port.
+    /// Parses a listen URL: its host must be an IP address or
+    /// `localhost`, as etcd binds only those. Errors in etcd's words: an
+    /// unknown scheme, a host name, a missing or bad port.
     pub fn parse(url: &str) -> Result<Vec<ListenUrl>, String> {
         let (scheme, rest) = url
             .split_once("://")
@@ -78,10 +81,10 @@ impl ListenUrl {
                     .rsplit_once(':')
                     .ok_or_else(|| format!("missing port in address: {url}"))?;
                 let host = host.trim_start_matches('[').trim_end_matches(']');
-                let host = if host == "localhost" {
-                    "127.0.0.1"
-                } else {
-                    host
+                let host = match host {
+                    "localhost" => "127.0.0.1",
+                    h if h.parse::<std::net::IpAddr>().is_ok() => h,
+                    _ => return Err(format!("expected IP in URL for binding ({url})")),
                 };
                 let port: u16 = port
                     .parse()
@@ -238,13 +241,23 @@ impl Listener {
     }
 
     /// Starts accepting: for a `https://` or `unixs://` URL, TLS
-    /// connections with `tls`, else plain ones. The loop ends when the
-    /// [`Incoming`] is dropped.
-    pub fn incoming(self, tls: Option<Arc<rustls::ServerConfig>>) -> Incoming {
+    /// connections with `tls`, else plain ones (`tls` is then not used).
+    /// The loop ends when the [`Incoming`] is dropped. Error: a secure URL
+    /// without `tls`, which must never serve plain text.
+    pub fn incoming(self, tls: Option<Arc<rustls::ServerConfig>>) -> Result<Incoming, String> {
+        let acceptor = match (self.url.secure, tls) {
+            (true, Some(cfg)) => Some(TlsAcceptor::from(cfg)),
+            (true, None) => {
+                return Err(format!(
+                    "{} needs TLS, but none is configured",
+                    self.url.url
+                ))
+            }
+            (false, _) => None,
+        };
         let (tx, rx) = mpsc::channel(READY_QUEUE);
-        let acceptor = tls.filter(|_| self.url.secure).map(TlsAcceptor::from);
         tokio::spawn(accept_loop(self.socket, acceptor, tx));
-        Incoming(rx)
+        Ok(Incoming(rx))
     }
 }
 
@@ -266,22 +279,29 @@ impl futures::Stream for Incoming {
     }
 }
 
+/// Accepts until the [`Incoming`] is dropped. Plain connections go out
+/// at once; TLS ones after their handshake, run in a task of its own
+/// with [`HANDSHAKE_TIMEOUT`], at most [`MAX_HANDSHAKES`] at a time.
 async fn accept_loop(socket: Socket, tls: Option<TlsAcceptor>, tx: mpsc::Sender<Conn>) {
+    let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
     loop {
-        let accepted: io::Result<(Pin<Box<dyn Io>>, String)> = match &socket {
-            Socket::Tcp(l) => l.accept().await.map(|(s, a)| {
-                // Small gRPC messages must not wait for Nagle's algorithm.
-                let _ = s.set_nodelay(true);
-                (Box::pin(s) as Pin<Box<dyn Io>>, a.to_string())
-            }),
-            Socket::Unix(l, p) => l
-                .accept()
-                .await
-                .map(|(s, _)| (Box::pin(s) as Pin<Box<dyn Io>>, p.display().to_string())),
+        let accept = async {
+            match &socket {
+                Socket::Tcp(l) => l.accept().await.map(|(s, a)| {
+                    // Small gRPC messages must not wait for Nagle's algorithm.
+                    let _ = s.set_nodelay(true);
+                    (Box::pin(s) as Pin<Box<dyn Io>>, a.to_string())
+                }),
+                Socket::Unix(l, p) => l
+                    .accept()
+                    .await
+                    .map(|(s, _)| (Box::pin(s) as Pin<Box<dyn Io>>, p.display().to_string())),
+            }
         };
-        if tx.is_closed() {
-            return;
-        }
+        let accepted = tokio::select! {
+            a = accept => a,
+            _ = tx.closed() => return,
+        };
         let (io, remote) = match accepted {
             Ok(a) => a,
             Err(e) => {
@@ -304,9 +324,15 @@ async fn accept_loop(socket: Socket, tls: Option<TlsAcceptor>, tx: mpsc::Sender<
             }
             continue;
         };
+        // Past the bound, accepting waits for a handshake to finish.
+        let Ok(permit) = handshakes.clone().acquire_owned().await else {
+            return;
+        };
         let tx = tx.clone();
         tokio::spawn(async move {
-            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(io)).await {
+            let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(io)).await;
+            drop(permit);
+            let stream = match handshake {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
                     tracing::warn!(remote_addr = %remote, error = %e, "rejected connection");
@@ -317,12 +343,7 @@ async fn accept_loop(socket: Socket, tls: Option<TlsAcceptor>, tx: mpsc::Sender<
                     return;
                 }
             };
-            let common_name = stream
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|c| c.first())
-                .and_then(crate::tls::common_name);
+            let common_name = verified_common_name(stream.get_ref().1);
             let conn = Conn {
                 io: Box::pin(stream),
                 info: ConnInfo {
@@ -333,6 +354,14 @@ async fn accept_loop(socket: Socket, tls: Option<TlsAcceptor>, tx: mpsc::Sender<
             let _ = tx.send(conn).await;
         });
     }
+}
+
+/// The CN of the client certificate, when the server asked for one: a
+/// server that asks always verifies the chain (auto TLS asks for none).
+fn verified_common_name(conn: &rustls::ServerConnection) -> Option<String> {
+    conn.peer_certificates()
+        .and_then(|c| c.first())
+        .and_then(crate::tls::common_name)
 }
 
 #[cfg(test)]
@@ -373,8 +402,9 @@ mod tests {
         let url = ListenUrl::parse("https://127.0.0.1:0").unwrap().remove(0);
         let listener = Listener::bind(&url).await.unwrap();
         let addr: SocketAddr = listener.local_addr().parse().unwrap();
-        let mut incoming =
-            listener.incoming(Some(info.server_config(&Settings::default()).unwrap()));
+        let mut incoming = listener
+            .incoming(Some(info.server_config(&Settings::default()).unwrap()))
+            .unwrap();
 
         let client = TlsInfo {
             cert_file: client_cert,

@@ -3,7 +3,7 @@
 //! connection (by ALPN and preface), `--max-concurrent-streams` per
 //! HTTP/2 connection. Each request carries its connection's
 //! [`ConnInfo`](crate::listener::ConnInfo) as an extension (`req.extensions().get::<ConnInfo>()` in a
-//! tonic handler), so the auth layer can take the verified client
+//! tonic handler), for the auth layer to take the verified client
 //! certificate's Common Name as the user.
 
 use std::convert::Infallible;
@@ -19,13 +19,23 @@ use crate::listener::Incoming;
 
 /// Serves `app` to every connection of `incoming` until the listener
 /// stops. Connections are served in tasks of their own; one that fails
-/// only ends itself.
+/// only ends itself. Dropping the future ends every connection it serves
+/// (the member is stopping).
 pub async fn serve_clients(mut incoming: Incoming, app: axum::Router, max_concurrent_streams: u32) {
     let mut builder = Builder::new(TokioExecutor::new());
     builder
         .http2()
         .max_concurrent_streams(max_concurrent_streams);
-    while let Some(conn) = incoming.next().await {
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let conn = tokio::select! {
+            c = incoming.next() => match c {
+                Some(c) => c,
+                None => return,
+            },
+            // Reap finished connections so the set holds only live ones.
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+        };
         let info = conn.info.clone();
         let app = app.clone();
         let service = hyper::service::service_fn(move |mut req: hyper::Request<HyperBody>| {
@@ -40,7 +50,7 @@ pub async fn serve_clients(mut incoming: Incoming, app: axum::Router, max_concur
             }
         });
         let builder = builder.clone();
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let io = TokioIo::new(FixAuthority::new(conn));
             if let Err(e) = builder.serve_connection_with_upgrades(io, service).await {
                 tracing::debug!(error = %e, "client connection ended with an error");

@@ -611,6 +611,10 @@ fn bad_tls_settings_fail_start_up_in_etcds_words_and_create_nothing() {
         (strings(&["--enable-v2"]), "--enable-v2=true is not supported yet".into()),
         (strings(&["--logger", "capnslog"]), "--logger=capnslog is removed in v3.5".into()),
         (
+            strings(&["--listen-client-urls", "http://example.com:2379"]),
+            "expected IP in URL for binding (http://example.com:2379)".into(),
+        ),
+        (
             strings(&["--log-outputs", "/tmp/etcd.log"]),
             "--log-outputs=/tmp/etcd.log is not supported yet".into(),
         ),

@@ -38,11 +38,11 @@ pub struct PerfArgs {
     prefix: String,
     /// Compact storage with last revision after test is finished.
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
-          default_value_t = false, action = ArgAction::Set)]
+          default_value_t = false, value_parser = goflags::parse_bool, action = ArgAction::Set)]
     auto_compact: bool,
     /// Defragment storage after test is finished.
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
-          default_value_t = false, action = ArgAction::Set)]
+          default_value_t = false, value_parser = goflags::parse_bool, action = ArgAction::Set)]
     auto_defrag: bool,
 }
 

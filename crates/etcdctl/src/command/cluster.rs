@@ -26,7 +26,7 @@ pub enum MemberCommand {
         peer_urls: String,
         /// indicates if the new member is raft learner
         #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
-              default_value_t = false, action = ArgAction::Set)]
+              default_value_t = false, value_parser = goflags::parse_bool, action = ArgAction::Set)]
         learner: bool,
         /// the member's name
         args: Vec<String>,
@@ -206,7 +206,7 @@ pub enum EndpointCommand {
 pub struct ClusterFlag {
     /// use all endpoints from the cluster member list
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
-          default_value_t = false, action = ArgAction::Set)]
+          default_value_t = false, value_parser = goflags::parse_bool, action = ArgAction::Set)]
     cluster: bool,
 }
 

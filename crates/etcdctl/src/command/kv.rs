@@ -18,15 +18,15 @@ pub struct PutArgs {
     lease: String,
     /// return the previous key-value pair before modification
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
-          default_value_t = false, action = ArgAction::Set)]
+          default_value_t = false, value_parser = goflags::parse_bool, action = ArgAction::Set)]
     prev_kv: bool,
     /// updates the key using its current value
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
-          default_value_t = false, action = ArgAction::Set)]
+          default_value_t = false, value_parser = goflags::parse_bool, action = ArgAction::Set)]
     ignore_value: bool,
     /// updates the key using its current lease
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
-          default_value_t = false, action = ArgAction::Set)]
+          default_value_t = false, value_parser = goflags::parse_bool, action = ArgAction::Set)]
     ignore_lease: bool,
     /// key and value
     args: Vec<String>,
@@ -100,26 +100,26 @@ pub struct GetArgs {
     limit: i64,
     /// Get keys with matching prefix
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
-          default_value_t = false, action = ArgAction::Set)]
+          default_value_t = false, value_parser = goflags::parse_bool, action = ArgAction::Set)]
     prefix: bool,
     /// Get keys that are greater than or equal to the given key using byte compare
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
-          default_value_t = false, action = ArgAction::Set)]
+          default_value_t = false, value_parser = goflags::parse_bool, action = ArgAction::Set)]
     from_key: bool,
     /// Specify the kv revision
     #[arg(long, default_value_t = 0)]
     rev: i64,
     /// Get only the keys
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
-          default_value_t = false, action = ArgAction::Set)]
+          default_value_t = false, value_parser = goflags::parse_bool, action = ArgAction::Set)]
     keys_only: bool,
     /// Get only the count
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
-          default_value_t = false, action = ArgAction::Set)]
+          default_value_t = false, value_parser = goflags::parse_bool, action = ArgAction::Set)]
     count_only: bool,
     /// Only write values when using the "simple" output format
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
-          default_value_t = false, action = ArgAction::Set)]
+          default_value_t = false, value_parser = goflags::parse_bool, action = ArgAction::Set)]
     print_value_only: bool,
     /// key and optional range end
     args: Vec<String>,
@@ -265,15 +265,15 @@ pub async fn get(g: &GlobalFlags, a: &GetArgs) -> Result<(), CtlError> {
 pub struct DelArgs {
     /// delete keys with matching prefix
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
-          default_value_t = false, action = ArgAction::Set)]
+          default_value_t = false, value_parser = goflags::parse_bool, action = ArgAction::Set)]
     prefix: bool,
     /// return deleted key-value pairs
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
-          default_value_t = false, action = ArgAction::Set)]
+          default_value_t = false, value_parser = goflags::parse_bool, action = ArgAction::Set)]
     prev_kv: bool,
     /// delete keys that are greater than or equal to the given key using byte compare
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
-          default_value_t = false, action = ArgAction::Set)]
+          default_value_t = false, value_parser = goflags::parse_bool, action = ArgAction::Set)]
     from_key: bool,
     /// key and optional range end
     args: Vec<String>,
@@ -305,7 +305,7 @@ pub async fn del(g: &GlobalFlags, a: &DelArgs) -> Result<(), CtlError> {
 pub struct CompactionArgs {
     /// 'true' to wait for compaction to physically remove all old revisions
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
-          default_value_t = false, action = ArgAction::Set)]
+          default_value_t = false, value_parser = goflags::parse_bool, action = ArgAction::Set)]
     physical: bool,
     /// the revision
     args: Vec<String>,

@@ -30,7 +30,7 @@ pub enum LeaseCommand {
     Timetolive {
         /// Get keys attached to this lease
         #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
-              default_value_t = false, action = ArgAction::Set)]
+              default_value_t = false, value_parser = goflags::parse_bool, action = ArgAction::Set)]
         keys: bool,
         /// lease ID (hex)
         args: Vec<String>,
@@ -41,7 +41,7 @@ pub enum LeaseCommand {
     KeepAlive {
         /// Resets the keep-alive time to its original value and exits immediately
         #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
-              default_value_t = false, action = ArgAction::Set)]
+              default_value_t = false, value_parser = goflags::parse_bool, action = ArgAction::Set)]
         once: bool,
         /// lease ID (hex)
         args: Vec<String>,

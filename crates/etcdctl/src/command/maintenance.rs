@@ -56,7 +56,7 @@ pub async fn alarm(g: &GlobalFlags, cmd: &AlarmCommand) -> Result<(), CtlError> 
 pub struct DefragArgs {
     /// use all endpoints from the cluster member list
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
-          default_value_t = false, action = ArgAction::Set)]
+          default_value_t = false, value_parser = goflags::parse_bool, action = ArgAction::Set)]
     cluster: bool,
 }
 

@@ -19,7 +19,7 @@ use crate::global::GlobalFlags;
 pub struct TxnArgs {
     /// Input transaction in interactive mode
     #[arg(short = 'i', long, num_args = 0..=1, require_equals = true,
-          default_missing_value = "true", default_value_t = false, action = ArgAction::Set)]
+          default_missing_value = "true", default_value_t = false, value_parser = goflags::parse_bool, action = ArgAction::Set)]
     interactive: bool,
     /// no arguments are accepted
     args: Vec<String>,

@@ -75,22 +75,22 @@ pub fn split_exec(mut argv: Vec<String>) -> Result<Vec<String>, CtlError> {
 pub struct WatchArgs {
     /// Interactive mode
     #[arg(short = 'i', long, num_args = 0..=1, require_equals = true,
-          default_missing_value = "true", default_value_t = false, action = ArgAction::Set)]
+          default_missing_value = "true", default_value_t = false, value_parser = goflags::parse_bool, action = ArgAction::Set)]
     interactive: bool,
     /// Watch on a prefix if prefix is set
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
-          default_value_t = false, action = ArgAction::Set)]
+          default_value_t = false, value_parser = goflags::parse_bool, action = ArgAction::Set)]
     prefix: bool,
     /// Revision to start watching
     #[arg(long, default_value_t = 0)]
     rev: i64,
     /// get the previous key-value pair before the event happens
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
-          default_value_t = false, action = ArgAction::Set)]
+          default_value_t = false, value_parser = goflags::parse_bool, action = ArgAction::Set)]
     prev_kv: bool,
     /// get periodic watch progress notification from server
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
-          default_value_t = false, action = ArgAction::Set)]
+          default_value_t = false, value_parser = goflags::parse_bool, action = ArgAction::Set)]
     progress_notify: bool,
     /// key and optional range end
     args: Vec<String>,

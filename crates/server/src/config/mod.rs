@@ -118,13 +118,13 @@ pub struct Config {
     /// does not reset them to their full TTL.
     #[arg(long, env = "ETCD_EXPERIMENTAL_ENABLE_LEASE_CHECKPOINT", num_args = 0..=1,
           require_equals = true, default_missing_value = "true", default_value_t = false,
-          action = clap::ArgAction::Set)]
+          value_parser = goflags::parse_bool, action = clap::ArgAction::Set)]
     pub experimental_enable_lease_checkpoint: bool,
     /// Also keep checkpointed remaining TTLs in the backend, so they
     /// survive a restart (needs `--experimental-enable-lease-checkpoint`).
     #[arg(long, env = "ETCD_EXPERIMENTAL_ENABLE_LEASE_CHECKPOINT_PERSIST", num_args = 0..=1,
           require_equals = true, default_missing_value = "true", default_value_t = false,
-          action = clap::ArgAction::Set)]
+          value_parser = goflags::parse_bool, action = clap::ArgAction::Set)]
     pub experimental_enable_lease_checkpoint_persist: bool,
     /// How often the leader checkpoints leases' remaining TTLs (e.g. `5m`).
     #[arg(
@@ -151,7 +151,7 @@ pub struct Config {
     pub key_file: String,
     /// Enable client cert authentication.
     #[arg(long, env = "ETCD_CLIENT_CERT_AUTH", num_args = 0..=1, require_equals = true,
-          default_missing_value = "true", default_value_t = false, action = clap::ArgAction::Set)]
+          default_missing_value = "true", default_value_t = false, value_parser = goflags::parse_bool, action = clap::ArgAction::Set)]
     pub client_cert_auth: bool,
     /// Path to the client certificate revocation list file.
     #[arg(long, env = "ETCD_CLIENT_CRL_FILE", default_value = "")]
@@ -169,7 +169,7 @@ pub struct Config {
     pub trusted_ca_file: String,
     /// Client TLS using generated certificates.
     #[arg(long, env = "ETCD_AUTO_TLS", num_args = 0..=1, require_equals = true,
-          default_missing_value = "true", default_value_t = false, action = clap::ArgAction::Set)]
+          default_missing_value = "true", default_value_t = false, value_parser = goflags::parse_bool, action = clap::ArgAction::Set)]
     pub auto_tls: bool,
     /// Path to the peer server TLS cert file.
     #[arg(long, env = "ETCD_PEER_CERT_FILE", default_value = "")]
@@ -179,14 +179,14 @@ pub struct Config {
     pub peer_key_file: String,
     /// Enable peer client cert authentication.
     #[arg(long, env = "ETCD_PEER_CLIENT_CERT_AUTH", num_args = 0..=1, require_equals = true,
-          default_missing_value = "true", default_value_t = false, action = clap::ArgAction::Set)]
+          default_missing_value = "true", default_value_t = false, value_parser = goflags::parse_bool, action = clap::ArgAction::Set)]
     pub peer_client_cert_auth: bool,
     /// Path to the peer server TLS trusted CA file.
     #[arg(long, env = "ETCD_PEER_TRUSTED_CA_FILE", default_value = "")]
     pub peer_trusted_ca_file: String,
     /// Peer TLS using generated certificates.
     #[arg(long, env = "ETCD_PEER_AUTO_TLS", num_args = 0..=1, require_equals = true,
-          default_missing_value = "true", default_value_t = false, action = clap::ArgAction::Set)]
+          default_missing_value = "true", default_value_t = false, value_parser = goflags::parse_bool, action = clap::ArgAction::Set)]
     pub peer_auto_tls: bool,
     /// Path to the peer certificate revocation list file.
     #[arg(long, env = "ETCD_PEER_CRL_FILE", default_value = "")]
@@ -214,7 +214,7 @@ pub struct Config {
     /// its peers' and refuse to start on a mismatch.
     #[arg(long, env = "ETCD_EXPERIMENTAL_INITIAL_CORRUPT_CHECK", num_args = 0..=1,
           require_equals = true, default_missing_value = "true", default_value_t = false,
-          action = clap::ArgAction::Set)]
+          value_parser = goflags::parse_bool, action = clap::ArgAction::Set)]
     pub experimental_initial_corrupt_check: bool,
     /// Most concurrent streams on one client HTTP/2 connection.
     #[arg(long, env = "ETCD_MAX_CONCURRENT_STREAMS", default_value_t = u32::MAX)]

@@ -132,7 +132,7 @@ pub(super) fn check(m: &ArgMatches) -> Result<(), ConfigError> {
 }
 
 /// Whether two flag values mean the same: equal text, or equal as Go
-/// durations (`2h` and `2h0m0s`).
+/// durations (`2h` and `2h0m0s`) or booleans (`1` and `true`).
 fn same(a: &str, b: &str) -> bool {
     let duration = |s: &str| -> Option<Duration> {
         if s == "0" {
@@ -140,7 +140,10 @@ fn same(a: &str, b: &str) -> bool {
         }
         humantime::parse_duration(s).ok()
     };
-    a == b || matches!((duration(a), duration(b)), (Some(x), Some(y)) if x == y)
+    let boolean = |s: &str| goflags::parse_bool(s).ok();
+    a == b
+        || matches!((duration(a), duration(b)), (Some(x), Some(y)) if x == y)
+        || matches!((boolean(a), boolean(b)), (Some(x), Some(y)) if x == y)
 }
 
 #[cfg(test)]

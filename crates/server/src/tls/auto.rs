@@ -2,7 +2,8 @@
 //! a self-signed certificate for the hosts of the listen URLs, kept in
 //! `<data-dir>/fixtures/client` or `<data-dir>/fixtures/peer` as
 //! `cert.pem` and `key.pem`, and reused on restart while both files are
-//! there. The key is ECDSA P-256 (etcd uses P-521, which ring does not
+//! there and the certificate has not expired (then a new pair is made,
+//! where etcd would fail to serve). The key is ECDSA P-256 (etcd uses P-521, which ring does not
 //! implement); the certificate serves and authenticates as client alike.
 
 use std::io::Write;
@@ -23,8 +24,14 @@ pub fn self_cert(dir: &Path, hosts: &[String], validity_years: u32) -> Result<Tl
         self_signed: true,
         ..Default::default()
     };
-    if cert_file.exists() && key_file.exists() {
-        return Ok(info);
+    if key_file.exists() {
+        match still_valid(&cert_file) {
+            Some(true) => return Ok(info),
+            Some(false) => {
+                tracing::warn!(path = %cert_file.display(), "auto TLS certificate expired; generating a new one")
+            }
+            None => {}
+        }
     }
     let fail = |e: &dyn std::fmt::Display| TlsError(format!("cannot generate cert: {e}"));
     let mut sans: Vec<String> = Vec::new();
@@ -57,6 +64,15 @@ pub fn self_cert(dir: &Path, hosts: &[String], validity_years: u32) -> Result<Tl
     tracing::info!(path = %cert_file.display(), "created cert file");
     tracing::info!(path = %key_file.display(), "created key file");
     Ok(info)
+}
+
+/// Whether the certificate at `path` is within its validity; `None` if
+/// there is none that parses.
+fn still_valid(path: &Path) -> Option<bool> {
+    use rustls::pki_types::pem::PemObject;
+    let der = rustls::pki_types::CertificateDer::from_pem_file(path).ok()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+    Some(cert.validity().is_valid())
 }
 
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {
@@ -101,5 +117,22 @@ mod tests {
         assert_eq!(mode & 0o777, 0o600);
         let settings = super::super::Settings::default();
         info.server_config(&settings).expect("the pair loads");
+    }
+
+    #[test]
+    fn an_expired_pair_is_made_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now - time::Duration::days(10);
+        params.not_after = now - time::Duration::days(1);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let old = params.self_signed(&key).unwrap().pem();
+        std::fs::write(dir.path().join("cert.pem"), &old).unwrap();
+        std::fs::write(dir.path().join("key.pem"), key.serialize_pem()).unwrap();
+        let info = self_cert(dir.path(), &["127.0.0.1".to_string()], 1).unwrap();
+        let new = std::fs::read_to_string(&info.cert_file).unwrap();
+        assert_ne!(new, old);
+        assert_eq!(still_valid(&info.cert_file), Some(true));
     }
 }

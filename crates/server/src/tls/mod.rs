@@ -61,8 +61,9 @@ pub struct TlsInfo {
     /// Only a certificate valid for one of these hostnames (a DNS or IP
     /// subject alternative name) is accepted.
     pub allowed_hostname: Vec<String>,
-    /// Made by auto TLS: the other side's chain is not verified (etcd's
-    /// `selfCert`), only that it holds the key of the certificate it shows.
+    /// Made by auto TLS: when dialing, the other side's chain is not
+    /// verified (etcd's `selfCert`), only that it holds the key of the
+    /// certificate it shows; no client certificate is asked for.
     pub self_signed: bool,
 }
 
@@ -330,19 +331,23 @@ fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     })
 }
 
-/// Reads a PEM CRL file (every list in it).
+/// Reads a CRL file: every PEM list in it, or the whole file as one DER
+/// list (etcd takes both).
 fn read_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
     let bytes = read(path)?;
     let crls = CertificateRevocationListDer::pem_slice_iter(&bytes)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| TlsError(format!("{}: {e}", path.display())))?;
-    if crls.is_empty() {
-        return Err(TlsError(format!(
-            "no certificate revocation list found in {}",
-            path.display()
-        )));
+    if !crls.is_empty() {
+        return Ok(crls);
     }
-    Ok(crls)
+    if bytes.first() == Some(&0x30) {
+        return Ok(vec![CertificateRevocationListDer::from(bytes)]);
+    }
+    Err(TlsError(format!(
+        "no certificate revocation list found in {}",
+        path.display()
+    )))
 }
 
 /// The trust anchors of a PEM CA bundle. Error: a file with no usable

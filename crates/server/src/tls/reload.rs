@@ -1,8 +1,9 @@
-//! Certificate and key files read again when they change: each handshake
-//! looks at the files' modification time, length and inode (two `stat`
-//! calls) and loads the pair again if either differs from what was last
-//! loaded. A pair that fails to load (half written, mismatched, expired)
-//! is logged and the previous one stays in service.
+//! Files read again when they change ([`Reloading`]): each handshake
+//! looks at the files' modification time, length and inode (a `stat`
+//! each) and loads again if any differs from what was last loaded.
+//! What fails to load (a half-written, mismatched or expired pair, a bad
+//! CRL) is logged and the previous version stays in service. Used for
+//! certificate pairs ([`CertFiles`]) and for the CRL's verifier.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -16,63 +17,104 @@ use super::{read_certs, read_key, TlsError, TlsInfo};
 
 /// What identifies one version of a file: modification time, length,
 /// inode. `None` when it cannot be read.
-pub(super) type FileStamp = Option<(SystemTime, u64, u64)>;
+type FileStamp = Option<(SystemTime, u64, u64)>;
 
 /// The stamp of `path` now.
-pub(super) fn stamp(path: &Path) -> FileStamp {
+fn stamp(path: &Path) -> FileStamp {
     use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata(path).ok()?;
     Some((m.modified().ok()?, m.len(), m.ino()))
 }
 
+/// Something loaded from files and loaded again when they change: a
+/// certificate pair, or a verifier built from a CRL.
+pub(super) struct Reloading<T> {
+    /// What it is, for the logs (`TLS certificate`).
+    what: &'static str,
+    paths: Vec<PathBuf>,
+    load: Box<dyn Fn() -> Result<T, TlsError> + Send + Sync>,
+    loaded: Mutex<(Vec<FileStamp>, T)>,
+}
+
+impl<T: Clone> Reloading<T> {
+    /// Loads it once. Error: what `load` returns.
+    pub(super) fn new(
+        what: &'static str,
+        paths: Vec<PathBuf>,
+        load: impl Fn() -> Result<T, TlsError> + Send + Sync + 'static,
+    ) -> Result<Reloading<T>, TlsError> {
+        let stamps = paths.iter().map(|p| stamp(p)).collect();
+        let value = load()?;
+        Ok(Reloading {
+            what,
+            paths,
+            load: Box::new(load),
+            loaded: Mutex::new((stamps, value)),
+        })
+    }
+
+    /// The value for a new connection: loaded again if a file changed and
+    /// it loads, else the one loaded before.
+    pub(super) fn current(&self) -> T {
+        let now: Vec<FileStamp> = self.paths.iter().map(|p| stamp(p)).collect();
+        {
+            let loaded = self.loaded.lock().expect("reload lock");
+            if loaded.0 == now {
+                return loaded.1.clone();
+            }
+        }
+        let fresh = (self.load)();
+        let mut loaded = self.loaded.lock().expect("reload lock");
+        loaded.0 = now;
+        let files = self
+            .paths
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        match fresh {
+            Ok(v) => {
+                tracing::info!(files = %files, "reloaded {}", self.what);
+                loaded.1 = v;
+            }
+            Err(e) => {
+                tracing::warn!(files = %files, error = %e, "failed to reload {}; using the previous one", self.what);
+            }
+        }
+        loaded.1.clone()
+    }
+}
+
+impl<T> std::fmt::Debug for Reloading<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reloading")
+            .field("what", &self.what)
+            .field("paths", &self.paths)
+            .finish()
+    }
+}
+
 /// A certificate chain and its key, served by listeners and presented
 /// by the peer transport, reloaded when the files change.
 #[derive(Debug)]
-pub struct CertFiles {
-    cert: PathBuf,
-    key: PathBuf,
-    provider: Arc<CryptoProvider>,
-    loaded: Mutex<([FileStamp; 2], Arc<CertifiedKey>)>,
-}
+pub struct CertFiles(Reloading<Arc<CertifiedKey>>);
 
 impl CertFiles {
     /// Loads `info`'s certificate and key. Errors: either file unreadable
     /// or without PEM data, a key that is not the certificate's, an
     /// expired certificate.
     pub fn open(info: &TlsInfo, provider: Arc<CryptoProvider>) -> Result<CertFiles, TlsError> {
-        let stamps = [stamp(&info.cert_file), stamp(&info.key_file)];
-        let pair = load(&info.cert_file, &info.key_file, &provider)?;
-        Ok(CertFiles {
-            cert: info.cert_file.clone(),
-            key: info.key_file.clone(),
-            provider,
-            loaded: Mutex::new((stamps, pair)),
-        })
+        let (cert, key) = (info.cert_file.clone(), info.key_file.clone());
+        let paths = vec![cert.clone(), key.clone()];
+        let pair = Reloading::new("TLS certificate", paths, move || {
+            load(&cert, &key, &provider)
+        })?;
+        Ok(CertFiles(pair))
     }
 
-    /// The pair to use for a new connection: the files' current content
-    /// if it changed and loads, else what was loaded before.
+    /// The pair to use for a new connection.
     pub fn current(&self) -> Arc<CertifiedKey> {
-        let now = [stamp(&self.cert), stamp(&self.key)];
-        {
-            let loaded = self.loaded.lock().expect("certificate lock");
-            if loaded.0 == now {
-                return loaded.1.clone();
-            }
-        }
-        let fresh = load(&self.cert, &self.key, &self.provider);
-        let mut loaded = self.loaded.lock().expect("certificate lock");
-        loaded.0 = now;
-        match fresh {
-            Ok(pair) => {
-                tracing::info!(cert_file = %self.cert.display(), key_file = %self.key.display(), "reloaded TLS certificate");
-                loaded.1 = pair;
-            }
-            Err(e) => {
-                tracing::warn!(cert_file = %self.cert.display(), error = %e, "failed to reload TLS certificate; serving the previous one");
-            }
-        }
-        loaded.1.clone()
+        self.0.current()
     }
 }
 

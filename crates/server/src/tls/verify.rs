@@ -1,11 +1,11 @@
 //! Verifying the other side's certificate: clients (and peers dialing in)
 //! against the trusted CA, the CRL (read again when it changes) and the
-//! allowed CN or hostname; servers a peer dials against the same. With
-//! auto TLS nothing is verified but the possession of the key, as etcd
-//! skips chain verification for self-signed peers.
+//! allowed CN or hostname; servers a peer dials against the same. A
+//! member dialing with auto TLS verifies nothing but the possession of
+//! the key, as etcd skips chain verification for self-signed peers.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
@@ -16,7 +16,7 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore};
 use rustls::{Error, SignatureScheme};
 
-use super::reload::{stamp, FileStamp};
+use super::reload::Reloading;
 use super::{common_name, read_crls, read_roots, TlsError, TlsInfo};
 
 /// The verifier a listener checks clients with, as `info` asks.
@@ -27,19 +27,17 @@ pub(super) fn client_verifier(
     if !info.requires_client_cert() {
         return Ok(WebPkiClientVerifier::no_client_auth());
     }
-    if info.self_signed {
-        return Ok(Arc::new(KeyOnly(provider)));
-    }
     let roots = Arc::new(roots(info)?);
-    let inner = build_client_verifier(&roots, &provider, info.crl_file.as_ref())?;
+    let crl = info.crl_file.clone();
+    let first = build_client_verifier(&roots, &provider, crl.as_ref())?;
+    let verifier = Reloading::new(
+        "certificate revocation list",
+        crl.iter().cloned().collect(),
+        move || build_client_verifier(&roots, &provider, crl.as_ref()),
+    )?;
     Ok(Arc::new(ClientVerifier {
-        crl: info.crl_file.clone().map(|path| {
-            let s = stamp(&path);
-            (path, Mutex::new((s, inner.clone())))
-        }),
-        inner,
-        roots,
-        provider,
+        first,
+        verifier,
         allowed: Allowed::of(info),
     }))
 }
@@ -125,52 +123,19 @@ impl Allowed {
     }
 }
 
-/// The verifier built from one version of the CRL file.
-type CrlVerifier = (FileStamp, Arc<dyn ClientCertVerifier>);
-
 /// Clients verified against the CA and the CRL, then the allowed CN or
-/// hostname. The CRL's verifier is built again when the file changes.
+/// hostname. The verifier is built again when the CRL file changes.
 #[derive(Debug)]
 struct ClientVerifier {
-    inner: Arc<dyn ClientCertVerifier>,
-    crl: Option<(PathBuf, Mutex<CrlVerifier>)>,
-    roots: Arc<RootCertStore>,
-    provider: Arc<CryptoProvider>,
+    /// The first verifier built, for what does not depend on the CRL.
+    first: Arc<dyn ClientCertVerifier>,
+    verifier: Reloading<Arc<dyn ClientCertVerifier>>,
     allowed: Allowed,
-}
-
-impl ClientVerifier {
-    /// The verifier for the CRL file as it is now.
-    fn current(&self) -> Arc<dyn ClientCertVerifier> {
-        let Some((path, cached)) = &self.crl else {
-            return self.inner.clone();
-        };
-        let now = stamp(path);
-        {
-            let c = cached.lock().expect("crl lock");
-            if c.0 == now {
-                return c.1.clone();
-            }
-        }
-        let fresh = build_client_verifier(&self.roots, &self.provider, Some(path));
-        let mut c = cached.lock().expect("crl lock");
-        c.0 = now;
-        match fresh {
-            Ok(v) => {
-                tracing::info!(crl_file = %path.display(), "reloaded certificate revocation list");
-                c.1 = v;
-            }
-            Err(e) => {
-                tracing::warn!(crl_file = %path.display(), error = %e, "failed to reload the certificate revocation list; using the previous one");
-            }
-        }
-        c.1.clone()
-    }
 }
 
 impl ClientCertVerifier for ClientVerifier {
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        self.inner.root_hint_subjects()
+        self.first.root_hint_subjects()
     }
 
     fn verify_client_cert(
@@ -179,9 +144,10 @@ impl ClientCertVerifier for ClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, Error> {
-        let verified = self
-            .current()
-            .verify_client_cert(end_entity, intermediates, now)?;
+        let verified =
+            self.verifier
+                .current()
+                .verify_client_cert(end_entity, intermediates, now)?;
         self.allowed.check(end_entity)?;
         Ok(verified)
     }
@@ -192,7 +158,7 @@ impl ClientCertVerifier for ClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
+        self.first.verify_tls12_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -201,11 +167,11 @@ impl ClientCertVerifier for ClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
+        self.first.verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
+        self.first.supported_verify_schemes()
     }
 }
 
@@ -260,81 +226,11 @@ impl ServerCertVerifier for ServerVerifier {
     }
 }
 
-/// Auto TLS: any certificate is accepted, as long as the other side
-/// proves it holds its key (the handshake signature is still checked).
+/// Auto TLS: a dialed member's certificate is accepted whatever it is, as
+/// long as the member proves it holds its key (the handshake signature is
+/// still checked).
 #[derive(Debug)]
 struct KeyOnly(Arc<CryptoProvider>);
-
-impl KeyOnly {
-    fn tls12(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn tls13(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-impl ClientCertVerifier for KeyOnly {
-    fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        &[]
-    }
-
-    fn verify_client_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _now: UnixTime,
-    ) -> Result<ClientCertVerified, Error> {
-        Ok(ClientCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        self.tls12(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        self.tls13(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.schemes()
-    }
-}
 
 impl ServerCertVerifier for KeyOnly {
     fn verify_server_cert(
@@ -354,7 +250,12 @@ impl ServerCertVerifier for KeyOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        self.tls12(message, cert, dss)
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -363,10 +264,15 @@ impl ServerCertVerifier for KeyOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        self.tls13(message, cert, dss)
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.schemes()
+        self.0.signature_verification_algorithms.supported_schemes()
     }
 }

@@ -291,3 +291,60 @@ impl Lease for LeaseService {
         }))
     }
 }
+
+/// The Lease service as the peer port serves it: only what a follower
+/// forwards to the leader (keep-alive, time-to-live), as etcd's peer
+/// `leasehttp` handler; grants, revocations and listings answer
+/// Unimplemented there.
+pub struct PeerLeaseService(LeaseService);
+
+impl PeerLeaseService {
+    /// The peer-port service for `server`.
+    pub fn new(server: Arc<EtcdServer>) -> Self {
+        PeerLeaseService(LeaseService::new(server))
+    }
+}
+
+fn not_on_peer_port() -> Status {
+    Status::unimplemented("not served on the peer URL")
+}
+
+#[tonic::async_trait]
+impl Lease for PeerLeaseService {
+    async fn lease_grant(
+        &self,
+        _req: Request<LeaseGrantRequest>,
+    ) -> Result<Response<LeaseGrantResponse>, Status> {
+        Err(not_on_peer_port())
+    }
+
+    async fn lease_revoke(
+        &self,
+        _req: Request<LeaseRevokeRequest>,
+    ) -> Result<Response<LeaseRevokeResponse>, Status> {
+        Err(not_on_peer_port())
+    }
+
+    type LeaseKeepAliveStream = <LeaseService as Lease>::LeaseKeepAliveStream;
+
+    async fn lease_keep_alive(
+        &self,
+        req: Request<Streaming<LeaseKeepAliveRequest>>,
+    ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
+        self.0.lease_keep_alive(req).await
+    }
+
+    async fn lease_time_to_live(
+        &self,
+        req: Request<LeaseTimeToLiveRequest>,
+    ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
+        self.0.lease_time_to_live(req).await
+    }
+
+    async fn lease_leases(
+        &self,
+        _req: Request<LeaseLeasesRequest>,
+    ) -> Result<Response<LeaseLeasesResponse>, Status> {
+        Err(not_on_peer_port())
+    }
+}
