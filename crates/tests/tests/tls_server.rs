@@ -694,3 +694,45 @@ async fn max_concurrent_streams_bounds_the_streams_of_one_connection() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn tls_versions_and_cipher_suites_are_enforced() {
+    within(LIMIT, async {
+        let pki = Pki::new("etcd-rs test CA");
+        let (cert, key) = pki.issue("server", "etcd-server", 60);
+        let ca = pki.file("ca.pem");
+        let curl_ok = |c: &TestCluster, extra: &[&str]| {
+            let mut flags = strings(&["--cacert", &ca]);
+            flags.extend(strings(extra));
+            curl_get(&format!("{}/health", c.endpoint()), &flags).is_ok()
+        };
+        let tls13 = one_tls_member(
+            &pki,
+            &["--cert-file", &cert, "--key-file", &key, "--tls-min-version", "TLS1.3"],
+            None,
+        )
+        .await;
+        assert!(curl_ok(&tls13, &[]));
+        assert!(!curl_ok(&tls13, &["--tlsv1.2", "--tls-max", "1.2"]));
+        drop(tls13);
+        let one_suite = one_tls_member(
+            &pki,
+            &[
+                "--cert-file",
+                &cert,
+                "--key-file",
+                &key,
+                "--tls-max-version",
+                "TLS1.2",
+                "--cipher-suites",
+                "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+            ],
+            None,
+        )
+        .await;
+        assert!(curl_ok(&one_suite, &["--ciphers", "ECDHE-ECDSA-AES128-GCM-SHA256"]));
+        assert!(!curl_ok(&one_suite, &["--ciphers", "ECDHE-ECDSA-AES256-GCM-SHA384"]));
+        assert!(!curl_ok(&one_suite, &["--tlsv1.3"]), "TLS 1.3 is above the maximum");
+    })
+    .await;
+}
