@@ -708,7 +708,14 @@ async fn tls_versions_and_cipher_suites_are_enforced() {
         };
         let tls13 = one_tls_member(
             &pki,
-            &["--cert-file", &cert, "--key-file", &key, "--tls-min-version", "TLS1.3"],
+            &[
+                "--cert-file",
+                &cert,
+                "--key-file",
+                &key,
+                "--tls-min-version",
+                "TLS1.3",
+            ],
             None,
         )
         .await;
@@ -730,9 +737,18 @@ async fn tls_versions_and_cipher_suites_are_enforced() {
             None,
         )
         .await;
-        assert!(curl_ok(&one_suite, &["--ciphers", "ECDHE-ECDSA-AES128-GCM-SHA256"]));
-        assert!(!curl_ok(&one_suite, &["--ciphers", "ECDHE-ECDSA-AES256-GCM-SHA384"]));
-        assert!(!curl_ok(&one_suite, &["--tlsv1.3"]), "TLS 1.3 is above the maximum");
+        assert!(curl_ok(
+            &one_suite,
+            &["--ciphers", "ECDHE-ECDSA-AES128-GCM-SHA256"]
+        ));
+        assert!(!curl_ok(
+            &one_suite,
+            &["--ciphers", "ECDHE-ECDSA-AES256-GCM-SHA384"]
+        ));
+        assert!(
+            !curl_ok(&one_suite, &["--tlsv1.3"]),
+            "TLS 1.3 is above the maximum"
+        );
     })
     .await;
 }
