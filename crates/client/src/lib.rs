@@ -199,7 +199,7 @@ impl Dial {
     async fn connect(self) -> Result<Channel, tonic::transport::Error> {
         match self {
             Dial::Tonic(ep) => ep.connect().await,
-            Dial::Unverified(ep, cfg) => ep.connect_with_connector(insecure::connector(cfg)).await,
+            Dial::Unverified(ep, cfg) => ep.connect_with_connector(tlsdial::connector(cfg)).await,
         }
     }
 }

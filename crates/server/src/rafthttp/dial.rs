@@ -6,10 +6,7 @@
 
 use std::sync::Arc;
 
-use rustls::pki_types::ServerName;
-use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
-use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::transport::{Channel, Endpoint};
 
 /// How this member dials its peers.
 #[derive(Clone, Debug, Default)]
@@ -52,7 +49,7 @@ impl Dialer {
         match (&self.tls, ep.tls) {
             (Some(cfg), true) => {
                 ep.endpoint
-                    .connect_with_connector(connector(cfg.clone()))
+                    .connect_with_connector(tlsdial::connector(cfg.clone()))
                     .await
             }
             _ => ep.endpoint.connect().await,
@@ -64,7 +61,7 @@ impl Dialer {
         match (&self.tls, ep.tls) {
             (Some(cfg), true) => ep
                 .endpoint
-                .connect_with_connector_lazy(connector(cfg.clone())),
+                .connect_with_connector_lazy(tlsdial::connector(cfg.clone())),
             _ => ep.endpoint.connect_lazy(),
         }
     }
@@ -76,35 +73,4 @@ impl PeerEndpoint {
         self.endpoint = f(self.endpoint);
         self
     }
-}
-
-/// A tonic connector that opens TCP, then TLS with `cfg`, naming the
-/// URL's host as the server.
-fn connector(
-    cfg: Arc<rustls::ClientConfig>,
-) -> impl tower::Service<
-    Uri,
-    Response = hyper_util::rt::TokioIo<tokio_rustls::client::TlsStream<TcpStream>>,
-    Error = std::io::Error,
-    Future = impl Send,
-> + Send
-       + Clone
-       + 'static {
-    tower::service_fn(move |uri: Uri| {
-        let tls = TlsConnector::from(cfg.clone());
-        async move {
-            let host = uri.host().unwrap_or_default();
-            let host = host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_string();
-            let port = uri.port_u16().unwrap_or(443);
-            let name = ServerName::try_from(host.clone())
-                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-            let tcp = TcpStream::connect((host.as_str(), port)).await?;
-            tcp.set_nodelay(true)?;
-            let stream = tls.connect(name, tcp).await?;
-            Ok(hyper_util::rt::TokioIo::new(stream))
-        }
-    })
 }
