@@ -410,3 +410,34 @@ async fn a_member_of_another_cluster_is_refused() {
     })
     .await
 }
+
+/// The keys of `member list -w json`'s header, as the Go etcdctl prints
+/// them for `c`.
+fn member_list_header_keys(c: &TestCluster) -> Vec<String> {
+    let json = on(c, 0, &["member", "list", "-w", "json"]).json();
+    let mut keys: Vec<String> = json["header"]
+        .as_object()
+        .expect("a header")
+        .keys()
+        .cloned()
+        .collect();
+    keys.sort();
+    keys
+}
+
+#[tokio::test]
+async fn member_list_carries_etcds_header_without_a_revision() {
+    within(LIMIT, async {
+        let etcd = TestCluster::builder(1)
+            .bin(etcd_rs_tests::bins::reference_etcd_bin())
+            .start()
+            .await;
+        let theirs = member_list_header_keys(&etcd);
+        drop(etcd);
+        let ours = TestCluster::start(1).await;
+        on(&ours, 0, &["put", "k", "v"]).expect_success();
+        assert_eq!(member_list_header_keys(&ours), theirs);
+        assert_eq!(theirs, ["cluster_id", "member_id", "raft_term"]);
+    })
+    .await
+}
