@@ -130,6 +130,11 @@ async fn run(cfg: ServerConfig) -> Result<(), String> {
             .max_decoding_message_size(usize::MAX)
             .max_encoding_message_size(usize::MAX);
         let lease = LeaseServer::new(v3rpc::lease::PeerLeaseService::new(server.clone()));
+        let l = if server.cfg.peer_san_check {
+            l.checking_client_san()
+        } else {
+            l
+        };
         let incoming = l.incoming(tls.peer_server.clone())?;
         tracing::info!(address = %addr, "serving peer traffic");
         peer_tasks.spawn(async move {

@@ -199,6 +199,7 @@ enum Socket {
 pub struct Listener {
     socket: Socket,
     url: ListenUrl,
+    check_san: bool,
 }
 
 impl Listener {
@@ -222,6 +223,7 @@ impl Listener {
         Ok(Listener {
             socket,
             url: url.clone(),
+            check_san: false,
         })
     }
 
@@ -256,9 +258,65 @@ impl Listener {
             (false, _) => None,
         };
         let (tx, rx) = mpsc::channel(READY_QUEUE);
-        tokio::spawn(accept_loop(self.socket, acceptor, tx));
+        tokio::spawn(accept_loop(self.socket, acceptor, self.check_san, tx));
         Ok(Incoming(rx))
     }
+
+    /// Also checks, after each handshake, that the remote IP address is
+    /// one the client certificate names (etcd's peer listeners, unless
+    /// `--experimental-peer-skip-client-san-verification`): one of its IP
+    /// subject alternative names, or one its DNS names resolve to. A
+    /// certificate with neither passes, as in etcd.
+    pub fn checking_client_san(mut self) -> Self {
+        self.check_san = true;
+        self
+    }
+}
+
+/// etcd's `checkSAN`: the remote IP against the certificate's SANs.
+async fn verify_san(conn: &rustls::ServerConnection, remote: &str) -> Result<(), String> {
+    use x509_parser::extensions::GeneralName;
+    let Some(cert) = conn.peer_certificates().and_then(|c| c.first()) else {
+        return Ok(());
+    };
+    let Ok(remote) = remote.parse::<SocketAddr>() else {
+        return Ok(());
+    };
+    let (_, parsed) =
+        x509_parser::parse_x509_certificate(cert.as_ref()).map_err(|e| e.to_string())?;
+    let mut ips = Vec::new();
+    let mut dns = Vec::new();
+    if let Ok(Some(san)) = parsed.subject_alternative_name() {
+        for name in &san.value.general_names {
+            match name {
+                GeneralName::IPAddress(b) => ips.push(b.to_vec()),
+                GeneralName::DNSName(d) => dns.push(d.to_string()),
+                _ => {}
+            }
+        }
+    }
+    if ips.is_empty() && dns.is_empty() {
+        return Ok(());
+    }
+    let ip = remote.ip().to_canonical();
+    let bytes = match ip {
+        std::net::IpAddr::V4(v4) => v4.octets().to_vec(),
+        std::net::IpAddr::V6(v6) => v6.octets().to_vec(),
+    };
+    if ips.contains(&bytes) {
+        return Ok(());
+    }
+    for name in &dns {
+        if let Ok(addrs) = tokio::net::lookup_host((name.as_str(), 0)).await {
+            if addrs.into_iter().any(|a| a.ip().to_canonical() == ip) {
+                return Ok(());
+            }
+        }
+    }
+    Err(format!(
+        "tls: {:?} does not match any of DNSNames {dns:?}",
+        ip.to_string()
+    ))
 }
 
 /// The connections of one listener, handshakes done.
@@ -282,7 +340,12 @@ impl futures::Stream for Incoming {
 /// Accepts until the [`Incoming`] is dropped. Plain connections go out
 /// at once; TLS ones after their handshake, run in a task of its own
 /// with [`HANDSHAKE_TIMEOUT`], at most [`MAX_HANDSHAKES`] at a time.
-async fn accept_loop(socket: Socket, tls: Option<TlsAcceptor>, tx: mpsc::Sender<Conn>) {
+async fn accept_loop(
+    socket: Socket,
+    tls: Option<TlsAcceptor>,
+    check_san: bool,
+    tx: mpsc::Sender<Conn>,
+) {
     let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
     loop {
         let accept = async {
@@ -343,6 +406,12 @@ async fn accept_loop(socket: Socket, tls: Option<TlsAcceptor>, tx: mpsc::Sender<
                     return;
                 }
             };
+            if check_san {
+                if let Err(e) = verify_san(stream.get_ref().1, &remote).await {
+                    tracing::warn!(remote_addr = %remote, error = %e, "rejected connection on peer endpoint");
+                    return;
+                }
+            }
             let common_name = verified_common_name(stream.get_ref().1);
             let conn = Conn {
                 io: Box::pin(stream),

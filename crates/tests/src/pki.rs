@@ -47,9 +47,35 @@ impl Pki {
 
     /// Like [`Pki::issue`], but expired a day ago when `valid` is false.
     pub fn issue_valid(&self, name: &str, cn: &str, serial: u64, valid: bool) -> (String, String) {
-        let mut p = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-        p.subject_alt_names
-            .push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+        let loopback = [SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST))];
+        self.issue_full(name, cn, serial, valid, &["localhost"], &loopback)
+    }
+
+    /// Like [`Pki::issue`], valid only for the IP addresses `ips` (no
+    /// DNS name).
+    pub fn issue_for_ips(
+        &self,
+        name: &str,
+        cn: &str,
+        serial: u64,
+        ips: &[IpAddr],
+    ) -> (String, String) {
+        let sans: Vec<SanType> = ips.iter().map(|ip| SanType::IpAddress(*ip)).collect();
+        self.issue_full(name, cn, serial, true, &[], &sans)
+    }
+
+    fn issue_full(
+        &self,
+        name: &str,
+        cn: &str,
+        serial: u64,
+        valid: bool,
+        dns: &[&str],
+        ips: &[SanType],
+    ) -> (String, String) {
+        let dns: Vec<String> = dns.iter().map(|d| d.to_string()).collect();
+        let mut p = CertificateParams::new(dns).unwrap();
+        p.subject_alt_names.extend(ips.iter().cloned());
         p.distinguished_name.push(DnType::CommonName, cn);
         p.serial_number = Some(SerialNumber::from(serial));
         p.extended_key_usages = vec![

@@ -222,6 +222,15 @@ async fn three_members_with_client_and_peer_tls_serve_go_etcdctl_and_curl() {
         let peer_ep = c.member(0).peer_url();
         assert!(curl_get(&peer_ep, &curl_flags(&pki, "wrong-cn")).is_err());
         assert!(curl_get(&peer_ep, &curl_flags(&pki, "peer")).is_ok());
+        // The right CN from an address its certificate does not name is
+        // refused too (etcd's peer SAN check).
+        let elsewhere = std::net::IpAddr::from([10, 9, 9, 9]);
+        pki.issue_for_ips("far-peer", "peer", 14, &[elsewhere]);
+        assert!(curl_get(&peer_ep, &curl_flags(&pki, "far-peer")).is_err());
+        assert!(c
+            .member(0)
+            .log_tail()
+            .contains(r#"does not match any of DNSNames"#));
         // Nothing changed, and everyone else is still served.
         for i in 0..3 {
             assert_eq!(key_count(&c, i), before, "member {i}");

@@ -197,6 +197,12 @@ pub struct Config {
     /// Comma-separated hostnames a peer certificate must be valid for.
     #[arg(long, env = "ETCD_PEER_CERT_ALLOWED_HOSTNAME", default_value = "")]
     pub peer_cert_allowed_hostname: String,
+    /// Do not check that a peer's IP address is in its client
+    /// certificate's subject alternative names.
+    #[arg(long, env = "ETCD_EXPERIMENTAL_PEER_SKIP_CLIENT_SAN_VERIFICATION", num_args = 0..=1,
+          require_equals = true, default_missing_value = "true", default_value_t = false,
+          value_parser = goflags::parse_bool, action = clap::ArgAction::Set)]
+    pub experimental_peer_skip_client_san_verification: bool,
     /// Validity of the auto TLS certificates, in years.
     #[arg(long, env = "ETCD_SELF_SIGNED_CERT_VALIDITY", default_value_t = 1)]
     pub self_signed_cert_validity: u32,
@@ -306,6 +312,9 @@ pub struct ServerConfig {
     pub peer_tls: TlsInfo,
     /// `--peer-auto-tls`.
     pub peer_auto_tls: bool,
+    /// Check peers' IP addresses against their certificates' SANs (not
+    /// `--experimental-peer-skip-client-san-verification`).
+    pub peer_san_check: bool,
     /// `--self-signed-cert-validity`, in years.
     pub self_signed_cert_validity: u32,
     /// `--cipher-suites`, `--tls-min-version`, `--tls-max-version`.
@@ -567,6 +576,7 @@ impl Config {
             client_auto_tls: self.auto_tls,
             peer_tls,
             peer_auto_tls: self.peer_auto_tls,
+            peer_san_check: !self.experimental_peer_skip_client_san_verification,
             self_signed_cert_validity: self.self_signed_cert_validity,
             tls_settings,
             max_concurrent_streams: self.max_concurrent_streams,

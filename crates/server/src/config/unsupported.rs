@@ -49,7 +49,6 @@ const UNSUPPORTED: &[(&str, &str)] = &[
     ("client-key-file", ""),
     ("peer-client-cert-file", ""),
     ("peer-client-key-file", ""),
-    ("experimental-peer-skip-client-san-verification", "false"),
     ("cors", "*"),
     ("host-whitelist", "*"),
     ("enable-log-rotation", "false"),
