@@ -12,7 +12,7 @@ use clap::{ArgAction, Args, Subcommand};
 use super::strconv_error;
 use crate::error::{CtlError, EXIT_BAD_ARGS, EXIT_ERROR};
 use crate::global::GlobalFlags;
-use crate::printer::{id_hex, EndpointHash, EndpointStatus, Health};
+use crate::printer::{id_hex, members_response, EndpointHash, EndpointStatus, Health};
 
 /// The member subcommands.
 #[derive(Subcommand, Debug)]
@@ -77,12 +77,16 @@ fn cluster_of(h: &Option<api::etcdserverpb::ResponseHeader>) -> u64 {
 
 /// etcdctl's line for a removed, updated or promoted member:
 /// `Member <id> <what> cluster <cluster id>`.
-fn member_changed(id: u64, what: &str, header: &Option<api::etcdserverpb::ResponseHeader>) {
-    println!(
-        "Member {:>16} {what} cluster {:>16}",
+fn member_changed(
+    id: u64,
+    what: &str,
+    header: &Option<api::etcdserverpb::ResponseHeader>,
+) -> String {
+    format!(
+        "Member {:>16} {what} cluster {:>16}\n",
         id_hex(id),
         id_hex(cluster_of(header))
-    );
+    )
 }
 
 /// Runs a member subcommand.
@@ -117,35 +121,7 @@ pub async fn member(g: &GlobalFlags, cmd: &MemberCommand) -> Result<(), CtlError
             };
             let c = g.client().await?;
             let resp = g.timed(c.cluster().member_add(req)).await?.into_inner();
-            let m = resp.member.clone().unwrap_or_default();
-            let role = if m.is_learner { " as learner " } else { " " };
-            println!(
-                "Member {:>16} added{role}to cluster {:>16}\n",
-                id_hex(m.id),
-                id_hex(cluster_of(&resp.header))
-            );
-            let mut initial: Vec<String> = Vec::new();
-            for member in &resp.members {
-                let mname = if member.id == m.id {
-                    name.as_str()
-                } else {
-                    member.name.as_str()
-                };
-                if mname.is_empty() {
-                    continue;
-                }
-                for u in &member.peer_ur_ls {
-                    initial.push(format!("{mname}={u}"));
-                }
-            }
-            println!("ETCD_NAME={name:?}");
-            println!("ETCD_INITIAL_CLUSTER={:?}", initial.join(","));
-            println!(
-                "ETCD_INITIAL_ADVERTISE_PEER_URLS={:?}",
-                m.peer_ur_ls.join(",")
-            );
-            println!("ETCD_INITIAL_CLUSTER_STATE=\"existing\"");
-            Ok(())
+            p.member_add(&resp, || member_added_lines(name, &resp))
         }
         MemberCommand::Remove { args } => {
             let id = member_id(args)?;
@@ -154,8 +130,11 @@ pub async fn member(g: &GlobalFlags, cmd: &MemberCommand) -> Result<(), CtlError
                 .timed(c.cluster().member_remove(MemberRemoveRequest { id }))
                 .await?
                 .into_inner();
-            member_changed(id, "removed from", &resp.header);
-            Ok(())
+            p.member_changed(
+                &resp,
+                || member_changed(id, "removed from", &resp.header),
+                || members_response(&resp.header, &resp.members),
+            )
         }
         MemberCommand::Update {
             peer_urls: urls,
@@ -168,8 +147,11 @@ pub async fn member(g: &GlobalFlags, cmd: &MemberCommand) -> Result<(), CtlError
             };
             let c = g.client().await?;
             let resp = g.timed(c.cluster().member_update(req)).await?.into_inner();
-            member_changed(id, "updated in", &resp.header);
-            Ok(())
+            p.member_changed(
+                &resp,
+                || member_changed(id, "updated in", &resp.header),
+                || members_response(&resp.header, &resp.members),
+            )
         }
         MemberCommand::Promote { args } => {
             let id = member_id(args)?;
@@ -178,10 +160,47 @@ pub async fn member(g: &GlobalFlags, cmd: &MemberCommand) -> Result<(), CtlError
                 .timed(c.cluster().member_promote(MemberPromoteRequest { id }))
                 .await?
                 .into_inner();
-            member_changed(id, "promoted in", &resp.header);
-            Ok(())
+            p.member_changed(
+                &resp,
+                || member_changed(id, "promoted in", &resp.header),
+                || members_response(&resp.header, &resp.members),
+            )
         }
     }
+}
+
+/// `member add`'s simple output: the line, then the `ETCD_*` block to
+/// start the new member with.
+fn member_added_lines(name: &str, resp: &api::etcdserverpb::MemberAddResponse) -> String {
+    let m = resp.member.clone().unwrap_or_default();
+    let role = if m.is_learner { " as learner " } else { " " };
+    let mut text = format!(
+        "Member {:>16} added{role}to cluster {:>16}\n\n",
+        id_hex(m.id),
+        id_hex(cluster_of(&resp.header))
+    );
+    let mut initial: Vec<String> = Vec::new();
+    for member in &resp.members {
+        let mname = if member.id == m.id {
+            name
+        } else {
+            member.name.as_str()
+        };
+        if mname.is_empty() {
+            continue;
+        }
+        for u in &member.peer_ur_ls {
+            initial.push(format!("{mname}={u}"));
+        }
+    }
+    text += &format!("ETCD_NAME={name:?}\n");
+    text += &format!("ETCD_INITIAL_CLUSTER={:?}\n", initial.join(","));
+    text += &format!(
+        "ETCD_INITIAL_ADVERTISE_PEER_URLS={:?}\n",
+        m.peer_ur_ls.join(",")
+    );
+    text += "ETCD_INITIAL_CLUSTER_STATE=\"existing\"\n";
+    text
 }
 
 /// The endpoint subcommands.

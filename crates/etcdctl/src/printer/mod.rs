@@ -15,9 +15,9 @@ use std::io::Write;
 
 use api::etcdserverpb::{
     response_op, AlarmResponse, DeleteRangeResponse, LeaseGrantResponse, LeaseKeepAliveResponse,
-    LeaseLeasesResponse, LeaseRevokeResponse, LeaseTimeToLiveResponse, Member, MemberListResponse,
-    MoveLeaderResponse, PutResponse, RangeResponse, ResponseHeader, StatusResponse, TxnResponse,
-    WatchResponse,
+    LeaseLeasesResponse, LeaseRevokeResponse, LeaseTimeToLiveResponse, Member, MemberAddResponse,
+    MemberListResponse, MoveLeaderResponse, PutResponse, RangeResponse, ResponseHeader,
+    StatusResponse, TxnResponse, WatchResponse,
 };
 use api::mvccpb::KeyValue;
 use prost::Message;
@@ -127,6 +127,22 @@ pub fn human_bytes(n: i64) -> String {
     } else {
         format!("{val:.0} {unit}")
     }
+}
+
+/// Members as etcdctl's JSON shows them.
+fn members_json(members: &[Member]) -> Vec<serde_json::Value> {
+    members.iter().map(|m| json::member(m).value()).collect()
+}
+
+/// The JSON of a member change's response: header and members.
+pub fn members_response(
+    header: &Option<api::etcdserverpb::ResponseHeader>,
+    members: &[Member],
+) -> serde_json::Value {
+    Obj::new()
+        .obj("header", json::header_of(header))
+        .list("members", members_json(members))
+        .value()
 }
 
 impl Printer {
@@ -512,14 +528,46 @@ impl Printer {
             Format::Json => json_line(
                 Obj::new()
                     .obj("header", json::header_of(&r.header))
-                    .list(
-                        "members",
-                        r.members.iter().map(|m| json::member(m).value()).collect(),
-                    )
+                    .list("members", members_json(&r.members))
                     .value(),
             ),
             Format::Fields => out(fields::member_list(r)),
             Format::Protobuf => self.proto(r),
+        }
+        Ok(())
+    }
+
+    /// `member add`: etcdctl's lines in simple format (`simple` makes
+    /// them), the response as JSON or protobuf; fields and table are not
+    /// supported (exit 4), as in etcdctl, which has made the change by then.
+    pub fn member_add(
+        &self,
+        r: &MemberAddResponse,
+        simple: impl FnOnce() -> String,
+    ) -> Result<(), CtlError> {
+        self.member_changed(r, simple, || {
+            let mut o = Obj::new().obj("header", json::header_of(&r.header));
+            if let Some(m) = &r.member {
+                o = o.obj("member", Some(json::member(m)));
+            }
+            o.list("members", members_json(&r.members)).value()
+        })
+    }
+
+    /// `member remove`, `update` and `promote`: simple's one line, the
+    /// response (header and members) as JSON or protobuf; fields and table
+    /// are not supported (exit 4).
+    pub fn member_changed<M: Message>(
+        &self,
+        r: &M,
+        simple: impl FnOnce() -> String,
+        json: impl FnOnce() -> serde_json::Value,
+    ) -> Result<(), CtlError> {
+        match self.format {
+            Format::Simple => out(simple().into_bytes()),
+            Format::Json => json_line(json()),
+            Format::Protobuf => self.proto(r),
+            Format::Fields | Format::Table => return Err(self.unsupported()),
         }
         Ok(())
     }
