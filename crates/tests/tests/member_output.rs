@@ -145,9 +145,7 @@ async fn member_changes_print_what_the_go_etcdctl_prints_in_every_format() {
         // The steps were seen to do something: the last add printed etcd's lines.
         let go = steps(&etcdctl_bin(), &ep, "simple");
         assert!(
-            go[0]
-                .0
-                .starts_with("Member <ID> added to cluster"),
+            go[0].0.starts_with("Member <ID> added to cluster"),
             "{go:?}"
         );
         assert!(
