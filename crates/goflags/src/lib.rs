@@ -59,17 +59,24 @@ pub fn normalize(cmd: &clap::Command, args: impl IntoIterator<Item = OsString>) 
 }
 
 /// Every long flag of `cmd` and its subcommands, with whether it takes
-/// its value as the next argument (`--name x`; not a Go-style boolean).
+/// its value as the next argument (`--name x`; not a Go-style boolean)
+/// wherever it is defined.
 fn collect_longs(cmd: &clap::Command, longs: &mut HashMap<String, bool>) {
     for a in cmd.get_arguments() {
         let separate_value = a.get_action().takes_values()
             && !a.is_require_equals_set()
             && a.get_num_args().is_none_or(|n| n.min_values() > 0);
-        if let Some(l) = a.get_long() {
-            longs.insert(l.to_string(), separate_value);
-        }
-        if let Some(aliases) = a.get_all_aliases() {
-            longs.extend(aliases.into_iter().map(|n| (n.to_string(), separate_value)));
+        // A name that is a boolean in one subcommand and takes a value in
+        // another never swallows the next argument.
+        let names = a
+            .get_long()
+            .into_iter()
+            .chain(a.get_all_aliases().unwrap_or_default());
+        for n in names {
+            longs
+                .entry(n.to_string())
+                .and_modify(|v| *v &= separate_value)
+                .or_insert(separate_value);
         }
     }
     for sub in cmd.get_subcommands() {
@@ -107,6 +114,7 @@ mod tests {
                 Command::new("get")
                     .arg(Arg::new("prefix").long("prefix").action(ArgAction::SetTrue)),
             )
+            .subcommand(Command::new("check").arg(Arg::new("prefix").long("prefix")))
     }
 
     fn norm(args: &[&str]) -> Vec<String> {
@@ -142,6 +150,14 @@ mod tests {
             .try_get_matches_from(norm(&["etcd", "-name=a", "--name", "b"]))
             .unwrap();
         assert_eq!(m.get_one::<String>("name").unwrap(), "b");
+    }
+
+    #[test]
+    fn a_name_that_is_a_boolean_somewhere_takes_no_separate_value() {
+        assert_eq!(
+            norm(&["etcd", "get", "-prefix", "-name", "x"]),
+            ["etcd", "get", "--prefix", "--name", "x"]
+        );
     }
 
     #[test]

@@ -322,7 +322,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for FixAuthority<S> {
                 return Pin::new(&mut this.inner).poll_read(cx, buf);
             }
             this.process();
-            if this.mode == Mode::Broken {
+            if this.mode == Mode::Broken && this.output.is_empty() {
                 return Poll::Ready(Err(io::Error::new(
                     io::ErrorKind::InvalidData,
                     "HTTP/2 header block over the repair layer's budget",

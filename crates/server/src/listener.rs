@@ -274,12 +274,9 @@ impl Listener {
 }
 
 /// etcd's `checkSAN`: the remote IP against the certificate's SANs.
-async fn verify_san(conn: &rustls::ServerConnection, remote: &str) -> Result<(), String> {
+async fn verify_san(conn: &rustls::ServerConnection, remote: SocketAddr) -> Result<(), String> {
     use x509_parser::extensions::GeneralName;
     let Some(cert) = conn.peer_certificates().and_then(|c| c.first()) else {
-        return Ok(());
-    };
-    let Ok(remote) = remote.parse::<SocketAddr>() else {
         return Ok(());
     };
     let (_, parsed) =
@@ -388,14 +385,31 @@ async fn accept_loop(
             continue;
         };
         // Past the bound, accepting waits for a handshake to finish.
-        let Ok(permit) = handshakes.clone().acquire_owned().await else {
-            return;
+        let permit = tokio::select! {
+            p = handshakes.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+            _ = tx.closed() => return,
         };
+        // The SAN check needs the IP; a unix socket has none to check.
+        let remote_ip = remote.parse::<SocketAddr>().ok();
         let tx = tx.clone();
         tokio::spawn(async move {
-            let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(io)).await;
+            // The permit and the time bound cover the handshake and the SAN
+            // check's DNS lookups alike.
+            let accepted = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
+                let stream = acceptor.accept(io).await.map_err(|e| e.to_string())?;
+                if check_san {
+                    if let Some(ip) = remote_ip {
+                        verify_san(stream.get_ref().1, ip).await?;
+                    }
+                }
+                Ok::<_, String>(stream)
+            })
+            .await;
             drop(permit);
-            let stream = match handshake {
+            let stream = match accepted {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
                     tracing::warn!(remote_addr = %remote, error = %e, "rejected connection");
@@ -406,12 +420,6 @@ async fn accept_loop(
                     return;
                 }
             };
-            if check_san {
-                if let Err(e) = verify_san(stream.get_ref().1, &remote).await {
-                    tracing::warn!(remote_addr = %remote, error = %e, "rejected connection on peer endpoint");
-                    return;
-                }
-            }
             let common_name = verified_common_name(stream.get_ref().1);
             let conn = Conn {
                 io: Box::pin(stream),

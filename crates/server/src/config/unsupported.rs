@@ -139,10 +139,12 @@ fn same(a: &str, b: &str) -> bool {
         }
         humantime::parse_duration(s).ok()
     };
+    // Booleans only where the default is one: `f` is no integer 0.
     let boolean = |s: &str| goflags::parse_bool(s).ok();
+    let is_bool = matches!(b, "true" | "false");
     a == b
         || matches!((duration(a), duration(b)), (Some(x), Some(y)) if x == y)
-        || matches!((boolean(a), boolean(b)), (Some(x), Some(y)) if x == y)
+        || (is_bool && matches!((boolean(a), boolean(b)), (Some(x), Some(y)) if x == y))
 }
 
 #[cfg(test)]
