@@ -17,7 +17,9 @@ const LIMIT: Duration = Duration::from_secs(120);
 /// `ETCD_INITIAL_CLUSTER`.
 fn shown(out: &Output, id: u64, urls: &[&str]) -> (String, String, i32) {
     let mask = |s: &str| {
+        // etcdctl pads hex ids to 16 places (`%16x`).
         let mut s = s
+            .replace(&format!("{id:>16x}"), "<ID>")
             .replace(&format!("{id:x}"), "<ID>")
             .replace(&id.to_string(), "<ID>");
         for (i, u) in urls.iter().enumerate() {
@@ -31,20 +33,22 @@ fn shown(out: &Output, id: u64, urls: &[&str]) -> (String, String, i32) {
         .filter(|l| !l.starts_with("{\"level\""))
         .map(|l| format!("{l}\n"))
         .collect();
-    let stdout: String = mask(&out.stdout)
+    let stdout: String = out
+        .stdout
         .lines()
         .map(|l| {
-            if let Some(list) = l.strip_prefix("ETCD_INITIAL_CLUSTER=") {
+            if let Ok(mut v) = serde_json::from_str::<serde_json::Value>(l) {
+                // Members come in id order; the new member's id is random.
+                if let Some(members) = v.get_mut("members").and_then(|m| m.as_array_mut()) {
+                    members.sort_by_key(|m| m["name"].as_str().unwrap_or_default().to_string());
+                }
+                format!("{}\n", mask(&v.to_string()))
+            } else if let Some(list) = mask(l).strip_prefix("ETCD_INITIAL_CLUSTER=") {
                 let mut items: Vec<&str> = list.trim_matches('"').split(',').collect();
                 items.sort();
                 format!("ETCD_INITIAL_CLUSTER={:?}\n", items.join(","))
-            } else if let Ok(mut v) = serde_json::from_str::<serde_json::Value>(l) {
-                if let Some(members) = v.get_mut("members").and_then(|m| m.as_array_mut()) {
-                    members.sort_by_key(|m| m.to_string());
-                }
-                format!("{v}\n")
             } else {
-                format!("{l}\n")
+                format!("{}\n", mask(l))
             }
         })
         .collect();
