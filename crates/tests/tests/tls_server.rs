@@ -74,6 +74,15 @@ fn ctl(endpoint: &str, flags: &[String], args: &[&str]) -> Output {
     etcdctl(&[endpoint.to_string()], &all, None)
 }
 
+/// Asserts that the Go etcdctl with `flags` cannot run `args` against
+/// `endpoint` (short timeouts: the refusal is the point).
+fn refused(endpoint: &str, flags: &[String], args: &[&str], why: &str) {
+    let mut all = vec!["--dial-timeout=1s", "--command-timeout=2s"];
+    all.extend(args);
+    let out = ctl(endpoint, flags, &all);
+    assert_ne!(out.code, 0, "{why}: {out}");
+}
+
 /// How many keys member `i` has, read with a serializable count.
 fn key_count(c: &TestCluster, i: usize) -> u64 {
     let out = c.etcdctl_on(
@@ -182,32 +191,20 @@ async fn three_members_with_client_and_peer_tls_serve_go_etcdctl_and_curl() {
             format!("--key={}", other.file("stranger-key.pem")),
         ];
         for flags in [&ca_only, &stranger] {
-            let out = ctl(
+            refused(
                 &ep,
                 flags,
-                &[
-                    "--dial-timeout=1s",
-                    "--command-timeout=2s",
-                    "put",
-                    "intruder",
-                    "x",
-                ],
+                &["put", "intruder", "x"],
+                "a client without a good certificate",
             );
-            assert_ne!(out.code, 0, "{out}");
         }
         let plain = ep.replace("https://", "http://");
-        let out = ctl(
+        refused(
             &plain,
             &[],
-            &[
-                "--dial-timeout=1s",
-                "--command-timeout=2s",
-                "put",
-                "intruder",
-                "x",
-            ],
+            &["put", "intruder", "x"],
+            "plain text on the TLS port",
         );
-        assert_ne!(out.code, 0, "{out}");
         let without = curl_get(
             &format!("{ep}/health"),
             &strings(&["--cacert", &pki.file("ca.pem")]),
@@ -253,14 +250,11 @@ async fn tls_settings_work_from_the_config_files_blocks_and_from_etcd_variables(
                     .expect_stdout(&format!("{how:?}\n"));
             }
             let ca_only = vec![format!("--cacert={}", pki.file("ca.pem"))];
-            let out = ctl(
+            refused(
                 &c.endpoint(),
                 &ca_only,
-                &["--dial-timeout=1s", "--command-timeout=2s", "get", "how"],
-            );
-            assert_ne!(
-                out.code, 0,
-                "{how:?}: no client certificate was let in: {out}"
+                &["get", "how"],
+                &format!("{how:?}: no client certificate was let in"),
             );
         }
     })
@@ -296,12 +290,12 @@ async fn a_revoked_client_certificate_is_refused_and_a_new_crl_is_read_without_r
         let health = format!("{ep}/health");
         assert!(curl_get(&health, &curl_flags(&pki, "good")).is_ok());
         assert!(curl_get(&health, &curl_flags(&pki, "revoked")).is_err());
-        let out = ctl(
+        refused(
             &ep,
             &client_flags(&pki, "revoked"),
-            &["--dial-timeout=1s", "--command-timeout=2s", "put", "k", "v"],
+            &["put", "k", "v"],
+            "a revoked certificate",
         );
-        assert_ne!(out.code, 0, "{out}");
         c.etcdctl(&["get", "k"]).expect_stdout("");
         // The CRL now revokes `good` too: the next connection reads it.
         pki.revoke("crl.pem", &[21, 22]);
@@ -520,19 +514,13 @@ async fn a_silent_connection_does_not_stall_the_others_and_plain_and_unix_urls_s
         assert_eq!(health, r#"{"health":"true","reason":""}"#);
         // A TLS client on the plain port fails; plain clients go on.
         let tls_on_plain = http.replace("http://", "https://");
-        let out = etcdctl(
-            &[tls_on_plain],
-            &[
-                &format!("--cacert={}", pki.file("ca.pem")),
-                "--dial-timeout=1s",
-                "--command-timeout=2s",
-                "put",
-                "via",
-                "tls",
-            ],
-            None,
+        let ca = vec![format!("--cacert={}", pki.file("ca.pem"))];
+        refused(
+            &tls_on_plain,
+            &ca,
+            &["put", "via", "tls"],
+            "TLS on the plain port",
         );
-        assert_ne!(out.code, 0, "{out}");
         etcdctl(&[http], &["put", "via", "http"], None).expect_stdout("OK\n");
         etcdctl(
             &[https],

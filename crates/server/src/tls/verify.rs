@@ -29,12 +29,12 @@ pub(super) fn client_verifier(
     }
     let roots = Arc::new(roots(info)?);
     let crl = info.crl_file.clone();
-    let first = build_client_verifier(&roots, &provider, crl.as_ref())?;
     let verifier = Reloading::new(
         "certificate revocation list",
         crl.iter().cloned().collect(),
         move || build_client_verifier(&roots, &provider, crl.as_ref()),
     )?;
+    let first = verifier.current();
     Ok(Arc::new(ClientVerifier {
         first,
         verifier,
