@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use crate::config::{Config, ServerConfig, ETCD_RS_VERSION, SERVER_VERSION};
-use crate::etcdserver::{corrupt, EtcdServer};
+use crate::etcdserver::{corrupt, join, EtcdServer, REMOVED_MESSAGE};
 use crate::listener::{ListenUrl, Listener};
 use crate::rafthttp::{Dialer, PeerService};
 use crate::tls::{auto, TlsError, TlsInfo};
@@ -119,8 +119,18 @@ async fn run(cfg: ServerConfig) -> Result<(), String> {
     let listeners = bind_all(&cfg.client_listen).await?;
     let peer_listeners = bind_all(&cfg.peer_listen).await?;
     let max_streams = cfg.max_concurrent_streams;
-    let server =
-        EtcdServer::start(cfg, Dialer::new(tls.peer_client.clone())).map_err(|e| e.to_string())?;
+    let dialer = Dialer::new(tls.peer_client.clone());
+    // A new member of a running cluster learns it from its peers first.
+    let joined = if !cfg.new_cluster && !storage::wal::Wal::exists(&cfg.wal_dir) {
+        Some(
+            join::cluster_from_peers(&cfg, &dialer)
+                .await
+                .map_err(|e| e.to_string())?,
+        )
+    } else {
+        None
+    };
+    let server = EtcdServer::start(cfg, dialer, joined).map_err(|e| e.to_string())?;
     // Peers are served at once: the election needs them. Followers
     // forward lease keep-alives to the leader's peer URL.
     let mut peer_tasks = tokio::task::JoinSet::new();
@@ -159,6 +169,7 @@ async fn run(cfg: ServerConfig) -> Result<(), String> {
     let result = tokio::select! {
         r = check_then_serve => r,
         r = shutdown => r,
+        () = stop_when_removed(&server) => Ok(()),
     };
     let s = server.clone();
     tokio::task::spawn_blocking(move || s.stop())
@@ -166,6 +177,16 @@ async fn run(cfg: ServerConfig) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     tracing::info!(name = %server.cfg.name, data_dir = %server.data_dir().display(), "stopped etcd-rs");
     result
+}
+
+/// Resolves a second after this member learns it was removed from the
+/// cluster (time for the answer to the removal to get out), as etcd's
+/// `stopWithDelay`; etcd then exits with status 0.
+async fn stop_when_removed(server: &EtcdServer) {
+    server.removed().await;
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    tracing::warn!(error = REMOVED_MESSAGE, "server error");
+    tracing::warn!("data-dir used by this member must be removed");
 }
 
 /// The member's TLS configs: what its client and peer listeners serve,
@@ -287,10 +308,8 @@ async fn serve(
     }
     tokio::spawn(v3rpc::watch::sync_loop(server.clone()));
     tokio::spawn(v3rpc::lease::expiry_loop(server.clone()));
-    let app = v3rpc::routes(server.clone())
-        .await
-        .into_axum_router()
-        .merge(http::router(server.clone()));
+    let grpc = v3rpc::routes(server.clone()).await.into_axum_router();
+    let app = v3rpc::learner_gate(server.clone(), grpc).merge(http::router(server.clone()));
     let mut tasks = tokio::task::JoinSet::new();
     for l in listeners {
         let addr = l.local_addr();

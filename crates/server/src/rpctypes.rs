@@ -69,6 +69,43 @@ pub enum EtcdError {
     /// `ErrGRPCStopped`.
     #[error("etcdserver: server stopped")]
     Stopped,
+    /// `ErrGRPCMemberExist`: the new member's id is taken.
+    #[error("etcdserver: member ID already exist")]
+    MemberExist,
+    /// `ErrGRPCPeerURLExist`: another member has one of the peer URLs.
+    #[error("etcdserver: Peer URLs already exists")]
+    PeerUrlExist,
+    /// `ErrMemberNotEnoughStarted`: the change would leave too few started
+    /// voting members for a quorum. etcd returns it as a plain error, so
+    /// clients see code Unknown.
+    #[error("etcdserver: re-configuration failed due to not enough started members")]
+    MemberNotEnoughStarted,
+    /// `ErrGRPCMemberBadURLs`.
+    #[error("etcdserver: given member URLs are invalid")]
+    MemberBadUrls,
+    /// `ErrGRPCMemberNotFound`: not a member (or removed).
+    #[error("etcdserver: member not found")]
+    MemberNotFound,
+    /// `ErrGRPCMemberNotLearner`: promote of a voting member.
+    #[error("etcdserver: can only promote a learner member")]
+    MemberNotLearner,
+    /// `ErrGRPCLearnerNotReady`: the learner is behind the leader's log.
+    #[error("etcdserver: can only promote a learner member which is in sync with leader")]
+    LearnerNotReady,
+    /// `ErrGRPCTooManyLearners`: etcd allows one learner.
+    #[error("etcdserver: too many learner members in cluster")]
+    TooManyLearners,
+    /// `ErrGRPCUnhealthy`: a voting member is not connected (strict
+    /// reconfiguration check).
+    #[error("etcdserver: unhealthy cluster")]
+    Unhealthy,
+    /// `ErrGRPCNotSupportedForLearner`.
+    #[error("etcdserver: rpc not supported for learner")]
+    NotSupportedForLearner,
+    /// The leader's answer to a request this member forwarded to it
+    /// (MemberPromote), passed on as it came.
+    #[error("{1}")]
+    Forwarded(Code, String),
     /// A failure of this member's storage; the text says what failed.
     #[error("etcdserver: {0}")]
     Internal(String),
@@ -88,6 +125,17 @@ impl EtcdError {
             NotLeader | BadLeaderTransferee => Code::FailedPrecondition,
             TimeoutLeaderTransfer => Code::Unavailable,
             NoLeader | LeaderChanged | Timeout | Stopped => Code::Unavailable,
+            MemberExist
+            | PeerUrlExist
+            | MemberNotLearner
+            | LearnerNotReady
+            | TooManyLearners
+            | NotSupportedForLearner => Code::FailedPrecondition,
+            MemberNotEnoughStarted => Code::Unknown,
+            MemberBadUrls => Code::InvalidArgument,
+            MemberNotFound => Code::NotFound,
+            Unhealthy => Code::Unavailable,
+            Forwarded(code, _) => *code,
             Internal(_) => Code::Internal,
         }
     }

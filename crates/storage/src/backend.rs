@@ -24,6 +24,10 @@ pub const KEY_TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("key")
 pub const META_TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("meta");
 /// `members`: member id (8 bytes big-endian) to the member as JSON.
 pub const MEMBERS_TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("members");
+/// `members_removed`: ids (8 bytes big-endian) of members removed from
+/// the cluster, each to the value `removed`; an id here never comes back.
+pub const MEMBERS_REMOVED_TABLE: TableDefinition<&[u8], &[u8]> =
+    TableDefinition::new("members_removed");
 /// `lease`: lease id (i64 big-endian) to its granted TTL in seconds (i64
 /// big-endian).
 pub const LEASE_TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("lease");
@@ -31,10 +35,11 @@ pub const LEASE_TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("lea
 pub const CLUSTER_TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("cluster");
 
 /// Every table, in the order a snapshot carries them.
-pub const TABLES: [TableDefinition<&[u8], &[u8]>; 5] = [
+pub const TABLES: [TableDefinition<&[u8], &[u8]>; 6] = [
     KEY_TABLE,
     META_TABLE,
     MEMBERS_TABLE,
+    MEMBERS_REMOVED_TABLE,
     CLUSTER_TABLE,
     LEASE_TABLE,
 ];
@@ -103,11 +108,9 @@ impl Backend {
             .set_cache_size(Self::CACHE_BYTES)
             .create(path)?;
         let tx = db.begin_write()?;
-        tx.open_table(KEY_TABLE)?;
-        tx.open_table(META_TABLE)?;
-        tx.open_table(MEMBERS_TABLE)?;
-        tx.open_table(CLUSTER_TABLE)?;
-        tx.open_table(LEASE_TABLE)?;
+        for def in TABLES {
+            tx.open_table(def)?;
+        }
         let in_use = in_use_of(&tx)?;
         tx.commit()?;
         Ok(Backend {

@@ -222,6 +222,18 @@ pub struct Config {
           require_equals = true, default_missing_value = "true", default_value_t = false,
           value_parser = goflags::parse_bool, action = clap::ArgAction::Set)]
     pub experimental_initial_corrupt_check: bool,
+    /// Refuse membership changes that would leave the cluster without a
+    /// quorum of started, connected voting members.
+    #[arg(long, env = "ETCD_STRICT_RECONFIG_CHECK", num_args = 0..=1,
+          require_equals = true, default_missing_value = "true", default_value_t = true,
+          value_parser = goflags::parse_bool, action = clap::ArgAction::Set)]
+    pub strict_reconfig_check: bool,
+    /// Restart from the data dir as a one-member cluster, removing every
+    /// other member (disaster recovery).
+    #[arg(long, env = "ETCD_FORCE_NEW_CLUSTER", num_args = 0..=1,
+          require_equals = true, default_missing_value = "true", default_value_t = false,
+          value_parser = goflags::parse_bool, action = clap::ArgAction::Set)]
+    pub force_new_cluster: bool,
     /// Most concurrent streams on one client HTTP/2 connection.
     #[arg(long, env = "ETCD_MAX_CONCURRENT_STREAMS", default_value_t = u32::MAX)]
     pub max_concurrent_streams: u32,
@@ -323,6 +335,10 @@ pub struct ServerConfig {
     pub max_concurrent_streams: u32,
     /// `--experimental-initial-corrupt-check`.
     pub initial_corrupt_check: bool,
+    /// `--strict-reconfig-check`.
+    pub strict_reconfig_check: bool,
+    /// `--force-new-cluster`.
+    pub force_new_cluster: bool,
 }
 
 /// A configuration that etcd would refuse, with etcd's message.
@@ -581,6 +597,8 @@ impl Config {
             tls_settings,
             max_concurrent_streams: self.max_concurrent_streams,
             initial_corrupt_check: self.experimental_initial_corrupt_check,
+            strict_reconfig_check: self.strict_reconfig_check,
+            force_new_cluster: self.force_new_cluster,
         })
     }
 }

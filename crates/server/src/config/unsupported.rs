@@ -34,7 +34,6 @@ const UNSUPPORTED: &[(&str, &str)] = &[
     ("discovery-proxy", ""),
     ("discovery-srv", ""),
     ("discovery-srv-name", ""),
-    ("strict-reconfig-check", "true"),
     ("pre-vote", "true"),
     ("enable-v2", "false"),
     ("experimental-enable-v2v3", ""),
@@ -81,7 +80,6 @@ const UNSUPPORTED: &[(&str, &str)] = &[
     ("experimental-stop-grpc-service-on-defrag", "false"),
     ("experimental-bootstrap-defrag-threshold-megabytes", "0"),
     ("unsafe-no-fsync", "false"),
-    ("force-new-cluster", "false"),
 ];
 
 /// The unsupported flags as hidden arguments; a boolean one also takes

@@ -7,6 +7,12 @@
 //! Commits skip fsync except every [`Backend::DURABLE_COMMIT_INTERVAL`]:
 //! the WAL already made the entries durable. Waiters are answered only
 //! after the commit, so a client never reads less than it was told.
+//!
+//! A membership change (`ConfChangeV2`) is checked against the members
+//! ([`Membership::validate`]); a valid one is written in the batch's
+//! transaction and sent back to the raft loop for raft's configuration
+//! and the transport; a refused one changes nothing and answers its
+//! waiter with etcd's error.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -18,16 +24,17 @@ use api::etcdserverpb::{
 };
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use prost::Message;
-use raft::prelude::{Entry, EntryType};
-use storage::backend::{CLUSTER_TABLE, LEASE_TABLE, MEMBERS_TABLE};
+use protobuf::Message as _;
+use raft::prelude::{ConfChangeV2, Entry, EntryType};
+use storage::backend::{CLUSTER_TABLE, LEASE_TABLE};
 use storage::mvcc::RangeEnd;
 use storage::snap::Snapshotter;
 use storage::{Backend, KvStore};
 use tokio::sync::watch;
 
 use super::kvops;
-use super::membership::Membership;
-use super::raft::{ApplyItem, RaftStatus};
+use super::membership::{ConfChangeContext, Member, MemberChange, Membership};
+use super::raft::{ApplyItem, MembershipUpdate, RaftStatus};
 use super::wait::Wait;
 use crate::lease::Lessor;
 use crate::rpctypes::EtcdError;
@@ -47,7 +54,10 @@ pub enum Applied {
     LeaseGrant(LeaseGrantResponse),
     /// A LeaseRevoke's response (header to fill).
     LeaseRevoke(LeaseRevokeResponse),
-    /// A request with nothing to answer (membership, cluster version).
+    /// A membership change: the members after it.
+    Members(Vec<Member>),
+    /// A request with nothing to answer (member attributes, cluster
+    /// version).
     Done,
 }
 
@@ -121,6 +131,10 @@ pub struct Applier {
     pub member_id: u64,
     /// What a new leader adds to every lease: one election timeout.
     pub lease_extend: Duration,
+    /// Applied membership changes, to the raft loop.
+    pub membership_tx: crossbeam_channel::Sender<MembershipUpdate>,
+    /// Set once this member applied its own removal.
+    pub removed: Arc<watch::Sender<bool>>,
 }
 
 impl Applier {
@@ -174,6 +188,10 @@ impl Applier {
             }
             if e.get_entry_type() == EntryType::EntryNormal && e.data.is_empty() {
                 self.on_leader_entry(e.term);
+            } else if e.get_entry_type() == EntryType::EntryConfChangeV2 {
+                if let Some(answer) = self.apply_conf_change(&txn, e) {
+                    answers.push(answer);
+                }
             } else if e.get_entry_type() == EntryType::EntryNormal {
                 match InternalRaftRequest::decode(e.data.as_ref()) {
                     Ok(req) => {
@@ -214,6 +232,49 @@ impl Applier {
         }
     }
 
+    /// Applies the membership change in entry `e` if it passes etcd's
+    /// checks; returns its waiter's id and answer.
+    fn apply_conf_change(
+        &self,
+        txn: &storage::mvcc::StoreTxn<'_>,
+        e: &Entry,
+    ) -> Option<(u64, ApplyOutcome)> {
+        let cc = match ConfChangeV2::parse_from_bytes(&e.data) {
+            Ok(cc) => cc,
+            Err(err) => {
+                tracing::error!(index = e.index, error = %err, "failed to unmarshal a configuration change");
+                return None;
+            }
+        };
+        let Some(ctx) = ConfChangeContext::from_conf_change(&cc) else {
+            tracing::error!(
+                index = e.index,
+                "ignored a configuration change without a membership context"
+            );
+            return None;
+        };
+        if let Err(err) = self.membership.validate(&ctx.change) {
+            tracing::warn!(index = e.index, change = ?ctx.change, error = %err, "refused a membership change");
+            return Some((ctx.request_id, Err(err)));
+        }
+        if let Err(err) = self.membership.apply(txn.backend_tx(), &ctx.change) {
+            super::fatal("failed to save a membership change", &err);
+        }
+        log_change(&ctx.change, &self.membership);
+        let removed_self = ctx.change == MemberChange::Remove(self.member_id);
+        let _ = self.membership_tx.send(MembershipUpdate::Changed {
+            cc: Box::new(cc),
+            change: ctx.change,
+        });
+        if removed_self {
+            self.removed.send_replace(true);
+        }
+        Some((
+            ctx.request_id,
+            Ok(Applied::Members(self.membership.members())),
+        ))
+    }
+
     /// A new leader appends an empty entry to its term; when the leader
     /// itself applies it, every earlier entry (grants, checkpoints) is
     /// applied and the lessor starts expiring leases (etcd's
@@ -236,8 +297,18 @@ impl Applier {
         if let Err(e) = self.snapshotter.purge_staged(index) {
             tracing::warn!(error = %e, "failed to remove received snapshots already loaded");
         }
-        match super::load_members(self.store.backend()) {
-            Ok(members) => self.membership.replace(members),
+        match super::membership::load(self.store.backend()) {
+            Ok((members, removed)) => {
+                let peers = members
+                    .iter()
+                    .filter_map(|m| Some((m.id, m.peer_urls.first()?.clone())))
+                    .collect();
+                self.membership.replace(members, &removed);
+                let _ = self.membership_tx.send(MembershipUpdate::Reset(peers));
+                if removed.contains(&self.member_id) {
+                    self.removed.send_replace(true);
+                }
+            }
             Err(e) => super::fatal("failed to load members from the snapshot", &e),
         }
         if let Err(e) = super::load_leases(&self.store, &self.lessor) {
@@ -322,13 +393,7 @@ impl Applier {
                 self.membership
                     .set_attributes(r.member_id, &attrs.name, &attrs.client_urls)
             {
-                let json = serde_json::to_vec(&m).expect("member serialises");
-                let mut t = txn
-                    .backend_tx()
-                    .open_table(MEMBERS_TABLE)
-                    .map_err(internal)?;
-                t.insert(m.id.to_be_bytes().as_slice(), json.as_slice())
-                    .map_err(internal)?;
+                super::membership::save_member(txn.backend_tx(), &m)?;
             }
             return Ok(Applied::Done);
         }
@@ -349,6 +414,32 @@ impl Applier {
         }
         tracing::warn!("ignored a raft request of a kind etcd-rs does not apply yet");
         Ok(Applied::Done)
+    }
+}
+
+/// Logs an applied change as etcd does.
+fn log_change(change: &MemberChange, membership: &Membership) {
+    match change {
+        MemberChange::Add(m) => tracing::info!(
+            added_peer_id = %format!("{:x}", m.id),
+            added_peer_peer_urls = ?m.peer_urls,
+            added_peer_is_learner = m.is_learner,
+            "added member"
+        ),
+        MemberChange::Remove(id) => tracing::info!(
+            removed_remote_peer_id = %format!("{id:x}"),
+            "removed member"
+        ),
+        MemberChange::Update { id, peer_urls } => tracing::info!(
+            updated_remote_peer_id = %format!("{id:x}"),
+            updated_remote_peer_peer_urls = ?peer_urls,
+            "updated member"
+        ),
+        MemberChange::Promote(id) => tracing::info!(
+            promoted_member_id = %format!("{id:x}"),
+            voters = membership.voter_ids().len(),
+            "promote member"
+        ),
     }
 }
 

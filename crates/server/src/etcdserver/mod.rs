@@ -4,16 +4,21 @@
 //! proceed.
 //!
 //! Start-up: open the backend and rebuild the key index; open the WAL (or
-//! create it, with the initial cluster's members, for a new member); load
-//! the raft log into raft-rs's in-memory storage; start the apply thread
-//! and the raft thread. Raft then replays committed entries newer than the
-//! backend's consistent index.
+//! create it, with the initial cluster's members for a new cluster, or the
+//! members a running cluster reported for a joining member); load the raft
+//! log into raft-rs's in-memory storage, with the raft configuration of
+//! the backend's `members` table; start the apply thread and the raft
+//! thread. Raft then replays committed entries newer than the backend's
+//! consistent index. Membership changes are in `reconfig.rs`.
 
 pub mod apply;
 pub mod corrupt;
+pub mod join;
 pub mod kvops;
 pub mod membership;
 pub mod raft;
+mod reconfig;
+mod standalone;
 pub mod wait;
 
 use std::path::Path;
@@ -29,19 +34,20 @@ use api::membershippb::{Attributes, ClusterMemberAttrSetRequest, ClusterVersionS
 use crossbeam_channel::Sender;
 use prost::Message;
 use redb::ReadableTable;
-use storage::backend::{LEASE_TABLE, MEMBERS_TABLE};
+use storage::backend::LEASE_TABLE;
 use storage::snap::Snapshotter;
 use storage::wal::{Metadata, SnapshotRecord, Wal};
 use storage::{Backend, KvStore};
 use tokio::sync::watch;
 
 use self::apply::{Applied, Applier, ApplyOutcome, ClusterVersion};
+use self::join::RemoteCluster;
 use self::membership::{compute_cluster_id, compute_member_id, Member, Membership};
 use self::raft::{RaftLoop, RaftMsg, RaftStatus};
 use self::wait::Wait;
 use crate::config::{ServerConfig, CLUSTER_VERSION};
 use crate::lease::Lessor;
-use crate::rafthttp::{Dialer, Transport};
+use crate::rafthttp::{Dialer, PeerHealth, Transport, TransportConfig};
 use crate::rpctypes::EtcdError;
 
 /// Bound of the channel into the raft loop; senders wait when it is full.
@@ -76,7 +82,15 @@ pub struct EtcdServer {
     pub dialer: Dialer,
     /// Whether the member started on existing data (a WAL was there).
     pub restarted: bool,
+    /// Since when each peer has been reachable.
+    peer_health: Arc<PeerHealth>,
+    /// Becomes true once this member is removed from the cluster (it
+    /// applied its removal, or a peer refused it as removed).
+    removed_rx: watch::Receiver<bool>,
 }
+
+/// What etcd says when a member learns it was removed.
+pub const REMOVED_MESSAGE: &str = "the member has been permanently removed from the cluster";
 
 /// Stops the process after an error the member cannot survive without
 /// breaking a promise (a failed fsync, a half-applied entry), as etcd's
@@ -132,30 +146,6 @@ pub(crate) fn load_leases(store: &KvStore, lessor: &Lessor) -> Result<(), StartE
     Ok(())
 }
 
-pub(crate) fn load_members(backend: &Backend) -> Result<Vec<Member>, StartError> {
-    let rtx = backend.read().map_err(start_err)?;
-    let t = rtx.open_table(MEMBERS_TABLE).map_err(start_err)?;
-    let mut out = Vec::new();
-    for item in t.iter().map_err(start_err)? {
-        let (_, v) = item.map_err(start_err)?;
-        out.push(serde_json::from_slice(v.value()).map_err(start_err)?);
-    }
-    Ok(out)
-}
-
-fn save_members(backend: &Backend, members: &[Member]) -> Result<(), StartError> {
-    let tx = backend.write(true).map_err(start_err)?;
-    {
-        let mut t = tx.open_table(MEMBERS_TABLE).map_err(start_err)?;
-        for m in members {
-            let json = serde_json::to_vec(m).map_err(start_err)?;
-            t.insert(m.id.to_be_bytes().as_slice(), json.as_slice())
-                .map_err(start_err)?;
-        }
-    }
-    backend.commit(tx, true).map_err(start_err)
-}
-
 fn to_raft_entry(e: storage::wal::EntryRecord) -> Entry {
     let mut out = Entry {
         index: e.index,
@@ -174,8 +164,13 @@ fn to_raft_entry(e: storage::wal::EntryRecord) -> Entry {
 
 impl EtcdServer {
     /// Starts the member described by `cfg`, dialing its peers with
-    /// `dialer`.
-    pub fn start(cfg: ServerConfig, dialer: Dialer) -> Result<Arc<EtcdServer>, StartError> {
+    /// `dialer`; `joined` is the cluster a new member joins
+    /// ([`join::cluster_from_peers`]), `None` otherwise.
+    pub fn start(
+        cfg: ServerConfig,
+        dialer: Dialer,
+        joined: Option<RemoteCluster>,
+    ) -> Result<Arc<EtcdServer>, StartError> {
         let snap_dir = cfg.data_dir.join("member").join("snap");
         std::fs::create_dir_all(&snap_dir).map_err(start_err)?;
         crate::v3rpc::maintenance::remove_snapshot_copies(&snap_dir).map_err(start_err)?;
@@ -184,7 +179,7 @@ impl EtcdServer {
 
         let snapshotter = Arc::new(Snapshotter::new(&snap_dir).map_err(start_err)?);
         let restarted = Wal::exists(&cfg.wal_dir);
-        let (wal, contents, members) = if restarted {
+        let (mut wal, mut contents) = if restarted {
             let snapshot = snapshotter
                 .load_newest()
                 .map_err(start_err)?
@@ -202,8 +197,7 @@ impl EtcdServer {
                 })?;
             }
             let (wal, contents) = Wal::open_from(&cfg.wal_dir, snapshot).map_err(start_err)?;
-            let members = load_members(store.backend())?;
-            (wal, contents, members)
+            (wal, contents)
         } else {
             if store.consistent_index() > 0 {
                 return Err(StartError(format!(
@@ -212,15 +206,27 @@ impl EtcdServer {
                     cfg.wal_dir.display()
                 )));
             }
-            if !cfg.new_cluster {
-                return Err(StartError(
-                    "joining an existing cluster (--initial-cluster-state=existing) is not supported yet".into(),
-                ));
+            match joined {
+                Some(remote) => Self::join(&cfg, &store, remote)?,
+                None => Self::bootstrap(&cfg, &store)?,
             }
-            Self::bootstrap(&cfg, &store)?
         };
         let member_id = contents.metadata.member_id;
         let cluster_id = contents.metadata.cluster_id;
+        let (members, removed) = membership::load(store.backend()).map_err(start_err)?;
+        if removed.contains(&member_id) {
+            return Err(StartError(REMOVED_MESSAGE.into()));
+        }
+        let membership = Arc::new(Membership::new(members, &removed));
+        if restarted && cfg.force_new_cluster {
+            standalone::force_new_cluster(
+                &mut wal,
+                &mut contents,
+                &membership,
+                member_id,
+                store.consistent_index(),
+            )?;
+        }
         tracing::info!(
             local_member_id = %format!("{member_id:x}"),
             cluster_id = %format!("{cluster_id:x}"),
@@ -230,10 +236,9 @@ impl EtcdServer {
         );
 
         let mem = MemStorage::new();
-        let conf = ConfState::from((
-            contents.snapshot.voters.clone(),
-            contents.snapshot.learners.clone(),
-        ));
+        // The members table is the membership as of the consistent index,
+        // which is where raft's applied index starts.
+        let conf = ConfState::from(membership.conf_state());
         let snap_index = contents.snapshot.index;
         if snap_index == 0 {
             mem.initialize_with_conf_state(conf);
@@ -273,13 +278,11 @@ impl EtcdServer {
         };
         let logger = slog::Logger::root(slog::Discard, slog::o!());
         let mut raw = ::raft::RawNode::new(&raft_cfg, mem, &logger).map_err(start_err)?;
-        let voters = &contents.snapshot.voters;
-        if voters.as_slice() == [member_id] {
+        if membership.voter_ids() == [member_id] {
             // A single voter needs no election timeout to lead.
             raw.campaign().map_err(start_err)?;
         }
 
-        let membership = Arc::new(Membership::new(members));
         // etcd's minimum lease TTL: 1.5 election timeouts, in whole seconds.
         let min_ttl = (cfg.tick * cfg.election_ticks as u32 * 3 / 2)
             .as_secs_f64()
@@ -307,16 +310,27 @@ impl EtcdServer {
             .filter_map(|m| Some((m.id, m.peer_urls.first()?.clone())))
             .collect();
         let (report_tx, snapshot_reports) = crossbeam_channel::unbounded();
+        let (removed_tx, removed_rx) = watch::channel(false);
+        let removed_tx = Arc::new(removed_tx);
+        let peer_health = Arc::new(PeerHealth::default());
+        let refused = removed_tx.clone();
         let transport = Transport::start(
-            cluster_id,
-            member_id,
+            TransportConfig {
+                cluster_id,
+                from: member_id,
+                store: store.clone(),
+                report: Box::new(move |to, status| {
+                    let _ = report_tx.send((to, status));
+                }),
+                removed: Box::new(move || {
+                    refused.send_replace(true);
+                }),
+                dialer: dialer.clone(),
+                health: peer_health.clone(),
+            },
             peers,
-            store.clone(),
-            Box::new(move |to, status| {
-                let _ = report_tx.send((to, status));
-            }),
-            dialer.clone(),
         );
+        let (membership_tx, membership_rx) = crossbeam_channel::unbounded();
         let durable_index = Arc::new(AtomicU64::new(store.consistent_index()));
 
         let applier = Applier {
@@ -331,6 +345,8 @@ impl EtcdServer {
             raft_status: raft_status.clone(),
             member_id,
             lease_extend: cfg.tick * cfg.election_ticks as u32,
+            membership_tx,
+            removed: removed_tx,
         };
         let raft_loop = RaftLoop {
             raw,
@@ -342,6 +358,7 @@ impl EtcdServer {
             status: raft_status.clone(),
             wait: wait.clone(),
             transport,
+            membership_rx,
             snapshot_reports,
             snapshotter: snapshotter.clone(),
             snapshot_count: cfg.snapshot_count,
@@ -388,6 +405,8 @@ impl EtcdServer {
             snapshotter,
             dialer,
             restarted,
+            peer_health,
+            removed_rx,
         }))
     }
 
@@ -395,7 +414,7 @@ impl EtcdServer {
     fn bootstrap(
         cfg: &ServerConfig,
         store: &KvStore,
-    ) -> Result<(Wal, storage::wal::WalContents, Vec<Member>), StartError> {
+    ) -> Result<(Wal, storage::wal::WalContents), StartError> {
         let members: Vec<Member> = cfg
             .initial_cluster
             .iter()
@@ -410,7 +429,36 @@ impl EtcdServer {
         let ids: Vec<u64> = members.iter().map(|m| m.id).collect();
         let member_id = compute_member_id(&cfg.peer_urls, &cfg.initial_cluster_token);
         let cluster_id = compute_cluster_id(&ids);
-        save_members(store.backend(), &members)?;
+        membership::save_all(store.backend(), &members, &[]).map_err(start_err)?;
+        Self::create_wal(cfg, member_id, cluster_id, ids, Vec::new())
+    }
+
+    /// Creates the WAL and membership of a member joining `remote`.
+    fn join(
+        cfg: &ServerConfig,
+        store: &KvStore,
+        remote: RemoteCluster,
+    ) -> Result<(Wal, storage::wal::WalContents), StartError> {
+        membership::save_all(store.backend(), &remote.members, &remote.removed)
+            .map_err(start_err)?;
+        let (learners, voters): (Vec<&Member>, Vec<&Member>) =
+            remote.members.iter().partition(|m| m.is_learner);
+        Self::create_wal(
+            cfg,
+            remote.member_id,
+            remote.cluster_id,
+            voters.iter().map(|m| m.id).collect(),
+            learners.iter().map(|m| m.id).collect(),
+        )
+    }
+
+    fn create_wal(
+        cfg: &ServerConfig,
+        member_id: u64,
+        cluster_id: u64,
+        voters: Vec<u64>,
+        learners: Vec<u64>,
+    ) -> Result<(Wal, storage::wal::WalContents), StartError> {
         let metadata = Metadata {
             member_id,
             cluster_id,
@@ -418,8 +466,8 @@ impl EtcdServer {
         let snapshot = SnapshotRecord {
             index: 0,
             term: 0,
-            voters: ids,
-            learners: Vec::new(),
+            voters,
+            learners,
         };
         let wal = Wal::create(&cfg.wal_dir, metadata, &snapshot).map_err(start_err)?;
         let contents = storage::wal::WalContents {
@@ -427,7 +475,7 @@ impl EtcdServer {
             snapshot,
             ..Default::default()
         };
-        Ok((wal, contents, members))
+        Ok((wal, contents))
     }
 
     /// The header every response carries; `revision` is the store revision
@@ -490,8 +538,15 @@ impl EtcdServer {
         if data.len() > self.cfg.max_request_bytes {
             return Err(EtcdError::RequestTooLarge);
         }
+        self.propose_and_wait(id, RaftMsg::Propose { id, data })
+            .await
+    }
+
+    /// Registers waiter `id`, sends `msg` (a proposal answering it) to
+    /// raft and waits for the outcome within the request timeout.
+    async fn propose_and_wait(&self, id: u64, msg: RaftMsg) -> Result<Applied, EtcdError> {
         let rx = self.wait.register(id);
-        if let Err(e) = self.send_to_raft(RaftMsg::Propose { id, data }) {
+        if let Err(e) = self.send_to_raft(msg) {
             self.wait.cancel(id);
             return Err(e);
         }

@@ -7,6 +7,11 @@
 //! each `Ready` appends entries and hard state to the WAL with one fsync,
 //! then hands committed entries to the apply stage. Concurrent linearizable
 //! reads share one ReadIndex round.
+//!
+//! Membership changes come back from the apply stage once applied
+//! ([`MembershipUpdate`]): the loop then changes raft's configuration and
+//! the transport's peers, before it tells raft the change's entry is
+//! applied.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use raft::prelude::{Entry, HardState as RaftHardState, Message};
+use raft::prelude::{ConfChangeV2, Entry, HardState as RaftHardState, Message};
 use raft::storage::MemStorage;
 use raft::{ProgressState, RawNode, SnapshotStatus, StateRole, Storage as _};
 use storage::snap::Snapshotter;
@@ -22,6 +27,7 @@ use storage::wal::{EntryRef, HardState, SnapshotRecord, Wal};
 use tokio::sync::{oneshot, watch};
 
 use super::apply::ApplyOutcome;
+use super::membership::MemberChange;
 use super::wait::Wait;
 use crate::rafthttp::Transport;
 use crate::rpctypes::EtcdError;
@@ -43,10 +49,44 @@ pub enum RaftMsg {
     /// Ask for a read index; answered once this member's leader confirmed
     /// its leadership, with the commit index to wait for.
     ReadIndex(oneshot::Sender<u64>),
-    /// Hand leadership to this member (etcd's `TransferLeadership`).
+    /// Propose a membership change whose waiter is `id`.
+    ProposeConfChange {
+        /// The request id its waiter is registered under.
+        id: u64,
+        /// The change.
+        cc: Box<ConfChangeV2>,
+    },
+    /// Hand leadership to this member (etcd's `TransferLeadership`); a
+    /// follower forwards it to its leader.
     TransferLeader(u64),
+    /// Ask how far each member's log matches the leader's; `None` unless
+    /// this member leads.
+    Progress(oneshot::Sender<Option<LeaderProgress>>),
     /// Stop the loop.
     Stop,
+}
+
+/// The leader's view of its followers' logs.
+#[derive(Debug, Default)]
+pub struct LeaderProgress {
+    /// The leader's own match index.
+    pub leader_match: u64,
+    /// Each member's match index, by id.
+    pub matched: HashMap<u64, u64>,
+}
+
+/// A membership change the apply stage applied, for raft's configuration
+/// and the transport.
+pub enum MembershipUpdate {
+    /// One change: `cc` goes to raft, `change` to the transport.
+    Changed {
+        /// The committed configuration change.
+        cc: Box<ConfChangeV2>,
+        /// What it did.
+        change: MemberChange,
+    },
+    /// A snapshot replaced the membership: the peers (id, peer URL) now.
+    Reset(Vec<(u64, String)>),
 }
 
 /// What the raft loop last saw, for Status and response headers.
@@ -83,6 +123,9 @@ pub struct RaftLoop {
     pub snapshot_reports: Receiver<(u64, SnapshotStatus)>,
     /// Sends raft messages to the other members.
     pub transport: Transport,
+    /// Membership changes applied, in order (unbounded: the apply stage
+    /// must never wait on the raft loop, which may wait on it).
+    pub membership_rx: Receiver<MembershipUpdate>,
     /// Where snapshot records are saved.
     pub snapshotter: Arc<Snapshotter>,
     /// Applied entries between snapshots (`--snapshot-count`).
@@ -243,7 +286,20 @@ impl RaftLoop {
                 let _ = self.raw.step(*m);
             }
             RaftMsg::ReadIndex(reply) => reads.pending.push(reply),
+            RaftMsg::ProposeConfChange { id, cc } => {
+                if self.raw.propose_conf_change(Vec::new(), *cc).is_err() {
+                    self.wait.trigger(id, Err(EtcdError::NoLeader));
+                }
+            }
             RaftMsg::TransferLeader(to) => self.raw.transfer_leader(to),
+            RaftMsg::Progress(reply) => {
+                let raft = &self.raw.raft;
+                let progress = (raft.state == StateRole::Leader).then(|| LeaderProgress {
+                    leader_match: raft.prs().get(self.member_id).map_or(0, |p| p.matched),
+                    matched: raft.prs().iter().map(|(id, p)| (*id, p.matched)).collect(),
+                });
+                let _ = reply.send(progress);
+            }
             RaftMsg::Stop => return false,
         }
         true
@@ -259,10 +315,13 @@ impl RaftLoop {
     /// grow with `--snapshot-count` (100,000 entries of 256-byte puts held
     /// about 43 MB); a follower further behind gets a snapshot.
     fn advance_applied(&mut self) -> Result<(), std::io::Error> {
+        // A membership change is sent before its entry counts as applied:
+        // read the index first, then take the changes, so raft's
+        // configuration has every change up to the index.
+        let applied = *self.applied_rx.borrow();
+        self.apply_membership_updates();
         let log = &self.raw.raft.raft_log;
-        let applied = (*self.applied_rx.borrow())
-            .min(log.committed)
-            .min(log.persisted);
+        let applied = applied.min(log.committed).min(log.persisted);
         if applied > log.applied {
             self.raw.advance_apply_to(applied);
         }
@@ -304,6 +363,36 @@ impl RaftLoop {
             "saved snapshot"
         );
         Ok(())
+    }
+
+    /// Gives raft and the transport the membership changes applied since
+    /// the last call.
+    fn apply_membership_updates(&mut self) {
+        for update in self.membership_rx.try_iter() {
+            match update {
+                MembershipUpdate::Changed { cc, change } => {
+                    match self.raw.apply_conf_change(cc.as_ref()) {
+                        Ok(cs) => self.raw.mut_store().wl().set_conf_state(cs),
+                        Err(e) => super::fatal("raft refused an applied configuration change", &e),
+                    }
+                    match change {
+                        MemberChange::Add(m) => {
+                            if let Some(url) = m.peer_urls.first() {
+                                self.transport.add_peer(m.id, url.clone());
+                            }
+                        }
+                        MemberChange::Update { id, peer_urls } => {
+                            if let Some(url) = peer_urls.first() {
+                                self.transport.add_peer(id, url.clone());
+                            }
+                        }
+                        MemberChange::Remove(id) => self.transport.remove_peer(id),
+                        MemberChange::Promote(_) => {}
+                    }
+                }
+                MembershipUpdate::Reset(peers) => self.transport.set_peers(peers),
+            }
+        }
     }
 
     /// Drops in-memory entries more than `catch_up_entries` behind

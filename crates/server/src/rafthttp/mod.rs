@@ -21,4 +21,4 @@ mod transport;
 
 pub use dial::{Dialer, PeerEndpoint};
 pub use service::PeerService;
-pub use transport::Transport;
+pub use transport::{PeerHealth, Transport, TransportConfig, REMOVED_MEMBER};

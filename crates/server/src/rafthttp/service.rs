@@ -1,16 +1,23 @@
-//! Incoming raft messages: the `etcdrspb.Peer` service.
+//! Incoming raft messages: the `etcdrspb.Peer` service, with the two
+//! membership calls a member makes of another: the cluster for a joining
+//! member, and a learner's promotion forwarded to the leader.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use api::etcdrspb::peer_server::Peer;
-use api::etcdrspb::{PeerHashKvRequest, PeerHashKvResponse, RaftAck, RaftBatch, SnapshotChunk};
+use api::etcdrspb::{
+    PeerHashKvRequest, PeerHashKvResponse, PeerMembersRequest, PeerMembersResponse,
+    PeerPromoteRequest, RaftAck, RaftBatch, SnapshotChunk,
+};
 use protobuf::Message as _;
 use raft::prelude::Message;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::etcdserver::EtcdServer;
+use super::transport::REMOVED_MEMBER;
+use crate::etcdserver::join::to_peer_member;
+use crate::etcdserver::{membership, EtcdServer};
 use crate::rpctypes::EtcdError;
 
 /// The Peer service of a member.
@@ -50,8 +57,46 @@ impl Peer for PeerService {
         }))
     }
 
+    /// The cluster as this member knows it.
+    async fn members(
+        &self,
+        _req: Request<PeerMembersRequest>,
+    ) -> Result<Response<PeerMembersResponse>, Status> {
+        let s = &self.server;
+        Ok(Response::new(PeerMembersResponse {
+            cluster_id: s.cluster_id,
+            members: s
+                .membership
+                .members()
+                .into_iter()
+                .map(to_peer_member)
+                .collect(),
+            removed: s.membership.removed(),
+        }))
+    }
+
+    /// Promotes a learner if this member leads (a follower's forwarded
+    /// MemberPromote); errors are etcd's client errors.
+    async fn promote(
+        &self,
+        req: Request<PeerPromoteRequest>,
+    ) -> Result<Response<PeerMembersResponse>, Status> {
+        let req = req.into_inner();
+        let s = &self.server;
+        if req.cluster_id != s.cluster_id {
+            return Err(Status::failed_precondition("request cluster ID mismatch"));
+        }
+        let members = s.promote_member_here(req.member_id).await?;
+        Ok(Response::new(PeerMembersResponse {
+            cluster_id: s.cluster_id,
+            members: members.into_iter().map(to_peer_member).collect(),
+            removed: Vec::new(),
+        }))
+    }
+
     /// Steps every message of the stream into the local raft node. A
-    /// stream from another cluster is refused with etcd's text.
+    /// stream from another cluster is refused with etcd's text, one from
+    /// a removed member with [`REMOVED_MEMBER`].
     async fn raft(&self, req: Request<Streaming<RaftBatch>>) -> Result<Response<RaftAck>, Status> {
         let mut stream = req.into_inner();
         while let Some(batch) = stream.message().await? {
@@ -63,6 +108,13 @@ impl Peer for PeerService {
                     "request cluster ID mismatch"
                 );
                 return Err(Status::failed_precondition("request cluster ID mismatch"));
+            }
+            if self.server.membership.is_removed(batch.from) {
+                tracing::warn!(
+                    remote_peer_id = %format!("{:x}", batch.from),
+                    "rejected a stream from a removed member"
+                );
+                return Err(Status::permission_denied(REMOVED_MEMBER));
             }
             for bytes in &batch.messages {
                 match Message::parse_from_bytes(bytes) {
@@ -86,7 +138,7 @@ impl Peer for PeerService {
             .message()
             .await?
             .ok_or_else(|| Status::invalid_argument("empty snapshot stream"))?;
-        let msg = Message::parse_from_bytes(&first.message)
+        let mut msg = Message::parse_from_bytes(&first.message)
             .map_err(|e| Status::invalid_argument(format!("bad snapshot message: {e}")))?;
         let meta = msg.get_snapshot().get_metadata();
         let (index, term) = (meta.index, meta.term);
@@ -104,8 +156,16 @@ impl Peer for PeerService {
         static SEQ: AtomicU64 = AtomicU64::new(0);
         let tmp = path.with_extension(format!("db.{}.tmp", SEQ.fetch_add(1, Ordering::Relaxed)));
         let received = receive(&tmp, first, &mut stream).await;
+        // The backend's members are the membership at its index: raft's
+        // configuration in the snapshot is made to say the same.
         let checked = received.and_then(|()| {
             let b = storage::Backend::open(&tmp).map_err(|e| e.to_string())?;
+            let (members, _) = membership::load(&b).map_err(|e| e.to_string())?;
+            let m = membership::Membership::new(members, &[]);
+            let (voters, learners) = m.conf_state();
+            let conf = msg.mut_snapshot().mut_metadata().mut_conf_state();
+            conf.voters = voters;
+            conf.learners = learners;
             match storage::mvcc::consistent_index_of(&b) {
                 Ok(got) if got == (index, term) => Ok(()),
                 Ok(got) => Err(format!(

@@ -1,8 +1,12 @@
 //! Outgoing raft messages: one queue and one streaming task per peer.
+//! Peers come and go with membership changes ([`Transport::add_peer`],
+//! [`Transport::remove_peer`], [`Transport::set_peers`]); how long each
+//! has been reachable is kept in [`PeerHealth`] for the strict
+//! reconfiguration checks.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use api::etcdrspb::peer_client::PeerClient;
 use api::etcdrspb::{RaftBatch, SnapshotChunk, TableEntry};
@@ -23,9 +27,37 @@ const BATCH_BYTES: usize = 4 * 1024 * 1024;
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// Bytes of backend entries per snapshot chunk.
 const CHUNK_BYTES: usize = 1024 * 1024;
+/// What a member answers (PermissionDenied) to a stream from a member
+/// removed from the cluster (etcd answers HTTP 410 "removed member").
+pub const REMOVED_MEMBER: &str = "removed member";
 
 /// What a sender task tells the raft loop: how sending a snapshot ended.
 pub type SnapshotReport = Box<dyn Fn(u64, SnapshotStatus) + Send + Sync>;
+
+/// What a sender task calls when a peer refuses this member as removed
+/// from the cluster.
+pub type RemovedReport = Box<dyn Fn() + Send + Sync>;
+
+/// Since when each peer has been reachable (etcd's `ActiveSince`): set
+/// when a connection to it is established, cleared when it is lost.
+#[derive(Default)]
+pub struct PeerHealth(Mutex<HashMap<u64, Instant>>);
+
+impl PeerHealth {
+    /// Since when `id` has been connected, if it is.
+    pub fn active_since(&self, id: u64) -> Option<Instant> {
+        self.0.lock().expect("peer health lock").get(&id).copied()
+    }
+
+    fn set(&self, id: u64, active: bool) {
+        let mut m = self.0.lock().expect("peer health lock");
+        if active {
+            m.entry(id).or_insert_with(Instant::now);
+        } else {
+            m.remove(&id);
+        }
+    }
+}
 
 /// What every sender task shares.
 struct Shared {
@@ -33,53 +65,114 @@ struct Shared {
     from: u64,
     store: Arc<KvStore>,
     report: SnapshotReport,
+    removed: RemovedReport,
     dialer: Dialer,
+    health: Arc<PeerHealth>,
+    runtime: tokio::runtime::Handle,
+}
+
+/// One peer's queue and the URL its task sends to.
+struct PeerQueue {
+    url: String,
+    tx: mpsc::Sender<Message>,
 }
 
 /// The raft loop's senders to its peers.
 pub struct Transport {
-    peers: HashMap<u64, mpsc::Sender<Message>>,
+    peers: HashMap<u64, PeerQueue>,
     shared: Arc<Shared>,
 }
 
+/// How a [`Transport`] reaches its peers and whom it tells what.
+pub struct TransportConfig {
+    /// The cluster id sent with every batch.
+    pub cluster_id: u64,
+    /// This member's id.
+    pub from: u64,
+    /// The backend snapshots carry.
+    pub store: Arc<KvStore>,
+    /// Learns how each snapshot send ended.
+    pub report: SnapshotReport,
+    /// Called when a peer says this member was removed.
+    pub removed: RemovedReport,
+    /// Connects (with TLS for `https://` peers).
+    pub dialer: Dialer,
+    /// Where reachability is recorded.
+    pub health: Arc<PeerHealth>,
+}
+
 impl Transport {
-    /// Starts a sender task for each peer (`id`, first peer URL) on the
-    /// current tokio runtime. `cluster_id` and `from` go with every batch;
-    /// snapshots carry `store`'s backend, and `report` learns how each
-    /// snapshot send ended; `dialer` connects (with TLS for `https://`
-    /// peers).
-    pub fn start(
-        cluster_id: u64,
-        from: u64,
-        peers: Vec<(u64, String)>,
-        store: Arc<KvStore>,
-        report: SnapshotReport,
-        dialer: Dialer,
-    ) -> Transport {
+    /// A transport with a sender task for each of `peers` (`id`, first
+    /// peer URL), on the current tokio runtime (tasks of peers added
+    /// later go there too).
+    pub fn start(cfg: TransportConfig, peers: Vec<(u64, String)>) -> Transport {
         let shared = Arc::new(Shared {
-            cluster_id,
-            from,
-            store,
-            report,
-            dialer,
+            cluster_id: cfg.cluster_id,
+            from: cfg.from,
+            store: cfg.store,
+            report: cfg.report,
+            removed: cfg.removed,
+            dialer: cfg.dialer,
+            health: cfg.health,
+            runtime: tokio::runtime::Handle::current(),
         });
-        let peers = peers
-            .into_iter()
-            .map(|(id, url)| {
-                let (tx, rx) = mpsc::channel(QUEUE);
-                tokio::spawn(send_loop(shared.clone(), id, url, rx));
-                (id, tx)
-            })
+        let mut t = Transport {
+            peers: HashMap::new(),
+            shared,
+        };
+        for (id, url) in peers {
+            t.add_peer(id, url);
+        }
+        t
+    }
+
+    /// Starts sending to member `id` at `url` (etcd's `AddPeer`); a peer
+    /// already known at another URL is moved there (`UpdatePeer`).
+    pub fn add_peer(&mut self, id: u64, url: String) {
+        if id == self.shared.from || self.peers.get(&id).is_some_and(|p| p.url == url) {
+            return;
+        }
+        self.remove_peer(id);
+        let (tx, rx) = mpsc::channel(QUEUE);
+        tracing::info!(remote_peer_id = %format!("{id:x}"), remote_peer_urls = %url, "added remote peer");
+        self.shared
+            .runtime
+            .spawn(send_loop(self.shared.clone(), id, url.clone(), rx));
+        self.peers.insert(id, PeerQueue { url, tx });
+    }
+
+    /// Stops sending to member `id` (etcd's `RemovePeer`); its task ends
+    /// when its queue is dropped.
+    pub fn remove_peer(&mut self, id: u64) {
+        if self.peers.remove(&id).is_some() {
+            self.shared.health.set(id, false);
+            tracing::info!(remote_peer_id = %format!("{id:x}"), "removed remote peer");
+        }
+    }
+
+    /// Makes the peers exactly `peers` (after a snapshot replaced the
+    /// membership).
+    pub fn set_peers(&mut self, peers: Vec<(u64, String)>) {
+        let gone: Vec<u64> = self
+            .peers
+            .keys()
+            .filter(|id| !peers.iter().any(|(p, _)| p == *id))
+            .copied()
             .collect();
-        Transport { peers, shared }
+        for id in gone {
+            self.remove_peer(id);
+        }
+        for (id, url) in peers {
+            self.add_peer(id, url);
+        }
     }
 
     /// Queues `msgs` for their peers; never blocks. Messages to unknown
     /// members, or beyond a full queue, are dropped.
     pub fn send(&self, msgs: Vec<Message>) {
         for m in msgs {
-            if let Some(tx) = self.peers.get(&m.to) {
-                if let Err(e) = tx.try_send(m) {
+            if let Some(p) = self.peers.get(&m.to) {
+                if let Err(e) = p.tx.try_send(m) {
                     report_if_snapshot(&self.shared, &e.into_inner());
                 }
             }
@@ -115,6 +208,7 @@ async fn send_loop(shared: Arc<Shared>, to: u64, url: String, mut rx: mpsc::Rece
         let channel = match shared.dialer.connect(&endpoint).await {
             Ok(c) => c,
             Err(e) => {
+                shared.health.set(to, false);
                 tracing::debug!(peer = %format!("{to:x}"), error = %e, "peer unreachable");
                 // Messages queued meanwhile are stale; raft sends new ones.
                 while let Ok(m) = rx.try_recv() {
@@ -129,6 +223,7 @@ async fn send_loop(shared: Arc<Shared>, to: u64, url: String, mut rx: mpsc::Rece
             }
         };
         backoff = Duration::from_millis(50);
+        shared.health.set(to, true);
         tracing::info!(remote_peer_id = %format!("{to:x}"), "established a stream to the remote peer");
         let (conn_tx, conn_rx) = mpsc::channel::<RaftBatch>(16);
         let mut client = PeerClient::new(channel)
@@ -179,7 +274,17 @@ async fn send_loop(shared: Arc<Shared>, to: u64, url: String, mut rx: mpsc::Rece
                 break;
             }
         }
+        shared.health.set(to, false);
         if let Ok(Err(status)) = call.await {
+            if status.code() == tonic::Code::PermissionDenied && status.message() == REMOVED_MEMBER
+            {
+                tracing::error!(
+                    remote_peer_id = %format!("{to:x}"),
+                    "the remote peer refuses this member: it was removed from the cluster"
+                );
+                (shared.removed)();
+                return;
+            }
             if status.code() == tonic::Code::FailedPrecondition {
                 tracing::error!(
                     remote_peer_id = %format!("{to:x}"),

@@ -1,16 +1,18 @@
-//! The Cluster service (etcd `etcdserverpb.Cluster`): the member list.
-//! Membership changes answer `Unimplemented` until they exist.
+//! The Cluster service (etcd `etcdserverpb.Cluster`): the member list and
+//! membership changes. Responses carry a header without a revision, as
+//! etcd's do.
 
 use std::sync::Arc;
 
 use api::etcdserverpb::cluster_server::Cluster;
 use api::etcdserverpb::{
-    Member, MemberAddRequest, MemberAddResponse, MemberListRequest, MemberListResponse,
+    Member as PbMember, MemberAddRequest, MemberAddResponse, MemberListRequest, MemberListResponse,
     MemberPromoteRequest, MemberPromoteResponse, MemberRemoveRequest, MemberRemoveResponse,
     MemberUpdateRequest, MemberUpdateResponse,
 };
 use tonic::{Request, Response, Status};
 
+use crate::etcdserver::membership::Member;
 use crate::etcdserver::EtcdServer;
 
 /// The Cluster service on a member.
@@ -23,33 +25,68 @@ impl ClusterService {
     pub fn new(server: Arc<EtcdServer>) -> Self {
         ClusterService { server }
     }
+}
 
-    fn not_yet(&self, what: &str) -> Status {
-        Status::unimplemented(format!("etcd-rs: Cluster.{what} is not implemented yet"))
+fn to_pb(m: Member) -> PbMember {
+    PbMember {
+        id: m.id,
+        name: m.name,
+        peer_ur_ls: m.peer_urls,
+        client_ur_ls: m.client_urls,
+        is_learner: m.is_learner,
     }
+}
+
+fn to_pb_all(members: Vec<Member>) -> Vec<PbMember> {
+    members.into_iter().map(to_pb).collect()
 }
 
 #[tonic::async_trait]
 impl Cluster for ClusterService {
     async fn member_add(
         &self,
-        _req: Request<MemberAddRequest>,
+        req: Request<MemberAddRequest>,
     ) -> Result<Response<MemberAddResponse>, Status> {
-        Err(self.not_yet("MemberAdd"))
+        let req = req.into_inner();
+        let s = &self.server;
+        let (added, members) = s.add_member(req.peer_ur_ls, req.is_learner).await?;
+        // etcd answers with the new member's id, peer URLs and role only.
+        let member = PbMember {
+            id: added.id,
+            peer_ur_ls: added.peer_urls,
+            is_learner: added.is_learner,
+            ..Default::default()
+        };
+        Ok(Response::new(MemberAddResponse {
+            header: Some(s.header(0)),
+            member: Some(member),
+            members: to_pb_all(members),
+        }))
     }
 
     async fn member_remove(
         &self,
-        _req: Request<MemberRemoveRequest>,
+        req: Request<MemberRemoveRequest>,
     ) -> Result<Response<MemberRemoveResponse>, Status> {
-        Err(self.not_yet("MemberRemove"))
+        let s = &self.server;
+        let members = s.remove_member(req.get_ref().id).await?;
+        Ok(Response::new(MemberRemoveResponse {
+            header: Some(s.header(0)),
+            members: to_pb_all(members),
+        }))
     }
 
     async fn member_update(
         &self,
-        _req: Request<MemberUpdateRequest>,
+        req: Request<MemberUpdateRequest>,
     ) -> Result<Response<MemberUpdateResponse>, Status> {
-        Err(self.not_yet("MemberUpdate"))
+        let req = req.into_inner();
+        let s = &self.server;
+        let members = s.update_member(req.id, req.peer_ur_ls).await?;
+        Ok(Response::new(MemberUpdateResponse {
+            header: Some(s.header(0)),
+            members: to_pb_all(members),
+        }))
     }
 
     /// Lists the members; a `linearizable` request first waits for a
@@ -62,29 +99,21 @@ impl Cluster for ClusterService {
         if req.get_ref().linearizable {
             s.linearizable_read().await?;
         }
-        let members = s
-            .membership
-            .members()
-            .into_iter()
-            .map(|m| Member {
-                id: m.id,
-                name: m.name,
-                peer_ur_ls: m.peer_urls,
-                client_ur_ls: m.client_urls,
-                is_learner: m.is_learner,
-            })
-            .collect();
-        // etcd leaves the revision out of the Cluster service's headers.
         Ok(Response::new(MemberListResponse {
             header: Some(s.header(0)),
-            members,
+            members: to_pb_all(s.membership.members()),
         }))
     }
 
     async fn member_promote(
         &self,
-        _req: Request<MemberPromoteRequest>,
+        req: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
-        Err(self.not_yet("MemberPromote"))
+        let s = &self.server;
+        let members = s.promote_member(req.get_ref().id).await?;
+        Ok(Response::new(MemberPromoteResponse {
+            header: Some(s.header(0)),
+            members: to_pb_all(members),
+        }))
     }
 }

@@ -15,6 +15,7 @@ use tonic::{Request, Response, Status};
 use super::validate;
 use crate::etcdserver::apply::Applied;
 use crate::etcdserver::{kvops, EtcdServer};
+use crate::rpctypes::EtcdError;
 
 /// The KV service on a member.
 pub struct KvService {
@@ -38,6 +39,11 @@ impl Kv for KvService {
         let r = req.into_inner();
         validate::range(&r)?;
         if !r.serializable {
+            // A learner serves serializable reads only (etcd's
+            // isRPCSupportedForLearner); `learner_gate` lets Range through.
+            if self.server.is_learner() {
+                return Err(EtcdError::NotSupportedForLearner.into());
+            }
             self.server.linearizable_read().await?;
         }
         let mut resp = kvops::range(&*self.server.store, &r)?;

@@ -108,7 +108,7 @@ impl Maintenance for MaintenanceService {
             raft_applied_index: s.applied_index(),
             errors,
             db_size_in_use: backend.size_in_use_bytes() as i64,
-            is_learner: false,
+            is_learner: s.is_learner(),
         }))
     }
 

@@ -75,6 +75,36 @@ async fn write<T: WithHeader>(
 /// over the limit gets etcd's "request is too large" (etcd: 512 KiB).
 pub(crate) const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
+/// What a learner serves (etcd's `isRPCSupportedForLearner` and its
+/// stream interceptor): Status, Snapshot and Range, which itself refuses
+/// all but serializable reads.
+const LEARNER_SERVES: &[&str] = &[
+    "/etcdserverpb.Maintenance/Status",
+    "/etcdserverpb.Maintenance/Snapshot",
+    "/etcdserverpb.KV/Range",
+];
+
+/// Refuses every etcd RPC but [`LEARNER_SERVES`] while `server` is a
+/// learner, with `etcdserver: rpc not supported for learner`.
+pub fn learner_gate(server: Arc<EtcdServer>, router: axum::Router) -> axum::Router {
+    router.layer(axum::middleware::from_fn(
+        move |req: axum::extract::Request, next: axum::middleware::Next| {
+            let server = server.clone();
+            async move {
+                let path = req.uri().path();
+                let etcd_rpc = ["/etcdserverpb.", "/v3lockpb.", "/v3electionpb."]
+                    .iter()
+                    .any(|p| path.starts_with(p));
+                if etcd_rpc && !LEARNER_SERVES.contains(&path) && server.is_learner() {
+                    return Status::from(EtcdError::NotSupportedForLearner)
+                        .into_http::<axum::body::Body>();
+                }
+                next.run(req).await
+            }
+        },
+    ))
+}
+
 /// The gRPC routes of a member, health service included.
 pub async fn routes(server: Arc<EtcdServer>) -> Routes {
     let max_recv = server.cfg.max_request_bytes + GRPC_OVERHEAD_BYTES;
