@@ -158,6 +158,10 @@ impl ClusterBuilder {
                     return TestCluster {
                         members,
                         etcdctl_flags: self.tls.etcdctl_flags.clone(),
+                        bin,
+                        flags: self.flags.clone(),
+                        tls: self.tls.clone(),
+                        token,
                     }
                 }
                 Some((_, _, true, _)) if attempt < START_ATTEMPTS => continue,
@@ -177,6 +181,12 @@ pub struct TestCluster {
     members: Vec<Member>,
     /// Global flags of the harness's own etcdctl calls (TLS).
     etcdctl_flags: Vec<String>,
+    /// What members added later run: the binary, extra flags, TLS URLs
+    /// and the cluster token.
+    bin: PathBuf,
+    flags: Vec<String>,
+    tls: TlsUrls,
+    token: String,
 }
 
 impl TestCluster {
@@ -211,6 +221,46 @@ impl TestCluster {
 
     pub fn member_mut(&mut self, i: usize) -> &mut Member {
         &mut self.members[i]
+    }
+
+    /// Two ports (client, peer) that were free a moment ago, for a member
+    /// to be added with `member add` and started with [`TestCluster::join`].
+    pub fn reserve_ports() -> (u16, u16) {
+        let p = free_ports(2);
+        (p[0], p[1])
+    }
+
+    /// The peer URL a member on `peer_port` has.
+    pub fn peer_url_on(&self, peer_port: u16) -> String {
+        format!("{}://127.0.0.1:{peer_port}", scheme(self.tls.peer))
+    }
+
+    /// Starts member `name` on `ports` (client, peer) with a fresh data dir,
+    /// joining this cluster as `member add` told (`--initial-cluster` as in
+    /// its `ETCD_INITIAL_CLUSTER`, `--initial-cluster-state existing`), with
+    /// the cluster's binary and flags; waits until it is healthy and
+    /// returns its index. Panics with its log if it does not start.
+    pub async fn join(&mut self, name: &str, ports: (u16, u16), initial_cluster: &str) -> usize {
+        let mut m = Member::new(
+            &self.bin,
+            name,
+            ports,
+            initial_cluster,
+            &self.token,
+            &self.flags,
+            &self.tls,
+        );
+        m.set_flag("--initial-cluster-state", "existing");
+        m.spawn();
+        if let Err(why) = m.wait_ready(Instant::now() + READY_LIMIT).await {
+            m.log_reported = true;
+            panic!(
+                "joining member {name} did not start: {why}\n--- last lines of its log ---\n{}",
+                m.log_tail()
+            );
+        }
+        self.members.push(m);
+        self.members.len() - 1
     }
 
     /// Member 0's client URL, `http://127.0.0.1:PORT`.
@@ -445,6 +495,52 @@ impl Member {
         let dir = self.data_dir();
         if dir.exists() {
             std::fs::remove_dir_all(&dir).expect("removing the data dir failed");
+        }
+    }
+
+    /// Sets flag `name` (given as `--name value`) to `value` for the
+    /// next start.
+    pub fn set_flag(&mut self, name: &str, value: &str) {
+        match self.args.iter().position(|a| a == name) {
+            Some(i) => self.args[i + 1] = value.to_string(),
+            None => self.args.extend([name.to_string(), value.to_string()]),
+        }
+    }
+
+    /// Adds a bare argument (e.g. a boolean flag) for the next start.
+    pub fn push_arg(&mut self, arg: &str) {
+        self.args.push(arg.to_string());
+    }
+
+    /// Moves a stopped member to another peer port (after `member
+    /// update`): its listen and advertised peer URLs change for the next
+    /// start.
+    pub fn move_peer_port(&mut self, port: u16) {
+        assert!(
+            self.child.is_none(),
+            "move_peer_port: {} is running",
+            self.name
+        );
+        self.peer_port = port;
+        let url = self.peer_url();
+        self.set_flag("--listen-peer-urls", &url);
+        self.set_flag("--initial-advertise-peer-urls", &url);
+    }
+
+    /// Waits (bounded by `limit`) for the process to exit by itself;
+    /// returns its status, or `None` if it is still running.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let child = self.child.as_mut()?;
+            if let Some(status) = child.try_wait().expect("polling the member failed") {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(PROBE_EVERY);
         }
     }
 

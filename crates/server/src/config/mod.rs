@@ -506,8 +506,13 @@ impl Config {
                 )))
             }
         };
+        // As etcd's verifyLocalMember, only when bootstrapping or joining:
+        // a restarted member has its membership in its data (and may have
+        // moved to new peer URLs with `member update`).
         let me = initial_cluster.iter().find(|m| m.name == self.name);
+        let bootstrapping = !storage::wal::Wal::exists(&wal_dir);
         match me {
+            _ if !bootstrapping => {}
             None => {
                 return Err(ConfigError(format!(
                     "couldn't find local name {:?} in the initial cluster configuration",

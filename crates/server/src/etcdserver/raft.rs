@@ -281,12 +281,21 @@ impl RaftLoop {
                 }
             }
             RaftMsg::Step(m) => {
+                if m.get_msg_type() == raft::prelude::MessageType::MsgPropose {
+                    // A follower's forwarded proposal may be a membership
+                    // change: see ProposeConfChange.
+                    self.sync_applied();
+                }
                 // Messages from members that are not (or no longer) in the
                 // configuration are refused by raft; nothing to do.
                 let _ = self.raw.step(*m);
             }
             RaftMsg::ReadIndex(reply) => reads.pending.push(reply),
             RaftMsg::ProposeConfChange { id, cc } => {
+                // Raft ignores a change while the last one is not applied:
+                // take in how far the apply stage got first (the change
+                // before this one was answered once applied).
+                self.sync_applied();
                 if self.raw.propose_conf_change(Vec::new(), *cc).is_err() {
                     self.wait.trigger(id, Err(EtcdError::NoLeader));
                 }
@@ -315,16 +324,7 @@ impl RaftLoop {
     /// grow with `--snapshot-count` (100,000 entries of 256-byte puts held
     /// about 43 MB); a follower further behind gets a snapshot.
     fn advance_applied(&mut self) -> Result<(), std::io::Error> {
-        // A membership change is sent before its entry counts as applied:
-        // read the index first, then take the changes, so raft's
-        // configuration has every change up to the index.
-        let applied = *self.applied_rx.borrow();
-        self.apply_membership_updates();
-        let log = &self.raw.raft.raft_log;
-        let applied = applied.min(log.committed).min(log.persisted);
-        if applied > log.applied {
-            self.raw.advance_apply_to(applied);
-        }
+        let applied = self.sync_applied();
         let durable = self.durable_index.load(Ordering::Acquire).min(applied);
         self.trim_log(durable);
         if durable < self.last_snapshot + self.snapshot_count {
@@ -363,6 +363,22 @@ impl RaftLoop {
             "saved snapshot"
         );
         Ok(())
+    }
+
+    /// Tells raft how far the apply stage got, after the membership
+    /// changes up to there; returns that index.
+    fn sync_applied(&mut self) -> u64 {
+        // A membership change is sent before its entry counts as applied:
+        // read the index first, then take the changes, so raft's
+        // configuration has every change up to the index.
+        let applied = *self.applied_rx.borrow();
+        self.apply_membership_updates();
+        let log = &self.raw.raft.raft_log;
+        let applied = applied.min(log.committed).min(log.persisted);
+        if applied > log.applied {
+            self.raw.advance_apply_to(applied);
+        }
+        applied
     }
 
     /// Gives raft and the transport the membership changes applied since
