@@ -241,6 +241,22 @@ impl TestCluster {
     /// the cluster's binary and flags; waits until it is healthy and
     /// returns its index. Panics with its log if it does not start.
     pub async fn join(&mut self, name: &str, ports: (u16, u16), initial_cluster: &str) -> usize {
+        let mut m = self.spawn_joining(name, ports, initial_cluster);
+        if let Err(why) = m.wait_ready(Instant::now() + READY_LIMIT).await {
+            m.log_reported = true;
+            panic!(
+                "joining member {name} did not start: {why}\n--- last lines of its log ---\n{}",
+                m.log_tail()
+            );
+        }
+        self.members.push(m);
+        self.members.len() - 1
+    }
+
+    /// Starts member `name` as [`TestCluster::join`] does, without waiting
+    /// and without making it one of the cluster's members (for a join
+    /// that must fail).
+    pub fn spawn_joining(&self, name: &str, ports: (u16, u16), initial_cluster: &str) -> Member {
         let mut m = Member::new(
             &self.bin,
             name,
@@ -252,15 +268,7 @@ impl TestCluster {
         );
         m.set_flag("--initial-cluster-state", "existing");
         m.spawn();
-        if let Err(why) = m.wait_ready(Instant::now() + READY_LIMIT).await {
-            m.log_reported = true;
-            panic!(
-                "joining member {name} did not start: {why}\n--- last lines of its log ---\n{}",
-                m.log_tail()
-            );
-        }
-        self.members.push(m);
-        self.members.len() - 1
+        m
     }
 
     /// Member 0's client URL, `http://127.0.0.1:PORT`.

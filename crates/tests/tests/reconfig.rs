@@ -29,11 +29,12 @@ fn member_count(c: &TestCluster) -> usize {
     list["members"].as_array().map_or(0, Vec::len)
 }
 
-/// Runs `args` until it stops failing with `transient` (bounded, 30 s).
-fn retry_while(c: &TestCluster, args: &[&str], transient: &str) -> Output {
+/// Runs `args` on member `via` until it stops failing with `transient`
+/// (bounded, 30 s).
+fn retry_while(c: &TestCluster, via: usize, args: &[&str], transient: &str) -> Output {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let out = c.etcdctl(args);
+        let out = c.etcdctl_on(via, args);
         if out.code == 0 || !out.stderr.contains(transient) || Instant::now() > deadline {
             return out;
         }
@@ -50,7 +51,7 @@ fn add(c: &TestCluster, name: &str, url: &str, learner: bool) -> String {
     if learner {
         args.push("--learner");
     }
-    let out = retry_while(c, &args, "etcdserver: unhealthy cluster");
+    let out = retry_while(c, 0, &args, "etcdserver: unhealthy cluster");
     out.expect_success();
     out.stdout
         .lines()
@@ -60,11 +61,13 @@ fn add(c: &TestCluster, name: &str, url: &str, learner: bool) -> String {
         .to_string()
 }
 
-/// Promotes learner `id` once it is in sync, as the guide says to retry.
-fn promote(c: &TestCluster, id: u64) {
+/// Promotes learner `id` through member `via` once it is in sync, as the
+/// guide says to retry.
+fn promote(c: &TestCluster, via: usize, id: u64) {
     let hex = format!("{id:x}");
     retry_while(
         c,
+        via,
         &["member", "promote", &hex],
         "which is in sync with leader",
     )
@@ -157,7 +160,16 @@ async fn grow_from_one_to_three_with_learners_under_load() {
                 .expect_error("etcdserver: rpc not supported for learner");
             c.etcdctl_on(i, &["get", "x", "--consistency=s"])
                 .expect_success();
-            promote(&c, id);
+            // The second promotion goes through a follower, which asks
+            // its leader (only the leader knows the learner's progress).
+            let voters: Vec<usize> = (0..i).collect();
+            let (leader, _) = c.wait_for_leader(&voters);
+            let via = voters
+                .iter()
+                .copied()
+                .find(|v| *v != leader)
+                .unwrap_or(leader);
+            promote(&c, via, id);
             let list = c.etcdctl(&["member", "list", "-w", "json"]).json();
             assert!(
                 list["members"]
@@ -185,18 +197,27 @@ async fn grow_from_one_to_three_with_learners_under_load() {
 #[tokio::test]
 async fn replace_a_failed_member() {
     within(LIMIT, async {
-        let mut c = TestCluster::start(3).await;
-        for i in 0..20 {
+        // A short in-memory log: the new member catches up by snapshot.
+        let mut c =
+            TestCluster::start_with_flags(3, &["--experimental-snapshot-catchup-entries=5"]).await;
+        for i in 0..50 {
             c.etcdctl(&["put", &format!("load/{i:06}"), "v"])
                 .expect_success();
         }
         let failed = c.member(2).peer_url();
         let id = id_of(&c, &failed).unwrap();
         c.member_mut(2).kill9();
+        // A voter cannot be added while one is down.
+        let ports = TestCluster::reserve_ports();
+        let url = c.peer_url_on(ports.1);
+        c.etcdctl(&["member", "add", "m3", &format!("--peer-urls={url}")])
+            .expect_error("etcdserver: unhealthy cluster");
+        assert_eq!(member_count(&c), 3);
         // A just-started cluster's links are younger than etcd's 5 s
         // health interval: "unhealthy cluster" until then.
         retry_while(
             &c,
+            0,
             &["member", "remove", &format!("{id:x}")],
             "etcdserver: unhealthy cluster",
         )
@@ -204,16 +225,28 @@ async fn replace_a_failed_member() {
             "Member {id:>16x} removed from cluster {}\n",
             cluster_id(&c)
         ));
-        let ports = TestCluster::reserve_ports();
-        let url = c.peer_url_on(ports.1);
         let initial = add(&c, "m3", &url, false);
         let i = c.join("m3", ports, &initial).await;
         c.etcdctl_on(i, &["put", "load/after", "v"])
             .expect_success();
         assert_eq!(member_count(&c), 3);
-        assert_eq!(load_keys(&c, i).len(), 21);
+        assert_eq!(load_keys(&c, i).len(), 51);
         c.etcdctl_on(i, &["endpoint", "health"]).expect_success();
         same_hashkv(&c, &[0, 1, i]);
+        let log = std::fs::read_to_string(c.member(i).log_path()).unwrap();
+        assert!(
+            log.contains("restored the backend from the leader's snapshot"),
+            "the new member did not catch up by snapshot"
+        );
+        // The failed member, restarted on its data (its removal never
+        // reached it), is refused by its peers and stops by itself.
+        c.member_mut(2).start_again();
+        let status = c.member_mut(2).wait_exit(Duration::from_secs(20));
+        assert!(status.is_some(), "the removed member keeps running");
+        let log = std::fs::read_to_string(c.member(2).log_path()).unwrap();
+        assert!(log.contains("the member has been permanently removed from the cluster"));
+        assert_eq!(member_count(&c), 3);
+        c.etcdctl_on(i, &["put", "load/last", "v"]).expect_success();
     })
     .await;
 }
@@ -271,6 +304,24 @@ async fn removed_leader_hands_over_stops_and_never_rejoins() {
         let list =
             etcd_rs_tests::etcdctl(&[c.member(others[0]).endpoint()], &["member", "list"], None);
         assert_eq!(list.stdout.lines().count(), 2, "{list}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_join_that_does_not_match_the_cluster_is_refused() {
+    within(LIMIT, async {
+        let c = TestCluster::start(1).await;
+        let ports = TestCluster::reserve_ports();
+        let url = c.peer_url_on(ports.1);
+        // The cluster has one member; the flags say two, but it was never added.
+        let initial = format!("m0={},j={url}", c.member(0).peer_url());
+        let mut m = c.spawn_joining("j", ports, &initial);
+        let status = m.wait_exit(Duration::from_secs(20));
+        assert!(status.is_some_and(|s| !s.success()), "the join went on");
+        let log = std::fs::read_to_string(m.log_path()).unwrap();
+        assert!(log.contains("member count is unequal"), "{}", m.log_tail());
+        assert_eq!(member_count(&c), 1);
     })
     .await;
 }
@@ -412,7 +463,8 @@ async fn refusals(bin: std::path::PathBuf) -> Vec<(String, String, i32, usize)> 
             .filter(|l| l.starts_with("Member") || l.starts_with("ETCD_NAME"))
             .map(|l| {
                 // The new member's random id.
-                let mut w: Vec<String> = l.split(' ').map(str::to_string).collect();
+                // (etcdctl pads it to 16 places: split on runs of spaces.)
+                let mut w: Vec<String> = l.split_whitespace().map(str::to_string).collect();
                 if w.len() > 1 && w[0] == "Member" {
                     w[1] = "<NEW>".into();
                 }

@@ -187,11 +187,6 @@ impl Membership {
         self.read().members.values().cloned().collect()
     }
 
-    /// The member with `id`, if it is one.
-    pub fn member(&self, id: u64) -> Option<Member> {
-        self.read().members.get(&id).cloned()
-    }
-
     /// Ids of the voting members.
     pub fn voter_ids(&self) -> Vec<u64> {
         self.read()
