@@ -206,25 +206,41 @@ async fn replace_a_failed_member() {
         }
         let failed = c.member(2).peer_url();
         let id = id_of(&c, &failed).unwrap();
-        c.member_mut(2).kill9();
-        // A voter cannot be added while one is down.
-        let ports = TestCluster::reserve_ports();
-        let url = c.peer_url_on(ports.1);
-        c.etcdctl(&["member", "add", "m3", &format!("--peer-urls={url}")])
-            .expect_error("etcdserver: unhealthy cluster");
-        assert_eq!(member_count(&c), 3);
-        // A just-started cluster's links are younger than etcd's 5 s
-        // health interval: "unhealthy cluster" until then.
+        // Requests go to a follower, whose view of its peers decides.
+        let (leader, _) = c.wait_for_leader(&[0, 1, 2]);
+        let f = if leader == 0 { 1 } else { 0 };
+        // Once a learner can be added, every voter has been connected for
+        // etcd's 5 s: what refuses the voter below is the member that is down.
+        let (_, lp) = TestCluster::reserve_ports();
+        let learner_url = c.peer_url_on(lp);
         retry_while(
             &c,
-            0,
-            &["member", "remove", &format!("{id:x}")],
+            f,
+            &[
+                "member",
+                "add",
+                "l",
+                &format!("--peer-urls={learner_url}"),
+                "--learner",
+            ],
             "etcdserver: unhealthy cluster",
         )
-        .expect_stdout(&format!(
-            "Member {id:>16x} removed from cluster {}\n",
-            cluster_id(&c)
-        ));
+        .expect_success();
+        let learner = id_of(&c, &learner_url).unwrap();
+        c.etcdctl_on(f, &["member", "remove", &format!("{learner:x}")])
+            .expect_success();
+        c.member_mut(2).kill9();
+        let ports = TestCluster::reserve_ports();
+        let url = c.peer_url_on(ports.1);
+        c.etcdctl_on(f, &["member", "add", "m3", &format!("--peer-urls={url}")])
+            .expect_error("etcdserver: unhealthy cluster");
+        assert_eq!(member_count(&c), 3);
+        // A member that is down may always be removed.
+        c.etcdctl_on(f, &["member", "remove", &format!("{id:x}")])
+            .expect_stdout(&format!(
+                "Member {id:>16x} removed from cluster {}\n",
+                cluster_id(&c)
+            ));
         let initial = add(&c, "m3", &url, false);
         let i = c.join("m3", ports, &initial).await;
         c.etcdctl_on(i, &["put", "load/after", "v"])
@@ -253,6 +269,17 @@ async fn replace_a_failed_member() {
 
 #[tokio::test]
 async fn removed_leader_hands_over_stops_and_never_rejoins() {
+    remove_the_leader(false).await;
+}
+
+#[tokio::test]
+async fn a_leader_removing_itself_hands_over_first() {
+    remove_the_leader(true).await;
+}
+
+/// Removes the leader, asking it (`via_leader`: it picks the most caught-up
+/// voter) or a follower (which asks for leadership itself).
+async fn remove_the_leader(via_leader: bool) {
     within(LIMIT, async {
         let mut c = TestCluster::start(3).await;
         c.etcdctl(&["put", "k", "v"]).expect_success();
@@ -260,9 +287,10 @@ async fn removed_leader_hands_over_stops_and_never_rejoins() {
         let others: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
         let id = id_of(&c, &c.member(leader).peer_url()).unwrap();
         let hex = format!("{id:x}");
+        let via = if via_leader { leader } else { others[0] };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let out = c.etcdctl_on(others[0], &["member", "remove", &hex]);
+            let out = c.etcdctl_on(via, &["member", "remove", &hex]);
             if out.code == 0 {
                 break;
             }
@@ -304,6 +332,42 @@ async fn removed_leader_hands_over_stops_and_never_rejoins() {
         let list =
             etcd_rs_tests::etcdctl(&[c.member(others[0]).endpoint()], &["member", "list"], None);
         assert_eq!(list.stdout.lines().count(), 2, "{list}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_joining_member_replays_no_refused_change() {
+    within(LIMIT, async {
+        let mut c = TestCluster::start(1).await;
+        let ports = TestCluster::reserve_ports();
+        let url = c.peer_url_on(ports.1);
+        let initial = add(&c, "l1", &url, true);
+        c.join("l1", ports, &initial).await;
+        // Refused while l1 is a learner; it would pass after l1's promotion.
+        let (_, p2) = TestCluster::reserve_ports();
+        let refused = c.peer_url_on(p2);
+        c.etcdctl(&[
+            "member",
+            "add",
+            "l2",
+            &format!("--peer-urls={refused}"),
+            "--learner",
+        ])
+        .expect_error("etcdserver: too many learner members in cluster");
+        promote(&c, 0, id_of(&c, &url).unwrap());
+        // The new member replays the whole log (nothing was trimmed).
+        let ports = TestCluster::reserve_ports();
+        let j_url = c.peer_url_on(ports.1);
+        let initial = add(&c, "j", &j_url, false);
+        let j = c.join("j", ports, &initial).await;
+        c.etcdctl_on(j, &["put", "after", "join"]).expect_success();
+        let lists: Vec<serde_json::Value> = (0..3)
+            .map(|i| c.etcdctl_on(i, &["member", "list", "-w", "json"]).json()["members"].clone())
+            .collect();
+        assert_eq!(lists[0].as_array().unwrap().len(), 3, "{lists:?}");
+        assert!(lists.iter().all(|l| *l == lists[0]), "{lists:#?}");
+        assert!(!lists[2].to_string().contains(&refused), "{lists:?}");
     })
     .await;
 }

@@ -135,6 +135,11 @@ pub struct Applier {
     pub membership_tx: crossbeam_channel::Sender<MembershipUpdate>,
     /// Set once this member applied its own removal.
     pub removed: Arc<watch::Sender<bool>>,
+    /// For a member that joined a running cluster: the index its
+    /// membership was fetched at. Changes at or below it are in that
+    /// membership already; checked again against it, an old refused one
+    /// could pass.
+    pub join_index: u64,
 }
 
 impl Applier {
@@ -239,6 +244,9 @@ impl Applier {
         txn: &storage::mvcc::StoreTxn<'_>,
         e: &Entry,
     ) -> Option<(u64, ApplyOutcome)> {
+        if e.index <= self.join_index {
+            return None;
+        }
         let cc = match ConfChangeV2::parse_from_bytes(&e.data) {
             Ok(cc) => cc,
             Err(err) => {
@@ -255,14 +263,17 @@ impl Applier {
         };
         if let Err(err) = self.membership.validate(&ctx.change) {
             tracing::warn!(index = e.index, change = ?ctx.change, error = %err, "refused a membership change");
+            self.membership.passed(e.index);
             return Some((ctx.request_id, Err(err)));
         }
         if let Err(err) = self.membership.apply(txn.backend_tx(), &ctx.change) {
             super::fatal("failed to save a membership change", &err);
         }
+        self.membership.passed(e.index);
         log_change(&ctx.change, &self.membership);
         let removed_self = ctx.change == MemberChange::Remove(self.member_id);
         let _ = self.membership_tx.send(MembershipUpdate::Changed {
+            index: e.index,
             cc: Box::new(cc),
             change: ctx.change,
         });
@@ -303,7 +314,7 @@ impl Applier {
                     .iter()
                     .filter_map(|m| Some((m.id, m.peer_urls.first()?.clone())))
                     .collect();
-                self.membership.replace(members, &removed);
+                self.membership.replace(members, &removed, index);
                 let _ = self.membership_tx.send(MembershipUpdate::Reset(peers));
                 if removed.contains(&self.member_id) {
                     self.removed.send_replace(true);

@@ -32,6 +32,9 @@ pub struct RemoteCluster {
     pub members: Vec<Member>,
     /// Ids removed from the cluster.
     pub removed: Vec<u64>,
+    /// The raft index the membership is as of: changes at or below it
+    /// are not applied again.
+    pub through: u64,
 }
 
 /// Member records of the wire form.
@@ -161,5 +164,6 @@ fn validate(cfg: &ServerConfig, resp: PeerMembersResponse) -> Result<RemoteClust
         member_id,
         members,
         removed: resp.removed,
+        through: resp.applied_through,
     })
 }

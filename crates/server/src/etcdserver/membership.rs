@@ -23,7 +23,7 @@ use raft::prelude::{ConfChangeSingle, ConfChangeType, ConfChangeV2};
 use redb::{ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use sha1::{Digest, Sha1};
-use storage::backend::{MEMBERS_REMOVED_TABLE, MEMBERS_TABLE};
+use storage::backend::{MEMBERS_REMOVED_TABLE, MEMBERS_TABLE, META_TABLE};
 use storage::Backend;
 
 use crate::rpctypes::EtcdError;
@@ -161,6 +161,20 @@ pub fn compute_cluster_id(member_ids: &[u64]) -> u64 {
 struct State {
     members: BTreeMap<u64, Member>,
     removed: BTreeSet<u64>,
+    /// Every membership change at or below this raft index is reflected.
+    through: u64,
+}
+
+/// The membership at one point of the log, read at once.
+#[derive(Clone, Debug, Default)]
+pub struct MembershipView {
+    /// Every member.
+    pub members: Vec<Member>,
+    /// The removed ids.
+    pub removed: Vec<u64>,
+    /// Every membership change at or below this raft index is reflected,
+    /// and none above it.
+    pub through: u64,
 }
 
 /// The members of the cluster, by id, and the removed ids. Changed only by
@@ -171,11 +185,34 @@ pub struct Membership {
 }
 
 impl Membership {
-    /// Membership holding `members`, with `removed` ids gone for good.
-    pub fn new(members: impl IntoIterator<Item = Member>, removed: &[u64]) -> Membership {
+    /// Membership holding `members`, with `removed` ids gone for good, as
+    /// of raft index `through`.
+    pub fn new(
+        members: impl IntoIterator<Item = Member>,
+        removed: &[u64],
+        through: u64,
+    ) -> Membership {
         let m = Membership::default();
-        m.replace(members.into_iter().collect(), removed);
+        m.replace(members.into_iter().collect(), removed, through);
         m
+    }
+
+    /// Members, removed ids and the index they are as of, consistently.
+    pub fn view(&self) -> MembershipView {
+        let s = self.read();
+        MembershipView {
+            members: s.members.values().cloned().collect(),
+            removed: s.removed.iter().copied().collect(),
+            through: s.through,
+        }
+    }
+
+    /// Records that the membership change at `index` was applied or
+    /// refused (after [`Membership::apply`], so a reader never sees the
+    /// index before the change).
+    pub fn passed(&self, index: u64) {
+        let mut s = self.state.write().expect("membership lock");
+        s.through = s.through.max(index);
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
@@ -224,21 +261,18 @@ impl Membership {
         self.read().removed.contains(&id)
     }
 
-    /// The removed ids.
-    pub fn removed(&self) -> Vec<u64> {
-        self.read().removed.iter().copied().collect()
-    }
-
     /// Whether `id` is a learner.
     pub fn is_learner(&self, id: u64) -> bool {
         self.read().members.get(&id).is_some_and(|m| m.is_learner)
     }
 
-    /// Replaces everything (after a snapshot replaced the backend).
-    pub fn replace(&self, members: Vec<Member>, removed: &[u64]) {
+    /// Replaces everything (after a snapshot replaced the backend), as of
+    /// raft index `through`.
+    pub fn replace(&self, members: Vec<Member>, removed: &[u64], through: u64) {
         let mut s = self.state.write().expect("membership lock");
         s.members = members.into_iter().map(|m| (m.id, m)).collect();
         s.removed = removed.iter().copied().collect();
+        s.through = through;
     }
 
     /// Sets a member's published name and client URLs; returns the member
@@ -400,10 +434,32 @@ pub fn load(backend: &Backend) -> Result<(Vec<Member>, Vec<u64>), EtcdError> {
     Ok((members, removed))
 }
 
-/// Writes `members` and `removed` into `backend` (bootstrap and join),
-/// durably.
-pub fn save_all(backend: &Backend, members: &[Member], removed: &[u64]) -> Result<(), EtcdError> {
+/// Key in the `meta` table of the raft index a joining member's
+/// membership was fetched at: the changes at or below it are in the
+/// fetched membership and are not applied again.
+const JOIN_INDEX: &[u8] = b"join_index";
+
+/// The index a joining member's membership was fetched at, 0 if none.
+pub fn join_index(backend: &Backend) -> Result<u64, EtcdError> {
+    let rtx = backend.read().map_err(internal)?;
+    let meta = rtx.open_table(META_TABLE).map_err(internal)?;
+    storage::backend::meta_u64(&meta, JOIN_INDEX).map_err(internal)
+}
+
+/// Writes `members` and `removed` into `backend`, durably, with the index
+/// they are as of if it is a joined cluster's (`join_index`, else 0).
+pub fn save_all(
+    backend: &Backend,
+    members: &[Member],
+    removed: &[u64],
+    join_index: u64,
+) -> Result<(), EtcdError> {
     let tx = backend.write(true).map_err(internal)?;
+    if join_index > 0 {
+        let mut meta = tx.open_table(META_TABLE).map_err(internal)?;
+        meta.insert(JOIN_INDEX, join_index.to_be_bytes().as_slice())
+            .map_err(internal)?;
+    }
     for m in members {
         save_member(&tx, m)?;
     }
@@ -454,6 +510,7 @@ mod tests {
                 member(2, "http://b", true, false),
             ],
             &[9],
+            0,
         );
         let add = |id, url: &str, learner| MemberChange::Add(member(id, url, learner, false));
         assert_eq!(
@@ -495,7 +552,7 @@ mod tests {
 
     #[test]
     fn quorum_of_started_members() {
-        let one = Membership::new([member(1, "http://a", false, true)], &[]);
+        let one = Membership::new([member(1, "http://a", false, true)], &[], 0);
         assert!(one.is_ready_to_add_voting_member());
         let two_one_started = Membership::new(
             [
@@ -503,6 +560,7 @@ mod tests {
                 member(2, "http://b", false, false),
             ],
             &[],
+            0,
         );
         // 3 voters would need 2 started.
         assert!(!two_one_started.is_ready_to_add_voting_member());
@@ -514,6 +572,7 @@ mod tests {
                 member(2, "http://b", true, false),
             ],
             &[],
+            0,
         );
         assert!(with_learner.is_ready_to_promote_member(2));
     }

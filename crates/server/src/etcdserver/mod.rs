@@ -217,7 +217,14 @@ impl EtcdServer {
         if removed.contains(&member_id) {
             return Err(StartError(REMOVED_MESSAGE.into()));
         }
-        let membership = Arc::new(Membership::new(members, &removed));
+        // A joined member's membership is as of the index it was fetched
+        // at; the changes up to there are not applied again.
+        let join_index = membership::join_index(store.backend()).map_err(start_err)?;
+        let membership = Arc::new(Membership::new(
+            members,
+            &removed,
+            store.consistent_index().max(join_index),
+        ));
         if restarted && cfg.force_new_cluster {
             standalone::force_new_cluster(
                 &mut wal,
@@ -347,6 +354,7 @@ impl EtcdServer {
             lease_extend: cfg.tick * cfg.election_ticks as u32,
             membership_tx,
             removed: removed_tx,
+            join_index,
         };
         let raft_loop = RaftLoop {
             raw,
@@ -364,6 +372,7 @@ impl EtcdServer {
             snapshot_count: cfg.snapshot_count,
             catch_up_entries: cfg.snapshot_catchup_entries,
             last_snapshot: contents.snapshot.index,
+            restored_conf: 0,
             durable_index,
         };
         let apply_thread = std::thread::Builder::new()
@@ -429,7 +438,7 @@ impl EtcdServer {
         let ids: Vec<u64> = members.iter().map(|m| m.id).collect();
         let member_id = compute_member_id(&cfg.peer_urls, &cfg.initial_cluster_token);
         let cluster_id = compute_cluster_id(&ids);
-        membership::save_all(store.backend(), &members, &[]).map_err(start_err)?;
+        membership::save_all(store.backend(), &members, &[], 0).map_err(start_err)?;
         Self::create_wal(cfg, member_id, cluster_id, ids, Vec::new())
     }
 
@@ -439,8 +448,13 @@ impl EtcdServer {
         store: &KvStore,
         remote: RemoteCluster,
     ) -> Result<(Wal, storage::wal::WalContents), StartError> {
-        membership::save_all(store.backend(), &remote.members, &remote.removed)
-            .map_err(start_err)?;
+        membership::save_all(
+            store.backend(),
+            &remote.members,
+            &remote.removed,
+            remote.through,
+        )
+        .map_err(start_err)?;
         let (learners, voters): (Vec<&Member>, Vec<&Member>) =
             remote.members.iter().partition(|m| m.is_learner);
         Self::create_wal(

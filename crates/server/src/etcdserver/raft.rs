@@ -80,6 +80,8 @@ pub struct LeaderProgress {
 pub enum MembershipUpdate {
     /// One change: `cc` goes to raft, `change` to the transport.
     Changed {
+        /// Its entry's index.
+        index: u64,
         /// The committed configuration change.
         cc: Box<ConfChangeV2>,
         /// What it did.
@@ -135,6 +137,11 @@ pub struct RaftLoop {
     pub catch_up_entries: u64,
     /// Index of the newest snapshot record.
     pub last_snapshot: u64,
+    /// Index of the last snapshot from the leader that replaced raft's
+    /// configuration (when it was stepped in): changes at or below it,
+    /// applied late by the apply stage from entries before the snapshot,
+    /// are in it already.
+    pub restored_conf: u64,
     /// The consistent index as of the apply stage's last durable backend
     /// commit: a snapshot may cover the log up to there.
     pub durable_index: Arc<AtomicU64>,
@@ -289,6 +296,10 @@ impl RaftLoop {
                 // Messages from members that are not (or no longer) in the
                 // configuration are refused by raft; nothing to do.
                 let _ = self.raw.step(*m);
+                // A snapshot raft took replaced its configuration at once.
+                if let Some(snap) = &self.raw.raft.raft_log.unstable.snapshot {
+                    self.restored_conf = self.restored_conf.max(snap.get_metadata().index);
+                }
             }
             RaftMsg::ReadIndex(reply) => reads.pending.push(reply),
             RaftMsg::ProposeConfChange { id, cc } => {
@@ -386,7 +397,8 @@ impl RaftLoop {
     fn apply_membership_updates(&mut self) {
         for update in self.membership_rx.try_iter() {
             match update {
-                MembershipUpdate::Changed { cc, change } => {
+                MembershipUpdate::Changed { index, .. } if index <= self.restored_conf => {}
+                MembershipUpdate::Changed { cc, change, .. } => {
                     match self.raw.apply_conf_change(cc.as_ref()) {
                         Ok(cs) => self.raw.mut_store().wl().set_conf_state(cs),
                         Err(e) => super::fatal("raft refused an applied configuration change", &e),

@@ -221,10 +221,12 @@ impl EtcdServer {
             return;
         }
         let deadline = tokio::time::Instant::now() + self.cfg.request_timeout;
-        while self.leader() == leader && tokio::time::Instant::now() < deadline {
+        // Until a new leader is known: a proposal in between finds none.
+        let moved = |now: u64| now != leader && now != 0;
+        while !moved(self.leader()) && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(self.cfg.tick).await;
         }
-        if self.leader() == leader {
+        if !moved(self.leader()) {
             tracing::warn!(
                 leader = %format!("{leader:x}"),
                 "leadership did not move; removing the leader anyway"

@@ -63,15 +63,12 @@ impl Peer for PeerService {
         _req: Request<PeerMembersRequest>,
     ) -> Result<Response<PeerMembersResponse>, Status> {
         let s = &self.server;
+        let view = s.membership.view();
         Ok(Response::new(PeerMembersResponse {
             cluster_id: s.cluster_id,
-            members: s
-                .membership
-                .members()
-                .into_iter()
-                .map(to_peer_member)
-                .collect(),
-            removed: s.membership.removed(),
+            members: view.members.into_iter().map(to_peer_member).collect(),
+            removed: view.removed,
+            applied_through: view.through,
         }))
     }
 
@@ -91,6 +88,7 @@ impl Peer for PeerService {
             cluster_id: s.cluster_id,
             members: members.into_iter().map(to_peer_member).collect(),
             removed: Vec::new(),
+            applied_through: 0,
         }))
     }
 
@@ -161,7 +159,7 @@ impl Peer for PeerService {
         let checked = received.and_then(|()| {
             let b = storage::Backend::open(&tmp).map_err(|e| e.to_string())?;
             let (members, _) = membership::load(&b).map_err(|e| e.to_string())?;
-            let m = membership::Membership::new(members, &[]);
+            let m = membership::Membership::new(members, &[], 0);
             let (voters, learners) = m.conf_state();
             let conf = msg.mut_snapshot().mut_metadata().mut_conf_state();
             conf.voters = voters;

@@ -39,25 +39,40 @@ pub type SnapshotReport = Box<dyn Fn(u64, SnapshotStatus) + Send + Sync>;
 pub type RemovedReport = Box<dyn Fn() + Send + Sync>;
 
 /// Since when each peer has been reachable (etcd's `ActiveSince`): set
-/// when a connection to it is established, cleared when it is lost.
+/// when a stream to it is established, cleared when it ends. Entries
+/// carry the sender task's number, so a task that is going away (its peer
+/// moved to another URL) never clears its successor's.
 #[derive(Default)]
-pub struct PeerHealth(Mutex<HashMap<u64, Instant>>);
+pub struct PeerHealth(Mutex<HashMap<u64, (u64, Instant)>>);
 
 impl PeerHealth {
     /// Since when `id` has been connected, if it is.
     pub fn active_since(&self, id: u64) -> Option<Instant> {
-        self.0.lock().expect("peer health lock").get(&id).copied()
+        let m = self.0.lock().expect("peer health lock");
+        m.get(&id).map(|(_, since)| *since)
     }
 
-    fn set(&self, id: u64, active: bool) {
+    fn up(&self, id: u64, task: u64) {
         let mut m = self.0.lock().expect("peer health lock");
-        if active {
-            m.entry(id).or_insert_with(Instant::now);
-        } else {
+        if m.get(&id).is_none_or(|(t, _)| *t != task) {
+            m.insert(id, (task, Instant::now()));
+        }
+    }
+
+    fn down(&self, id: u64, task: u64) {
+        let mut m = self.0.lock().expect("peer health lock");
+        if m.get(&id).is_some_and(|(t, _)| *t == task) {
             m.remove(&id);
         }
     }
+
+    fn forget(&self, id: u64) {
+        self.0.lock().expect("peer health lock").remove(&id);
+    }
 }
+
+/// Numbers sender tasks for [`PeerHealth`].
+static TASKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// What every sender task shares.
 struct Shared {
@@ -145,7 +160,7 @@ impl Transport {
     /// when its queue is dropped.
     pub fn remove_peer(&mut self, id: u64) {
         if self.peers.remove(&id).is_some() {
-            self.shared.health.set(id, false);
+            self.shared.health.forget(id);
             tracing::info!(remote_peer_id = %format!("{id:x}"), "removed remote peer");
         }
     }
@@ -191,6 +206,7 @@ fn report_if_snapshot(shared: &Shared, m: &Message) {
 /// Streams `rx` to the peer at `url`, reconnecting until `rx` closes.
 async fn send_loop(shared: Arc<Shared>, to: u64, url: String, mut rx: mpsc::Receiver<Message>) {
     let (cluster_id, from) = (shared.cluster_id, shared.from);
+    let task = TASKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut backoff = Duration::from_millis(50);
     let endpoint = match shared.dialer.endpoint(&url) {
         Ok(e) => e.configure(|e| {
@@ -208,7 +224,7 @@ async fn send_loop(shared: Arc<Shared>, to: u64, url: String, mut rx: mpsc::Rece
         let channel = match shared.dialer.connect(&endpoint).await {
             Ok(c) => c,
             Err(e) => {
-                shared.health.set(to, false);
+                shared.health.down(to, task);
                 tracing::debug!(peer = %format!("{to:x}"), error = %e, "peer unreachable");
                 // Messages queued meanwhile are stale; raft sends new ones.
                 while let Ok(m) = rx.try_recv() {
@@ -223,16 +239,27 @@ async fn send_loop(shared: Arc<Shared>, to: u64, url: String, mut rx: mpsc::Rece
             }
         };
         backoff = Duration::from_millis(50);
-        shared.health.set(to, true);
+        shared.health.up(to, task);
         tracing::info!(remote_peer_id = %format!("{to:x}"), "established a stream to the remote peer");
         let (conn_tx, conn_rx) = mpsc::channel::<RaftBatch>(16);
         let mut client = PeerClient::new(channel)
             .max_encoding_message_size(usize::MAX)
             .max_decoding_message_size(usize::MAX);
-        let call = tokio::spawn(async move { client.raft(ReceiverStream::new(conn_rx)).await });
+        let mut call = tokio::spawn(async move { client.raft(ReceiverStream::new(conn_rx)).await });
+        // The call ends when the peer or the link goes away (HTTP/2
+        // keepalive), even while there is nothing to send: a follower
+        // rarely sends to another follower, yet must see it go down.
+        let mut ended = None;
         loop {
-            let Some(first) = rx.recv().await else {
-                return;
+            let first = tokio::select! {
+                m = rx.recv() => match m {
+                    Some(m) => m,
+                    None => return,
+                },
+                r = &mut call => {
+                    ended = Some(r);
+                    break;
+                }
             };
             let mut size = 0;
             let mut messages = Vec::new();
@@ -274,8 +301,12 @@ async fn send_loop(shared: Arc<Shared>, to: u64, url: String, mut rx: mpsc::Rece
                 break;
             }
         }
-        shared.health.set(to, false);
-        if let Ok(Err(status)) = call.await {
+        shared.health.down(to, task);
+        let result = match ended {
+            Some(r) => r,
+            None => call.await,
+        };
+        if let Ok(Err(status)) = result {
             if status.code() == tonic::Code::PermissionDenied && status.message() == REMOVED_MEMBER
             {
                 tracing::error!(

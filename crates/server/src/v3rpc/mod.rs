@@ -92,9 +92,16 @@ pub fn learner_gate(server: Arc<EtcdServer>, router: axum::Router) -> axum::Rout
             let server = server.clone();
             async move {
                 let path = req.uri().path();
-                let etcd_rpc = ["/etcdserverpb.", "/v3lockpb.", "/v3electionpb."]
-                    .iter()
-                    .any(|p| path.starts_with(p));
+                // etcd's interceptors cover every service of its gRPC
+                // server, the health service included.
+                let etcd_rpc = [
+                    "/etcdserverpb.",
+                    "/v3lockpb.",
+                    "/v3electionpb.",
+                    "/grpc.health.v1.",
+                ]
+                .iter()
+                .any(|p| path.starts_with(p));
                 if etcd_rpc && !LEARNER_SERVES.contains(&path) && server.is_learner() {
                     return Status::from(EtcdError::NotSupportedForLearner)
                         .into_http::<axum::body::Body>();
