@@ -26,11 +26,13 @@ pub mod bins;
 pub mod cluster;
 pub mod etcdctl;
 pub mod health;
+pub mod member;
 pub mod pki;
 pub mod process;
 
-pub use cluster::{Bootstrap, ClusterBuilder, Member, TestCluster, TlsUrls};
+pub use cluster::{Bootstrap, ClusterBuilder, TestCluster, TlsUrls};
 pub use etcdctl::etcdctl;
+pub use member::Member;
 pub use process::Output;
 
 use std::future::Future;

@@ -74,8 +74,11 @@ fn own_values(c: &TestCluster) -> Vec<(String, &'static str)> {
     vec![
         (c.member(0).peer_url(), "<PEER>"),
         (c.endpoint(), "<CLIENT>"),
+        // etcdctl pads ids to 16 places (`%16x`): padded forms first.
+        (format!("{cid:>16x}"), "<CID>"),
         (format!("{cid:x}"), "<CID>"),
         (cid.to_string(), "<CID>"),
+        (format!("{mid:>16x}"), "<MID>"),
         (format!("{mid:x}"), "<MID>"),
         (mid.to_string(), "<MID>"),
     ]

@@ -77,9 +77,14 @@ fn promote(c: &TestCluster, via: usize, id: u64) {
     ));
 }
 
+/// The cluster id, as etcdctl prints it in its lines (`%16x`: padded).
 fn cluster_id(c: &TestCluster) -> String {
+    format!("{:>16x}", cluster_id_of(c))
+}
+
+fn cluster_id_of(c: &TestCluster) -> u64 {
     let h = c.etcdctl(&["member", "list", "-w", "json"]).json();
-    format!("{:x}", h["header"]["cluster_id"].as_u64().unwrap())
+    h["header"]["cluster_id"].as_u64().unwrap()
 }
 
 /// Waits (bounded) until members `alive` report the same HashKV at the
@@ -468,7 +473,7 @@ async fn force_new_cluster_recovers_a_survivor_that_grows_again() {
 async fn refusals(bin: std::path::PathBuf) -> Vec<(String, String, i32, usize)> {
     let c = TestCluster::builder(1).bin(bin).start().await;
     let self_id = id_of(&c, &c.member(0).peer_url()).unwrap();
-    let cid = u64::from_str_radix(&cluster_id(&c), 16).unwrap();
+    let cid = cluster_id_of(&c);
     let (_, p1) = TestCluster::reserve_ports();
     let (_, p2) = TestCluster::reserve_ports();
     let (_, p3) = TestCluster::reserve_ports();

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use etcd_rs_tests::bins::etcd_bin;
-use etcd_rs_tests::cluster::curl_get;
+use etcd_rs_tests::member::curl_get;
 use etcd_rs_tests::pki::Pki;
 use etcd_rs_tests::{etcdctl, within, Bootstrap, Output, TestCluster, TlsUrls};
 
