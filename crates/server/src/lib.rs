@@ -5,7 +5,12 @@
 //!   the KV operations.
 //! - [`v3rpc`]: the gRPC services on the client port; [`http`]: `/health`
 //!   and `/version` beside them.
-//! - [`rafthttp`]: raft messages between members, on the peer URLs.
+//! - [`rafthttp`]: sending raft messages to the other members;
+//!   [`peerrpc`]: the Peer service receiving them on the peer URLs.
+//!
+//! Dependencies point one way: `etcdmain` → the services (`v3rpc`,
+//! `peerrpc`, `http`) → `etcdserver` → its raft loop and apply stage
+//! (which share `etcdserver::stage`) → `rafthttp`, `lease` → `storage`.
 //! - [`lease`]: the lessor: leases, attached keys, expiry.
 //! - [`rpctypes`]: every client-visible error, with etcd's code and text.
 //! - [`logging`]: etcd's JSON log lines; [`etcdmain`]: the entry point.
@@ -23,6 +28,7 @@ pub mod http;
 pub mod lease;
 pub mod listener;
 pub mod logging;
+pub mod peerrpc;
 pub mod rafthttp;
 pub mod rpctypes;
 pub mod serve;

@@ -116,3 +116,11 @@ pub fn init(level: &str) -> Result<(), String> {
         .init();
     Ok(())
 }
+
+/// Stops the process after an error the member cannot survive without
+/// breaking a promise (a failed fsync, a half-applied entry), as etcd's
+/// fatal log does.
+pub fn fatal(msg: &str, error: &dyn std::fmt::Display) -> ! {
+    tracing::error!(error = %error, "{msg}");
+    std::process::exit(1)
+}

@@ -19,8 +19,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use api::etcdserverpb::{
-    CompactionResponse, DeleteRangeResponse, InternalRaftRequest, LeaseGrantResponse,
-    LeaseRevokeResponse, PutResponse, ResponseHeader, TxnResponse,
+    InternalRaftRequest, LeaseGrantResponse, LeaseRevokeResponse, ResponseHeader,
 };
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use prost::Message;
@@ -33,36 +32,11 @@ use storage::{Backend, KvStore};
 use tokio::sync::watch;
 
 use super::kvops;
-use super::membership::{ConfChangeContext, Member, MemberChange, Membership};
-use super::raft::{ApplyItem, MembershipUpdate, RaftStatus};
+use super::membership::{ConfChangeContext, MemberChange, Membership};
+use super::stage::{Applied, ApplyItem, ApplyOutcome, MembershipUpdate, RaftStatus};
 use super::wait::Wait;
 use crate::lease::Lessor;
 use crate::rpctypes::EtcdError;
-
-/// What applying a request produced, for its waiter.
-#[derive(Debug)]
-pub enum Applied {
-    /// A Put's response (header revision set).
-    Put(PutResponse),
-    /// A DeleteRange's response.
-    DeleteRange(DeleteRangeResponse),
-    /// A Txn's response.
-    Txn(TxnResponse),
-    /// A Compaction's response.
-    Compaction(CompactionResponse),
-    /// A LeaseGrant's response (header to fill).
-    LeaseGrant(LeaseGrantResponse),
-    /// A LeaseRevoke's response (header to fill).
-    LeaseRevoke(LeaseRevokeResponse),
-    /// A membership change: the members after it.
-    Members(Vec<Member>),
-    /// A request with nothing to answer (member attributes, cluster
-    /// version).
-    Done,
-}
-
-/// The outcome a waiter receives.
-pub type ApplyOutcome = Result<Applied, EtcdError>;
 
 /// Key of the cluster version in the `cluster` table.
 const CLUSTER_VERSION_KEY: &[u8] = b"clusterVersion";
@@ -205,7 +179,10 @@ impl Applier {
                             if txn.read_rev() != txn.revision() {
                                 // Checks run before changes; an error after
                                 // one would commit half a request.
-                                super::fatal("a request failed after changing the store", e);
+                                crate::logging::fatal(
+                                    "a request failed after changing the store",
+                                    e,
+                                );
                             }
                         }
                         txn.end_request();
@@ -267,7 +244,7 @@ impl Applier {
             return Some((ctx.request_id, Err(err)));
         }
         if let Err(err) = self.membership.apply(txn.backend_tx(), &ctx.change) {
-            super::fatal("failed to save a membership change", &err);
+            crate::logging::fatal("failed to save a membership change", &err);
         }
         self.membership.passed(e.index);
         log_change(&ctx.change, &self.membership);
@@ -303,7 +280,7 @@ impl Applier {
     fn restore(&self, index: u64, term: u64) {
         let path = self.snapshotter.db_path(term, index);
         if let Err(e) = self.store.restore_from(&path, index) {
-            super::fatal("failed to load the database snapshot", &e);
+            crate::logging::fatal("failed to load the database snapshot", &e);
         }
         if let Err(e) = self.snapshotter.purge_staged(index) {
             tracing::warn!(error = %e, "failed to remove received snapshots already loaded");
@@ -320,13 +297,13 @@ impl Applier {
                     self.removed.send_replace(true);
                 }
             }
-            Err(e) => super::fatal("failed to load members from the snapshot", &e),
+            Err(e) => crate::logging::fatal("failed to load members from the snapshot", &e),
         }
-        if let Err(e) = super::load_leases(&self.store, &self.lessor) {
-            super::fatal("failed to load leases from the snapshot", &e);
+        if let Err(e) = crate::lease::load(&self.store, &self.lessor) {
+            crate::logging::fatal("failed to load leases from the snapshot", &e);
         }
         if let Err(e) = self.cluster_version.reload(&self.store) {
-            super::fatal("failed to load the cluster version from the snapshot", &e);
+            crate::logging::fatal("failed to load the cluster version from the snapshot", &e);
         }
         self.durable_index
             .store(self.store.consistent_index(), Ordering::Release);

@@ -18,6 +18,7 @@ pub mod kvops;
 pub mod membership;
 pub mod raft;
 mod reconfig;
+pub mod stage;
 mod standalone;
 pub mod wait;
 
@@ -33,17 +34,16 @@ use api::etcdserverpb::{InternalRaftRequest, RequestHeader, ResponseHeader};
 use api::membershippb::{Attributes, ClusterMemberAttrSetRequest, ClusterVersionSetRequest};
 use crossbeam_channel::Sender;
 use prost::Message;
-use redb::ReadableTable;
-use storage::backend::LEASE_TABLE;
 use storage::snap::Snapshotter;
 use storage::wal::{Metadata, SnapshotRecord, Wal};
 use storage::{Backend, KvStore};
 use tokio::sync::watch;
 
-use self::apply::{Applied, Applier, ApplyOutcome, ClusterVersion};
+use self::apply::{Applier, ClusterVersion};
 use self::join::RemoteCluster;
 use self::membership::{compute_cluster_id, compute_member_id, Member, Membership};
-use self::raft::{RaftLoop, RaftMsg, RaftStatus};
+use self::raft::{RaftLoop, RaftMsg};
+use self::stage::{Applied, ApplyOutcome, RaftStatus};
 use self::wait::Wait;
 use crate::config::{ServerConfig, CLUSTER_VERSION};
 use crate::lease::Lessor;
@@ -92,12 +92,26 @@ pub struct EtcdServer {
 /// What etcd says when a member learns it was removed.
 pub const REMOVED_MESSAGE: &str = "the member has been permanently removed from the cluster";
 
-/// Stops the process after an error the member cannot survive without
-/// breaking a promise (a failed fsync, a half-applied entry), as etcd's
-/// fatal log does.
-pub fn fatal(msg: &str, error: &dyn std::fmt::Display) -> ! {
-    tracing::error!(error = %error, "{msg}");
-    std::process::exit(1)
+/// Name prefix of the backend copies made for clients' snapshots, in
+/// `member/snap/`.
+const SNAPSHOT_COPY_PREFIX: &str = "client-snapshot-";
+
+/// Numbers the snapshot copies of this process.
+static SNAPSHOT_COPIES: AtomicU64 = AtomicU64::new(0);
+
+/// Removes backend copies a crash left behind in `snap_dir`.
+fn remove_snapshot_copies(snap_dir: &Path) -> std::io::Result<()> {
+    for ent in std::fs::read_dir(snap_dir)? {
+        let ent = ent?;
+        if ent
+            .file_name()
+            .to_string_lossy()
+            .starts_with(SNAPSHOT_COPY_PREFIX)
+        {
+            std::fs::remove_file(ent.path())?;
+        }
+    }
+    Ok(())
 }
 
 /// Makes a panic in a member thread stop the whole process: a raft loop
@@ -107,7 +121,7 @@ struct ExitOnPanic(&'static str);
 impl Drop for ExitOnPanic {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            fatal("member thread panicked", &self.0);
+            crate::logging::fatal("member thread panicked", &self.0);
         }
     }
 }
@@ -119,31 +133,6 @@ pub struct StartError(pub String);
 
 fn start_err(e: impl std::fmt::Display) -> StartError {
     StartError(e.to_string())
-}
-
-/// Loads the leases from the backend and attaches the keys that name them.
-pub(crate) fn load_leases(store: &KvStore, lessor: &Lessor) -> Result<(), StartError> {
-    lessor.clear();
-    {
-        let rtx = store.backend().read().map_err(start_err)?;
-        let t = rtx.open_table(LEASE_TABLE).map_err(start_err)?;
-        for item in t.iter().map_err(start_err)? {
-            let (k, v) = item.map_err(start_err)?;
-            let id = i64::from_be_bytes(k.value().try_into().map_err(start_err)?);
-            let (ttl, remaining_ttl) = crate::lease::decode_record(v.value())
-                .ok_or_else(|| StartError(format!("corrupt lease record for lease {id:x}")))?;
-            lessor.grant(id, ttl, remaining_ttl);
-        }
-    }
-    let all = storage::mvcc::RangeOptions::default();
-    let kvs = store
-        .range(b"\0", storage::mvcc::RangeEnd::Unbounded, all)
-        .map_err(start_err)?
-        .kvs;
-    for kv in kvs.iter().filter(|kv| kv.lease != 0) {
-        lessor.attach(&kv.key, kv.lease);
-    }
-    Ok(())
 }
 
 fn to_raft_entry(e: storage::wal::EntryRecord) -> Entry {
@@ -173,7 +162,7 @@ impl EtcdServer {
     ) -> Result<Arc<EtcdServer>, StartError> {
         let snap_dir = cfg.data_dir.join("member").join("snap");
         std::fs::create_dir_all(&snap_dir).map_err(start_err)?;
-        crate::v3rpc::maintenance::remove_snapshot_copies(&snap_dir).map_err(start_err)?;
+        remove_snapshot_copies(&snap_dir).map_err(start_err)?;
         let backend = Backend::open(&snap_dir.join("db")).map_err(start_err)?;
         let store = Arc::new(KvStore::open(backend).map_err(start_err)?);
 
@@ -299,7 +288,7 @@ impl EtcdServer {
             None => Lessor::new(min_ttl),
         };
         let lessor = Arc::new(lessor);
-        load_leases(&store, &lessor)?;
+        crate::lease::load(&store, &lessor).map_err(StartError)?;
         let cluster_version = Arc::new(ClusterVersion::load(&store).map_err(start_err)?);
         let wait = Arc::new(Wait::default());
         let (applied_tx, applied_rx) = watch::channel(store.consistent_index());
@@ -725,6 +714,17 @@ impl EtcdServer {
     /// The member's snapshot records (and backends received with them).
     pub fn snapshotter(&self) -> &Snapshotter {
         &self.snapshotter
+    }
+
+    /// A new path for a copy of the backend sent to a client
+    /// (Maintenance.Snapshot), under `member/snap/`; removed at the next
+    /// start if a crash leaves it behind.
+    pub fn snapshot_copy_path(&self) -> std::path::PathBuf {
+        let n = SNAPSHOT_COPIES.fetch_add(1, Ordering::Relaxed);
+        self.cfg.data_dir.join("member").join("snap").join(format!(
+            "{SNAPSHOT_COPY_PREFIX}{}-{n}.tmp",
+            std::process::id()
+        ))
     }
 
     /// Where the data lives, for logs.

@@ -26,8 +26,8 @@ use storage::snap::Snapshotter;
 use storage::wal::{EntryRef, HardState, SnapshotRecord, Wal};
 use tokio::sync::{oneshot, watch};
 
-use super::apply::ApplyOutcome;
 use super::membership::MemberChange;
+use super::stage::{ApplyItem, ApplyOutcome, MembershipUpdate, RaftStatus};
 use super::wait::Wait;
 use crate::rafthttp::Transport;
 use crate::rpctypes::EtcdError;
@@ -75,33 +75,6 @@ pub struct LeaderProgress {
     pub matched: HashMap<u64, u64>,
 }
 
-/// A membership change the apply stage applied, for raft's configuration
-/// and the transport.
-pub enum MembershipUpdate {
-    /// One change: `cc` goes to raft, `change` to the transport.
-    Changed {
-        /// Its entry's index.
-        index: u64,
-        /// The committed configuration change.
-        cc: Box<ConfChangeV2>,
-        /// What it did.
-        change: MemberChange,
-    },
-    /// A snapshot replaced the membership: the peers (id, peer URL) now.
-    Reset(Vec<(u64, String)>),
-}
-
-/// What the raft loop last saw, for Status and response headers.
-#[derive(Default)]
-pub struct RaftStatus {
-    /// The leader's id, 0 when there is none.
-    pub leader: AtomicU64,
-    /// The current term.
-    pub term: AtomicU64,
-    /// The commit index.
-    pub committed: AtomicU64,
-}
-
 /// The raft loop's state.
 pub struct RaftLoop {
     /// The raft node with its in-memory log.
@@ -145,19 +118,6 @@ pub struct RaftLoop {
     /// The consistent index as of the apply stage's last durable backend
     /// commit: a snapshot may cover the log up to there.
     pub durable_index: Arc<AtomicU64>,
-}
-
-/// What the apply stage receives, in log order.
-pub enum ApplyItem {
-    /// Committed entries.
-    Entries(Vec<Entry>),
-    /// A snapshot from the leader: load the backend received with it.
-    Snapshot {
-        /// The snapshot's index.
-        index: u64,
-        /// The snapshot's term.
-        term: u64,
-    },
 }
 
 struct Reads {
@@ -241,7 +201,7 @@ impl RaftLoop {
                 }
             }
             if let Err(e) = self.advance_applied() {
-                super::fatal("failed to save a snapshot", &e);
+                crate::logging::fatal("failed to save a snapshot", &e);
             }
             // Leader and term are published before this round's committed
             // entries go to the apply stage, which promotes the lessor at
@@ -251,7 +211,7 @@ impl RaftLoop {
             self.status.leader.store(leader, Ordering::Release);
             self.status.term.store(term, Ordering::Release);
             if let Err(e) = self.on_ready(&mut reads) {
-                super::fatal("failed to write to the WAL", &e);
+                crate::logging::fatal("failed to write to the WAL", &e);
             }
             if leader != last_leader {
                 if leader == 0 {
@@ -401,7 +361,10 @@ impl RaftLoop {
                 MembershipUpdate::Changed { cc, change, .. } => {
                     match self.raw.apply_conf_change(cc.as_ref()) {
                         Ok(cs) => self.raw.mut_store().wl().set_conf_state(cs),
-                        Err(e) => super::fatal("raft refused an applied configuration change", &e),
+                        Err(e) => crate::logging::fatal(
+                            "raft refused an applied configuration change",
+                            &e,
+                        ),
                     }
                     match change {
                         MemberChange::Add(m) => {

@@ -12,9 +12,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use api::etcdrspb::peer_client::PeerClient;
 use api::etcdrspb::PeerPromoteRequest;
 
-use super::apply::Applied;
 use super::membership::{new_member_id, ConfChangeContext, Member, MemberChange};
 use super::raft::RaftMsg;
+use super::stage::Applied;
 use super::EtcdServer;
 use crate::rpctypes::EtcdError;
 

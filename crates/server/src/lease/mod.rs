@@ -420,6 +420,39 @@ fn secs(s: i64) -> Duration {
     Duration::from_secs(s.max(0) as u64)
 }
 
+/// Loads `lessor` afresh from `store`: the leases of the `lease` table,
+/// with the keys that name them attached. Error: the backend's, or a
+/// corrupt record.
+pub fn load(store: &storage::KvStore, lessor: &Lessor) -> Result<(), String> {
+    use redb::ReadableTable;
+    fn text(e: impl std::fmt::Display) -> String {
+        e.to_string()
+    }
+    lessor.clear();
+    {
+        let rtx = store.backend().read().map_err(text)?;
+        let t = rtx
+            .open_table(storage::backend::LEASE_TABLE)
+            .map_err(text)?;
+        for item in t.iter().map_err(text)? {
+            let (k, v) = item.map_err(text)?;
+            let id = i64::from_be_bytes(k.value().try_into().map_err(text)?);
+            let (ttl, remaining_ttl) = decode_record(v.value())
+                .ok_or_else(|| format!("corrupt lease record for lease {id:x}"))?;
+            lessor.grant(id, ttl, remaining_ttl);
+        }
+    }
+    let all = storage::mvcc::RangeOptions::default();
+    let kvs = store
+        .range(b"\0", storage::mvcc::RangeEnd::Unbounded, all)
+        .map_err(text)?
+        .kvs;
+    for kv in kvs.iter().filter(|kv| kv.lease != 0) {
+        lessor.attach(&kv.key, kv.lease);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,8 +4,9 @@
 //! message for its peer, and one task per peer streams the queue over a
 //! long-lived gRPC call (`etcdrspb.Peer/Raft`), batching what accumulated
 //! while the previous batch was on the wire, reconnecting with backoff. A
-//! full queue drops messages: raft retransmits. [`PeerService`] receives
-//! those streams and steps each message into the local raft node.
+//! full queue drops messages: raft retransmits. The receiving side is the
+//! Peer service (`crate::peerrpc`), above the server, as the other
+//! services are: this module never calls the server.
 //!
 //! [`Dialer`] connects to peer URLs, over TLS for `https://` ones. The
 //! peer server also serves the Lease service, so a follower forwards
@@ -16,9 +17,7 @@
 //! TLS (docs/security.md).
 
 mod dial;
-mod service;
 mod transport;
 
 pub use dial::{Dialer, PeerEndpoint};
-pub use service::PeerService;
 pub use transport::{PeerHealth, Transport, TransportConfig, REMOVED_MEMBER};

@@ -13,7 +13,7 @@ use api::etcdserverpb::{
 use tonic::{Request, Response, Status};
 
 use super::validate;
-use crate::etcdserver::apply::Applied;
+use crate::etcdserver::stage::Applied;
 use crate::etcdserver::{kvops, EtcdServer};
 use crate::rpctypes::EtcdError;
 

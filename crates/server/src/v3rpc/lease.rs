@@ -23,7 +23,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::etcdserver::apply::Applied;
+use crate::etcdserver::stage::Applied;
 use crate::etcdserver::EtcdServer;
 use crate::lease::MAX_LEASE_TTL;
 use crate::rpctypes::EtcdError;

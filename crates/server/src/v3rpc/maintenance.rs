@@ -11,7 +11,6 @@
 use std::io::Read;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use api::etcdserverpb::alarm_request::AlarmAction;
@@ -34,27 +33,6 @@ use crate::rpctypes::EtcdError;
 const SNAPSHOT_CHUNK_BYTES: usize = 32 * 1024;
 /// Bytes of entries copied per backend transaction while making a snapshot.
 const SNAPSHOT_COPY_BATCH_BYTES: usize = 4 * 1024 * 1024;
-/// Name prefix of the backend copies made for clients' snapshots.
-const SNAPSHOT_COPY_PREFIX: &str = "client-snapshot-";
-
-/// Removes backend copies a crash left behind in `snap_dir`.
-pub fn remove_snapshot_copies(snap_dir: &std::path::Path) -> std::io::Result<()> {
-    for ent in std::fs::read_dir(snap_dir)? {
-        let ent = ent?;
-        if ent
-            .file_name()
-            .to_string_lossy()
-            .starts_with(SNAPSHOT_COPY_PREFIX)
-        {
-            std::fs::remove_file(ent.path())?;
-        }
-    }
-    Ok(())
-}
-
-/// Numbers the snapshot files of this process.
-static SNAPSHOTS: AtomicU64 = AtomicU64::new(0);
-
 /// The Maintenance service on a member.
 pub struct MaintenanceService {
     server: Arc<EtcdServer>,
@@ -151,11 +129,7 @@ impl Maintenance for MaintenanceService {
         _req: Request<SnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
         let s = self.server.clone();
-        let n = SNAPSHOTS.fetch_add(1, Ordering::Relaxed);
-        let path = s.data_dir().join("member").join("snap").join(format!(
-            "{SNAPSHOT_COPY_PREFIX}{}-{n}.tmp",
-            std::process::id()
-        ));
+        let path = s.snapshot_copy_path();
         let (tx, rx) = mpsc::channel(8);
         tokio::task::spawn_blocking(move || {
             let header = s.header(s.store.current_revision());

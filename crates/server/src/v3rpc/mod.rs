@@ -25,7 +25,7 @@ use api::etcdserverpb::{
 };
 use tonic::{Response, Status};
 
-use crate::etcdserver::apply::Applied;
+use crate::etcdserver::stage::Applied;
 use crate::etcdserver::EtcdServer;
 use crate::rpctypes::EtcdError;
 

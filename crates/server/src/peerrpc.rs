@@ -1,6 +1,9 @@
-//! Incoming raft messages: the `etcdrspb.Peer` service, with the two
-//! membership calls a member makes of another: the cluster for a joining
-//! member, and a learner's promotion forwarded to the leader.
+//! The `etcdrspb.Peer` service on the peer URLs: incoming raft messages
+//! and snapshots (stepped into the local raft loop), and the calls one
+//! member makes of another (the cluster for a joining member, a learner's
+//! promotion forwarded to the leader, the corruption check's hash). Like
+//! `v3rpc`, it only translates into calls on the [`EtcdServer`]; sending
+//! is `rafthttp`'s.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,9 +18,9 @@ use protobuf::Message as _;
 use raft::prelude::Message;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::transport::REMOVED_MEMBER;
 use crate::etcdserver::join::to_peer_member;
 use crate::etcdserver::{membership, EtcdServer};
+use crate::rafthttp::REMOVED_MEMBER;
 use crate::rpctypes::EtcdError;
 
 /// The Peer service of a member.
