@@ -11,7 +11,8 @@
 //! Dependencies point one way: `etcdmain` → the services (`v3rpc`,
 //! `peerrpc`, `http`) → `etcdserver` → its raft loop and apply stage
 //! (which share `etcdserver::stage`) → `rafthttp`, `lease` → `storage`.
-//! - [`lease`]: the lessor: leases, attached keys, expiry.
+//! - [`lease`]: the lessor: leases, attached keys, expiry; [`auth`]: the
+//!   auth store: users, roles, permissions, the auth revision.
 //! - [`rpctypes`]: every client-visible error, with etcd's code and text.
 //! - [`logging`]: etcd's JSON log lines; [`etcdmain`]: the entry point.
 //! - [`authority`]: the repair of URL-shaped HTTP/2 authorities that
@@ -20,6 +21,7 @@
 //!   [`listener`]: http/https/unix/unixs listeners with TLS handshakes off
 //!   the accept loop; [`serve`]: gRPC and HTTP for clients on them.
 
+pub mod auth;
 pub mod authority;
 pub mod config;
 pub mod etcdmain;

@@ -102,6 +102,47 @@ pub enum EtcdError {
     /// `ErrGRPCNotSupportedForLearner`.
     #[error("etcdserver: rpc not supported for learner")]
     NotSupportedForLearner,
+    /// `ErrGRPCUserEmpty`.
+    #[error("etcdserver: user name is empty")]
+    UserEmpty,
+    /// `ErrGRPCUserAlreadyExist`.
+    #[error("etcdserver: user name already exists")]
+    UserAlreadyExist,
+    /// `ErrGRPCUserNotFound`.
+    #[error("etcdserver: user name not found")]
+    UserNotFound,
+    /// `ErrGRPCRoleEmpty`.
+    #[error("etcdserver: role name is empty")]
+    RoleEmpty,
+    /// `ErrGRPCRoleAlreadyExist`.
+    #[error("etcdserver: role name already exists")]
+    RoleAlreadyExist,
+    /// `ErrGRPCRoleNotFound`.
+    #[error("etcdserver: role name not found")]
+    RoleNotFound,
+    /// `ErrGRPCRoleNotGranted`: revoke of a role the user does not have.
+    #[error("etcdserver: role is not granted to the user")]
+    RoleNotGranted,
+    /// `ErrGRPCPermissionNotGiven`: a grant without a permission.
+    #[error("etcdserver: permission not given")]
+    PermissionNotGiven,
+    /// `ErrGRPCPermissionNotGranted`: revoke of a permission the role does
+    /// not have.
+    #[error("etcdserver: permission is not granted to the role")]
+    PermissionNotGranted,
+    /// `ErrGRPCRootUserNotExist`.
+    #[error("etcdserver: root user does not exist")]
+    RootUserNotExist,
+    /// `ErrGRPCRootRoleNotExist`.
+    #[error("etcdserver: root user does not have root role")]
+    RootRoleNotExist,
+    /// `ErrGRPCAuthNotEnabled`.
+    #[error("etcdserver: authentication is not enabled")]
+    AuthNotEnabled,
+    /// `ErrGRPCInvalidAuthMgmt`: a change that would break auth (root's
+    /// root role while enabled, a bad permission range).
+    #[error("etcdserver: invalid auth management")]
+    InvalidAuthMgmt,
     /// The leader's answer to a request this member forwarded to it
     /// (MemberPromote), passed on as it came.
     #[error("{1}")]
@@ -135,6 +176,11 @@ impl EtcdError {
             MemberBadUrls => Code::InvalidArgument,
             MemberNotFound => Code::NotFound,
             Unhealthy => Code::Unavailable,
+            UserAlreadyExist | UserNotFound | RoleAlreadyExist | RoleNotFound | RoleNotGranted
+            | PermissionNotGranted | RootUserNotExist | RootRoleNotExist | AuthNotEnabled => {
+                Code::FailedPrecondition
+            }
+            UserEmpty | RoleEmpty | PermissionNotGiven | InvalidAuthMgmt => Code::InvalidArgument,
             Forwarded(code, _) => *code,
             Internal(_) => Code::Internal,
         }

@@ -31,15 +31,27 @@ pub const MEMBERS_REMOVED_TABLE: TableDefinition<&[u8], &[u8]> =
 /// `lease`: lease id (i64 big-endian) to its granted TTL in seconds (i64
 /// big-endian).
 pub const LEASE_TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("lease");
+/// `auth`: `authEnabled` (one byte, 1 or 0) and `authRevision` (u64
+/// big-endian), as etcd's `auth` bucket.
+pub const AUTH_TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("auth");
+/// `authUsers`: user name to the user as protobuf `authpb.User` (bcrypt
+/// password hash, sorted roles, options).
+pub const AUTH_USERS_TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("authUsers");
+/// `authRoles`: role name to the role as protobuf `authpb.Role` (its key
+/// permissions, sorted by key).
+pub const AUTH_ROLES_TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("authRoles");
 /// `cluster`: cluster-wide values (`clusterVersion`).
 pub const CLUSTER_TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("cluster");
 
 /// Every table, in the order a snapshot carries them.
-pub const TABLES: [TableDefinition<&[u8], &[u8]>; 6] = [
+pub const TABLES: [TableDefinition<&[u8], &[u8]>; 9] = [
     KEY_TABLE,
     META_TABLE,
     MEMBERS_TABLE,
     MEMBERS_REMOVED_TABLE,
+    AUTH_TABLE,
+    AUTH_USERS_TABLE,
+    AUTH_ROLES_TABLE,
     CLUSTER_TABLE,
     LEASE_TABLE,
 ];

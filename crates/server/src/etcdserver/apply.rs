@@ -35,6 +35,7 @@ use super::kvops;
 use super::membership::{ConfChangeContext, MemberChange, Membership};
 use super::stage::{Applied, ApplyItem, ApplyOutcome, MembershipUpdate, RaftStatus};
 use super::wait::Wait;
+use crate::auth::AuthStore;
 use crate::lease::Lessor;
 use crate::rpctypes::EtcdError;
 
@@ -99,6 +100,8 @@ pub struct Applier {
     pub snapshotter: Arc<Snapshotter>,
     /// The leases.
     pub lessor: Arc<Lessor>,
+    /// Users and roles.
+    pub auth: Arc<AuthStore>,
     /// The leader and term the raft loop last saw.
     pub raft_status: Arc<RaftStatus>,
     /// This member's id.
@@ -302,6 +305,9 @@ impl Applier {
         if let Err(e) = crate::lease::load(&self.store, &self.lessor) {
             crate::logging::fatal("failed to load leases from the snapshot", &e);
         }
+        if let Err(e) = self.auth.reload(self.store.backend()) {
+            crate::logging::fatal("failed to load the auth store from the snapshot", &e);
+        }
         if let Err(e) = self.cluster_version.reload(&self.store) {
             crate::logging::fatal("failed to load the cluster version from the snapshot", &e);
         }
@@ -400,8 +406,43 @@ impl Applier {
             tracing::info!(cluster_version = %major_minor(&r.ver), "enabled capabilities for version");
             return Ok(Applied::Done);
         }
+        if let Some(done) = self.apply_auth(txn, req) {
+            return done.map(|()| Applied::Done);
+        }
         tracing::warn!("ignored a raft request of a kind etcd-rs does not apply yet");
         Ok(Applied::Done)
+    }
+}
+
+impl Applier {
+    /// Applies an auth store change, if `req` is one.
+    fn apply_auth(
+        &self,
+        txn: &storage::mvcc::StoreTxn<'_>,
+        req: &InternalRaftRequest,
+    ) -> Option<Result<(), EtcdError>> {
+        let (a, tx) = (&self.auth, txn.backend_tx());
+        Some(if let Some(r) = &req.auth_user_add {
+            a.user_add(tx, r)
+        } else if let Some(r) = &req.auth_user_delete {
+            a.user_delete(tx, r)
+        } else if let Some(r) = &req.auth_user_change_password {
+            a.user_change_password(tx, r)
+        } else if let Some(r) = &req.auth_user_grant_role {
+            a.user_grant_role(tx, r)
+        } else if let Some(r) = &req.auth_user_revoke_role {
+            a.user_revoke_role(tx, r)
+        } else if let Some(r) = &req.auth_role_add {
+            a.role_add(tx, r)
+        } else if let Some(r) = &req.auth_role_delete {
+            a.role_delete(tx, r)
+        } else if let Some(r) = &req.auth_role_grant_permission {
+            a.role_grant_permission(tx, r)
+        } else if let Some(r) = &req.auth_role_revoke_permission {
+            a.role_revoke_permission(tx, r)
+        } else {
+            return None;
+        })
     }
 }
 

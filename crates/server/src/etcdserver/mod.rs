@@ -45,6 +45,7 @@ use self::membership::{compute_cluster_id, compute_member_id, Member, Membership
 use self::raft::{RaftLoop, RaftMsg};
 use self::stage::{Applied, ApplyOutcome, RaftStatus};
 use self::wait::Wait;
+use crate::auth::AuthStore;
 use crate::config::{ServerConfig, CLUSTER_VERSION};
 use crate::lease::Lessor;
 use crate::rafthttp::{Dialer, PeerHealth, Transport, TransportConfig};
@@ -71,6 +72,8 @@ pub struct EtcdServer {
     pub cluster_version: Arc<ClusterVersion>,
     /// The leases.
     pub lessor: Arc<Lessor>,
+    /// Users and roles.
+    pub auth: Arc<AuthStore>,
     raft_tx: Sender<RaftMsg>,
     raft_status: Arc<RaftStatus>,
     wait: Arc<Wait<ApplyOutcome>>,
@@ -290,6 +293,7 @@ impl EtcdServer {
         let lessor = Arc::new(lessor);
         crate::lease::load(&store, &lessor).map_err(StartError)?;
         let cluster_version = Arc::new(ClusterVersion::load(&store).map_err(start_err)?);
+        let auth = Arc::new(AuthStore::load(store.backend()).map_err(start_err)?);
         let wait = Arc::new(Wait::default());
         let (applied_tx, applied_rx) = watch::channel(store.consistent_index());
         let (apply_tx, apply_rx) = crossbeam_channel::bounded(APPLY_CHANNEL_BOUND);
@@ -338,6 +342,7 @@ impl EtcdServer {
             durable_index: durable_index.clone(),
             snapshotter: snapshotter.clone(),
             lessor: lessor.clone(),
+            auth: auth.clone(),
             raft_status: raft_status.clone(),
             member_id,
             lease_extend: cfg.tick * cfg.election_ticks as u32,
@@ -391,6 +396,7 @@ impl EtcdServer {
             membership,
             cluster_version,
             lessor,
+            auth,
             raft_tx,
             raft_status,
             wait,

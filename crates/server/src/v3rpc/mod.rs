@@ -1,8 +1,9 @@
 //! The v3 gRPC API (etcd's `v3rpc`): one module per service, each a thin
 //! layer that checks requests and calls the [`EtcdServer`]. Services not
-//! registered here (Auth, Lock, Election for now) answer
-//! `Unimplemented`, which tonic does for unknown services.
+//! registered here (Lock, Election for now) answer `Unimplemented`, which
+//! tonic does for unknown services.
 
+pub mod auth;
 pub mod cluster;
 pub mod kv;
 pub mod lease;
@@ -12,6 +13,7 @@ pub mod watch;
 
 use std::sync::Arc;
 
+use api::etcdserverpb::auth_server::AuthServer;
 use api::etcdserverpb::cluster_server::ClusterServer;
 use api::etcdserverpb::kv_server::KvServer;
 use api::etcdserverpb::lease_server::LeaseServer;
@@ -129,6 +131,7 @@ pub async fn routes(server: Arc<EtcdServer>) -> Routes {
         server.clone(),
     )))
     .add_service(WatchServer::new(watch::WatchService::new(server.clone())))
+    .add_service(AuthServer::new(auth::AuthService::new(server.clone())))
     .add_service(LeaseServer::new(lease::LeaseService::new(server)))
     .add_service(health)
 }

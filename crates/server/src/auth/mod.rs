@@ -1,0 +1,416 @@
+//! The auth store (etcd's `auth.AuthStore`): users, roles and their key
+//! permissions, whether auth is enabled, and the auth revision that every
+//! change raises.
+//!
+//! Changes are raft entries applied by the apply stage, each through one
+//! method here that checks it with etcd's rules and errors, then writes
+//! the backend's `auth`, `authUsers` and `authRoles` tables in the
+//! batch's transaction (`storage/src/mvcc/FORMAT.md`), so every member
+//! holds the same store and a snapshot carries it. Reads answer from
+//! memory. Passwords arrive already hashed with bcrypt (the hash is made
+//! before the change is proposed, never in the apply stage, and never
+//! logged).
+//!
+//! Not yet: enabling auth (which needs every request checked against
+//! these permissions first), tokens and Authenticate.
+
+use std::collections::BTreeMap;
+use std::sync::RwLock;
+
+use api::authpb::{Permission, Role, User, UserAddOptions};
+use api::etcdserverpb::{
+    AuthRoleAddRequest, AuthRoleDeleteRequest, AuthRoleGrantPermissionRequest,
+    AuthRoleRevokePermissionRequest, AuthUserAddRequest, AuthUserChangePasswordRequest,
+    AuthUserDeleteRequest, AuthUserGrantRoleRequest, AuthUserRevokeRoleRequest,
+};
+use prost::Message;
+use redb::{ReadableTable, WriteTransaction};
+use storage::backend::{AUTH_ROLES_TABLE, AUTH_TABLE, AUTH_USERS_TABLE};
+use storage::Backend;
+
+use crate::rpctypes::EtcdError;
+
+/// The `root` user and role, which may do everything.
+pub const ROOT: &str = "root";
+/// Key of the enabled flag in the `auth` table.
+const ENABLED_KEY: &[u8] = b"authEnabled";
+/// Key of the auth revision in the `auth` table.
+const REVISION_KEY: &[u8] = b"authRevision";
+
+#[derive(Default)]
+struct State {
+    enabled: bool,
+    revision: u64,
+    users: BTreeMap<String, User>,
+    roles: BTreeMap<String, Role>,
+}
+
+/// Users, roles and the auth revision, in memory and in the backend.
+#[derive(Default)]
+pub struct AuthStore {
+    state: RwLock<State>,
+}
+
+fn internal(e: impl std::fmt::Display) -> EtcdError {
+    EtcdError::Internal(e.to_string())
+}
+
+fn read_state(backend: &Backend) -> Result<State, EtcdError> {
+    let rtx = backend.read().map_err(internal)?;
+    let auth = rtx.open_table(AUTH_TABLE).map_err(internal)?;
+    let enabled = auth
+        .get(ENABLED_KEY)
+        .map_err(internal)?
+        .is_some_and(|v| v.value() == [1]);
+    // A new store starts at revision 1, as etcd's.
+    let revision = storage::backend::meta_u64(&auth, REVISION_KEY)
+        .map_err(internal)?
+        .max(1);
+    let mut users = BTreeMap::new();
+    for item in rtx
+        .open_table(AUTH_USERS_TABLE)
+        .map_err(internal)?
+        .iter()
+        .map_err(internal)?
+    {
+        let (k, v) = item.map_err(internal)?;
+        let user = User::decode(v.value()).map_err(internal)?;
+        users.insert(String::from_utf8_lossy(k.value()).into_owned(), user);
+    }
+    let mut roles = BTreeMap::new();
+    for item in rtx
+        .open_table(AUTH_ROLES_TABLE)
+        .map_err(internal)?
+        .iter()
+        .map_err(internal)?
+    {
+        let (k, v) = item.map_err(internal)?;
+        let role = Role::decode(v.value()).map_err(internal)?;
+        roles.insert(String::from_utf8_lossy(k.value()).into_owned(), role);
+    }
+    Ok(State {
+        enabled,
+        revision,
+        users,
+        roles,
+    })
+}
+
+/// Whether `[key, range_end)` is a range a permission may name (etcd's
+/// `isValidPermissionRange`): a key, and no end, an end after it, or
+/// `"\0"` (every key from it on).
+fn valid_range(key: &[u8], range_end: &[u8]) -> bool {
+    !key.is_empty() && (range_end.is_empty() || range_end == b"\0" || range_end > key)
+}
+
+impl AuthStore {
+    /// The store held in `backend`. Errors: the backend's, a corrupt record.
+    pub fn load(backend: &Backend) -> Result<AuthStore, EtcdError> {
+        Ok(AuthStore {
+            state: RwLock::new(read_state(backend)?),
+        })
+    }
+
+    /// Reads the store again (after a snapshot replaced the backend).
+    pub fn reload(&self, backend: &Backend) -> Result<(), EtcdError> {
+        let fresh = read_state(backend)?;
+        *self.state.write().expect("auth lock") = fresh;
+        Ok(())
+    }
+
+    /// Whether auth is enabled, and the auth revision.
+    pub fn status(&self) -> (bool, u64) {
+        let s = self.state.read().expect("auth lock");
+        (s.enabled, s.revision)
+    }
+
+    /// User `name`'s roles, sorted. Error: `UserNotFound`.
+    pub fn user_roles(&self, name: &str) -> Result<Vec<String>, EtcdError> {
+        let s = self.state.read().expect("auth lock");
+        s.users
+            .get(name)
+            .map(|u| u.roles.clone())
+            .ok_or(EtcdError::UserNotFound)
+    }
+
+    /// Every user name, in byte order.
+    pub fn user_names(&self) -> Vec<String> {
+        self.state
+            .read()
+            .expect("auth lock")
+            .users
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// Role `name`'s permissions, sorted by key. Error: `RoleNotFound`.
+    pub fn role_permissions(&self, name: &str) -> Result<Vec<Permission>, EtcdError> {
+        let s = self.state.read().expect("auth lock");
+        s.roles
+            .get(name)
+            .map(|r| r.key_permission.clone())
+            .ok_or(EtcdError::RoleNotFound)
+    }
+
+    /// Every role name, in byte order.
+    pub fn role_names(&self) -> Vec<String> {
+        self.state
+            .read()
+            .expect("auth lock")
+            .roles
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// Applies `UserAdd`; `hashed_password` is the bcrypt hash (ignored
+    /// for a `no_password` user). Errors: `UserEmpty`, `UserAlreadyExist`.
+    pub fn user_add(&self, tx: &WriteTransaction, r: &AuthUserAddRequest) -> Result<(), EtcdError> {
+        let mut s = self.state.write().expect("auth lock");
+        if r.name.is_empty() {
+            return Err(EtcdError::UserEmpty);
+        }
+        if s.users.contains_key(&r.name) {
+            return Err(EtcdError::UserAlreadyExist);
+        }
+        let no_password = r.options.as_ref().is_some_and(|o| o.no_password);
+        let user = User {
+            name: r.name.clone().into_bytes(),
+            password: if no_password {
+                Vec::new()
+            } else {
+                r.hashed_password.clone().into_bytes()
+            },
+            roles: Vec::new(),
+            options: Some(UserAddOptions { no_password }),
+        };
+        save_user(tx, &user)?;
+        s.users.insert(r.name.clone(), user);
+        bump(tx, &mut s)
+    }
+
+    /// Applies `UserDelete`. Errors: `InvalidAuthMgmt` (root while auth is
+    /// on), `UserNotFound`.
+    pub fn user_delete(
+        &self,
+        tx: &WriteTransaction,
+        r: &AuthUserDeleteRequest,
+    ) -> Result<(), EtcdError> {
+        let mut s = self.state.write().expect("auth lock");
+        if s.enabled && r.name == ROOT {
+            return Err(EtcdError::InvalidAuthMgmt);
+        }
+        if s.users.remove(&r.name).is_none() {
+            return Err(EtcdError::UserNotFound);
+        }
+        let mut t = tx.open_table(AUTH_USERS_TABLE).map_err(internal)?;
+        t.remove(r.name.as_bytes()).map_err(internal)?;
+        drop(t);
+        bump(tx, &mut s)
+    }
+
+    /// Applies `UserChangePassword` (a `no_password` user keeps none).
+    /// Error: `UserNotFound`.
+    pub fn user_change_password(
+        &self,
+        tx: &WriteTransaction,
+        r: &AuthUserChangePasswordRequest,
+    ) -> Result<(), EtcdError> {
+        let mut s = self.state.write().expect("auth lock");
+        let user = s.users.get_mut(&r.name).ok_or(EtcdError::UserNotFound)?;
+        let no_password = user.options.as_ref().is_some_and(|o| o.no_password);
+        if !no_password {
+            user.password = r.hashed_password.clone().into_bytes();
+        }
+        let user = user.clone();
+        save_user(tx, &user)?;
+        bump(tx, &mut s)
+    }
+
+    /// Applies `UserGrantRole`; granting a role the user has changes
+    /// nothing. Errors: `UserNotFound`, `RoleNotFound` (the root role
+    /// needs no role record).
+    pub fn user_grant_role(
+        &self,
+        tx: &WriteTransaction,
+        r: &AuthUserGrantRoleRequest,
+    ) -> Result<(), EtcdError> {
+        let mut s = self.state.write().expect("auth lock");
+        if r.role != ROOT && !s.roles.contains_key(&r.role) {
+            if !s.users.contains_key(&r.user) {
+                return Err(EtcdError::UserNotFound);
+            }
+            return Err(EtcdError::RoleNotFound);
+        }
+        let user = s.users.get_mut(&r.user).ok_or(EtcdError::UserNotFound)?;
+        let Err(at) = user.roles.binary_search(&r.role) else {
+            return Ok(());
+        };
+        user.roles.insert(at, r.role.clone());
+        let user = user.clone();
+        save_user(tx, &user)?;
+        bump(tx, &mut s)
+    }
+
+    /// Applies `UserRevokeRole`. Errors: `InvalidAuthMgmt` (root's root
+    /// role while auth is on), `UserNotFound`, `RoleNotGranted`.
+    pub fn user_revoke_role(
+        &self,
+        tx: &WriteTransaction,
+        r: &AuthUserRevokeRoleRequest,
+    ) -> Result<(), EtcdError> {
+        let mut s = self.state.write().expect("auth lock");
+        if s.enabled && r.name == ROOT && r.role == ROOT {
+            return Err(EtcdError::InvalidAuthMgmt);
+        }
+        let user = s.users.get_mut(&r.name).ok_or(EtcdError::UserNotFound)?;
+        let at = user
+            .roles
+            .binary_search(&r.role)
+            .map_err(|_| EtcdError::RoleNotGranted)?;
+        user.roles.remove(at);
+        let user = user.clone();
+        save_user(tx, &user)?;
+        bump(tx, &mut s)
+    }
+
+    /// Applies `RoleAdd`. Errors: `RoleEmpty`, `RoleAlreadyExist`.
+    pub fn role_add(&self, tx: &WriteTransaction, r: &AuthRoleAddRequest) -> Result<(), EtcdError> {
+        let mut s = self.state.write().expect("auth lock");
+        if r.name.is_empty() {
+            return Err(EtcdError::RoleEmpty);
+        }
+        if s.roles.contains_key(&r.name) {
+            return Err(EtcdError::RoleAlreadyExist);
+        }
+        let role = Role {
+            name: r.name.clone().into_bytes(),
+            key_permission: Vec::new(),
+        };
+        save_role(tx, &role)?;
+        s.roles.insert(r.name.clone(), role);
+        bump(tx, &mut s)
+    }
+
+    /// Applies `RoleDelete`; users holding the role lose it. Errors:
+    /// `InvalidAuthMgmt` (root while auth is on), `RoleNotFound`.
+    pub fn role_delete(
+        &self,
+        tx: &WriteTransaction,
+        r: &AuthRoleDeleteRequest,
+    ) -> Result<(), EtcdError> {
+        let mut s = self.state.write().expect("auth lock");
+        if s.enabled && r.role == ROOT {
+            return Err(EtcdError::InvalidAuthMgmt);
+        }
+        if s.roles.remove(&r.role).is_none() {
+            return Err(EtcdError::RoleNotFound);
+        }
+        let mut t = tx.open_table(AUTH_ROLES_TABLE).map_err(internal)?;
+        t.remove(r.role.as_bytes()).map_err(internal)?;
+        drop(t);
+        let holders: Vec<String> = s
+            .users
+            .iter()
+            .filter(|(_, u)| u.roles.contains(&r.role))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in holders {
+            let user = s.users.get_mut(&name).expect("listed just now");
+            user.roles.retain(|role| *role != r.role);
+            let user = user.clone();
+            save_user(tx, &user)?;
+        }
+        bump(tx, &mut s)
+    }
+
+    /// Applies `RoleGrantPermission`: the same key and range end get the
+    /// new type, else the permission joins the role's, sorted by key.
+    /// Errors: `RoleNotFound`, `PermissionNotGiven`, `InvalidAuthMgmt` (a
+    /// range that names no key).
+    pub fn role_grant_permission(
+        &self,
+        tx: &WriteTransaction,
+        r: &AuthRoleGrantPermissionRequest,
+    ) -> Result<(), EtcdError> {
+        let mut s = self.state.write().expect("auth lock");
+        let role = s.roles.get_mut(&r.name).ok_or(EtcdError::RoleNotFound)?;
+        let perm = r.perm.as_ref().ok_or(EtcdError::PermissionNotGiven)?;
+        if !valid_range(&perm.key, &perm.range_end) {
+            return Err(EtcdError::InvalidAuthMgmt);
+        }
+        match role
+            .key_permission
+            .iter_mut()
+            .find(|p| p.key == perm.key && p.range_end == perm.range_end)
+        {
+            Some(p) => p.perm_type = perm.perm_type,
+            None => {
+                role.key_permission.push(perm.clone());
+                role.key_permission.sort_by(|a, b| a.key.cmp(&b.key));
+            }
+        }
+        let role = role.clone();
+        save_role(tx, &role)?;
+        bump(tx, &mut s)
+    }
+
+    /// Applies `RoleRevokePermission` of exactly `[key, range_end)`.
+    /// Errors: `RoleNotFound`, `PermissionNotGranted`.
+    pub fn role_revoke_permission(
+        &self,
+        tx: &WriteTransaction,
+        r: &AuthRoleRevokePermissionRequest,
+    ) -> Result<(), EtcdError> {
+        let mut s = self.state.write().expect("auth lock");
+        let role = s.roles.get_mut(&r.role).ok_or(EtcdError::RoleNotFound)?;
+        let before = role.key_permission.len();
+        role.key_permission
+            .retain(|p| !(p.key == r.key && p.range_end == r.range_end));
+        if role.key_permission.len() == before {
+            return Err(EtcdError::PermissionNotGranted);
+        }
+        let role = role.clone();
+        save_role(tx, &role)?;
+        bump(tx, &mut s)
+    }
+}
+
+fn save_user(tx: &WriteTransaction, user: &User) -> Result<(), EtcdError> {
+    let mut t = tx.open_table(AUTH_USERS_TABLE).map_err(internal)?;
+    t.insert(user.name.as_slice(), user.encode_to_vec().as_slice())
+        .map_err(internal)?;
+    Ok(())
+}
+
+fn save_role(tx: &WriteTransaction, role: &Role) -> Result<(), EtcdError> {
+    let mut t = tx.open_table(AUTH_ROLES_TABLE).map_err(internal)?;
+    t.insert(role.name.as_slice(), role.encode_to_vec().as_slice())
+        .map_err(internal)?;
+    Ok(())
+}
+
+/// Raises the auth revision, in memory and in `tx`.
+fn bump(tx: &WriteTransaction, s: &mut State) -> Result<(), EtcdError> {
+    s.revision += 1;
+    let mut t = tx.open_table(AUTH_TABLE).map_err(internal)?;
+    t.insert(REVISION_KEY, s.revision.to_be_bytes().as_slice())
+        .map_err(internal)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permission_ranges_are_etcds() {
+        assert!(valid_range(b"a", b""));
+        assert!(valid_range(b"a", b"b"));
+        assert!(valid_range(b"a", b"\0"));
+        assert!(!valid_range(b"", b""));
+        assert!(!valid_range(b"b", b"a"));
+        assert!(!valid_range(b"a", b"a"));
+    }
+}
