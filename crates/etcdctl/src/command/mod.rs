@@ -3,6 +3,7 @@
 //! `txn`, `watch`, `lease`, `cluster` (member, endpoint, move-leader),
 //! `maintenance` (alarm, defrag, snapshot, version) and `check` (perf).
 
+mod auth;
 mod check;
 mod cluster;
 mod kv;
@@ -50,6 +51,15 @@ pub enum Command {
     /// Manages etcd node snapshots
     #[command(subcommand)]
     Snapshot(maintenance::SnapshotCommand),
+    /// User related commands
+    #[command(subcommand)]
+    User(auth::UserCommand),
+    /// Role related commands
+    #[command(subcommand)]
+    Role(auth::RoleCommand),
+    /// Enable or disable authentication
+    #[command(subcommand)]
+    Auth(auth::AuthCommand),
     /// Prints the version of etcdctl
     Version,
     /// commands for checking properties of the etcd cluster
@@ -68,6 +78,9 @@ impl Command {
             Command::Compaction(a) => kv::compaction(g, a).await,
             Command::Watch(a) => watch::run(g, a).await,
             Command::Lease(c) => lease::run(g, c).await,
+            Command::User(c) => auth::user(g, c).await,
+            Command::Role(c) => auth::role(g, c).await,
+            Command::Auth(c) => auth::auth(g, c).await,
             Command::Member(c) => cluster::member(g, c).await,
             Command::Endpoint(c) => cluster::endpoint(g, c).await,
             Command::MoveLeader(a) => cluster::move_leader(g, a).await,

@@ -7,9 +7,12 @@
 //! `simple` is in this file, the others in `json.rs`, `fields.rs` and
 //! `table.rs`.
 
+mod auth;
 pub mod fields;
 pub mod json;
 pub mod table;
+
+pub use auth::print_text;
 
 use std::io::Write;
 
