@@ -277,3 +277,38 @@ async fn enabling_auth_is_refused_until_requests_are_checked() {
     })
     .await;
 }
+
+/// Where etcd 3.5 differs from the reference etcd 3.4 (so it is asserted,
+/// not compared): a permission range that names no key is refused
+/// (3.5.10), a grant updates only the permission at its key's place, and
+/// `auth status` exists.
+#[tokio::test]
+async fn etcd_3_5_rules_where_3_4_differs() {
+    within(LIMIT, async {
+        let c = TestCluster::start(1).await;
+        let ours = |args: &[&str]| etcdctl_with(&our_etcdctl_bin(), &[c.endpoint()], args, None);
+        ours(&["role", "add", "r"]).expect_success();
+        c.etcdctl(&["role", "grant-permission", "r", "read", "/b", "/a"])
+            .expect_error("etcdserver: invalid auth management");
+        for (kind, key, end) in [
+            ("read", "/a", None),
+            ("read", "/a", Some("/b")),
+            ("write", "/a", Some("/b")),
+        ] {
+            let mut args = vec!["role", "grant-permission", "r", kind, key];
+            args.extend(end);
+            ours(&args).expect_stdout("Role r updated\n");
+        }
+        // The write of [/a, /b) joined the read of it instead of replacing it.
+        ours(&["role", "get", "r"]).expect_stdout(
+            "Role r\nKV Read:\n\t/a\n\t[/a, /b) (prefix /a)\nKV Write:\n\t[/a, /b) (prefix /a)\n",
+        );
+        ours(&["auth", "status"]).expect_stdout(&format!(
+            "Authentication Status: false\nAuthRevision: {}\n",
+            5
+        ));
+        ours(&["auth", "status", "x"])
+            .expect_err_contains("auth status command does not accept any arguments");
+    })
+    .await;
+}

@@ -7,9 +7,9 @@ use api::authpb::{permission, Permission, UserAddOptions};
 use api::etcdserverpb::{
     AuthDisableRequest, AuthEnableRequest, AuthRoleAddRequest, AuthRoleDeleteRequest,
     AuthRoleGetRequest, AuthRoleGrantPermissionRequest, AuthRoleListRequest,
-    AuthRoleRevokePermissionRequest, AuthUserAddRequest, AuthUserChangePasswordRequest,
-    AuthUserDeleteRequest, AuthUserGetRequest, AuthUserGrantRoleRequest, AuthUserListRequest,
-    AuthUserRevokeRoleRequest,
+    AuthRoleRevokePermissionRequest, AuthStatusRequest, AuthUserAddRequest,
+    AuthUserChangePasswordRequest, AuthUserDeleteRequest, AuthUserGetRequest,
+    AuthUserGrantRoleRequest, AuthUserListRequest, AuthUserRevokeRoleRequest,
 };
 use clap::{ArgAction, Args, Subcommand};
 
@@ -132,9 +132,20 @@ pub enum RoleCommand {
 #[derive(Subcommand, Debug)]
 pub enum AuthCommand {
     /// Enables authentication
-    Enable,
+    Enable {
+        /// (none)
+        args: Vec<String>,
+    },
     /// Disables authentication
-    Disable,
+    Disable {
+        /// (none)
+        args: Vec<String>,
+    },
+    /// Returns authentication status
+    Status {
+        /// (none)
+        args: Vec<String>,
+    },
 }
 
 /// One word of standard input, as Go's `fmt.Scanf("%s")` reads a password.
@@ -241,7 +252,11 @@ pub async fn user(g: &GlobalFlags, cmd: &UserCommand) -> Result<(), CtlError> {
             };
             let c = g.client().await?;
             let resp = g.timed(c.auth().user_add(req)).await?.into_inner();
-            p.auth_changed(&resp, &resp.header, format!("User {name} created\n"))
+            p.auth_changed(
+                &resp,
+                &resp.header,
+                format!("User {name} created\n").into_bytes(),
+            )
         }
         UserCommand::Delete { args } => {
             let name = one(
@@ -253,7 +268,11 @@ pub async fn user(g: &GlobalFlags, cmd: &UserCommand) -> Result<(), CtlError> {
                 name: name.to_string(),
             };
             let resp = g.timed(c.auth().user_delete(req)).await?.into_inner();
-            p.auth_changed(&resp, &resp.header, format!("User {name} deleted\n"))
+            p.auth_changed(
+                &resp,
+                &resp.header,
+                format!("User {name} deleted\n").into_bytes(),
+            )
         }
         UserCommand::Get { detail, args } => {
             let name = one(args, "user get command requires user name as its argument")?;
@@ -307,7 +326,7 @@ pub async fn user(g: &GlobalFlags, cmd: &UserCommand) -> Result<(), CtlError> {
                 .timed(c.auth().user_change_password(req))
                 .await?
                 .into_inner();
-            p.auth_changed(&resp, &resp.header, "Password updated\n".to_string())
+            p.auth_changed(&resp, &resp.header, b"Password updated\n".to_vec())
         }
         UserCommand::GrantRole { args } => {
             let (user, role) = two(
@@ -323,7 +342,7 @@ pub async fn user(g: &GlobalFlags, cmd: &UserCommand) -> Result<(), CtlError> {
             p.auth_changed(
                 &resp,
                 &resp.header,
-                format!("Role {role} is granted to user {user}\n"),
+                format!("Role {role} is granted to user {user}\n").into_bytes(),
             )
         }
         UserCommand::RevokeRole { args } => {
@@ -340,7 +359,7 @@ pub async fn user(g: &GlobalFlags, cmd: &UserCommand) -> Result<(), CtlError> {
             p.auth_changed(
                 &resp,
                 &resp.header,
-                format!("Role {role} is revoked from user {user}\n"),
+                format!("Role {role} is revoked from user {user}\n").into_bytes(),
             )
         }
     }
@@ -357,7 +376,11 @@ pub async fn role(g: &GlobalFlags, cmd: &RoleCommand) -> Result<(), CtlError> {
                 name: name.to_string(),
             };
             let resp = g.timed(c.auth().role_add(req)).await?.into_inner();
-            p.auth_changed(&resp, &resp.header, format!("Role {name} created\n"))
+            p.auth_changed(
+                &resp,
+                &resp.header,
+                format!("Role {name} created\n").into_bytes(),
+            )
         }
         RoleCommand::Delete { args } => {
             let name = one(
@@ -369,7 +392,11 @@ pub async fn role(g: &GlobalFlags, cmd: &RoleCommand) -> Result<(), CtlError> {
                 role: name.to_string(),
             };
             let resp = g.timed(c.auth().role_delete(req)).await?.into_inner();
-            p.auth_changed(&resp, &resp.header, format!("Role {name} deleted\n"))
+            p.auth_changed(
+                &resp,
+                &resp.header,
+                format!("Role {name} deleted\n").into_bytes(),
+            )
         }
         RoleCommand::Get { args } => {
             let name = one(args, "role get command requires role name as its argument")?;
@@ -417,7 +444,11 @@ pub async fn role(g: &GlobalFlags, cmd: &RoleCommand) -> Result<(), CtlError> {
                 .timed(c.auth().role_grant_permission(req))
                 .await?
                 .into_inner();
-            p.auth_changed(&resp, &resp.header, format!("Role {} updated\n", args[0]))
+            p.auth_changed(
+                &resp,
+                &resp.header,
+                format!("Role {} updated\n", args[0]).into_bytes(),
+            )
         }
         RoleCommand::RevokePermission { flags, args } => {
             if args.len() < 2 {
@@ -437,31 +468,56 @@ pub async fn role(g: &GlobalFlags, cmd: &RoleCommand) -> Result<(), CtlError> {
                 .await?
                 .into_inner();
             let (role, typed) = (&args[0], &args[1]);
-            let end = String::from_utf8_lossy(&range_end);
             let simple = if range_end.is_empty() {
-                format!("Permission of key {typed} is revoked from role {role}\n")
+                format!("Permission of key {typed} is revoked from role {role}\n").into_bytes()
             } else if range_end == [0] {
                 format!("Permission of range [{typed}, <open ended> is revoked from role {role}\n")
+                    .into_bytes()
             } else {
-                format!("Permission of range [{typed}, {end}) is revoked from role {role}\n")
+                // The range end as bytes: --prefix can make one that is not UTF-8.
+                [
+                    format!("Permission of range [{typed}, ").as_bytes(),
+                    &range_end,
+                    format!(") is revoked from role {role}\n").as_bytes(),
+                ]
+                .concat()
             };
             p.auth_changed(&resp, &resp.header, simple)
         }
     }
 }
 
-/// Runs an auth subcommand. etcdctl prints their lines in every format.
+/// Runs an auth subcommand. etcdctl prints enable's and disable's lines
+/// in every format.
 pub async fn auth(g: &GlobalFlags, cmd: &AuthCommand) -> Result<(), CtlError> {
+    let (name, args) = match cmd {
+        AuthCommand::Enable { args } => ("enable", args),
+        AuthCommand::Disable { args } => ("disable", args),
+        AuthCommand::Status { args } => ("status", args),
+    };
+    if !args.is_empty() {
+        return Err(CtlError::bad_args(format!(
+            "auth {name} command does not accept any arguments"
+        )));
+    }
+    let p = g.printer()?;
     let c = g.client().await?;
     match cmd {
-        AuthCommand::Enable => {
+        AuthCommand::Enable { .. } => {
             g.timed(c.auth().auth_enable(AuthEnableRequest {})).await?;
             crate::printer::print_text("Authentication Enabled\n");
         }
-        AuthCommand::Disable => {
+        AuthCommand::Disable { .. } => {
             g.timed(c.auth().auth_disable(AuthDisableRequest {}))
                 .await?;
             crate::printer::print_text("Authentication Disabled\n");
+        }
+        AuthCommand::Status { .. } => {
+            let resp = g
+                .timed(c.auth().auth_status(AuthStatusRequest {}))
+                .await?
+                .into_inner();
+            p.auth_status(&resp)?;
         }
     }
     Ok(())

@@ -5,8 +5,8 @@
 
 use api::authpb::{permission, Permission};
 use api::etcdserverpb::{
-    AuthRoleGetResponse, AuthRoleListResponse, AuthUserGetResponse, AuthUserListResponse,
-    ResponseHeader,
+    AuthRoleGetResponse, AuthRoleListResponse, AuthStatusResponse, AuthUserGetResponse,
+    AuthUserListResponse, ResponseHeader,
 };
 use prost::Message;
 
@@ -23,25 +23,36 @@ fn names(list: &[String]) -> Vec<serde_json::Value> {
     list.iter().map(|s| s.as_str().into()).collect()
 }
 
-/// A permission's range as etcdctl's `role get` shows it.
-fn range_text(p: &Permission) -> String {
-    let key = String::from_utf8_lossy(&p.key);
+/// A permission's range as etcdctl's `role get` shows it: raw bytes, as
+/// Go prints them.
+fn range_text(p: &Permission) -> Vec<u8> {
+    let mut s = b"\t".to_vec();
     if p.range_end.is_empty() {
-        return format!("\t{key}\n");
+        s.extend_from_slice(&p.key);
+        s.push(b'\n');
+        return s;
     }
-    let mut s = if p.range_end == [0] {
-        format!("\t[{key}, <open ended>")
+    s.push(b'[');
+    s.extend_from_slice(&p.key);
+    if p.range_end == [0] {
+        s.extend_from_slice(b", <open ended>");
     } else {
-        format!("\t[{key}, {})", String::from_utf8_lossy(&p.range_end))
-    };
-    if !p.key.is_empty() && crate::command::prefix_end(&p.key) == p.range_end {
-        s += &format!(" (prefix {key})");
+        s.extend_from_slice(b", ");
+        s.extend_from_slice(&p.range_end);
+        s.push(b')');
     }
-    s + "\n"
+    if !p.key.is_empty() && crate::command::prefix_end(&p.key) == p.range_end {
+        s.extend_from_slice(b" (prefix ");
+        s.extend_from_slice(&p.key);
+        s.push(b')');
+    }
+    s.push(b'\n');
+    s
 }
 
-fn kind(p: &Permission) -> permission::Type {
-    permission::Type::try_from(p.perm_type).unwrap_or(permission::Type::Read)
+/// The permission's type, if it is one etcd knows.
+fn kind(p: &Permission) -> Option<permission::Type> {
+    permission::Type::try_from(p.perm_type).ok()
 }
 
 impl Printer {
@@ -52,11 +63,11 @@ impl Printer {
         &self,
         r: &M,
         header: &Option<ResponseHeader>,
-        simple: String,
+        simple: Vec<u8>,
     ) -> Result<(), CtlError> {
         self.no_table(
             r,
-            || simple.into_bytes(),
+            || simple,
             || Obj::new().obj("header", header_of(header)).value(),
             || fields::header(header),
         )
@@ -113,19 +124,20 @@ impl Printer {
         self.no_table(
             r,
             || {
-                let of = |want: permission::Type| -> String {
+                let of = |want: permission::Type| -> Vec<u8> {
                     r.perm
                         .iter()
-                        .filter(|p| kind(p) == want || kind(p) == Readwrite)
-                        .map(range_text)
+                        .filter(|p| kind(p) == Some(want) || kind(p) == Some(Readwrite))
+                        .flat_map(range_text)
                         .collect()
                 };
-                format!(
-                    "Role {role}\nKV Read:\n{}KV Write:\n{}",
-                    of(Read),
-                    of(Write)
-                )
-                .into_bytes()
+                [
+                    format!("Role {role}\nKV Read:\n").as_bytes(),
+                    &of(Read),
+                    b"KV Write:\n",
+                    &of(Write),
+                ]
+                .concat()
             },
             || {
                 let perms = r
@@ -149,7 +161,10 @@ impl Printer {
                 for p in &r.perm {
                     s += &format!(
                         "\"PermType\" :  {}\n\"Key\" : {}\n\"RangeEnd\" : {}\n",
-                        kind(p).as_str_name(),
+                        kind(p).map_or_else(
+                            || p.perm_type.to_string(),
+                            |k| k.as_str_name().to_string()
+                        ),
                         fields::go_quote(&p.key),
                         fields::go_quote(&p.range_end)
                     );
@@ -184,6 +199,32 @@ impl Printer {
                     .collect();
                 format!("{}\"Roles\" :{quoted}\n", fields::header(&r.header))
             },
+        )
+    }
+
+    /// `auth status`: etcdctl 3.5's two lines, or the response as JSON or
+    /// protobuf; no fields or table.
+    pub fn auth_status(&self, r: &AuthStatusResponse) -> Result<(), CtlError> {
+        if self.format == Format::Fields {
+            return Err(self.unsupported());
+        }
+        self.no_table(
+            r,
+            || {
+                format!(
+                    "Authentication Status: {}\nAuthRevision: {}\n",
+                    r.enabled, r.auth_revision
+                )
+                .into_bytes()
+            },
+            || {
+                Obj::new()
+                    .obj("header", header_of(&r.header))
+                    .flag("enabled", r.enabled)
+                    .num("authRevision", r.auth_revision)
+                    .value()
+            },
+            String::new,
         )
     }
 }

@@ -5,7 +5,8 @@
 //! Changes are raft entries applied by the apply stage, each through one
 //! method here that checks it with etcd's rules and errors, then writes
 //! the backend's `auth`, `authUsers` and `authRoles` tables in the
-//! batch's transaction (`storage/src/mvcc/FORMAT.md`), so every member
+//! batch's transaction and only then changes memory (a failed write,
+//! which stops the member, leaves memory as it was) (`storage/src/mvcc/FORMAT.md`), so every member
 //! holds the same store and a snapshot carries it. Reads answer from
 //! memory. Passwords arrive already hashed with bcrypt (the hash is made
 //! before the change is proposed, never in the apply stage, and never
@@ -164,8 +165,9 @@ impl AuthStore {
             .collect()
     }
 
-    /// Applies `UserAdd`; `hashed_password` is the bcrypt hash (ignored
-    /// for a `no_password` user). Errors: `UserEmpty`, `UserAlreadyExist`.
+    /// Applies `UserAdd`; `hashed_password` is the bcrypt hash (empty for
+    /// a `no_password` user, or when the password was empty: nobody can
+    /// log in with it). Errors: `UserEmpty`, `UserAlreadyExist`.
     pub fn user_add(&self, tx: &WriteTransaction, r: &AuthUserAddRequest) -> Result<(), EtcdError> {
         let mut s = self.state.write().expect("auth lock");
         if r.name.is_empty() {
@@ -186,8 +188,9 @@ impl AuthStore {
             options: Some(UserAddOptions { no_password }),
         };
         save_user(tx, &user)?;
+        s.revision = save_revision(tx, s.revision + 1)?;
         s.users.insert(r.name.clone(), user);
-        bump(tx, &mut s)
+        Ok(())
     }
 
     /// Applies `UserDelete`. Errors: `InvalidAuthMgmt` (root while auth is
@@ -201,13 +204,15 @@ impl AuthStore {
         if s.enabled && r.name == ROOT {
             return Err(EtcdError::InvalidAuthMgmt);
         }
-        if s.users.remove(&r.name).is_none() {
+        if !s.users.contains_key(&r.name) {
             return Err(EtcdError::UserNotFound);
         }
         let mut t = tx.open_table(AUTH_USERS_TABLE).map_err(internal)?;
         t.remove(r.name.as_bytes()).map_err(internal)?;
         drop(t);
-        bump(tx, &mut s)
+        s.revision = save_revision(tx, s.revision + 1)?;
+        s.users.remove(&r.name);
+        Ok(())
     }
 
     /// Applies `UserChangePassword` (a `no_password` user keeps none).
@@ -218,14 +223,18 @@ impl AuthStore {
         r: &AuthUserChangePasswordRequest,
     ) -> Result<(), EtcdError> {
         let mut s = self.state.write().expect("auth lock");
-        let user = s.users.get_mut(&r.name).ok_or(EtcdError::UserNotFound)?;
-        let no_password = user.options.as_ref().is_some_and(|o| o.no_password);
-        if !no_password {
+        let mut user = s
+            .users
+            .get(&r.name)
+            .cloned()
+            .ok_or(EtcdError::UserNotFound)?;
+        if !user.options.as_ref().is_some_and(|o| o.no_password) {
             user.password = r.hashed_password.clone().into_bytes();
         }
-        let user = user.clone();
         save_user(tx, &user)?;
-        bump(tx, &mut s)
+        s.revision = save_revision(tx, s.revision + 1)?;
+        s.users.insert(r.name.clone(), user);
+        Ok(())
     }
 
     /// Applies `UserGrantRole`; granting a role the user has changes
@@ -237,20 +246,22 @@ impl AuthStore {
         r: &AuthUserGrantRoleRequest,
     ) -> Result<(), EtcdError> {
         let mut s = self.state.write().expect("auth lock");
+        let mut user = s
+            .users
+            .get(&r.user)
+            .cloned()
+            .ok_or(EtcdError::UserNotFound)?;
         if r.role != ROOT && !s.roles.contains_key(&r.role) {
-            if !s.users.contains_key(&r.user) {
-                return Err(EtcdError::UserNotFound);
-            }
             return Err(EtcdError::RoleNotFound);
         }
-        let user = s.users.get_mut(&r.user).ok_or(EtcdError::UserNotFound)?;
         let Err(at) = user.roles.binary_search(&r.role) else {
             return Ok(());
         };
         user.roles.insert(at, r.role.clone());
-        let user = user.clone();
         save_user(tx, &user)?;
-        bump(tx, &mut s)
+        s.revision = save_revision(tx, s.revision + 1)?;
+        s.users.insert(r.user.clone(), user);
+        Ok(())
     }
 
     /// Applies `UserRevokeRole`. Errors: `InvalidAuthMgmt` (root's root
@@ -264,15 +275,20 @@ impl AuthStore {
         if s.enabled && r.name == ROOT && r.role == ROOT {
             return Err(EtcdError::InvalidAuthMgmt);
         }
-        let user = s.users.get_mut(&r.name).ok_or(EtcdError::UserNotFound)?;
+        let mut user = s
+            .users
+            .get(&r.name)
+            .cloned()
+            .ok_or(EtcdError::UserNotFound)?;
         let at = user
             .roles
             .binary_search(&r.role)
             .map_err(|_| EtcdError::RoleNotGranted)?;
         user.roles.remove(at);
-        let user = user.clone();
         save_user(tx, &user)?;
-        bump(tx, &mut s)
+        s.revision = save_revision(tx, s.revision + 1)?;
+        s.users.insert(r.name.clone(), user);
+        Ok(())
     }
 
     /// Applies `RoleAdd`. Errors: `RoleEmpty`, `RoleAlreadyExist`.
@@ -289,8 +305,9 @@ impl AuthStore {
             key_permission: Vec::new(),
         };
         save_role(tx, &role)?;
+        s.revision = save_revision(tx, s.revision + 1)?;
         s.roles.insert(r.name.clone(), role);
-        bump(tx, &mut s)
+        Ok(())
     }
 
     /// Applies `RoleDelete`; users holding the role lose it. Errors:
@@ -304,56 +321,68 @@ impl AuthStore {
         if s.enabled && r.role == ROOT {
             return Err(EtcdError::InvalidAuthMgmt);
         }
-        if s.roles.remove(&r.role).is_none() {
+        if !s.roles.contains_key(&r.role) {
             return Err(EtcdError::RoleNotFound);
         }
+        let holders: Vec<User> = s
+            .users
+            .values()
+            .filter(|u| u.roles.contains(&r.role))
+            .map(|u| {
+                let mut u = u.clone();
+                u.roles.retain(|role| *role != r.role);
+                u
+            })
+            .collect();
         let mut t = tx.open_table(AUTH_ROLES_TABLE).map_err(internal)?;
         t.remove(r.role.as_bytes()).map_err(internal)?;
         drop(t);
-        let holders: Vec<String> = s
-            .users
-            .iter()
-            .filter(|(_, u)| u.roles.contains(&r.role))
-            .map(|(n, _)| n.clone())
-            .collect();
-        for name in holders {
-            let user = s.users.get_mut(&name).expect("listed just now");
-            user.roles.retain(|role| *role != r.role);
-            let user = user.clone();
-            save_user(tx, &user)?;
+        for user in &holders {
+            save_user(tx, user)?;
         }
-        bump(tx, &mut s)
+        s.revision = save_revision(tx, s.revision + 1)?;
+        s.roles.remove(&r.role);
+        for user in holders {
+            s.users
+                .insert(String::from_utf8_lossy(&user.name).into_owned(), user);
+        }
+        Ok(())
     }
 
-    /// Applies `RoleGrantPermission`: the same key and range end get the
-    /// new type, else the permission joins the role's, sorted by key.
-    /// Errors: `RoleNotFound`, `PermissionNotGiven`, `InvalidAuthMgmt` (a
-    /// range that names no key).
+    /// Applies `RoleGrantPermission`: a permission with the same key and
+    /// range end as the first of the role's at or after its key gets the
+    /// new type, else it joins the role's, sorted by key (as etcd 3.5).
+    /// Errors, in etcd's order: `PermissionNotGiven`, `InvalidAuthMgmt` (a
+    /// range that names no key), `RoleNotFound`.
     pub fn role_grant_permission(
         &self,
         tx: &WriteTransaction,
         r: &AuthRoleGrantPermissionRequest,
     ) -> Result<(), EtcdError> {
         let mut s = self.state.write().expect("auth lock");
-        let role = s.roles.get_mut(&r.name).ok_or(EtcdError::RoleNotFound)?;
         let perm = r.perm.as_ref().ok_or(EtcdError::PermissionNotGiven)?;
         if !valid_range(&perm.key, &perm.range_end) {
             return Err(EtcdError::InvalidAuthMgmt);
         }
-        match role
-            .key_permission
-            .iter_mut()
-            .find(|p| p.key == perm.key && p.range_end == perm.range_end)
-        {
-            Some(p) => p.perm_type = perm.perm_type,
-            None => {
+        let mut role = s
+            .roles
+            .get(&r.name)
+            .cloned()
+            .ok_or(EtcdError::RoleNotFound)?;
+        let at = role.key_permission.partition_point(|p| p.key < perm.key);
+        match role.key_permission.get_mut(at) {
+            Some(p) if p.key == perm.key && p.range_end == perm.range_end => {
+                p.perm_type = perm.perm_type
+            }
+            _ => {
                 role.key_permission.push(perm.clone());
                 role.key_permission.sort_by(|a, b| a.key.cmp(&b.key));
             }
         }
-        let role = role.clone();
         save_role(tx, &role)?;
-        bump(tx, &mut s)
+        s.revision = save_revision(tx, s.revision + 1)?;
+        s.roles.insert(r.name.clone(), role);
+        Ok(())
     }
 
     /// Applies `RoleRevokePermission` of exactly `[key, range_end)`.
@@ -364,16 +393,21 @@ impl AuthStore {
         r: &AuthRoleRevokePermissionRequest,
     ) -> Result<(), EtcdError> {
         let mut s = self.state.write().expect("auth lock");
-        let role = s.roles.get_mut(&r.role).ok_or(EtcdError::RoleNotFound)?;
+        let mut role = s
+            .roles
+            .get(&r.role)
+            .cloned()
+            .ok_or(EtcdError::RoleNotFound)?;
         let before = role.key_permission.len();
         role.key_permission
             .retain(|p| !(p.key == r.key && p.range_end == r.range_end));
         if role.key_permission.len() == before {
             return Err(EtcdError::PermissionNotGranted);
         }
-        let role = role.clone();
         save_role(tx, &role)?;
-        bump(tx, &mut s)
+        s.revision = save_revision(tx, s.revision + 1)?;
+        s.roles.insert(r.role.clone(), role);
+        Ok(())
     }
 }
 
@@ -391,13 +425,12 @@ fn save_role(tx: &WriteTransaction, role: &Role) -> Result<(), EtcdError> {
     Ok(())
 }
 
-/// Raises the auth revision, in memory and in `tx`.
-fn bump(tx: &WriteTransaction, s: &mut State) -> Result<(), EtcdError> {
-    s.revision += 1;
+/// Writes auth revision `revision` to `tx`; returns it.
+fn save_revision(tx: &WriteTransaction, revision: u64) -> Result<u64, EtcdError> {
     let mut t = tx.open_table(AUTH_TABLE).map_err(internal)?;
-    t.insert(REVISION_KEY, s.revision.to_be_bytes().as_slice())
+    t.insert(REVISION_KEY, revision.to_be_bytes().as_slice())
         .map_err(internal)?;
-    Ok(())
+    Ok(revision)
 }
 
 #[cfg(test)]

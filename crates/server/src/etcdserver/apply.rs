@@ -407,6 +407,10 @@ impl Applier {
             return Ok(Applied::Done);
         }
         if let Some(done) = self.apply_auth(txn, req) {
+            if let Err(EtcdError::Internal(e)) = &done {
+                // Part of the change may be in the batch's transaction.
+                crate::logging::fatal("failed to write the auth store", e);
+            }
             return done.map(|()| Applied::Done);
         }
         tracing::warn!("ignored a raft request of a kind etcd-rs does not apply yet");

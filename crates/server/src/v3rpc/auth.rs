@@ -109,7 +109,9 @@ impl Auth for AuthService {
         req: Request<AuthUserAddRequest>,
     ) -> Result<Response<AuthUserAddResponse>, Status> {
         let mut r = req.into_inner();
-        if !r.options.as_ref().is_some_and(|o| o.no_password) {
+        // An empty password is kept empty: nobody can log in with it (etcd
+        // 3.5 hashes only a password that was given).
+        if !r.options.as_ref().is_some_and(|o| o.no_password) && !r.password.is_empty() {
             r.hashed_password = hash(std::mem::take(&mut r.password)).await?;
         }
         r.password.clear();
@@ -160,7 +162,9 @@ impl Auth for AuthService {
         req: Request<AuthUserChangePasswordRequest>,
     ) -> Result<Response<AuthUserChangePasswordResponse>, Status> {
         let mut r = req.into_inner();
-        r.hashed_password = hash(std::mem::take(&mut r.password)).await?;
+        if !r.password.is_empty() {
+            r.hashed_password = hash(std::mem::take(&mut r.password)).await?;
+        }
         let header = self
             .change(InternalRaftRequest {
                 auth_user_change_password: Some(r),
