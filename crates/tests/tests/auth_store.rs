@@ -220,6 +220,8 @@ async fn the_store_is_the_same_on_every_member_and_survives_restart_and_snapshot
         let mut c =
             TestCluster::start_with_flags(3, &["--experimental-snapshot-catchup-entries=5"]).await;
         c.member_mut(2).terminate();
+        // If it led, a proposal before the next election would be lost.
+        c.wait_for_leader(&[0, 1]);
         c.etcdctl(&["user", "add", "carol:pw"]).expect_success();
         c.etcdctl(&["role", "add", "ops"]).expect_success();
         c.etcdctl(&["role", "grant-permission", "ops", "--prefix=true", "readwrite", "/ops/"])
@@ -309,6 +311,30 @@ async fn etcd_3_5_rules_where_3_4_differs() {
         ));
         ours(&["auth", "status", "x"])
             .expect_err_contains("auth status command does not accept any arguments");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn bcrypt_cost_out_of_range_falls_back_to_the_default() {
+    within(LIMIT, async {
+        let c = TestCluster::start_with_flags(1, &["--bcrypt-cost=3"]).await;
+        c.etcdctl(&["user", "add", "dave:pw"])
+            .expect_stdout("User dave created\n");
+        let log = std::fs::read_to_string(c.member(0).log_path()).unwrap();
+        let line = log
+            .lines()
+            .find(|l| l.contains("use default bcrypt cost instead of the invalid given cost"))
+            .unwrap_or_else(|| panic!("no warning in {log}"));
+        assert!(
+            line.contains("\"given_cost\":3") && line.contains("\"default_cost\":10"),
+            "{line}"
+        );
+        let c = TestCluster::start_with_flags(1, &["--bcrypt-cost=4"]).await;
+        c.etcdctl(&["user", "add", "erin:pw"])
+            .expect_stdout("User erin created\n");
+        let log = std::fs::read_to_string(c.member(0).log_path()).unwrap();
+        assert!(!log.contains("invalid given cost"), "{log}");
     })
     .await;
 }

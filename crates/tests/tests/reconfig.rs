@@ -235,6 +235,8 @@ async fn replace_a_failed_member() {
         c.etcdctl_on(f, &["member", "remove", &format!("{learner:x}")])
             .expect_success();
         c.member_mut(2).kill9();
+        // If it led, a proposal before the next election would be lost.
+        c.wait_for_leader(&[0, 1]);
         let ports = TestCluster::reserve_ports();
         let url = c.peer_url_on(ports.1);
         c.etcdctl_on(f, &["member", "add", "m3", &format!("--peer-urls={url}")])

@@ -228,6 +228,10 @@ pub struct Config {
           require_equals = true, default_missing_value = "true", default_value_t = true,
           value_parser = goflags::parse_bool, action = clap::ArgAction::Set)]
     pub strict_reconfig_check: bool,
+    /// bcrypt cost for hashing user passwords (4 to 31; another value
+    /// falls back to 10 with a warning, as in etcd).
+    #[arg(long, env = "ETCD_BCRYPT_COST", default_value_t = 10)]
+    pub bcrypt_cost: u32,
     /// Restart from the data dir as a one-member cluster, removing every
     /// other member (disaster recovery).
     #[arg(long, env = "ETCD_FORCE_NEW_CLUSTER", num_args = 0..=1,
@@ -337,8 +341,27 @@ pub struct ServerConfig {
     pub initial_corrupt_check: bool,
     /// `--strict-reconfig-check`.
     pub strict_reconfig_check: bool,
+    /// `--bcrypt-cost`, within bcrypt's range.
+    pub bcrypt_cost: u32,
     /// `--force-new-cluster`.
     pub force_new_cluster: bool,
+}
+
+/// `--bcrypt-cost` within bcrypt's 4 to 31, else etcd's default 10 with
+/// etcd's warning.
+fn bcrypt_cost(given: u32) -> u32 {
+    const DEFAULT: u32 = 10;
+    if (4..=31).contains(&given) {
+        return given;
+    }
+    tracing::warn!(
+        min_cost = 4,
+        max_cost = 31,
+        default_cost = DEFAULT,
+        given_cost = given,
+        "use default bcrypt cost instead of the invalid given cost"
+    );
+    DEFAULT
 }
 
 /// A configuration that etcd would refuse, with etcd's message.
@@ -603,6 +626,7 @@ impl Config {
             max_concurrent_streams: self.max_concurrent_streams,
             initial_corrupt_check: self.experimental_initial_corrupt_check,
             strict_reconfig_check: self.strict_reconfig_check,
+            bcrypt_cost: bcrypt_cost(self.bcrypt_cost),
             force_new_cluster: self.force_new_cluster,
         })
     }

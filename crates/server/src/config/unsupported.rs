@@ -65,7 +65,6 @@ const UNSUPPORTED: &[(&str, &str)] = &[
     ("experimental-distributed-tracing-instance-id", ""),
     ("experimental-distributed-tracing-sampling-rate", "0"),
     ("auth-token", "simple"),
-    ("bcrypt-cost", "10"),
     ("auth-token-ttl", "300"),
     ("enable-grpc-gateway", "true"),
     ("experimental-corrupt-check-time", "0s"),

@@ -18,9 +18,6 @@ use crate::etcdserver::stage::Applied;
 use crate::etcdserver::EtcdServer;
 use crate::rpctypes::EtcdError;
 
-/// etcd's default `--bcrypt-cost`.
-const BCRYPT_COST: u32 = 10;
-
 /// The Auth service on a member.
 pub struct AuthService {
     server: Arc<EtcdServer>,
@@ -52,11 +49,12 @@ impl AuthService {
     }
 }
 
-/// The bcrypt hash of `password` (etcd's `$2a$` form), made off the async
-/// threads: it takes tens of milliseconds by design.
-async fn hash(password: String) -> Result<String, Status> {
+/// The bcrypt hash of `password` at `cost` (`--bcrypt-cost`; etcd's `$2a$`
+/// form), made off the async threads: it takes tens of milliseconds by
+/// design.
+async fn hash(password: String, cost: u32) -> Result<String, Status> {
     tokio::task::spawn_blocking(move || {
-        bcrypt::hash_with_result(password, BCRYPT_COST)
+        bcrypt::hash_with_result(password, cost)
             .map(|h| h.format_for_version(bcrypt::Version::TwoA))
     })
     .await
@@ -112,7 +110,8 @@ impl Auth for AuthService {
         // An empty password is kept empty: nobody can log in with it (etcd
         // 3.5 hashes only a password that was given).
         if !r.options.as_ref().is_some_and(|o| o.no_password) && !r.password.is_empty() {
-            r.hashed_password = hash(std::mem::take(&mut r.password)).await?;
+            r.hashed_password =
+                hash(std::mem::take(&mut r.password), self.server.cfg.bcrypt_cost).await?;
         }
         r.password.clear();
         let header = self
@@ -163,7 +162,8 @@ impl Auth for AuthService {
     ) -> Result<Response<AuthUserChangePasswordResponse>, Status> {
         let mut r = req.into_inner();
         if !r.password.is_empty() {
-            r.hashed_password = hash(std::mem::take(&mut r.password)).await?;
+            r.hashed_password =
+                hash(std::mem::take(&mut r.password), self.server.cfg.bcrypt_cost).await?;
         }
         let header = self
             .change(InternalRaftRequest {
