@@ -13,7 +13,7 @@ use api::etcdrspb::peer_client::PeerClient;
 use api::etcdrspb::PeerPromoteRequest;
 
 use super::membership::{new_member_id, ConfChangeContext, Member, MemberChange};
-use super::raft::RaftMsg;
+use super::raft::{LeaderProgress, RaftMsg};
 use super::stage::Applied;
 use super::EtcdServer;
 use crate::rpctypes::EtcdError;
@@ -129,12 +129,7 @@ impl EtcdServer {
     /// [`Self::promote_member`] on this member, which must lead. Error
     /// `NotLeader` otherwise.
     pub async fn promote_member_here(&self, id: u64) -> Result<Vec<Member>, EtcdError> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.send_to_raft(RaftMsg::Progress(tx))?;
-        let progress = rx
-            .await
-            .map_err(|_| EtcdError::Stopped)?
-            .ok_or(EtcdError::NotLeader)?;
+        let progress = self.leader_progress().await?.ok_or(EtcdError::NotLeader)?;
         if let Some(learner) = progress.matched.get(&id) {
             if (*learner as f64) < progress.leader_match as f64 * READY_PERCENT {
                 return Err(EtcdError::LearnerNotReady);
@@ -173,6 +168,14 @@ impl EtcdServer {
             .collect())
     }
 
+    /// How far each member's log matches the leader's, asked of the raft
+    /// loop; `None` unless this member leads. Error: `Stopped`.
+    async fn leader_progress(&self) -> Result<Option<LeaderProgress>, EtcdError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.send_to_raft(RaftMsg::Progress(tx))?;
+        rx.await.map_err(|_| EtcdError::Stopped)
+    }
+
     /// Whether voting member `id` (this member counts) has been connected
     /// for [`HEALTH_INTERVAL`].
     fn connected_since(&self, id: u64) -> bool {
@@ -196,12 +199,7 @@ impl EtcdServer {
         let transferee = if me != leader && !self.membership.is_learner(me) {
             Some(me)
         } else {
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            let progress = match self.send_to_raft(RaftMsg::Progress(tx)) {
-                Ok(()) => rx.await.ok().flatten(),
-                Err(_) => None,
-            };
-            progress.and_then(|p| {
+            self.leader_progress().await.ok().flatten().and_then(|p| {
                 self.membership
                     .voter_ids()
                     .into_iter()
