@@ -162,6 +162,16 @@ impl Output {
         self
     }
 
+    /// Stderr without the JSON log lines the Go client writes there
+    /// (`{"level":...}`), each remaining line ending in a newline.
+    pub fn stderr_without_logs(&self) -> String {
+        self.stderr
+            .lines()
+            .filter(|l| !l.starts_with("{\"level\""))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    }
+
     /// Stdout parsed as JSON (after asserting success).
     #[track_caller]
     pub fn json(&self) -> serde_json::Value {

@@ -130,11 +130,7 @@ fn run_with(c: &TestCluster, bin: &Path, format: &str) -> Vec<(String, String, i
                 })
                 .collect()
         };
-        let stderr: String = o
-            .stderr
-            .lines()
-            .filter(|l| !l.starts_with("{\"level\""))
-            .collect();
+        let stderr = o.stderr_without_logs();
         out.push((stdout, stderr, o.code));
     }
     out

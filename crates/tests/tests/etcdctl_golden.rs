@@ -234,12 +234,7 @@ fn run_script(bin: &Path, endpoint: &str, snap: &Path) -> Vec<String> {
 
 /// The step's output with run-to-run differences blanked.
 fn normalise(out: &Output, lease: &str, mask: Mask) -> String {
-    let stderr: String = out
-        .stderr
-        .lines()
-        .filter(|l| !l.starts_with("{\"level\""))
-        .map(|l| format!("{l}\n"))
-        .collect();
+    let stderr = out.stderr_without_logs();
     let stdout = if mask == Mask::Usage { "" } else { &out.stdout };
     let mut text = format!(
         "exit {}\n--- stdout\n{stdout}--- stderr\n{stderr}",

@@ -31,12 +31,7 @@ fn shown(out: &Output, id: u64, urls: &[&str], own: &[(String, &str)]) -> (Strin
         }
         term.replace_all(&s, r#""raft_term":<TERM>"#).into_owned()
     };
-    let stderr: String = out
-        .stderr
-        .lines()
-        .filter(|l| !l.starts_with("{\"level\""))
-        .map(|l| format!("{l}\n"))
-        .collect();
+    let stderr = out.stderr_without_logs();
     let stdout: String = out
         .stdout
         .lines()

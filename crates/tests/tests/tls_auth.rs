@@ -19,12 +19,7 @@ const LIMIT: Duration = Duration::from_secs(120);
 
 /// What a command printed, with the Go client's JSON log lines dropped.
 fn shown(out: &Output) -> (String, String, i32) {
-    let stderr = out
-        .stderr
-        .lines()
-        .filter(|l| !l.starts_with("{\"level\""))
-        .map(|l| format!("{l}\n"))
-        .collect();
+    let stderr = out.stderr_without_logs();
     (out.stdout.clone(), stderr, out.code)
 }
 
