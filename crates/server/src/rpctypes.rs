@@ -143,6 +143,20 @@ pub enum EtcdError {
     /// root role while enabled, a bad permission range).
     #[error("etcdserver: invalid auth management")]
     InvalidAuthMgmt,
+    /// `ErrGRPCAuthFailed`: a wrong name or password at Authenticate.
+    #[error("etcdserver: authentication failed, invalid user ID or password")]
+    AuthFailed,
+    /// `ErrGRPCPermissionDenied`: the user's roles do not cover the request.
+    #[error("etcdserver: permission denied")]
+    PermissionDenied,
+    /// `ErrGRPCInvalidAuthToken`: a token that is unknown, expired or
+    /// forged.
+    #[error("etcdserver: invalid auth token")]
+    InvalidAuthToken,
+    /// `ErrGRPCAuthOldRevision`: the request was checked at an auth
+    /// revision older than the store's.
+    #[error("etcdserver: revision of auth store is old")]
+    AuthOldRevision,
     /// The leader's answer to a request this member forwarded to it
     /// (MemberPromote), passed on as it came.
     #[error("{1}")]
@@ -180,7 +194,10 @@ impl EtcdError {
             | PermissionNotGranted | RootUserNotExist | RootRoleNotExist | AuthNotEnabled => {
                 Code::FailedPrecondition
             }
-            UserEmpty | RoleEmpty | PermissionNotGiven | InvalidAuthMgmt => Code::InvalidArgument,
+            UserEmpty | RoleEmpty | PermissionNotGiven | InvalidAuthMgmt | AuthFailed
+            | AuthOldRevision => Code::InvalidArgument,
+            PermissionDenied => Code::PermissionDenied,
+            InvalidAuthToken => Code::Unauthenticated,
             Forwarded(code, _) => *code,
             Internal(_) => Code::Internal,
         }

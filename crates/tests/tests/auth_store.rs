@@ -1,8 +1,8 @@
 //! The auth store through the Go etcdctl: users, roles and permissions
 //! managed on etcd-rs print what they print on the reference etcd, step by
 //! step, with the same errors; the store is the same on every member,
-//! survives a restart and travels in snapshots. Enabling auth is refused
-//! until requests are checked against permissions.
+//! survives a restart and travels in snapshots. What enabled auth checks
+//! is in `auth_enforce.rs`.
 
 use std::time::Duration;
 
@@ -257,23 +257,6 @@ async fn statuses(c: &TestCluster) -> Vec<(bool, u64)> {
         out.push(auth_status(&ep).await);
     }
     out
-}
-
-#[tokio::test]
-async fn enabling_auth_is_refused_until_requests_are_checked() {
-    within(LIMIT, async {
-        let c = TestCluster::start(1).await;
-        c.etcdctl(&["user", "add", "root:pw"]).expect_success();
-        c.etcdctl(&["user", "grant-role", "root", "root"])
-            .expect_success();
-        c.etcdctl(&["auth", "enable"]).expect_err_contains(
-            "enabling authentication is not implemented yet: requests are not checked against permissions",
-        );
-        assert!(!auth_status(&c.endpoint()).await.0, "auth was enabled");
-        // Nothing is locked: anyone may still write.
-        c.etcdctl(&["put", "k", "v"]).expect_success();
-    })
-    .await;
 }
 
 /// Where etcd 3.5 differs from the reference etcd 3.4 (so it is asserted,

@@ -12,10 +12,19 @@
 //! before the change is proposed, never in the apply stage, and never
 //! logged).
 //!
-//! Not yet: enabling auth (which needs every request checked against
-//! these permissions first), tokens and Authenticate.
+//! While auth is enabled, every request is checked here: the server's
+//! API layer asks for its [`AuthInfo`] ([`AuthStore::info_from_token`])
+//! and checks reads; the apply stage checks writes against the store as
+//! of their entry ([`AuthStore::check`], [`AuthStore::check_admin`]).
+//! Each user's permissions are kept merged ([`perms::UserPerms`]) and
+//! rebuilt on every change, so a check takes a read lock and a binary
+//! search, never a write lock.
 
-use std::collections::BTreeMap;
+pub mod perms;
+pub mod token;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::RwLock;
 
 use api::authpb::{Permission, Role, User, UserAddOptions};
@@ -29,6 +38,8 @@ use redb::{ReadableTable, WriteTransaction};
 use storage::backend::{AUTH_ROLES_TABLE, AUTH_TABLE, AUTH_USERS_TABLE};
 use storage::Backend;
 
+use self::perms::{Need, UserPerms};
+use self::token::{AuthInfo, JwtKeys, SimpleTokens, TokenConfig};
 use crate::rpctypes::EtcdError;
 
 /// The `root` user and role, which may do everything.
@@ -44,12 +55,39 @@ struct State {
     revision: u64,
     users: BTreeMap<String, User>,
     roles: BTreeMap<String, Role>,
+    /// Every user's merged permissions, rebuilt on every change.
+    perms: HashMap<String, UserPerms>,
+}
+
+impl State {
+    fn rebuild_perms(&mut self) {
+        let roles = &self.roles;
+        self.perms = self
+            .users
+            .iter()
+            .map(|(name, u)| {
+                let root = u.roles.iter().any(|r| r == ROOT);
+                let held = u.roles.iter().filter_map(|r| roles.get(r));
+                (name.clone(), UserPerms::of(held, root))
+            })
+            .collect();
+    }
+}
+
+/// How this member makes and checks tokens.
+enum Tokens {
+    Simple(SimpleTokens),
+    Jwt(Box<JwtKeys>),
 }
 
 /// Users, roles and the auth revision, in memory and in the backend.
-#[derive(Default)]
 pub struct AuthStore {
     state: RwLock<State>,
+    /// Copies of `state.enabled` and `state.revision`, read without the
+    /// lock on every request.
+    enabled: AtomicBool,
+    revision: AtomicU64,
+    tokens: Tokens,
 }
 
 fn internal(e: impl std::fmt::Display) -> EtcdError {
@@ -89,12 +127,15 @@ fn read_state(backend: &Backend) -> Result<State, EtcdError> {
         let role = Role::decode(v.value()).map_err(internal)?;
         roles.insert(String::from_utf8_lossy(k.value()).into_owned(), role);
     }
-    Ok(State {
+    let mut state = State {
         enabled,
         revision,
         users,
         roles,
-    })
+        perms: HashMap::new(),
+    };
+    state.rebuild_perms();
+    Ok(state)
 }
 
 /// Whether `[key, range_end)` is a range a permission may name (etcd's
@@ -105,24 +146,52 @@ fn valid_range(key: &[u8], range_end: &[u8]) -> bool {
 }
 
 impl AuthStore {
-    /// The store held in `backend`. Errors: the backend's, a corrupt record.
-    pub fn load(backend: &Backend) -> Result<AuthStore, EtcdError> {
+    /// The store held in `backend`, making tokens as `tokens` says.
+    /// Errors: the backend's, a corrupt record.
+    pub fn load(backend: &Backend, tokens: TokenConfig) -> Result<AuthStore, EtcdError> {
+        let state = read_state(backend)?;
         Ok(AuthStore {
-            state: RwLock::new(read_state(backend)?),
+            enabled: AtomicBool::new(state.enabled),
+            revision: AtomicU64::new(state.revision),
+            state: RwLock::new(state),
+            tokens: match tokens {
+                TokenConfig::Simple(ttl) => Tokens::Simple(SimpleTokens::new(ttl)),
+                TokenConfig::Jwt(keys) => Tokens::Jwt(keys),
+            },
         })
     }
 
     /// Reads the store again (after a snapshot replaced the backend).
     pub fn reload(&self, backend: &Backend) -> Result<(), EtcdError> {
         let fresh = read_state(backend)?;
-        *self.state.write().expect("auth lock") = fresh;
+        let mut s = self.state.write().expect("auth lock");
+        if s.enabled && !fresh.enabled {
+            self.clear_tokens();
+        }
+        *s = fresh;
+        self.publish(&s);
         Ok(())
+    }
+
+    /// Copies the enabled flag and revision where requests read them.
+    fn publish(&self, s: &State) {
+        self.enabled.store(s.enabled, Ordering::Release);
+        self.revision.store(s.revision, Ordering::Release);
     }
 
     /// Whether auth is enabled, and the auth revision.
     pub fn status(&self) -> (bool, u64) {
-        let s = self.state.read().expect("auth lock");
-        (s.enabled, s.revision)
+        (self.is_enabled(), self.revision())
+    }
+
+    /// Whether auth is enabled.
+    pub fn is_enabled(&self) -> bool {
+        self.enabled.load(Ordering::Acquire)
+    }
+
+    /// The auth revision.
+    pub fn revision(&self) -> u64 {
+        self.revision.load(Ordering::Acquire)
     }
 
     /// User `name`'s roles, sorted. Error: `UserNotFound`.
@@ -190,6 +259,7 @@ impl AuthStore {
         save_user(tx, &user)?;
         s.revision = save_revision(tx, s.revision + 1)?;
         s.users.insert(r.name.clone(), user);
+        self.changed(&mut s);
         Ok(())
     }
 
@@ -212,6 +282,8 @@ impl AuthStore {
         drop(t);
         s.revision = save_revision(tx, s.revision + 1)?;
         s.users.remove(&r.name);
+        self.drop_tokens_of(&r.name);
+        self.changed(&mut s);
         Ok(())
     }
 
@@ -234,6 +306,8 @@ impl AuthStore {
         save_user(tx, &user)?;
         s.revision = save_revision(tx, s.revision + 1)?;
         s.users.insert(r.name.clone(), user);
+        self.drop_tokens_of(&r.name);
+        self.changed(&mut s);
         Ok(())
     }
 
@@ -261,6 +335,7 @@ impl AuthStore {
         save_user(tx, &user)?;
         s.revision = save_revision(tx, s.revision + 1)?;
         s.users.insert(r.user.clone(), user);
+        self.changed(&mut s);
         Ok(())
     }
 
@@ -288,6 +363,7 @@ impl AuthStore {
         save_user(tx, &user)?;
         s.revision = save_revision(tx, s.revision + 1)?;
         s.users.insert(r.name.clone(), user);
+        self.changed(&mut s);
         Ok(())
     }
 
@@ -307,6 +383,7 @@ impl AuthStore {
         save_role(tx, &role)?;
         s.revision = save_revision(tx, s.revision + 1)?;
         s.roles.insert(r.name.clone(), role);
+        self.changed(&mut s);
         Ok(())
     }
 
@@ -346,6 +423,7 @@ impl AuthStore {
             s.users
                 .insert(String::from_utf8_lossy(&user.name).into_owned(), user);
         }
+        self.changed(&mut s);
         Ok(())
     }
 
@@ -382,6 +460,7 @@ impl AuthStore {
         save_role(tx, &role)?;
         s.revision = save_revision(tx, s.revision + 1)?;
         s.roles.insert(r.name.clone(), role);
+        self.changed(&mut s);
         Ok(())
     }
 
@@ -407,8 +486,211 @@ impl AuthStore {
         save_role(tx, &role)?;
         s.revision = save_revision(tx, s.revision + 1)?;
         s.roles.insert(r.role.clone(), role);
+        self.changed(&mut s);
         Ok(())
     }
+}
+
+impl AuthStore {
+    /// After a change to `s`: rebuilds the permissions and publishes the
+    /// enabled flag and revision.
+    fn changed(&self, s: &mut State) {
+        s.rebuild_perms();
+        self.publish(s);
+    }
+
+    fn drop_tokens_of(&self, name: &str) {
+        if let Tokens::Simple(t) = &self.tokens {
+            t.drop_user(name);
+        }
+    }
+
+    fn clear_tokens(&self) {
+        if let Tokens::Simple(t) = &self.tokens {
+            t.clear();
+        }
+    }
+
+    /// Applies `AuthEnable`: needs the root user holding the root role;
+    /// enabling an enabled store changes nothing. The revision stays, as
+    /// etcd's. Errors: `RootUserNotExist`, `RootRoleNotExist`.
+    pub fn auth_enable(&self, tx: &WriteTransaction) -> Result<(), EtcdError> {
+        let mut s = self.state.write().expect("auth lock");
+        if s.enabled {
+            tracing::info!("authentication is already enabled; ignored auth enable request");
+            return Ok(());
+        }
+        let root = s.users.get(ROOT).ok_or(EtcdError::RootUserNotExist)?;
+        if !root.roles.iter().any(|r| r == ROOT) {
+            return Err(EtcdError::RootRoleNotExist);
+        }
+        save_enabled(tx, true)?;
+        s.enabled = true;
+        self.changed(&mut s);
+        tracing::info!("enabled authentication");
+        Ok(())
+    }
+
+    /// Applies `AuthDisable`: raises the revision and drops every simple
+    /// token; disabling a disabled store changes nothing.
+    pub fn auth_disable(&self, tx: &WriteTransaction) -> Result<(), EtcdError> {
+        let mut s = self.state.write().expect("auth lock");
+        if !s.enabled {
+            return Ok(());
+        }
+        save_enabled(tx, false)?;
+        s.revision = save_revision(tx, s.revision + 1)?;
+        s.enabled = false;
+        self.clear_tokens();
+        self.changed(&mut s);
+        tracing::info!("disabled authentication");
+        Ok(())
+    }
+
+    /// User `name`'s bcrypt hash and the auth revision it is read at, for
+    /// checking a password before `Authenticate` is proposed (etcd's
+    /// `CheckPassword`). Errors: `AuthNotEnabled`, `AuthFailed` (no such
+    /// user, or one without password).
+    pub fn password_hash(&self, name: &str) -> Result<(String, u64), EtcdError> {
+        let s = self.state.read().expect("auth lock");
+        if !s.enabled {
+            return Err(EtcdError::AuthNotEnabled);
+        }
+        let user = s.users.get(name).ok_or(EtcdError::AuthFailed)?;
+        if user.options.as_ref().is_some_and(|o| o.no_password) {
+            return Err(EtcdError::AuthFailed);
+        }
+        let hash = String::from_utf8_lossy(&user.password).into_owned();
+        Ok((hash, s.revision))
+    }
+
+    /// Applies `Authenticate` at raft index `index`: the password was
+    /// checked before it was proposed. Returns the simple token
+    /// `prefix.index` (recorded here, so every member knows it), or, with
+    /// JWT, the revision to sign the token at (the proposer signs).
+    /// Errors: `AuthNotEnabled`, `AuthFailed`.
+    pub fn authenticate(&self, name: &str, prefix: &str, index: u64) -> Result<Issued, EtcdError> {
+        let s = self.state.read().expect("auth lock");
+        if !s.enabled {
+            return Err(EtcdError::AuthNotEnabled);
+        }
+        let user = s.users.get(name).ok_or(EtcdError::AuthFailed)?;
+        if user.options.as_ref().is_some_and(|o| o.no_password) {
+            return Err(EtcdError::AuthFailed);
+        }
+        Ok(match &self.tokens {
+            Tokens::Simple(t) => Issued::Token(t.assign(prefix, index, name)),
+            Tokens::Jwt(_) => Issued::Sign(s.revision),
+        })
+    }
+
+    /// A JWT for `name` at auth revision `revision`; `None` with simple
+    /// tokens or without a private key.
+    pub fn sign_jwt(&self, name: &str, revision: u64) -> Option<String> {
+        match &self.tokens {
+            Tokens::Jwt(keys) => keys.sign(name, revision),
+            Tokens::Simple(_) => None,
+        }
+    }
+
+    /// The simple token's raft index, which this member must have
+    /// applied to know it; `None` for JWT or a malformed token.
+    pub fn token_index(&self, token: &str) -> Option<u64> {
+        match &self.tokens {
+            Tokens::Simple(_) => SimpleTokens::index(token),
+            Tokens::Jwt(_) => None,
+        }
+    }
+
+    /// Whether simple tokens are in use (they need the index waited for).
+    pub fn simple_tokens(&self) -> bool {
+        matches!(self.tokens, Tokens::Simple(_))
+    }
+
+    /// Who `token` is, checked at the current revision (simple) or the one
+    /// it was signed at (JWT). Error: `InvalidAuthToken`.
+    pub fn info_from_token(&self, token: &str) -> Result<AuthInfo, EtcdError> {
+        match &self.tokens {
+            Tokens::Simple(t) => t
+                .user(token)
+                .map(|username| AuthInfo {
+                    username,
+                    revision: self.revision(),
+                })
+                .ok_or(EtcdError::InvalidAuthToken),
+            Tokens::Jwt(keys) => keys.check(token).ok_or(EtcdError::InvalidAuthToken),
+        }
+    }
+
+    /// etcd's `isOpPermitted`: whether `ai` may `need` on `[key,
+    /// range_end)`; anything goes while auth is disabled. Errors:
+    /// `UserEmpty` (no user), `AuthOldRevision` (checked at an older
+    /// revision), `PermissionDenied`.
+    pub fn check(
+        &self,
+        ai: &AuthInfo,
+        need: Need,
+        key: &[u8],
+        range_end: &[u8],
+    ) -> Result<(), EtcdError> {
+        if !self.is_enabled() {
+            return Ok(());
+        }
+        if ai.revision == 0 {
+            return Err(EtcdError::UserEmpty);
+        }
+        let s = self.state.read().expect("auth lock");
+        if ai.revision < s.revision {
+            return Err(EtcdError::AuthOldRevision);
+        }
+        match s.perms.get(&ai.username) {
+            Some(p) if p.allows(need, key, range_end) => Ok(()),
+            _ => Err(EtcdError::PermissionDenied),
+        }
+    }
+
+    /// etcd's `IsAdminPermitted`: whether `ai` holds the root role; anything
+    /// goes while auth is disabled. Errors: `UserEmpty`, `UserNotFound`,
+    /// `PermissionDenied`.
+    pub fn check_admin(&self, ai: &AuthInfo) -> Result<(), EtcdError> {
+        if !self.is_enabled() {
+            return Ok(());
+        }
+        if ai.username.is_empty() {
+            return Err(EtcdError::UserEmpty);
+        }
+        let s = self.state.read().expect("auth lock");
+        match s.perms.get(&ai.username) {
+            None => Err(EtcdError::UserNotFound),
+            Some(p) if p.root => Ok(()),
+            Some(_) => Err(EtcdError::PermissionDenied),
+        }
+    }
+
+    /// Whether user `name` holds `role`.
+    pub fn has_role(&self, name: &str, role: &str) -> bool {
+        let s = self.state.read().expect("auth lock");
+        s.users
+            .get(name)
+            .is_some_and(|u| u.roles.iter().any(|r| r == role))
+    }
+}
+
+/// What applying `Authenticate` gives the proposer.
+#[derive(Debug)]
+pub enum Issued {
+    /// A simple token, known to every member.
+    Token(String),
+    /// JWT: sign a token at this auth revision.
+    Sign(u64),
+}
+
+/// Writes the enabled flag to `tx`.
+fn save_enabled(tx: &WriteTransaction, enabled: bool) -> Result<(), EtcdError> {
+    let mut t = tx.open_table(AUTH_TABLE).map_err(internal)?;
+    t.insert(ENABLED_KEY, [enabled as u8].as_slice())
+        .map_err(internal)?;
+    Ok(())
 }
 
 fn save_user(tx: &WriteTransaction, user: &User) -> Result<(), EtcdError> {

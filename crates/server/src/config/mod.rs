@@ -232,6 +232,13 @@ pub struct Config {
     /// falls back to 10 with a warning, as in etcd).
     #[arg(long, env = "ETCD_BCRYPT_COST", default_value_t = 10)]
     pub bcrypt_cost: u32,
+    /// How auth tokens are made: `simple`, or
+    /// `jwt,pub-key=<file>,priv-key=<file>,sign-method=<alg>[,ttl=<duration>]`.
+    #[arg(long, env = "ETCD_AUTH_TOKEN", default_value = "simple")]
+    pub auth_token: String,
+    /// Seconds a simple token lives without being used.
+    #[arg(long, env = "ETCD_AUTH_TOKEN_TTL", default_value_t = 300)]
+    pub auth_token_ttl: u64,
     /// Restart from the data dir as a one-member cluster, removing every
     /// other member (disaster recovery).
     #[arg(long, env = "ETCD_FORCE_NEW_CLUSTER", num_args = 0..=1,
@@ -343,6 +350,10 @@ pub struct ServerConfig {
     pub strict_reconfig_check: bool,
     /// `--bcrypt-cost`, within bcrypt's range.
     pub bcrypt_cost: u32,
+    /// `--auth-token`, as given (parsed, with its key files read, at start).
+    pub auth_token: String,
+    /// `--auth-token-ttl`.
+    pub auth_token_ttl: Duration,
     /// `--force-new-cluster`.
     pub force_new_cluster: bool,
 }
@@ -627,6 +638,8 @@ impl Config {
             initial_corrupt_check: self.experimental_initial_corrupt_check,
             strict_reconfig_check: self.strict_reconfig_check,
             bcrypt_cost: bcrypt_cost(self.bcrypt_cost),
+            auth_token: self.auth_token.clone(),
+            auth_token_ttl: Duration::from_secs(self.auth_token_ttl),
             force_new_cluster: self.force_new_cluster,
         })
     }

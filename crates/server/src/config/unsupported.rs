@@ -64,8 +64,6 @@ const UNSUPPORTED: &[(&str, &str)] = &[
     ("experimental-distributed-tracing-service-name", "etcd"),
     ("experimental-distributed-tracing-instance-id", ""),
     ("experimental-distributed-tracing-sampling-rate", "0"),
-    ("auth-token", "simple"),
-    ("auth-token-ttl", "300"),
     ("enable-grpc-gateway", "true"),
     ("experimental-corrupt-check-time", "0s"),
     ("experimental-compact-hash-check-enabled", "false"),
@@ -174,7 +172,7 @@ mod tests {
             e.0.starts_with("--enable-v2=true is not supported yet"),
             "{e}"
         );
-        let e = parse(&["--auth-token", "jwt,pub-key=a"]).unwrap_err();
-        assert!(e.0.contains("--auth-token=jwt,pub-key=a"), "{e}");
+        let e = parse(&["--max-wals", "7"]).unwrap_err();
+        assert!(e.0.contains("--max-wals=7"), "{e}");
     }
 }

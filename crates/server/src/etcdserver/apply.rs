@@ -19,7 +19,8 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use api::etcdserverpb::{
-    InternalRaftRequest, LeaseGrantResponse, LeaseRevokeResponse, ResponseHeader,
+    InternalRaftRequest, LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeRequest,
+    LeaseRevokeResponse, ResponseHeader,
 };
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use prost::Message;
@@ -31,10 +32,11 @@ use storage::snap::Snapshotter;
 use storage::{Backend, KvStore};
 use tokio::sync::watch;
 
-use super::kvops;
 use super::membership::{ConfChangeContext, MemberChange, Membership};
+use super::request::Request;
 use super::stage::{Applied, ApplyItem, ApplyOutcome, MembershipUpdate, RaftStatus};
 use super::wait::Wait;
+use super::{apply_auth, kvops};
 use crate::auth::AuthStore;
 use crate::lease::Lessor;
 use crate::rpctypes::EtcdError;
@@ -177,7 +179,7 @@ impl Applier {
             } else if e.get_entry_type() == EntryType::EntryNormal {
                 match InternalRaftRequest::decode(e.data.as_ref()) {
                     Ok(req) => {
-                        let outcome = self.apply_request(&mut txn, &req);
+                        let outcome = self.apply_request(&mut txn, &req, e.index);
                         if let Err(e) = &outcome {
                             if txn.read_rev() != txn.revision() {
                                 // Checks run before changes; an error after
@@ -325,128 +327,139 @@ impl Applier {
         &self,
         txn: &mut storage::mvcc::StoreTxn<'_>,
         req: &InternalRaftRequest,
+        index: u64,
     ) -> ApplyOutcome {
-        if let Some(r) = &req.put {
-            return kvops::put(txn, r, &self.lessor).map(Applied::Put);
-        }
-        if let Some(r) = &req.delete_range {
-            return kvops::delete_range(txn, r, &self.lessor).map(Applied::DeleteRange);
-        }
-        if let Some(r) = &req.txn {
-            return kvops::txn(txn, r, &self.lessor).map(Applied::Txn);
-        }
-        if let Some(r) = &req.compaction {
-            return kvops::compact(txn, r).map(Applied::Compaction);
-        }
-        if let Some(r) = &req.lease_grant {
-            if self.lessor.exists(r.id) {
-                return Err(EtcdError::LeaseExist);
+        let kind = Request::of(req);
+        apply_auth::check(&self.auth, &self.lessor, req.header.as_ref(), &kind)?;
+        match kind {
+            Request::Put(r) => kvops::put(txn, r, &self.lessor).map(Applied::Put),
+            Request::DeleteRange(r) => {
+                kvops::delete_range(txn, r, &self.lessor).map(Applied::DeleteRange)
             }
-            let ttl = self.lessor.effective_ttl(r.ttl);
-            put_lease_record(txn, r.id, ttl, 0)?;
-            self.lessor.grant(r.id, ttl, 0);
-            return Ok(Applied::LeaseGrant(LeaseGrantResponse {
-                header: Some(ResponseHeader {
-                    revision: txn.read_rev(),
-                    ..Default::default()
-                }),
-                id: r.id,
-                ttl,
-                error: String::new(),
-            }));
-        }
-        if let Some(r) = &req.lease_revoke {
-            // Every attached key goes, in this one revision.
-            let keys = self.lessor.revoke(r.id).ok_or(EtcdError::LeaseNotFound)?;
-            for k in &keys {
-                txn.delete_range(k, RangeEnd::Single)?;
-            }
-            let mut t = txn.backend_tx().open_table(LEASE_TABLE).map_err(internal)?;
-            t.remove(r.id.to_be_bytes().as_slice()).map_err(internal)?;
-            return Ok(Applied::LeaseRevoke(LeaseRevokeResponse {
-                header: Some(ResponseHeader {
-                    revision: txn.read_rev(),
-                    ..Default::default()
-                }),
-            }));
-        }
-        if let Some(r) = &req.lease_checkpoint {
-            for cp in &r.checkpoints {
-                let Some(ttl) = self.lessor.checkpoint(cp.id, cp.remaining_ttl) else {
-                    continue;
-                };
-                if self.lessor.persists_checkpoints() {
-                    put_lease_record(txn, cp.id, ttl, cp.remaining_ttl)?;
+            Request::Txn(r) => kvops::txn(txn, r, &self.lessor).map(Applied::Txn),
+            Request::Compaction(r) => kvops::compact(txn, r).map(Applied::Compaction),
+            Request::LeaseGrant(r) => self.lease_grant(txn, r),
+            Request::LeaseRevoke(r) => self.lease_revoke(txn, r),
+            Request::LeaseCheckpoint(r) => {
+                for cp in &r.checkpoints {
+                    let Some(ttl) = self.lessor.checkpoint(cp.id, cp.remaining_ttl) else {
+                        continue;
+                    };
+                    if self.lessor.persists_checkpoints() {
+                        put_lease_record(txn, cp.id, ttl, cp.remaining_ttl)?;
+                    }
                 }
+                Ok(Applied::Done)
             }
-            return Ok(Applied::Done);
-        }
-        if let Some(r) = &req.cluster_member_attr_set {
-            let attrs = r.member_attributes.clone().unwrap_or_default();
-            if let Some(m) =
-                self.membership
-                    .set_attributes(r.member_id, &attrs.name, &attrs.client_urls)
-            {
-                super::membership::save_member(txn.backend_tx(), &m)?;
+            Request::MemberAttrSet(r) => {
+                let attrs = r.member_attributes.clone().unwrap_or_default();
+                if let Some(m) =
+                    self.membership
+                        .set_attributes(r.member_id, &attrs.name, &attrs.client_urls)
+                {
+                    super::membership::save_member(txn.backend_tx(), &m)?;
+                }
+                Ok(Applied::Done)
             }
-            return Ok(Applied::Done);
-        }
-        if let Some(r) = &req.cluster_version_set {
-            let mut t = txn
-                .backend_tx()
-                .open_table(CLUSTER_TABLE)
-                .map_err(internal)?;
-            t.insert(CLUSTER_VERSION_KEY, r.ver.as_bytes())
-                .map_err(internal)?;
-            let mut v = self.cluster_version.0.write().expect("version lock");
-            if v.is_none() {
-                tracing::info!(cluster_version = %major_minor(&r.ver), "set initial cluster version");
+            Request::ClusterVersionSet(r) => self.set_cluster_version(txn, &r.ver),
+            Request::Authenticate(r) => self
+                .auth
+                .authenticate(&r.name, &r.simple_token, index)
+                .map(Applied::Authenticated),
+            Request::Other => {
+                tracing::warn!("ignored a raft request of a kind etcd-rs does not apply yet");
+                Ok(Applied::Done)
             }
-            *v = Some(r.ver.clone());
-            tracing::info!(cluster_version = %major_minor(&r.ver), "enabled capabilities for version");
-            return Ok(Applied::Done);
-        }
-        if let Some(done) = self.apply_auth(txn, req) {
-            if let Err(EtcdError::Internal(e)) = &done {
-                // Part of the change may be in the batch's transaction.
-                crate::logging::fatal("failed to write the auth store", e);
+            auth_change => {
+                let done = self.apply_auth(txn, &auth_change);
+                if let Err(EtcdError::Internal(e)) = &done {
+                    // Part of the change may be in the batch's transaction.
+                    crate::logging::fatal("failed to write the auth store", e);
+                }
+                done.map(|()| Applied::Done)
             }
-            return done.map(|()| Applied::Done);
         }
-        tracing::warn!("ignored a raft request of a kind etcd-rs does not apply yet");
+    }
+
+    fn lease_grant(
+        &self,
+        txn: &storage::mvcc::StoreTxn<'_>,
+        r: &LeaseGrantRequest,
+    ) -> ApplyOutcome {
+        if self.lessor.exists(r.id) {
+            return Err(EtcdError::LeaseExist);
+        }
+        let ttl = self.lessor.effective_ttl(r.ttl);
+        put_lease_record(txn, r.id, ttl, 0)?;
+        self.lessor.grant(r.id, ttl, 0);
+        Ok(Applied::LeaseGrant(LeaseGrantResponse {
+            header: Some(ResponseHeader {
+                revision: txn.read_rev(),
+                ..Default::default()
+            }),
+            id: r.id,
+            ttl,
+            error: String::new(),
+        }))
+    }
+
+    fn lease_revoke(
+        &self,
+        txn: &mut storage::mvcc::StoreTxn<'_>,
+        r: &LeaseRevokeRequest,
+    ) -> ApplyOutcome {
+        // Every attached key goes, in this one revision.
+        let keys = self.lessor.revoke(r.id).ok_or(EtcdError::LeaseNotFound)?;
+        for k in &keys {
+            txn.delete_range(k, RangeEnd::Single)?;
+        }
+        let mut t = txn.backend_tx().open_table(LEASE_TABLE).map_err(internal)?;
+        t.remove(r.id.to_be_bytes().as_slice()).map_err(internal)?;
+        Ok(Applied::LeaseRevoke(LeaseRevokeResponse {
+            header: Some(ResponseHeader {
+                revision: txn.read_rev(),
+                ..Default::default()
+            }),
+        }))
+    }
+
+    fn set_cluster_version(&self, txn: &storage::mvcc::StoreTxn<'_>, ver: &str) -> ApplyOutcome {
+        let mut t = txn
+            .backend_tx()
+            .open_table(CLUSTER_TABLE)
+            .map_err(internal)?;
+        t.insert(CLUSTER_VERSION_KEY, ver.as_bytes())
+            .map_err(internal)?;
+        let mut v = self.cluster_version.0.write().expect("version lock");
+        if v.is_none() {
+            tracing::info!(cluster_version = %major_minor(ver), "set initial cluster version");
+        }
+        *v = Some(ver.to_string());
+        tracing::info!(cluster_version = %major_minor(ver), "enabled capabilities for version");
         Ok(Applied::Done)
     }
-}
 
-impl Applier {
-    /// Applies an auth store change, if `req` is one.
+    /// Applies an auth store change.
     fn apply_auth(
         &self,
         txn: &storage::mvcc::StoreTxn<'_>,
-        req: &InternalRaftRequest,
-    ) -> Option<Result<(), EtcdError>> {
+        req: &Request<'_>,
+    ) -> Result<(), EtcdError> {
         let (a, tx) = (&self.auth, txn.backend_tx());
-        Some(if let Some(r) = &req.auth_user_add {
-            a.user_add(tx, r)
-        } else if let Some(r) = &req.auth_user_delete {
-            a.user_delete(tx, r)
-        } else if let Some(r) = &req.auth_user_change_password {
-            a.user_change_password(tx, r)
-        } else if let Some(r) = &req.auth_user_grant_role {
-            a.user_grant_role(tx, r)
-        } else if let Some(r) = &req.auth_user_revoke_role {
-            a.user_revoke_role(tx, r)
-        } else if let Some(r) = &req.auth_role_add {
-            a.role_add(tx, r)
-        } else if let Some(r) = &req.auth_role_delete {
-            a.role_delete(tx, r)
-        } else if let Some(r) = &req.auth_role_grant_permission {
-            a.role_grant_permission(tx, r)
-        } else if let Some(r) = &req.auth_role_revoke_permission {
-            a.role_revoke_permission(tx, r)
-        } else {
-            return None;
-        })
+        match req {
+            Request::AuthEnable => a.auth_enable(tx),
+            Request::AuthDisable => a.auth_disable(tx),
+            Request::UserAdd(r) => a.user_add(tx, r),
+            Request::UserDelete(r) => a.user_delete(tx, r),
+            Request::UserChangePassword(r) => a.user_change_password(tx, r),
+            Request::UserGrantRole(r) => a.user_grant_role(tx, r),
+            Request::UserRevokeRole(r) => a.user_revoke_role(tx, r),
+            Request::RoleAdd(r) => a.role_add(tx, r),
+            Request::RoleDelete(r) => a.role_delete(tx, r),
+            Request::RoleGrantPermission(r) => a.role_grant_permission(tx, r),
+            Request::RoleRevokePermission(r) => a.role_revoke_permission(tx, r),
+            _ => Err(EtcdError::Internal("not an auth change".into())),
+        }
     }
 }
 

@@ -12,14 +12,17 @@
 //! consistent index. Membership changes are in `reconfig.rs`.
 
 pub mod apply;
+mod apply_auth;
 pub mod corrupt;
 pub mod join;
 pub mod kvops;
 pub mod membership;
 pub mod raft;
 mod reconfig;
+pub mod request;
 pub mod stage;
 mod standalone;
+pub mod v3server;
 pub mod wait;
 
 use std::path::Path;
@@ -293,7 +296,9 @@ impl EtcdServer {
         let lessor = Arc::new(lessor);
         crate::lease::load(&store, &lessor).map_err(StartError)?;
         let cluster_version = Arc::new(ClusterVersion::load(&store).map_err(start_err)?);
-        let auth = Arc::new(AuthStore::load(store.backend()).map_err(start_err)?);
+        let tokens = crate::auth::token::TokenConfig::parse(&cfg.auth_token, cfg.auth_token_ttl)
+            .map_err(StartError)?;
+        let auth = Arc::new(AuthStore::load(store.backend(), tokens).map_err(start_err)?);
         let wait = Arc::new(Wait::default());
         let (applied_tx, applied_rx) = watch::channel(store.consistent_index());
         let (apply_tx, apply_rx) = crossbeam_channel::bounded(APPLY_CHANNEL_BOUND);
@@ -533,16 +538,35 @@ impl EtcdServer {
             .and_then(|m| m.peer_urls.into_iter().next())
     }
 
-    /// Proposes `req` through raft and waits until it is applied, within
-    /// the request timeout. Errors: `RequestTooLarge` over
+    /// Proposes `req`, the member's own (publishing, lease expiry,
+    /// Authenticate), through raft and waits until it is applied, within
+    /// the request timeout; while auth is enabled it is made as root, as
+    /// etcd's `WithRoot`. Errors: `RequestTooLarge` over
     /// `--max-request-bytes`, `Timeout`, `NoLeader`, `Stopped`, or the
     /// request's own apply error.
-    pub async fn propose(&self, mut req: InternalRaftRequest) -> Result<Applied, EtcdError> {
+    pub async fn propose(&self, req: InternalRaftRequest) -> Result<Applied, EtcdError> {
+        let header = if self.auth.is_enabled() {
+            RequestHeader {
+                username: crate::auth::ROOT.to_string(),
+                auth_revision: self.auth.revision(),
+                ..Default::default()
+            }
+        } else {
+            RequestHeader::default()
+        };
+        self.propose_headed(header, req).await
+    }
+
+    /// Proposes `req` with `header` (its user and auth revision; the id is
+    /// set here) and waits for it. Errors: as [`EtcdServer::propose`].
+    async fn propose_headed(
+        &self,
+        mut header: RequestHeader,
+        mut req: InternalRaftRequest,
+    ) -> Result<Applied, EtcdError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        req.header = Some(RequestHeader {
-            id,
-            ..Default::default()
-        });
+        header.id = id;
+        req.header = Some(header);
         let data = req.encode_to_vec();
         if data.len() > self.cfg.max_request_bytes {
             return Err(EtcdError::RequestTooLarge);

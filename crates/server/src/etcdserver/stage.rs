@@ -28,6 +28,8 @@ pub enum Applied {
     LeaseGrant(LeaseGrantResponse),
     /// A LeaseRevoke's response (header to fill).
     LeaseRevoke(LeaseRevokeResponse),
+    /// Authenticate: the simple token, or the revision to sign a JWT at.
+    Authenticated(crate::auth::Issued),
     /// A membership change: the members after it.
     Members(Vec<Member>),
     /// A request with nothing to answer (member attributes, cluster

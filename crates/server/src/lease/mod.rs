@@ -323,6 +323,16 @@ impl Lessor {
         })
     }
 
+    /// The keys attached to lease `id`, none if it does not exist.
+    pub fn keys(&self, id: i64) -> Vec<Vec<u8>> {
+        let inner = self.lock();
+        inner
+            .leases
+            .get(&id)
+            .map(|l| l.keys.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// Every lease id, in order.
     pub fn ids(&self) -> Vec<i64> {
         self.lock().leases.keys().copied().collect()

@@ -1,12 +1,8 @@
 //! The Auth service (etcd `etcdserverpb.Auth`): users, roles and their
-//! permissions, managed through raft ([`crate::auth::AuthStore`]).
-//! Reads are linearizable, as etcd's (which go through raft).
-//!
-//! Enabling auth answers `Unimplemented` until every request is checked
-//! against these permissions: a cluster that said it enforces auth
-//! without doing so would be worse than one that says it does not. So
-//! auth stays disabled, `AuthDisable` succeeds with nothing to do, and
-//! `Authenticate` answers etcd's `authentication is not enabled`.
+//! permissions, managed through raft ([`crate::auth::AuthStore`]), and
+//! `Authenticate`. Changes are checked for the root role when applied;
+//! reads are linearizable, as etcd's (which go through raft), and for
+//! root, except a user reading itself and a role it holds.
 
 use std::sync::Arc;
 
@@ -15,6 +11,7 @@ use api::etcdserverpb::*;
 use tonic::{Request, Response, Status};
 
 use crate::etcdserver::stage::Applied;
+use crate::etcdserver::v3server::Credentials;
 use crate::etcdserver::EtcdServer;
 use crate::rpctypes::EtcdError;
 
@@ -29,9 +26,14 @@ impl AuthService {
         AuthService { server }
     }
 
-    /// Proposes an auth change and waits for it; the header of its answer.
-    async fn change(&self, req: InternalRaftRequest) -> Result<Option<ResponseHeader>, Status> {
-        match self.server.propose(req).await? {
+    /// Proposes an auth change as `creds` and waits for it; the header of
+    /// its answer.
+    async fn change(
+        &self,
+        creds: &Credentials,
+        req: InternalRaftRequest,
+    ) -> Result<Option<ResponseHeader>, Status> {
+        match self.server.propose_as(creds, req).await? {
             Applied::Done => Ok(Some(self.header())),
             other => Err(EtcdError::Internal(format!("unexpected apply result {other:?}")).into()),
         }
@@ -66,26 +68,35 @@ async fn hash(password: String, cost: u32) -> Result<String, Status> {
 impl Auth for AuthService {
     async fn auth_enable(
         &self,
-        _req: Request<AuthEnableRequest>,
+        req: Request<AuthEnableRequest>,
     ) -> Result<Response<AuthEnableResponse>, Status> {
-        Err(Status::unimplemented(
-            "etcd-rs: enabling authentication is not implemented yet: requests are not checked against permissions",
-        ))
+        let creds = super::credentials(&req);
+        let r = InternalRaftRequest {
+            auth_enable: Some(req.into_inner()),
+            ..Default::default()
+        };
+        let header = self.change(&creds, r).await?;
+        Ok(Response::new(AuthEnableResponse { header }))
     }
 
     async fn auth_disable(
         &self,
-        _req: Request<AuthDisableRequest>,
+        req: Request<AuthDisableRequest>,
     ) -> Result<Response<AuthDisableResponse>, Status> {
-        Ok(Response::new(AuthDisableResponse {
-            header: self.read().await?,
-        }))
+        let creds = super::credentials(&req);
+        let r = InternalRaftRequest {
+            auth_disable: Some(req.into_inner()),
+            ..Default::default()
+        };
+        let header = self.change(&creds, r).await?;
+        Ok(Response::new(AuthDisableResponse { header }))
     }
 
     async fn auth_status(
         &self,
-        _req: Request<AuthStatusRequest>,
+        req: Request<AuthStatusRequest>,
     ) -> Result<Response<AuthStatusResponse>, Status> {
+        self.server.check_admin(&super::credentials(&req)).await?;
         let header = self.read().await?;
         let (enabled, auth_revision) = self.server.auth.status();
         Ok(Response::new(AuthStatusResponse {
@@ -97,15 +108,19 @@ impl Auth for AuthService {
 
     async fn authenticate(
         &self,
-        _req: Request<AuthenticateRequest>,
+        req: Request<AuthenticateRequest>,
     ) -> Result<Response<AuthenticateResponse>, Status> {
-        Err(EtcdError::AuthNotEnabled.into())
+        let r = req.into_inner();
+        Ok(Response::new(
+            self.server.authenticate(&r.name, r.password).await?,
+        ))
     }
 
     async fn user_add(
         &self,
         req: Request<AuthUserAddRequest>,
     ) -> Result<Response<AuthUserAddResponse>, Status> {
+        let creds = super::credentials(&req);
         let mut r = req.into_inner();
         // An empty password is kept empty: nobody can log in with it (etcd
         // 3.5 hashes only a password that was given).
@@ -115,10 +130,13 @@ impl Auth for AuthService {
         }
         r.password.clear();
         let header = self
-            .change(InternalRaftRequest {
-                auth_user_add: Some(r),
-                ..Default::default()
-            })
+            .change(
+                &creds,
+                InternalRaftRequest {
+                    auth_user_add: Some(r),
+                    ..Default::default()
+                },
+            )
             .await?;
         Ok(Response::new(AuthUserAddResponse { header }))
     }
@@ -127,6 +145,10 @@ impl Auth for AuthService {
         &self,
         req: Request<AuthUserGetRequest>,
     ) -> Result<Response<AuthUserGetResponse>, Status> {
+        let name = req.get_ref().name.clone();
+        self.server
+            .check_admin_or(&super::credentials(&req), |ai| ai.username == name)
+            .await?;
         let header = self.read().await?;
         let roles = self.server.auth.user_roles(&req.get_ref().name)?;
         Ok(Response::new(AuthUserGetResponse { header, roles }))
@@ -134,8 +156,9 @@ impl Auth for AuthService {
 
     async fn user_list(
         &self,
-        _req: Request<AuthUserListRequest>,
+        req: Request<AuthUserListRequest>,
     ) -> Result<Response<AuthUserListResponse>, Status> {
+        self.server.check_admin(&super::credentials(&req)).await?;
         let header = self.read().await?;
         Ok(Response::new(AuthUserListResponse {
             header,
@@ -147,11 +170,15 @@ impl Auth for AuthService {
         &self,
         req: Request<AuthUserDeleteRequest>,
     ) -> Result<Response<AuthUserDeleteResponse>, Status> {
+        let creds = super::credentials(&req);
         let header = self
-            .change(InternalRaftRequest {
-                auth_user_delete: Some(req.into_inner()),
-                ..Default::default()
-            })
+            .change(
+                &creds,
+                InternalRaftRequest {
+                    auth_user_delete: Some(req.into_inner()),
+                    ..Default::default()
+                },
+            )
             .await?;
         Ok(Response::new(AuthUserDeleteResponse { header }))
     }
@@ -160,16 +187,20 @@ impl Auth for AuthService {
         &self,
         req: Request<AuthUserChangePasswordRequest>,
     ) -> Result<Response<AuthUserChangePasswordResponse>, Status> {
+        let creds = super::credentials(&req);
         let mut r = req.into_inner();
         if !r.password.is_empty() {
             r.hashed_password =
                 hash(std::mem::take(&mut r.password), self.server.cfg.bcrypt_cost).await?;
         }
         let header = self
-            .change(InternalRaftRequest {
-                auth_user_change_password: Some(r),
-                ..Default::default()
-            })
+            .change(
+                &creds,
+                InternalRaftRequest {
+                    auth_user_change_password: Some(r),
+                    ..Default::default()
+                },
+            )
             .await?;
         Ok(Response::new(AuthUserChangePasswordResponse { header }))
     }
@@ -178,11 +209,15 @@ impl Auth for AuthService {
         &self,
         req: Request<AuthUserGrantRoleRequest>,
     ) -> Result<Response<AuthUserGrantRoleResponse>, Status> {
+        let creds = super::credentials(&req);
         let header = self
-            .change(InternalRaftRequest {
-                auth_user_grant_role: Some(req.into_inner()),
-                ..Default::default()
-            })
+            .change(
+                &creds,
+                InternalRaftRequest {
+                    auth_user_grant_role: Some(req.into_inner()),
+                    ..Default::default()
+                },
+            )
             .await?;
         Ok(Response::new(AuthUserGrantRoleResponse { header }))
     }
@@ -191,11 +226,15 @@ impl Auth for AuthService {
         &self,
         req: Request<AuthUserRevokeRoleRequest>,
     ) -> Result<Response<AuthUserRevokeRoleResponse>, Status> {
+        let creds = super::credentials(&req);
         let header = self
-            .change(InternalRaftRequest {
-                auth_user_revoke_role: Some(req.into_inner()),
-                ..Default::default()
-            })
+            .change(
+                &creds,
+                InternalRaftRequest {
+                    auth_user_revoke_role: Some(req.into_inner()),
+                    ..Default::default()
+                },
+            )
             .await?;
         Ok(Response::new(AuthUserRevokeRoleResponse { header }))
     }
@@ -204,11 +243,15 @@ impl Auth for AuthService {
         &self,
         req: Request<AuthRoleAddRequest>,
     ) -> Result<Response<AuthRoleAddResponse>, Status> {
+        let creds = super::credentials(&req);
         let header = self
-            .change(InternalRaftRequest {
-                auth_role_add: Some(req.into_inner()),
-                ..Default::default()
-            })
+            .change(
+                &creds,
+                InternalRaftRequest {
+                    auth_role_add: Some(req.into_inner()),
+                    ..Default::default()
+                },
+            )
             .await?;
         Ok(Response::new(AuthRoleAddResponse { header }))
     }
@@ -217,6 +260,13 @@ impl Auth for AuthService {
         &self,
         req: Request<AuthRoleGetRequest>,
     ) -> Result<Response<AuthRoleGetResponse>, Status> {
+        let auth = &self.server.auth;
+        let role = &req.get_ref().role;
+        self.server
+            .check_admin_or(&super::credentials(&req), |ai| {
+                auth.has_role(&ai.username, role)
+            })
+            .await?;
         let header = self.read().await?;
         let perm = self.server.auth.role_permissions(&req.get_ref().role)?;
         Ok(Response::new(AuthRoleGetResponse { header, perm }))
@@ -224,8 +274,9 @@ impl Auth for AuthService {
 
     async fn role_list(
         &self,
-        _req: Request<AuthRoleListRequest>,
+        req: Request<AuthRoleListRequest>,
     ) -> Result<Response<AuthRoleListResponse>, Status> {
+        self.server.check_admin(&super::credentials(&req)).await?;
         let header = self.read().await?;
         Ok(Response::new(AuthRoleListResponse {
             header,
@@ -237,11 +288,15 @@ impl Auth for AuthService {
         &self,
         req: Request<AuthRoleDeleteRequest>,
     ) -> Result<Response<AuthRoleDeleteResponse>, Status> {
+        let creds = super::credentials(&req);
         let header = self
-            .change(InternalRaftRequest {
-                auth_role_delete: Some(req.into_inner()),
-                ..Default::default()
-            })
+            .change(
+                &creds,
+                InternalRaftRequest {
+                    auth_role_delete: Some(req.into_inner()),
+                    ..Default::default()
+                },
+            )
             .await?;
         Ok(Response::new(AuthRoleDeleteResponse { header }))
     }
@@ -250,11 +305,15 @@ impl Auth for AuthService {
         &self,
         req: Request<AuthRoleGrantPermissionRequest>,
     ) -> Result<Response<AuthRoleGrantPermissionResponse>, Status> {
+        let creds = super::credentials(&req);
         let header = self
-            .change(InternalRaftRequest {
-                auth_role_grant_permission: Some(req.into_inner()),
-                ..Default::default()
-            })
+            .change(
+                &creds,
+                InternalRaftRequest {
+                    auth_role_grant_permission: Some(req.into_inner()),
+                    ..Default::default()
+                },
+            )
             .await?;
         Ok(Response::new(AuthRoleGrantPermissionResponse { header }))
     }
@@ -263,11 +322,15 @@ impl Auth for AuthService {
         &self,
         req: Request<AuthRoleRevokePermissionRequest>,
     ) -> Result<Response<AuthRoleRevokePermissionResponse>, Status> {
+        let creds = super::credentials(&req);
         let header = self
-            .change(InternalRaftRequest {
-                auth_role_revoke_permission: Some(req.into_inner()),
-                ..Default::default()
-            })
+            .change(
+                &creds,
+                InternalRaftRequest {
+                    auth_role_revoke_permission: Some(req.into_inner()),
+                    ..Default::default()
+                },
+            )
             .await?;
         Ok(Response::new(AuthRoleRevokePermissionResponse { header }))
     }

@@ -47,6 +47,7 @@ impl Cluster for ClusterService {
         &self,
         req: Request<MemberAddRequest>,
     ) -> Result<Response<MemberAddResponse>, Status> {
+        self.server.check_admin(&super::credentials(&req)).await?;
         let req = req.into_inner();
         let s = &self.server;
         let (added, members) = s.add_member(req.peer_ur_ls, req.is_learner).await?;
@@ -68,6 +69,7 @@ impl Cluster for ClusterService {
         &self,
         req: Request<MemberRemoveRequest>,
     ) -> Result<Response<MemberRemoveResponse>, Status> {
+        self.server.check_admin(&super::credentials(&req)).await?;
         let s = &self.server;
         let members = s.remove_member(req.get_ref().id).await?;
         Ok(Response::new(MemberRemoveResponse {
@@ -80,6 +82,7 @@ impl Cluster for ClusterService {
         &self,
         req: Request<MemberUpdateRequest>,
     ) -> Result<Response<MemberUpdateResponse>, Status> {
+        self.server.check_admin(&super::credentials(&req)).await?;
         let req = req.into_inner();
         let s = &self.server;
         let members = s.update_member(req.id, req.peer_ur_ls).await?;
@@ -109,6 +112,7 @@ impl Cluster for ClusterService {
         &self,
         req: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
+        self.server.check_admin(&super::credentials(&req)).await?;
         let s = &self.server;
         let members = s.promote_member(req.get_ref().id).await?;
         Ok(Response::new(MemberPromoteResponse {

@@ -14,7 +14,7 @@ use tonic::{Request, Response, Status};
 
 use super::validate;
 use crate::etcdserver::stage::Applied;
-use crate::etcdserver::{kvops, EtcdServer};
+use crate::etcdserver::EtcdServer;
 use crate::rpctypes::EtcdError;
 
 /// The KV service on a member.
@@ -36,29 +36,28 @@ impl KvService {
 #[tonic::async_trait]
 impl Kv for KvService {
     async fn range(&self, req: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
+        let creds = super::credentials(&req);
         let r = req.into_inner();
         validate::range(&r)?;
-        if !r.serializable {
-            // A learner serves serializable reads only (etcd's
-            // isRPCSupportedForLearner); `learner_gate` lets Range through.
-            if self.server.is_learner() {
-                return Err(EtcdError::NotSupportedForLearner.into());
-            }
-            self.server.linearizable_read().await?;
+        // A learner serves serializable reads only (etcd's
+        // isRPCSupportedForLearner); `learner_gate` lets Range through.
+        if !r.serializable && self.server.is_learner() {
+            return Err(EtcdError::NotSupportedForLearner.into());
         }
-        let mut resp = kvops::range(&*self.server.store, &r)?;
+        let mut resp = self.server.range(&creds, &r).await?;
         resp.header = self.header(resp.header);
         Ok(Response::new(resp))
     }
 
     async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
+        let creds = super::credentials(&req);
         let r = req.into_inner();
         validate::put(&r)?;
         let req = InternalRaftRequest {
             put: Some(r),
             ..Default::default()
         };
-        super::write(&self.server, req, |a| match a {
+        super::write(&self.server, &creds, req, |a| match a {
             Applied::Put(resp) => Ok(resp),
             other => Err(other),
         })
@@ -69,13 +68,14 @@ impl Kv for KvService {
         &self,
         req: Request<DeleteRangeRequest>,
     ) -> Result<Response<DeleteRangeResponse>, Status> {
+        let creds = super::credentials(&req);
         let r = req.into_inner();
         validate::delete_range(&r)?;
         let req = InternalRaftRequest {
             delete_range: Some(r),
             ..Default::default()
         };
-        super::write(&self.server, req, |a| match a {
+        super::write(&self.server, &creds, req, |a| match a {
             Applied::DeleteRange(resp) => Ok(resp),
             other => Err(other),
         })
@@ -83,13 +83,14 @@ impl Kv for KvService {
     }
 
     async fn txn(&self, req: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
+        let creds = super::credentials(&req);
         let r = req.into_inner();
         validate::txn(&r, self.server.cfg.max_txn_ops)?;
         let req = InternalRaftRequest {
             txn: Some(r),
             ..Default::default()
         };
-        super::write(&self.server, req, |a| match a {
+        super::write(&self.server, &creds, req, |a| match a {
             Applied::Txn(resp) => Ok(resp),
             other => Err(other),
         })
@@ -100,11 +101,12 @@ impl Kv for KvService {
         &self,
         req: Request<CompactionRequest>,
     ) -> Result<Response<CompactionResponse>, Status> {
+        let creds = super::credentials(&req);
         let req = InternalRaftRequest {
             compaction: Some(req.into_inner()),
             ..Default::default()
         };
-        super::write(&self.server, req, |a| match a {
+        super::write(&self.server, &creds, req, |a| match a {
             Applied::Compaction(resp) => Ok(resp),
             other => Err(other),
         })

@@ -23,7 +23,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::auth::perms::Need;
 use crate::etcdserver::stage::Applied;
+use crate::etcdserver::v3server::Credentials;
 use crate::etcdserver::EtcdServer;
 use crate::lease::MAX_LEASE_TTL;
 use crate::rpctypes::EtcdError;
@@ -41,6 +43,9 @@ const CHECKPOINT_ENTRIES_PER_ROUND: usize = 4;
 pub struct LeaseService {
     server: Arc<EtcdServer>,
     leader: Arc<LeaderChannel>,
+    /// Whether requests are checked against auth: on the client port, not
+    /// for what a follower forwards over the peer port.
+    checked: bool,
 }
 
 impl LeaseService {
@@ -49,7 +54,17 @@ impl LeaseService {
         LeaseService {
             server,
             leader: Arc::default(),
+            checked: true,
         }
+    }
+
+    /// While auth is on, a lease's keys are for root or a user with `need`
+    /// on each (etcd's `checkLeaseRenew`, `checkLeaseTimeToLive`).
+    async fn check_keys(&self, creds: &Credentials, id: i64, need: Need) -> Result<(), Status> {
+        if self.checked {
+            self.server.check_lease_keys(creds, id, need).await?;
+        }
+        Ok(())
     }
 }
 
@@ -179,6 +194,8 @@ impl Lease for LeaseService {
         &self,
         req: Request<LeaseGrantRequest>,
     ) -> Result<Response<LeaseGrantResponse>, Status> {
+        let creds = super::credentials(&req);
+        self.server.require_user(&creds).await?;
         let mut r = req.into_inner();
         if r.ttl > MAX_LEASE_TTL {
             return Err(EtcdError::LeaseTtlTooLarge.into());
@@ -190,7 +207,7 @@ impl Lease for LeaseService {
             lease_grant: Some(r),
             ..Default::default()
         };
-        super::write(&self.server, req, |a| match a {
+        super::write(&self.server, &creds, req, |a| match a {
             Applied::LeaseGrant(resp) => Ok(resp),
             other => Err(other),
         })
@@ -201,11 +218,13 @@ impl Lease for LeaseService {
         &self,
         req: Request<LeaseRevokeRequest>,
     ) -> Result<Response<LeaseRevokeResponse>, Status> {
+        let creds = super::credentials(&req);
+        self.server.require_user(&creds).await?;
         let req = InternalRaftRequest {
             lease_revoke: Some(req.into_inner()),
             ..Default::default()
         };
-        super::write(&self.server, req, |a| match a {
+        super::write(&self.server, &creds, req, |a| match a {
             Applied::LeaseRevoke(resp) => Ok(resp),
             other => Err(other),
         })
@@ -221,12 +240,20 @@ impl Lease for LeaseService {
         &self,
         req: Request<Streaming<LeaseKeepAliveRequest>>,
     ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
+        let creds = super::credentials(&req);
         let mut input = req.into_inner();
         let (tx, rx) = mpsc::channel(64);
         let server = self.server.clone();
         let leader = self.leader.clone();
+        let checked = self.checked;
         tokio::spawn(async move {
             while let Ok(Some(r)) = input.message().await {
+                if checked {
+                    if let Err(e) = server.check_lease_keys(&creds, r.id, Need::Write).await {
+                        let _ = tx.send(Err(e.into())).await;
+                        return;
+                    }
+                }
                 let reply = keep_alive_once(&server, &leader, r.id).await.map(|ttl| {
                     LeaseKeepAliveResponse {
                         header: Some(server.header(server.store.current_revision())),
@@ -249,7 +276,13 @@ impl Lease for LeaseService {
         req: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
         let s = &self.server;
+        let creds = super::credentials(&req);
         let r = req.into_inner();
+        if r.keys {
+            self.check_keys(&creds, r.id, Need::Read).await?;
+        } else if self.checked {
+            s.require_user(&creds).await?;
+        }
         if !is_leader(s) && s.leader() != 0 {
             let mut client = self.leader.client(s)?;
             let mut resp = client.lease_time_to_live(r).await?.into_inner();
@@ -277,9 +310,13 @@ impl Lease for LeaseService {
 
     async fn lease_leases(
         &self,
-        _req: Request<LeaseLeasesRequest>,
+        req: Request<LeaseLeasesRequest>,
     ) -> Result<Response<LeaseLeasesResponse>, Status> {
         let s = &self.server;
+        let creds = super::credentials(&req);
+        for id in s.lessor.ids() {
+            self.check_keys(&creds, id, Need::Read).await?;
+        }
         Ok(Response::new(LeaseLeasesResponse {
             header: Some(s.header(s.store.current_revision())),
             leases: s
@@ -301,7 +338,10 @@ pub struct PeerLeaseService(LeaseService);
 impl PeerLeaseService {
     /// The peer-port service for `server`.
     pub fn new(server: Arc<EtcdServer>) -> Self {
-        PeerLeaseService(LeaseService::new(server))
+        PeerLeaseService(LeaseService {
+            checked: false,
+            ..LeaseService::new(server)
+        })
     }
 }
 

@@ -57,6 +57,7 @@ impl Maintenance for MaintenanceService {
     /// empty. Activating or deactivating alarms is not implemented yet.
     async fn alarm(&self, req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
         if req.get_ref().action != AlarmAction::Get as i32 {
+            self.server.check_admin(&super::credentials(&req)).await?;
             return Err(self.not_yet("Alarm(ACTIVATE/DEACTIVATE)"));
         }
         let s = &self.server;
@@ -68,8 +69,9 @@ impl Maintenance for MaintenanceService {
 
     async fn status(
         &self,
-        _req: Request<StatusRequest>,
+        req: Request<StatusRequest>,
     ) -> Result<Response<StatusResponse>, Status> {
+        self.server.check_token(&super::credentials(&req)).await?;
         let s = &self.server;
         let backend = s.store.backend();
         let mut errors = Vec::new();
@@ -92,12 +94,14 @@ impl Maintenance for MaintenanceService {
 
     async fn defragment(
         &self,
-        _req: Request<DefragmentRequest>,
+        req: Request<DefragmentRequest>,
     ) -> Result<Response<DefragmentResponse>, Status> {
+        self.server.check_admin(&super::credentials(&req)).await?;
         Err(self.not_yet("Defragment"))
     }
 
-    async fn hash(&self, _req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+    async fn hash(&self, req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        self.server.check_admin(&super::credentials(&req)).await?;
         Err(self.not_yet("Hash"))
     }
 
@@ -107,6 +111,7 @@ impl Maintenance for MaintenanceService {
         &self,
         req: Request<HashKvRequest>,
     ) -> Result<Response<HashKvResponse>, Status> {
+        self.server.check_admin(&super::credentials(&req)).await?;
         let s = self.server.clone();
         let rev = req.get_ref().revision;
         let hashed = tokio::task::spawn_blocking(move || s.store.hash_kv(rev))
@@ -126,8 +131,9 @@ impl Maintenance for MaintenanceService {
     /// Streams a consistent copy of the backend.
     async fn snapshot(
         &self,
-        _req: Request<SnapshotRequest>,
+        req: Request<SnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
+        self.server.check_admin(&super::credentials(&req)).await?;
         let s = self.server.clone();
         let path = s.snapshot_copy_path();
         let (tx, rx) = mpsc::channel(8);
@@ -153,6 +159,7 @@ impl Maintenance for MaintenanceService {
         &self,
         req: Request<MoveLeaderRequest>,
     ) -> Result<Response<MoveLeaderResponse>, Status> {
+        self.server.check_admin(&super::credentials(&req)).await?;
         let s = &self.server;
         s.move_leader(req.get_ref().target_id).await?;
         Ok(Response::new(MoveLeaderResponse {
@@ -162,8 +169,9 @@ impl Maintenance for MaintenanceService {
 
     async fn downgrade(
         &self,
-        _req: Request<DowngradeRequest>,
+        req: Request<DowngradeRequest>,
     ) -> Result<Response<DowngradeResponse>, Status> {
+        self.server.check_admin(&super::credentials(&req)).await?;
         Err(self.not_yet("Downgrade"))
     }
 }

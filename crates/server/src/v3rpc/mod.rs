@@ -25,10 +25,12 @@ use api::etcdserverpb::{
     CompactionResponse, DeleteRangeResponse, InternalRaftRequest, LeaseGrantResponse,
     LeaseRevokeResponse, PutResponse, ResponseHeader, TxnResponse,
 };
-use tonic::{Response, Status};
+use tonic::{Request, Response, Status};
 
 use crate::etcdserver::stage::Applied;
+use crate::etcdserver::v3server::Credentials;
 use crate::etcdserver::EtcdServer;
+use crate::listener::ConnInfo;
 use crate::rpctypes::EtcdError;
 
 /// Responses to writes, whose header the apply stage gives a revision and
@@ -55,15 +57,32 @@ with_header!(
     LeaseRevokeResponse
 );
 
-/// Proposes `req`, takes its response out of the apply result with `pick`,
-/// and completes the header (cluster, member, term) around the revision
-/// the apply stage set.
+/// Who sends `req`: its `token` (or, from the gateway, `authorization`)
+/// metadata and its connection's verified client certificate CN.
+pub(crate) fn credentials<T>(req: &Request<T>) -> Credentials {
+    let md = req.metadata();
+    let token = md
+        .get("token")
+        .or_else(|| md.get("authorization"))
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let common_name = req
+        .extensions()
+        .get::<ConnInfo>()
+        .and_then(|c| c.common_name.clone());
+    Credentials { token, common_name }
+}
+
+/// Proposes `req` as `creds`, takes its response out of the apply result
+/// with `pick`, and completes the header (cluster, member, term) around
+/// the revision the apply stage set.
 async fn write<T: WithHeader>(
     server: &EtcdServer,
+    creds: &Credentials,
     req: InternalRaftRequest,
     pick: fn(Applied) -> Result<T, Applied>,
 ) -> Result<Response<T>, Status> {
-    let mut resp = pick(server.propose(req).await?).map_err(|other| {
+    let mut resp = pick(server.propose_as(creds, req).await?).map_err(|other| {
         Status::from(EtcdError::Internal(format!(
             "unexpected apply result {other:?}"
         )))

@@ -8,7 +8,9 @@
 //! growing memory). A forwarding task turns items into `WatchResponse`s,
 //! adding `prev_kv` where asked, and writes them to the client. A created
 //! response is queued before its watcher exists, so it always comes first.
-//! Permission checks on watch ranges will go in `create` once auth exists.
+//! While auth is on, a watch needs READ on its range, checked at its
+//! creation with the token the stream was opened with; a refused one is
+//! answered created and canceled, as etcd does.
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -28,6 +30,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::etcdserver::v3server::Credentials;
 use crate::etcdserver::EtcdServer;
 use crate::rpctypes::EtcdError;
 
@@ -108,11 +111,12 @@ impl Watch for WatchService {
         &self,
         req: Request<Streaming<WatchRequest>>,
     ) -> Result<Response<Self::WatchStream>, Status> {
+        let creds = super::credentials(&req);
         let input = req.into_inner();
         let (out_tx, out_rx) = mpsc::channel(OUT_QUEUE);
         let (item_tx, item_rx) = mpsc::channel(ITEM_QUEUE);
         tokio::spawn(forward(self.server.clone(), item_rx, out_tx));
-        tokio::spawn(serve_requests(self.server.clone(), input, item_tx));
+        tokio::spawn(serve_requests(self.server.clone(), creds, input, item_tx));
         Ok(Response::new(Box::pin(ReceiverStream::new(out_rx))))
     }
 }
@@ -120,6 +124,7 @@ impl Watch for WatchService {
 /// The request loop of one stream; when the client goes, its watchers go.
 async fn serve_requests(
     server: Arc<EtcdServer>,
+    creds: Credentials,
     mut input: Streaming<WatchRequest>,
     items: mpsc::Sender<Item>,
 ) {
@@ -129,6 +134,24 @@ async fn serve_requests(
     while let Ok(Some(req)) = input.message().await {
         match req.request_union {
             Some(RequestUnion::CreateRequest(c)) => {
+                if server
+                    .check_read(&creds, &c.key, &c.range_end)
+                    .await
+                    .is_err()
+                {
+                    let reason = Status::from(EtcdError::PermissionDenied);
+                    let _ = items
+                        .send(Item::Refused {
+                            watch_id: NO_WATCH,
+                            reason: format!(
+                                "rpc error: code = {:?} desc = {}",
+                                reason.code(),
+                                reason.message()
+                            ),
+                        })
+                        .await;
+                    continue;
+                }
                 let id = if c.watch_id != 0 {
                     c.watch_id
                 } else {

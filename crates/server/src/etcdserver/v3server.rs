@@ -1,0 +1,250 @@
+//! The server's API layer (etcd's `v3_server.go`): what the gRPC services
+//! call once they have translated a request. It finds who is asking
+//! ([`Credentials`] to [`AuthInfo`]), checks what can be checked before
+//! raft (reads, admin-only calls), puts the user and auth revision into
+//! the raft header of what it proposes (the apply stage checks writes
+//! again there, `apply_auth.rs`), proposes and waits.
+
+use api::etcdserverpb::{
+    AuthenticateResponse, InternalAuthenticateRequest, InternalRaftRequest, RangeRequest,
+    RangeResponse, RequestHeader,
+};
+
+use super::stage::Applied;
+use super::{kvops, EtcdServer};
+use crate::auth::perms::Need;
+use crate::auth::token::{AuthInfo, SimpleTokens};
+use crate::auth::Issued;
+use crate::rpctypes::EtcdError;
+
+/// What a request brings to say who sends it.
+#[derive(Clone, Debug, Default)]
+pub struct Credentials {
+    /// The `token` (or `authorization`) metadata: from `Authenticate`.
+    pub token: Option<String>,
+    /// The Common Name of the client certificate the connection's TLS
+    /// handshake verified.
+    pub common_name: Option<String>,
+}
+
+impl EtcdServer {
+    /// Who sends a request with `creds` (etcd's `AuthInfoFromCtx`): the
+    /// token's user, else with `--client-cert-auth` the certificate's CN,
+    /// else nobody. A simple token made at a raft index this member has
+    /// not applied yet is waited for. Errors: `InvalidAuthToken`.
+    pub async fn auth_info(&self, creds: &Credentials) -> Result<Option<AuthInfo>, EtcdError> {
+        if let Some(token) = &creds.token {
+            if let Some(index) = self.auth.token_index(token) {
+                if index > self.applied_index() {
+                    tokio::time::timeout(self.cfg.request_timeout, self.wait_applied(index))
+                        .await
+                        .map_err(|_| EtcdError::InvalidAuthToken)??;
+                }
+            }
+            return self
+                .auth
+                .info_from_token(token)
+                .map(Some)
+                .inspect_err(|_| tracing::warn!("invalid auth token"));
+        }
+        if self.cfg.client_tls.client_cert_auth {
+            if let Some(cn) = &creds.common_name {
+                return Ok(Some(AuthInfo {
+                    username: cn.clone(),
+                    revision: self.auth.revision(),
+                }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Proposes `req` on behalf of `creds` (the apply stage checks it as
+    /// that user) and waits for it. Errors: `InvalidAuthToken` and those
+    /// of [`EtcdServer::propose`].
+    pub async fn propose_as(
+        &self,
+        creds: &Credentials,
+        req: InternalRaftRequest,
+    ) -> Result<Applied, EtcdError> {
+        let ai = self.auth_info(creds).await?.unwrap_or_default();
+        self.propose_with(ai, req).await
+    }
+
+    /// A linearizable (unless `serializable`) Range, checked for READ on
+    /// its range. Errors: `InvalidAuthToken`, `UserEmpty`,
+    /// `PermissionDenied`, `AuthOldRevision` (auth changed meanwhile),
+    /// those of the read.
+    pub async fn range(
+        &self,
+        creds: &Credentials,
+        r: &RangeRequest,
+    ) -> Result<RangeResponse, EtcdError> {
+        if !r.serializable {
+            self.linearizable_read().await?;
+        }
+        let ai = self.auth_info(creds).await?.unwrap_or_default();
+        self.auth.check(&ai, Need::Read, &r.key, &r.range_end)?;
+        let resp = kvops::range(&*self.store, r)?;
+        self.still_current(&ai)?;
+        Ok(resp)
+    }
+
+    /// Whether `creds` may read `[key, range_end)` (a watch). Errors: as
+    /// [`EtcdServer::range`].
+    pub async fn check_read(
+        &self,
+        creds: &Credentials,
+        key: &[u8],
+        range_end: &[u8],
+    ) -> Result<(), EtcdError> {
+        let ai = self.auth_info(creds).await?.unwrap_or_default();
+        self.auth.check(&ai, Need::Read, key, range_end)
+    }
+
+    /// For calls only root may make (maintenance, membership changes):
+    /// whether `creds` holds the root role. Errors: `InvalidAuthToken`,
+    /// `UserEmpty`, `UserNotFound`, `PermissionDenied`.
+    pub async fn check_admin(&self, creds: &Credentials) -> Result<(), EtcdError> {
+        let ai = self.auth_info(creds).await?.unwrap_or_default();
+        self.auth.check_admin(&ai)
+    }
+
+    /// For calls any valid token may make (Status, MemberList): only an
+    /// invalid token is refused. Error: `InvalidAuthToken`.
+    pub async fn check_token(&self, creds: &Credentials) -> Result<(), EtcdError> {
+        self.auth_info(creds).await.map(|_| ())
+    }
+
+    /// For calls that need some user while auth is on (etcd's
+    /// `requireAuthInfo`: LeaseGrant, LeaseRevoke, LeaseTimeToLive).
+    /// Errors: `InvalidAuthToken`, `UserEmpty`.
+    pub async fn require_user(&self, creds: &Credentials) -> Result<AuthInfo, EtcdError> {
+        let ai = self.auth_info(creds).await?;
+        if self.auth.is_enabled() && ai.is_none() {
+            return Err(EtcdError::UserEmpty);
+        }
+        Ok(ai.unwrap_or_default())
+    }
+
+    /// Lease `id` may be renewed (`need` WRITE) or have its keys listed
+    /// (READ) by root or a user with `need` on each of its keys (etcd's
+    /// `checkLeaseRenew`, `checkLeaseTimeToLive`, `checkLeaseLeases`).
+    /// Errors: as [`EtcdServer::require_user`], `PermissionDenied`.
+    pub async fn check_lease_keys(
+        &self,
+        creds: &Credentials,
+        id: i64,
+        need: Need,
+    ) -> Result<(), EtcdError> {
+        let ai = self.require_user(creds).await?;
+        if !self.auth.is_enabled() || self.auth.check_admin(&ai).is_ok() {
+            return Ok(());
+        }
+        for key in self.lessor.keys(id) {
+            self.auth.check(&ai, need, &key, &[])?;
+        }
+        Ok(())
+    }
+
+    /// `UserGet` is for root or the user itself; `RoleGet` for root or a
+    /// holder of the role (etcd's auth applier). Errors: as
+    /// [`EtcdServer::check_admin`].
+    pub async fn check_admin_or(
+        &self,
+        creds: &Credentials,
+        allowed: impl FnOnce(&AuthInfo) -> bool,
+    ) -> Result<(), EtcdError> {
+        let ai = self.auth_info(creds).await?.unwrap_or_default();
+        match self.auth.check_admin(&ai) {
+            Err(_) if allowed(&ai) => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Checks `name`'s password and proposes an `Authenticate`, retrying
+    /// when the auth store changed between the two (etcd's
+    /// `Authenticate`); the token. Errors: `AuthNotEnabled`, `AuthFailed`,
+    /// those of proposing.
+    pub async fn authenticate(
+        &self,
+        name: &str,
+        password: String,
+    ) -> Result<AuthenticateResponse, EtcdError> {
+        self.linearizable_read().await?;
+        loop {
+            let (hash, checked) = self.auth.password_hash(name).inspect_err(|e| {
+                if !matches!(e, EtcdError::AuthNotEnabled) {
+                    tracing::warn!(user = name, error = %e, "invalid authentication was requested");
+                }
+            })?;
+            let pw = password.clone();
+            let ok =
+                tokio::task::spawn_blocking(move || bcrypt::verify(pw, &hash).unwrap_or(false))
+                    .await
+                    .map_err(|e| EtcdError::Internal(e.to_string()))?;
+            if !ok {
+                tracing::info!(user = name, "invalid password");
+                return Err(EtcdError::AuthFailed);
+            }
+            let req = InternalRaftRequest {
+                authenticate: Some(InternalAuthenticateRequest {
+                    name: name.to_string(),
+                    password: String::new(),
+                    simple_token: if self.auth.simple_tokens() {
+                        SimpleTokens::prefix()
+                    } else {
+                        String::new()
+                    },
+                }),
+                ..Default::default()
+            };
+            let issued = match self.propose(req).await? {
+                Applied::Authenticated(i) => i,
+                other => {
+                    return Err(EtcdError::Internal(format!(
+                        "unexpected apply result {other:?}"
+                    )))
+                }
+            };
+            if checked != self.auth.revision() {
+                tracing::info!("revision when password checked became stale; retrying");
+                continue;
+            }
+            let token = match issued {
+                Issued::Token(t) => t,
+                Issued::Sign(revision) => self.auth.sign_jwt(name, revision).ok_or_else(|| {
+                    EtcdError::Internal("no JWT private key to sign tokens with".into())
+                })?,
+            };
+            return Ok(AuthenticateResponse {
+                header: Some(self.header(self.store.current_revision())),
+                token,
+            });
+        }
+    }
+
+    /// `AuthOldRevision` if the auth store changed since `ai` was checked.
+    fn still_current(&self, ai: &AuthInfo) -> Result<(), EtcdError> {
+        if ai.revision != 0 && ai.revision != self.auth.revision() {
+            return Err(EtcdError::AuthOldRevision);
+        }
+        Ok(())
+    }
+
+    /// Proposes `req` for user `ai`.
+    async fn propose_with(
+        &self,
+        ai: AuthInfo,
+        req: InternalRaftRequest,
+    ) -> Result<Applied, EtcdError> {
+        self.propose_headed(
+            RequestHeader {
+                username: ai.username,
+                auth_revision: ai.revision,
+                ..Default::default()
+            },
+            req,
+        )
+        .await
+    }
+}
