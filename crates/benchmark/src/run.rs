@@ -175,7 +175,14 @@ pub async fn put(g: &Global, a: &PutArgs) -> Result<String, String> {
             value: value.to_vec(),
             ..Default::default()
         };
-        async move { c.kv().put(req).await.map(|_| ()) }
+        async move {
+            c.with_token_refresh(|c| {
+                let req = req.clone();
+                async move { c.kv().put(req).await }
+            })
+            .await
+            .map(|_| ())
+        }
     })
     .await
 }
@@ -201,7 +208,14 @@ pub async fn range(g: &Global, a: &RangeArgs) -> Result<String, String> {
     };
     drive(g, a.total, a.rate, move |c, _| {
         let req = req.clone();
-        async move { c.kv().range(req).await.map(|_| ()) }
+        async move {
+            c.with_token_refresh(|c| {
+                let req = req.clone();
+                async move { c.kv().range(req).await }
+            })
+            .await
+            .map(|_| ())
+        }
     })
     .await
 }
@@ -225,7 +239,14 @@ pub async fn txn_put(g: &Global, a: &TxnPutArgs) -> Result<String, String> {
             success,
             ..Default::default()
         };
-        async move { c.kv().txn(req).await.map(|_| ()) }
+        async move {
+            c.with_token_refresh(|c| {
+                let req = req.clone();
+                async move { c.kv().txn(req).await }
+            })
+            .await
+            .map(|_| ())
+        }
     })
     .await
 }

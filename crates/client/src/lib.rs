@@ -15,6 +15,7 @@
 mod insecure;
 pub mod load;
 
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use api::etcdserverpb::auth_client::AuthClient;
@@ -91,17 +92,30 @@ impl TlsOptions {
     }
 }
 
-/// Adds the auth token, if any, to every request's metadata.
+/// Adds the auth token, if any, to every request's metadata. Clones share
+/// one token, so a refreshed token reaches every service client.
 #[derive(Clone, Debug, Default)]
-pub struct Token(Option<MetadataValue<Ascii>>);
+pub struct Token(Arc<RwLock<Option<MetadataValue<Ascii>>>>);
 
 impl Interceptor for Token {
     fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        if let Some(t) = &self.0 {
+        if let Some(t) = self.0.read().expect("token lock").as_ref() {
             req.metadata_mut().insert("token", t.clone());
         }
         Ok(req)
     }
+}
+
+/// Whether a request refused with `s` may pass with a new token (clientv3's
+/// `shouldRefreshToken`): the token expired or was dropped, or the auth
+/// store changed since it was checked.
+pub fn needs_new_token(s: &tonic::Status) -> bool {
+    matches!(
+        s.message(),
+        "etcdserver: invalid auth token"
+            | "etcdserver: revision of auth store is old"
+            | "etcdserver: user name is empty"
+    )
 }
 
 /// The transport every service client runs on: the channel, with the
@@ -210,13 +224,16 @@ pub struct Client {
     channel: Channel,
     token: Token,
     endpoint: String,
+    /// The user and password to get a new token with.
+    auth: Option<(String, String)>,
 }
 
 impl Client {
     /// Connects to the first of `endpoints` that accepts a connection
-    /// within `opts.dial_timeout`, then authenticates if `opts.auth` says
-    /// so. Errors: `NoEndpoints`, `BadEndpoint`, `Tls`, `Unreachable`,
-    /// `Auth`.
+    /// within `opts.dial_timeout` and, if `opts.auth` says so,
+    /// authenticates; an endpoint that refuses Authenticate is passed for
+    /// the next, as clientv3 does. Errors: `NoEndpoints`, `BadEndpoint`,
+    /// `Tls`, `Unreachable`, `Auth` (the last endpoint's refusal).
     pub async fn connect(
         endpoints: &[String],
         opts: &ConnectOptions,
@@ -224,21 +241,23 @@ impl Client {
         if endpoints.is_empty() {
             return Err(ConnectError::NoEndpoints);
         }
+        let mut refused = None;
         for e in endpoints {
             let ep = Self::endpoint(e, opts)?;
             if let Ok(Ok(channel)) = tokio::time::timeout(opts.dial_timeout, ep.connect()).await {
-                let mut client = Client {
+                let client = Client {
                     channel,
                     token: Token::default(),
                     endpoint: e.clone(),
+                    auth: opts.auth.clone(),
                 };
-                if let Some((name, password)) = &opts.auth {
-                    client.authenticate(name, password).await?;
+                match client.refresh_token().await {
+                    Ok(()) => return Ok(client),
+                    Err(err) => refused = Some(err),
                 }
-                return Ok(client);
             }
         }
-        Err(ConnectError::Unreachable)
+        Err(refused.unwrap_or(ConnectError::Unreachable))
     }
 
     fn endpoint(e: &str, opts: &ConnectOptions) -> Result<Dial, ConnectError> {
@@ -268,9 +287,13 @@ impl Client {
         Ok(Dial::Tonic(ep))
     }
 
-    /// Gets a token for `name` and sends it with every later request. A
-    /// server without auth enabled needs none (clientv3 goes on too).
-    async fn authenticate(&mut self, name: &str, password: &str) -> Result<(), ConnectError> {
+    /// Gets a new token for the client's user, if it has one, and sends it
+    /// with every later request. A server without auth enabled needs none
+    /// (clientv3 goes on too). Error: `Auth`.
+    pub async fn refresh_token(&self) -> Result<(), ConnectError> {
+        let Some((name, password)) = &self.auth else {
+            return Ok(());
+        };
         let reply = self
             .auth()
             .authenticate(AuthenticateRequest {
@@ -286,8 +309,28 @@ impl Client {
         let token = token.parse().map_err(|_| {
             ConnectError::Auth(tonic::Status::internal("the server sent a malformed token"))
         })?;
-        self.token = Token(Some(token));
+        *self.token.0.write().expect("token lock") = Some(token);
         Ok(())
+    }
+
+    /// Runs `call` on this client; when it is refused for its token
+    /// ([`needs_new_token`]) and the client has a user, gets a new token
+    /// and runs it once more, as clientv3's retry interceptor.
+    pub async fn with_token_refresh<T, F, Fut>(&self, call: F) -> Result<T, tonic::Status>
+    where
+        F: Fn(Client) -> Fut,
+        Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+    {
+        match call(self.clone()).await {
+            Err(s) if self.auth.is_some() && needs_new_token(&s) => {
+                self.refresh_token().await.map_err(|e| match e {
+                    ConnectError::Auth(s) => s,
+                    other => tonic::Status::unavailable(other.to_string()),
+                })?;
+                call(self.clone()).await
+            }
+            other => other,
+        }
     }
 
     /// The endpoint this client talks to, as given.
