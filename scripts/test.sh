@@ -42,4 +42,5 @@ timeout 3000 cargo test --workspace
 # The etcdctl-driven tests once more, with our etcdctl standing in for the
 # Go one: everything they assert of its output must hold for ours too.
 ETCDCTL_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/etcdctl" timeout 900 \
-    cargo test -p etcd-rs-tests --test etcdctl_kv --test watch --test lease --test tls_server
+    cargo test -p etcd-rs-tests --test etcdctl_kv --test watch --test lease --test tls_server \
+        --test auth_enforce --test auth_tokens
