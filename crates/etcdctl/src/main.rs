@@ -12,7 +12,7 @@ mod error;
 mod global;
 mod printer;
 
-use clap::{CommandFactory, Parser};
+use clap::{CommandFactory, FromArgMatches, Parser};
 
 use crate::command::Command;
 use crate::error::CtlError;
@@ -33,16 +33,29 @@ struct Cli {
     command: Command,
 }
 
+/// The command tree, where a unique prefix names a command at every level
+/// (`etcdctl compact 5` is `compaction`), as cobra's prefix matching,
+/// which etcdctl turns on.
+fn command() -> clap::Command {
+    fn infer(c: clap::Command) -> clap::Command {
+        c.infer_subcommands(true).mut_subcommands(infer)
+    }
+    infer(Cli::command())
+}
+
 fn main() {
     // Arguments that are not UTF-8 are taken lossily rather than refused.
-    let args = goflags::normalize(&Cli::command(), std::env::args_os())
+    let args = goflags::normalize(&command(), std::env::args_os())
         .into_iter()
         .map(|a| a.to_string_lossy().into_owned());
     let argv = match command::split_watch_exec(args.collect()) {
         Ok(argv) => argv,
         Err(e) => e.exit(),
     };
-    let cli = match Cli::try_parse_from(argv) {
+    let parsed = command()
+        .try_get_matches_from(argv)
+        .and_then(|m| Cli::from_arg_matches(&m));
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(e) => error::exit_for_clap(e),
     };
