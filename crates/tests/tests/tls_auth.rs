@@ -1,18 +1,19 @@
-//! The client side of TLS and authentication, against the reference etcd
-//! (etcd-rs serves neither yet): our etcdctl must print what the Go
-//! etcdctl prints, with the same exit code, for connections over TLS with
-//! a client certificate and for a cluster with auth enabled, including the
-//! errors; our benchmark must run over both.
+//! The client side of TLS and authentication: our etcdctl must print what
+//! the Go etcdctl prints, with the same exit code, for connections over
+//! TLS with a client certificate and for a cluster with auth enabled
+//! (the reference etcd and etcd-rs), including the errors; our benchmark
+//! must run over both. With `--client-cert-auth`, a client certificate's
+//! CN is the user, on etcd-rs as on etcd.
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use etcd_rs_tests::benchmark::{benchmark, histogram_total};
-use etcd_rs_tests::bins::{etcdctl_bin, our_etcdctl_bin, reference_etcd_bin};
+use etcd_rs_tests::bins::{etcd_bin, etcdctl_bin, our_etcdctl_bin, reference_etcd_bin};
 use etcd_rs_tests::etcdctl::etcdctl_with;
 use etcd_rs_tests::pki::Pki;
-use etcd_rs_tests::{within, Output, TestCluster};
+use etcd_rs_tests::{within, Output, TestCluster, TlsUrls};
 use tempfile::TempDir;
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -190,10 +191,20 @@ async fn tls_with_client_certificates_as_the_go_etcdctl() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn authentication_as_the_go_etcdctl() {
     within(LIMIT, async {
-        let c = TestCluster::builder(1)
+        let reference = TestCluster::builder(1)
             .bin(reference_etcd_bin())
             .start()
             .await;
+        authentication_on(&reference);
+        drop(reference);
+        authentication_on(&TestCluster::start(1).await);
+    })
+    .await
+}
+
+/// Our etcdctl and benchmark authenticate as the Go etcdctl on `c`.
+fn authentication_on(c: &TestCluster) {
+    {
         let ep = c.endpoint();
         let eps = [ep.clone()];
         let go = |args: &[&str]| etcdctl_with(&etcdctl_bin(), &eps, args, None);
@@ -228,6 +239,102 @@ async fn authentication_as_the_go_etcdctl() {
                 .contains("etcdserver: authentication failed, invalid user ID or password"),
             "{out}"
         );
+    }
+}
+
+/// What the Go etcdctl prints for requests made with the certificates of
+/// CN root, alice (who may use `/p/`) and mallory (no such user), on a
+/// member of `bin` serving TLS with `--client-cert-auth`.
+async fn as_certificate_users(pki: &Pki, bin: std::path::PathBuf) -> Vec<(String, String, i32)> {
+    let cert = |name: &str| {
+        vec![
+            format!("--cacert={}", pki.file("ca.pem")),
+            format!("--cert={}", pki.file(&format!("{name}.pem"))),
+            format!("--key={}", pki.file(&format!("{name}-key.pem"))),
+        ]
+    };
+    let flags = [
+        "--cert-file".to_string(),
+        pki.file("server.pem"),
+        "--key-file".into(),
+        pki.file("server-key.pem"),
+        "--trusted-ca-file".into(),
+        pki.file("ca.pem"),
+        "--client-cert-auth".into(),
+        "--bcrypt-cost=4".into(),
+    ];
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let c = TestCluster::builder(1)
+        .bin(bin)
+        .flags(&flags)
+        .tls(TlsUrls {
+            client: true,
+            peer: false,
+            etcdctl_flags: cert("client"),
+            curl_flags: vec![
+                "--cacert".into(),
+                pki.file("ca.pem"),
+                "--cert".into(),
+                pki.file("client.pem"),
+                "--key".into(),
+                pki.file("client-key.pem"),
+            ],
+        })
+        .start()
+        .await;
+    for args in [
+        &["user", "add", "root:pw"][..],
+        &["user", "grant-role", "root", "root"],
+        &["role", "add", "p"],
+        &[
+            "role",
+            "grant-permission",
+            "p",
+            "--prefix=true",
+            "readwrite",
+            "/p/",
+        ],
+        &["user", "add", "alice:pw"],
+        &["user", "grant-role", "alice", "p"],
+        &["auth", "enable"],
+    ] {
+        c.etcdctl(args).expect_success();
+    }
+    let mut out = Vec::new();
+    for (who, args) in [
+        ("alice", &["put", "/p/a", "1"][..]),
+        ("alice", &["get", "/p/a"]),
+        ("alice", &["put", "/x", "1"]),
+        ("alice", &["user", "list"]),
+        ("mallory", &["get", "/p/a"]),
+        ("client", &["put", "/x", "2"]),
+        ("client", &["get", "/x"]),
+        // A token wins over the certificate.
+        ("mallory", &["--user=alice:pw", "get", "/p/a"]),
+        ("alice", &["--user=root:pw", "get", "/x"]),
+    ] {
+        let full = with_flags(&cert(who), args);
+        let full: Vec<&str> = full.iter().map(String::as_str).collect();
+        out.push(shown(&etcdctl_with(
+            &etcdctl_bin(),
+            &[c.endpoint()],
+            &full,
+            None,
+        )));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_certificate_cn_is_the_user_as_in_etcd() {
+    within(LIMIT, async {
+        let pki = pki();
+        pki.issue("alice", "alice", 3);
+        pki.issue("mallory", "mallory", 4);
+        let theirs = as_certificate_users(&pki, reference_etcd_bin()).await;
+        let ours = as_certificate_users(&pki, etcd_bin()).await;
+        assert_eq!(ours, theirs);
+        assert!(theirs[2].1.contains("permission denied"), "{theirs:?}");
     })
     .await
 }
