@@ -308,7 +308,7 @@ async fn serve(
         let _ = version_set.await;
     }
     tokio::spawn(v3rpc::watch::sync_loop(server.clone()));
-    tokio::spawn(v3rpc::lease::expiry_loop(server.clone()));
+    tokio::spawn(crate::etcdserver::lease_expiry::expiry_loop(server.clone()));
     let grpc = v3rpc::routes(server.clone()).await.into_axum_router();
     let app = v3rpc::learner_gate(server.clone(), grpc).merge(http::router(server.clone()));
     let mut tasks = tokio::task::JoinSet::new();

@@ -16,6 +16,7 @@ mod apply_auth;
 pub mod corrupt;
 pub mod join;
 pub mod kvops;
+pub mod lease_expiry;
 pub mod membership;
 pub mod raft;
 mod reconfig;

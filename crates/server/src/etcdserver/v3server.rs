@@ -5,10 +5,7 @@
 //! the raft header of what it proposes (the apply stage checks writes
 //! again there, `apply_auth.rs`), proposes and waits.
 
-use api::etcdserverpb::{
-    AuthenticateResponse, InternalAuthenticateRequest, InternalRaftRequest, RangeRequest,
-    RangeResponse, RequestHeader,
-};
+use api::etcdserverpb::*;
 
 use super::stage::Applied;
 use super::{kvops, EtcdServer};
@@ -27,7 +24,238 @@ pub struct Credentials {
     pub common_name: Option<String>,
 }
 
+/// Responses to writes, whose header the apply stage gives a revision and
+/// the server completes.
+trait WithHeader {
+    fn header_mut(&mut self) -> &mut Option<ResponseHeader>;
+}
+
+macro_rules! with_header {
+    ($($t:ty),*) => {$(
+        impl WithHeader for $t {
+            fn header_mut(&mut self) -> &mut Option<ResponseHeader> {
+                &mut self.header
+            }
+        }
+    )*};
+}
+with_header!(
+    PutResponse,
+    DeleteRangeResponse,
+    TxnResponse,
+    CompactionResponse,
+    LeaseGrantResponse,
+    LeaseRevokeResponse
+);
+
+/// A change to the auth store, as the Auth service receives it; the
+/// server hashes passwords before it proposes.
+pub enum AuthChange {
+    /// `AuthEnable`.
+    Enable,
+    /// `AuthDisable`.
+    Disable,
+    /// `UserAdd`, with the plain password.
+    UserAdd(AuthUserAddRequest),
+    /// `UserDelete`.
+    UserDelete(AuthUserDeleteRequest),
+    /// `UserChangePassword`, with the plain password.
+    UserChangePassword(AuthUserChangePasswordRequest),
+    /// `UserGrantRole`.
+    UserGrantRole(AuthUserGrantRoleRequest),
+    /// `UserRevokeRole`.
+    UserRevokeRole(AuthUserRevokeRoleRequest),
+    /// `RoleAdd`.
+    RoleAdd(AuthRoleAddRequest),
+    /// `RoleDelete`.
+    RoleDelete(AuthRoleDeleteRequest),
+    /// `RoleGrantPermission`.
+    RoleGrantPermission(AuthRoleGrantPermissionRequest),
+    /// `RoleRevokePermission`.
+    RoleRevokePermission(AuthRoleRevokePermissionRequest),
+}
+
+/// The bcrypt hash of `password` at `cost` (`--bcrypt-cost`; etcd's `$2a$`
+/// form), made off the async threads: it takes tens of milliseconds by
+/// design.
+async fn hash(password: String, cost: u32) -> Result<String, EtcdError> {
+    tokio::task::spawn_blocking(move || {
+        bcrypt::hash_with_result(password, cost)
+            .map(|h| h.format_for_version(bcrypt::Version::TwoA))
+    })
+    .await
+    .map_err(|e| EtcdError::Internal(e.to_string()))?
+    .map_err(|e| EtcdError::Internal(e.to_string()))
+}
+
 impl EtcdServer {
+    /// Proposes `req` as `creds`, takes its response out of the apply
+    /// result with `pick`, and completes the header (cluster, member,
+    /// term) around the revision the apply stage set.
+    async fn write<T: WithHeader>(
+        &self,
+        creds: &Credentials,
+        req: InternalRaftRequest,
+        pick: fn(Applied) -> Result<T, Applied>,
+    ) -> Result<T, EtcdError> {
+        let mut resp = pick(self.propose_as(creds, req).await?)
+            .map_err(|other| EtcdError::Internal(format!("unexpected apply result {other:?}")))?;
+        let h = resp.header_mut();
+        *h = Some(self.header(h.take().map_or(0, |h| h.revision)));
+        Ok(resp)
+    }
+
+    /// KV `Put` as `creds`, checked for WRITE (and READ for `prev_kv`)
+    /// when applied. Errors: the auth errors, those of proposing and
+    /// applying.
+    pub async fn put(&self, creds: &Credentials, r: PutRequest) -> Result<PutResponse, EtcdError> {
+        let req = InternalRaftRequest {
+            put: Some(r),
+            ..Default::default()
+        };
+        self.write(creds, req, |a| match a {
+            Applied::Put(resp) => Ok(resp),
+            other => Err(other),
+        })
+        .await
+    }
+
+    /// KV `DeleteRange` as `creds`. Errors: as [`EtcdServer::put`].
+    pub async fn delete_range(
+        &self,
+        creds: &Credentials,
+        r: DeleteRangeRequest,
+    ) -> Result<DeleteRangeResponse, EtcdError> {
+        let req = InternalRaftRequest {
+            delete_range: Some(r),
+            ..Default::default()
+        };
+        self.write(creds, req, |a| match a {
+            Applied::DeleteRange(resp) => Ok(resp),
+            other => Err(other),
+        })
+        .await
+    }
+
+    /// KV `Txn` as `creds`, every compare and operation checked when
+    /// applied. Errors: as [`EtcdServer::put`].
+    pub async fn txn(&self, creds: &Credentials, r: TxnRequest) -> Result<TxnResponse, EtcdError> {
+        let req = InternalRaftRequest {
+            txn: Some(r),
+            ..Default::default()
+        };
+        self.write(creds, req, |a| match a {
+            Applied::Txn(resp) => Ok(resp),
+            other => Err(other),
+        })
+        .await
+    }
+
+    /// KV `Compact` (no permission needed, as etcd). Errors: as
+    /// [`EtcdServer::put`].
+    pub async fn compact(
+        &self,
+        creds: &Credentials,
+        r: CompactionRequest,
+    ) -> Result<CompactionResponse, EtcdError> {
+        let req = InternalRaftRequest {
+            compaction: Some(r),
+            ..Default::default()
+        };
+        self.write(creds, req, |a| match a {
+            Applied::Compaction(resp) => Ok(resp),
+            other => Err(other),
+        })
+        .await
+    }
+
+    /// Lease `LeaseGrant` as `creds` (a user is needed while auth is on),
+    /// choosing an id when `r.id` is 0. Errors: `UserEmpty`, as
+    /// [`EtcdServer::put`].
+    pub async fn lease_grant(
+        &self,
+        creds: &Credentials,
+        mut r: LeaseGrantRequest,
+    ) -> Result<LeaseGrantResponse, EtcdError> {
+        self.require_user(creds).await?;
+        if r.id == 0 {
+            r.id = self.new_id();
+        }
+        let req = InternalRaftRequest {
+            lease_grant: Some(r),
+            ..Default::default()
+        };
+        self.write(creds, req, |a| match a {
+            Applied::LeaseGrant(resp) => Ok(resp),
+            other => Err(other),
+        })
+        .await
+    }
+
+    /// Lease `LeaseRevoke` as `creds`, checked for WRITE on every attached
+    /// key when applied. Errors: `UserEmpty`, as [`EtcdServer::put`].
+    pub async fn lease_revoke(
+        &self,
+        creds: &Credentials,
+        r: LeaseRevokeRequest,
+    ) -> Result<LeaseRevokeResponse, EtcdError> {
+        self.require_user(creds).await?;
+        let req = InternalRaftRequest {
+            lease_revoke: Some(r),
+            ..Default::default()
+        };
+        self.write(creds, req, |a| match a {
+            Applied::LeaseRevoke(resp) => Ok(resp),
+            other => Err(other),
+        })
+        .await
+    }
+
+    /// An auth store change as `creds` (root, checked when applied);
+    /// passwords are hashed here first, an empty one staying empty (nobody
+    /// can log in with it, as etcd 3.5). The header of its answer, with
+    /// the store revision. Errors: the auth store's, as
+    /// [`EtcdServer::put`].
+    pub async fn auth_change(
+        &self,
+        creds: &Credentials,
+        change: AuthChange,
+    ) -> Result<ResponseHeader, EtcdError> {
+        let cost = self.cfg.bcrypt_cost;
+        let mut req = InternalRaftRequest::default();
+        match change {
+            AuthChange::Enable => req.auth_enable = Some(AuthEnableRequest {}),
+            AuthChange::Disable => req.auth_disable = Some(AuthDisableRequest {}),
+            AuthChange::UserAdd(mut r) => {
+                let no_password = r.options.as_ref().is_some_and(|o| o.no_password);
+                if !no_password && !r.password.is_empty() {
+                    r.hashed_password = hash(std::mem::take(&mut r.password), cost).await?;
+                }
+                r.password.clear();
+                req.auth_user_add = Some(r);
+            }
+            AuthChange::UserChangePassword(mut r) => {
+                if !r.password.is_empty() {
+                    r.hashed_password = hash(std::mem::take(&mut r.password), cost).await?;
+                }
+                req.auth_user_change_password = Some(r);
+            }
+            AuthChange::UserDelete(r) => req.auth_user_delete = Some(r),
+            AuthChange::UserGrantRole(r) => req.auth_user_grant_role = Some(r),
+            AuthChange::UserRevokeRole(r) => req.auth_user_revoke_role = Some(r),
+            AuthChange::RoleAdd(r) => req.auth_role_add = Some(r),
+            AuthChange::RoleDelete(r) => req.auth_role_delete = Some(r),
+            AuthChange::RoleGrantPermission(r) => req.auth_role_grant_permission = Some(r),
+            AuthChange::RoleRevokePermission(r) => req.auth_role_revoke_permission = Some(r),
+        }
+        match self.propose_as(creds, req).await? {
+            Applied::Done => Ok(self.header(self.store.current_revision())),
+            other => Err(EtcdError::Internal(format!(
+                "unexpected apply result {other:?}"
+            ))),
+        }
+    }
+
     /// Who sends a request with `creds` (etcd's `AuthInfoFromCtx`): the
     /// token's user, else with `--client-cert-auth` the certificate's CN,
     /// else nobody. A simple token made at a raft index this member has

@@ -10,10 +10,8 @@ use api::etcdserverpb::auth_server::Auth;
 use api::etcdserverpb::*;
 use tonic::{Request, Response, Status};
 
-use crate::etcdserver::stage::Applied;
-use crate::etcdserver::v3server::Credentials;
+use crate::etcdserver::v3server::{AuthChange, Credentials};
 use crate::etcdserver::EtcdServer;
-use crate::rpctypes::EtcdError;
 
 /// The Auth service on a member.
 pub struct AuthService {
@@ -31,12 +29,9 @@ impl AuthService {
     async fn change(
         &self,
         creds: &Credentials,
-        req: InternalRaftRequest,
+        change: AuthChange,
     ) -> Result<Option<ResponseHeader>, Status> {
-        match self.server.propose_as(creds, req).await? {
-            Applied::Done => Ok(Some(self.header())),
-            other => Err(EtcdError::Internal(format!("unexpected apply result {other:?}")).into()),
-        }
+        Ok(Some(self.server.auth_change(creds, change).await?))
     }
 
     /// Waits until a linearizable read may run; the header of its answer.
@@ -51,19 +46,6 @@ impl AuthService {
     }
 }
 
-/// The bcrypt hash of `password` at `cost` (`--bcrypt-cost`; etcd's `$2a$`
-/// form), made off the async threads: it takes tens of milliseconds by
-/// design.
-async fn hash(password: String, cost: u32) -> Result<String, Status> {
-    tokio::task::spawn_blocking(move || {
-        bcrypt::hash_with_result(password, cost)
-            .map(|h| h.format_for_version(bcrypt::Version::TwoA))
-    })
-    .await
-    .map_err(|e| Status::internal(e.to_string()))?
-    .map_err(|e| Status::internal(e.to_string()))
-}
-
 #[tonic::async_trait]
 impl Auth for AuthService {
     async fn auth_enable(
@@ -71,11 +53,7 @@ impl Auth for AuthService {
         req: Request<AuthEnableRequest>,
     ) -> Result<Response<AuthEnableResponse>, Status> {
         let creds = super::credentials(&req);
-        let r = InternalRaftRequest {
-            auth_enable: Some(req.into_inner()),
-            ..Default::default()
-        };
-        let header = self.change(&creds, r).await?;
+        let header = self.change(&creds, AuthChange::Enable).await?;
         Ok(Response::new(AuthEnableResponse { header }))
     }
 
@@ -84,11 +62,7 @@ impl Auth for AuthService {
         req: Request<AuthDisableRequest>,
     ) -> Result<Response<AuthDisableResponse>, Status> {
         let creds = super::credentials(&req);
-        let r = InternalRaftRequest {
-            auth_disable: Some(req.into_inner()),
-            ..Default::default()
-        };
-        let header = self.change(&creds, r).await?;
+        let header = self.change(&creds, AuthChange::Disable).await?;
         Ok(Response::new(AuthDisableResponse { header }))
     }
 
@@ -121,22 +95,8 @@ impl Auth for AuthService {
         req: Request<AuthUserAddRequest>,
     ) -> Result<Response<AuthUserAddResponse>, Status> {
         let creds = super::credentials(&req);
-        let mut r = req.into_inner();
-        // An empty password is kept empty: nobody can log in with it (etcd
-        // 3.5 hashes only a password that was given).
-        if !r.options.as_ref().is_some_and(|o| o.no_password) && !r.password.is_empty() {
-            r.hashed_password =
-                hash(std::mem::take(&mut r.password), self.server.cfg.bcrypt_cost).await?;
-        }
-        r.password.clear();
         let header = self
-            .change(
-                &creds,
-                InternalRaftRequest {
-                    auth_user_add: Some(r),
-                    ..Default::default()
-                },
-            )
+            .change(&creds, AuthChange::UserAdd(req.into_inner()))
             .await?;
         Ok(Response::new(AuthUserAddResponse { header }))
     }
@@ -172,13 +132,7 @@ impl Auth for AuthService {
     ) -> Result<Response<AuthUserDeleteResponse>, Status> {
         let creds = super::credentials(&req);
         let header = self
-            .change(
-                &creds,
-                InternalRaftRequest {
-                    auth_user_delete: Some(req.into_inner()),
-                    ..Default::default()
-                },
-            )
+            .change(&creds, AuthChange::UserDelete(req.into_inner()))
             .await?;
         Ok(Response::new(AuthUserDeleteResponse { header }))
     }
@@ -188,19 +142,8 @@ impl Auth for AuthService {
         req: Request<AuthUserChangePasswordRequest>,
     ) -> Result<Response<AuthUserChangePasswordResponse>, Status> {
         let creds = super::credentials(&req);
-        let mut r = req.into_inner();
-        if !r.password.is_empty() {
-            r.hashed_password =
-                hash(std::mem::take(&mut r.password), self.server.cfg.bcrypt_cost).await?;
-        }
         let header = self
-            .change(
-                &creds,
-                InternalRaftRequest {
-                    auth_user_change_password: Some(r),
-                    ..Default::default()
-                },
-            )
+            .change(&creds, AuthChange::UserChangePassword(req.into_inner()))
             .await?;
         Ok(Response::new(AuthUserChangePasswordResponse { header }))
     }
@@ -211,13 +154,7 @@ impl Auth for AuthService {
     ) -> Result<Response<AuthUserGrantRoleResponse>, Status> {
         let creds = super::credentials(&req);
         let header = self
-            .change(
-                &creds,
-                InternalRaftRequest {
-                    auth_user_grant_role: Some(req.into_inner()),
-                    ..Default::default()
-                },
-            )
+            .change(&creds, AuthChange::UserGrantRole(req.into_inner()))
             .await?;
         Ok(Response::new(AuthUserGrantRoleResponse { header }))
     }
@@ -228,13 +165,7 @@ impl Auth for AuthService {
     ) -> Result<Response<AuthUserRevokeRoleResponse>, Status> {
         let creds = super::credentials(&req);
         let header = self
-            .change(
-                &creds,
-                InternalRaftRequest {
-                    auth_user_revoke_role: Some(req.into_inner()),
-                    ..Default::default()
-                },
-            )
+            .change(&creds, AuthChange::UserRevokeRole(req.into_inner()))
             .await?;
         Ok(Response::new(AuthUserRevokeRoleResponse { header }))
     }
@@ -245,13 +176,7 @@ impl Auth for AuthService {
     ) -> Result<Response<AuthRoleAddResponse>, Status> {
         let creds = super::credentials(&req);
         let header = self
-            .change(
-                &creds,
-                InternalRaftRequest {
-                    auth_role_add: Some(req.into_inner()),
-                    ..Default::default()
-                },
-            )
+            .change(&creds, AuthChange::RoleAdd(req.into_inner()))
             .await?;
         Ok(Response::new(AuthRoleAddResponse { header }))
     }
@@ -290,13 +215,7 @@ impl Auth for AuthService {
     ) -> Result<Response<AuthRoleDeleteResponse>, Status> {
         let creds = super::credentials(&req);
         let header = self
-            .change(
-                &creds,
-                InternalRaftRequest {
-                    auth_role_delete: Some(req.into_inner()),
-                    ..Default::default()
-                },
-            )
+            .change(&creds, AuthChange::RoleDelete(req.into_inner()))
             .await?;
         Ok(Response::new(AuthRoleDeleteResponse { header }))
     }
@@ -307,13 +226,7 @@ impl Auth for AuthService {
     ) -> Result<Response<AuthRoleGrantPermissionResponse>, Status> {
         let creds = super::credentials(&req);
         let header = self
-            .change(
-                &creds,
-                InternalRaftRequest {
-                    auth_role_grant_permission: Some(req.into_inner()),
-                    ..Default::default()
-                },
-            )
+            .change(&creds, AuthChange::RoleGrantPermission(req.into_inner()))
             .await?;
         Ok(Response::new(AuthRoleGrantPermissionResponse { header }))
     }
@@ -324,13 +237,7 @@ impl Auth for AuthService {
     ) -> Result<Response<AuthRoleRevokePermissionResponse>, Status> {
         let creds = super::credentials(&req);
         let header = self
-            .change(
-                &creds,
-                InternalRaftRequest {
-                    auth_role_revoke_permission: Some(req.into_inner()),
-                    ..Default::default()
-                },
-            )
+            .change(&creds, AuthChange::RoleRevokePermission(req.into_inner()))
             .await?;
         Ok(Response::new(AuthRoleRevokePermissionResponse { header }))
     }

@@ -1,19 +1,16 @@
-//! The KV service (etcd `etcdserverpb.KV`): checks each request, reads
-//! locally (after a ReadIndex round unless serializable) or proposes
-//! writes through raft, and fills the response header.
+//! The KV service (etcd `etcdserverpb.KV`): validates each request and
+//! hands it, with who sends it, to the server's API layer.
 
 use std::sync::Arc;
 
 use api::etcdserverpb::kv_server::Kv;
 use api::etcdserverpb::{
-    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse,
-    InternalRaftRequest, PutRequest, PutResponse, RangeRequest, RangeResponse, ResponseHeader,
-    TxnRequest, TxnResponse,
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
+    PutResponse, RangeRequest, RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
 };
 use tonic::{Request, Response, Status};
 
 use super::validate;
-use crate::etcdserver::stage::Applied;
 use crate::etcdserver::EtcdServer;
 use crate::rpctypes::EtcdError;
 
@@ -53,15 +50,7 @@ impl Kv for KvService {
         let creds = super::credentials(&req);
         let r = req.into_inner();
         validate::put(&r)?;
-        let req = InternalRaftRequest {
-            put: Some(r),
-            ..Default::default()
-        };
-        super::write(&self.server, &creds, req, |a| match a {
-            Applied::Put(resp) => Ok(resp),
-            other => Err(other),
-        })
-        .await
+        Ok(Response::new(self.server.put(&creds, r).await?))
     }
 
     async fn delete_range(
@@ -71,30 +60,14 @@ impl Kv for KvService {
         let creds = super::credentials(&req);
         let r = req.into_inner();
         validate::delete_range(&r)?;
-        let req = InternalRaftRequest {
-            delete_range: Some(r),
-            ..Default::default()
-        };
-        super::write(&self.server, &creds, req, |a| match a {
-            Applied::DeleteRange(resp) => Ok(resp),
-            other => Err(other),
-        })
-        .await
+        Ok(Response::new(self.server.delete_range(&creds, r).await?))
     }
 
     async fn txn(&self, req: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
         let creds = super::credentials(&req);
         let r = req.into_inner();
         validate::txn(&r, self.server.cfg.max_txn_ops)?;
-        let req = InternalRaftRequest {
-            txn: Some(r),
-            ..Default::default()
-        };
-        super::write(&self.server, &creds, req, |a| match a {
-            Applied::Txn(resp) => Ok(resp),
-            other => Err(other),
-        })
-        .await
+        Ok(Response::new(self.server.txn(&creds, r).await?))
     }
 
     async fn compact(
@@ -102,14 +75,8 @@ impl Kv for KvService {
         req: Request<CompactionRequest>,
     ) -> Result<Response<CompactionResponse>, Status> {
         let creds = super::credentials(&req);
-        let req = InternalRaftRequest {
-            compaction: Some(req.into_inner()),
-            ..Default::default()
-        };
-        super::write(&self.server, &creds, req, |a| match a {
-            Applied::Compaction(resp) => Ok(resp),
-            other => Err(other),
-        })
-        .await
+        Ok(Response::new(
+            self.server.compact(&creds, req.into_inner()).await?,
+        ))
     }
 }

@@ -2,20 +2,17 @@
 //! through raft; keep-alives and time-to-live are answered by the leader's
 //! lessor (a follower asks the leader on its peer URL, where members
 //! serve this service too, over one cached channel, as etcd forwards
-//! them); the leader's expiry loop revokes
-//! expired leases and proposes lease checkpoints through raft.
+//! them). The leader's expiry loop is `etcdserver/lease_expiry.rs`.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use api::etcdserverpb::lease_client::LeaseClient;
 use api::etcdserverpb::lease_server::Lease;
 use api::etcdserverpb::{
-    InternalRaftRequest, LeaseCheckpoint, LeaseCheckpointRequest, LeaseGrantRequest,
-    LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseLeasesRequest,
-    LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus,
-    LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
+    LeaseCheckpoint, LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest,
+    LeaseKeepAliveResponse, LeaseLeasesRequest, LeaseLeasesResponse, LeaseRevokeRequest,
+    LeaseRevokeResponse, LeaseStatus, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
 };
 use futures::Stream;
 use tokio::sync::mpsc;
@@ -24,20 +21,10 @@ use tonic::transport::Channel;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth::perms::Need;
-use crate::etcdserver::stage::Applied;
 use crate::etcdserver::v3server::Credentials;
 use crate::etcdserver::EtcdServer;
 use crate::lease::MAX_LEASE_TTL;
 use crate::rpctypes::EtcdError;
-
-/// How often the leader looks for expired leases.
-const EXPIRY_INTERVAL: Duration = Duration::from_millis(500);
-/// Most revocations proposed per round (etcd revokes 1,000 per second).
-const REVOKES_PER_ROUND: usize = 500;
-/// Most checkpoints in one raft entry (etcd's batch size).
-const CHECKPOINTS_PER_ENTRY: usize = 1000;
-/// Most checkpoint entries proposed per round.
-const CHECKPOINT_ENTRIES_PER_ROUND: usize = 4;
 
 /// The Lease service on a member.
 pub struct LeaseService {
@@ -115,11 +102,11 @@ async fn keep_alive_once(s: &EtcdServer, leader: &LeaderChannel, id: i64) -> Res
             // give the lease only what was left at that checkpoint.
             // A failure is logged, as etcd does: the keep-alive still
             // renewed the lease on this leader.
-            let clear = checkpoint_request(vec![LeaseCheckpoint {
+            let clear = vec![LeaseCheckpoint {
                 id,
                 remaining_ttl: 0,
-            }]);
-            if let Err(e) = s.propose(clear).await {
+            }];
+            if let Err(e) = s.checkpoint_leases(clear).await {
                 tracing::warn!(lease_id = %format!("{id:x}"), error = %e, "failed to clear a lease checkpoint");
             }
         }
@@ -134,60 +121,6 @@ async fn keep_alive_once(s: &EtcdServer, leader: &LeaderChannel, id: i64) -> Res
     Ok(replies.message().await?.map_or(0, |r| r.ttl))
 }
 
-fn checkpoint_request(checkpoints: Vec<LeaseCheckpoint>) -> InternalRaftRequest {
-    InternalRaftRequest {
-        lease_checkpoint: Some(LeaseCheckpointRequest { checkpoints }),
-        ..Default::default()
-    }
-}
-
-/// Revokes expired leases and checkpoints remaining TTLs through raft, on
-/// the leader, once the apply stage promoted the lessor (at the leader's
-/// first entry of its term); demotes the lessor when leadership is gone.
-/// The revocations of one round are proposed together, so raft writes
-/// them in few batches.
-pub async fn expiry_loop(server: Arc<EtcdServer>) {
-    let mut tick = tokio::time::interval(EXPIRY_INTERVAL);
-    // A round that stalled (no quorum) must not be followed by a burst.
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        if !server.lessor.is_primary() {
-            continue;
-        }
-        if !is_leader(&server) {
-            server.lessor.demote();
-            continue;
-        }
-        let revocations = server.lessor.expired(REVOKES_PER_ROUND).into_iter().map(|id| {
-            let server = &server;
-            async move {
-                let req = InternalRaftRequest {
-                    lease_revoke: Some(LeaseRevokeRequest { id }),
-                    ..Default::default()
-                };
-                if let Err(e) = server.propose(req).await {
-                    tracing::warn!(lease_id = %format!("{id:x}"), error = %e, "failed to revoke an expired lease");
-                }
-            }
-        });
-        futures::future::join_all(revocations).await;
-        for _ in 0..CHECKPOINT_ENTRIES_PER_ROUND {
-            let due = server.lessor.due_checkpoints(CHECKPOINTS_PER_ENTRY);
-            if due.is_empty() {
-                break;
-            }
-            let full = due.len() == CHECKPOINTS_PER_ENTRY;
-            if let Err(e) = server.propose(checkpoint_request(due)).await {
-                tracing::warn!(error = %e, "failed to checkpoint leases");
-            }
-            if !full {
-                break;
-            }
-        }
-    }
-}
-
 #[tonic::async_trait]
 impl Lease for LeaseService {
     async fn lease_grant(
@@ -195,23 +128,11 @@ impl Lease for LeaseService {
         req: Request<LeaseGrantRequest>,
     ) -> Result<Response<LeaseGrantResponse>, Status> {
         let creds = super::credentials(&req);
-        self.server.require_user(&creds).await?;
-        let mut r = req.into_inner();
+        let r = req.into_inner();
         if r.ttl > MAX_LEASE_TTL {
             return Err(EtcdError::LeaseTtlTooLarge.into());
         }
-        if r.id == 0 {
-            r.id = self.server.new_id();
-        }
-        let req = InternalRaftRequest {
-            lease_grant: Some(r),
-            ..Default::default()
-        };
-        super::write(&self.server, &creds, req, |a| match a {
-            Applied::LeaseGrant(resp) => Ok(resp),
-            other => Err(other),
-        })
-        .await
+        Ok(Response::new(self.server.lease_grant(&creds, r).await?))
     }
 
     async fn lease_revoke(
@@ -219,16 +140,9 @@ impl Lease for LeaseService {
         req: Request<LeaseRevokeRequest>,
     ) -> Result<Response<LeaseRevokeResponse>, Status> {
         let creds = super::credentials(&req);
-        self.server.require_user(&creds).await?;
-        let req = InternalRaftRequest {
-            lease_revoke: Some(req.into_inner()),
-            ..Default::default()
-        };
-        super::write(&self.server, &creds, req, |a| match a {
-            Applied::LeaseRevoke(resp) => Ok(resp),
-            other => Err(other),
-        })
-        .await
+        Ok(Response::new(
+            self.server.lease_revoke(&creds, req.into_inner()).await?,
+        ))
     }
 
     type LeaseKeepAliveStream =

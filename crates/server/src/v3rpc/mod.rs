@@ -1,5 +1,7 @@
 //! The v3 gRPC API (etcd's `v3rpc`): one module per service, each a thin
-//! layer that checks requests and calls the [`EtcdServer`]. Services not
+//! layer that validates requests, takes who sends them ([`credentials`])
+//! and calls the server's API layer (`etcdserver/v3server.rs`), which
+//! checks auth, builds raft requests and proposes. Services not
 //! registered here (Lock, Election for now) answer `Unimplemented`, which
 //! tonic does for unknown services.
 
@@ -21,41 +23,12 @@ use api::etcdserverpb::maintenance_server::MaintenanceServer;
 use api::etcdserverpb::watch_server::WatchServer;
 use tonic::service::Routes;
 
-use api::etcdserverpb::{
-    CompactionResponse, DeleteRangeResponse, InternalRaftRequest, LeaseGrantResponse,
-    LeaseRevokeResponse, PutResponse, ResponseHeader, TxnResponse,
-};
-use tonic::{Request, Response, Status};
+use tonic::{Request, Status};
 
-use crate::etcdserver::stage::Applied;
 use crate::etcdserver::v3server::Credentials;
 use crate::etcdserver::EtcdServer;
 use crate::listener::ConnInfo;
 use crate::rpctypes::EtcdError;
-
-/// Responses to writes, whose header the apply stage gives a revision and
-/// the service fills in.
-trait WithHeader {
-    fn header_mut(&mut self) -> &mut Option<ResponseHeader>;
-}
-
-macro_rules! with_header {
-    ($($t:ty),*) => {$(
-        impl WithHeader for $t {
-            fn header_mut(&mut self) -> &mut Option<ResponseHeader> {
-                &mut self.header
-            }
-        }
-    )*};
-}
-with_header!(
-    PutResponse,
-    DeleteRangeResponse,
-    TxnResponse,
-    CompactionResponse,
-    LeaseGrantResponse,
-    LeaseRevokeResponse
-);
 
 /// Who sends `req`: its `token` (or, from the gateway, `authorization`)
 /// metadata and its connection's verified client certificate CN.
@@ -71,25 +44,6 @@ pub(crate) fn credentials<T>(req: &Request<T>) -> Credentials {
         .get::<ConnInfo>()
         .and_then(|c| c.common_name.clone());
     Credentials { token, common_name }
-}
-
-/// Proposes `req` as `creds`, takes its response out of the apply result
-/// with `pick`, and completes the header (cluster, member, term) around
-/// the revision the apply stage set.
-async fn write<T: WithHeader>(
-    server: &EtcdServer,
-    creds: &Credentials,
-    req: InternalRaftRequest,
-    pick: fn(Applied) -> Result<T, Applied>,
-) -> Result<Response<T>, Status> {
-    let mut resp = pick(server.propose_as(creds, req).await?).map_err(|other| {
-        Status::from(EtcdError::Internal(format!(
-            "unexpected apply result {other:?}"
-        )))
-    })?;
-    let h = resp.header_mut();
-    *h = Some(server.header(h.take().map_or(0, |h| h.revision)));
-    Ok(Response::new(resp))
 }
 
 /// Room for gRPC framing above `--max-request-bytes`, so a request a little
