@@ -71,6 +71,9 @@ pub enum BackendError {
     /// The file system failed outside redb.
     #[error("backend: {0}")]
     Io(#[from] std::io::Error),
+    /// A record that does not decode; the text says which.
+    #[error("backend: corrupt {0}")]
+    Corrupt(String),
 }
 
 /// `From` each listed redb error for `$target`, through

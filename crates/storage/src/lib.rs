@@ -11,6 +11,7 @@
 //!
 //! The server crate drives these; nothing here knows about gRPC or raft-rs.
 
+pub mod auth;
 pub mod backend;
 pub mod mvcc;
 pub mod snap;

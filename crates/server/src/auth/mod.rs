@@ -4,8 +4,8 @@
 //!
 //! Changes are raft entries applied by the apply stage, each through one
 //! method here that checks it with etcd's rules and errors, then writes
-//! the backend's `auth`, `authUsers` and `authRoles` tables in the
-//! batch's transaction and only then changes memory (a failed write,
+//! the backend's `auth`, `authUsers` and `authRoles` tables (through
+//! `storage::auth`, which owns their encoding) in the batch's transaction and only then changes memory (a failed write,
 //! which stops the member, leaves memory as it was) (`storage/src/mvcc/FORMAT.md`), so every member
 //! holds the same store and a snapshot carries it. Reads answer from
 //! memory. Passwords arrive already hashed with bcrypt (the hash is made
@@ -33,9 +33,7 @@ use api::etcdserverpb::{
     AuthRoleRevokePermissionRequest, AuthUserAddRequest, AuthUserChangePasswordRequest,
     AuthUserDeleteRequest, AuthUserGrantRoleRequest, AuthUserRevokeRoleRequest,
 };
-use prost::Message;
-use redb::{ReadableTable, WriteTransaction};
-use storage::backend::{AUTH_ROLES_TABLE, AUTH_TABLE, AUTH_USERS_TABLE};
+use storage::auth::AuthTables;
 use storage::Backend;
 
 use self::perms::{Need, UserPerms};
@@ -44,10 +42,6 @@ use crate::rpctypes::EtcdError;
 
 /// The `root` user and role, which may do everything.
 pub const ROOT: &str = "root";
-/// Key of the enabled flag in the `auth` table.
-const ENABLED_KEY: &[u8] = b"authEnabled";
-/// Key of the auth revision in the `auth` table.
-const REVISION_KEY: &[u8] = b"authRevision";
 
 #[derive(Default)]
 struct State {
@@ -95,38 +89,20 @@ fn internal(e: impl std::fmt::Display) -> EtcdError {
 }
 
 fn read_state(backend: &Backend) -> Result<State, EtcdError> {
-    let rtx = backend.read().map_err(internal)?;
-    let auth = rtx.open_table(AUTH_TABLE).map_err(internal)?;
-    let enabled = auth
-        .get(ENABLED_KEY)
-        .map_err(internal)?
-        .is_some_and(|v| v.value() == [1]);
+    let records = storage::auth::load(backend).map_err(internal)?;
+    let name = |n: &[u8]| String::from_utf8_lossy(n).into_owned();
+    let users = records
+        .users
+        .into_iter()
+        .map(|u| (name(&u.name), u))
+        .collect();
+    let roles = records
+        .roles
+        .into_iter()
+        .map(|r| (name(&r.name), r))
+        .collect();
     // A new store starts at revision 1, as etcd's.
-    let revision = storage::backend::meta_u64(&auth, REVISION_KEY)
-        .map_err(internal)?
-        .max(1);
-    let mut users = BTreeMap::new();
-    for item in rtx
-        .open_table(AUTH_USERS_TABLE)
-        .map_err(internal)?
-        .iter()
-        .map_err(internal)?
-    {
-        let (k, v) = item.map_err(internal)?;
-        let user = User::decode(v.value()).map_err(internal)?;
-        users.insert(String::from_utf8_lossy(k.value()).into_owned(), user);
-    }
-    let mut roles = BTreeMap::new();
-    for item in rtx
-        .open_table(AUTH_ROLES_TABLE)
-        .map_err(internal)?
-        .iter()
-        .map_err(internal)?
-    {
-        let (k, v) = item.map_err(internal)?;
-        let role = Role::decode(v.value()).map_err(internal)?;
-        roles.insert(String::from_utf8_lossy(k.value()).into_owned(), role);
-    }
+    let (enabled, revision) = (records.enabled, records.revision.max(1));
     let mut state = State {
         enabled,
         revision,
@@ -237,7 +213,7 @@ impl AuthStore {
     /// Applies `UserAdd`; `hashed_password` is the bcrypt hash (empty for
     /// a `no_password` user, or when the password was empty: nobody can
     /// log in with it). Errors: `UserEmpty`, `UserAlreadyExist`.
-    pub fn user_add(&self, tx: &WriteTransaction, r: &AuthUserAddRequest) -> Result<(), EtcdError> {
+    pub fn user_add(&self, tx: &AuthTables<'_>, r: &AuthUserAddRequest) -> Result<(), EtcdError> {
         let mut s = self.state.write().expect("auth lock");
         if r.name.is_empty() {
             return Err(EtcdError::UserEmpty);
@@ -267,7 +243,7 @@ impl AuthStore {
     /// on), `UserNotFound`.
     pub fn user_delete(
         &self,
-        tx: &WriteTransaction,
+        tx: &AuthTables<'_>,
         r: &AuthUserDeleteRequest,
     ) -> Result<(), EtcdError> {
         let mut s = self.state.write().expect("auth lock");
@@ -277,9 +253,7 @@ impl AuthStore {
         if !s.users.contains_key(&r.name) {
             return Err(EtcdError::UserNotFound);
         }
-        let mut t = tx.open_table(AUTH_USERS_TABLE).map_err(internal)?;
-        t.remove(r.name.as_bytes()).map_err(internal)?;
-        drop(t);
+        tx.delete_user(r.name.as_bytes()).map_err(internal)?;
         s.revision = save_revision(tx, s.revision + 1)?;
         s.users.remove(&r.name);
         self.drop_tokens_of(&r.name);
@@ -291,7 +265,7 @@ impl AuthStore {
     /// Error: `UserNotFound`.
     pub fn user_change_password(
         &self,
-        tx: &WriteTransaction,
+        tx: &AuthTables<'_>,
         r: &AuthUserChangePasswordRequest,
     ) -> Result<(), EtcdError> {
         let mut s = self.state.write().expect("auth lock");
@@ -316,7 +290,7 @@ impl AuthStore {
     /// needs no role record).
     pub fn user_grant_role(
         &self,
-        tx: &WriteTransaction,
+        tx: &AuthTables<'_>,
         r: &AuthUserGrantRoleRequest,
     ) -> Result<(), EtcdError> {
         let mut s = self.state.write().expect("auth lock");
@@ -343,7 +317,7 @@ impl AuthStore {
     /// role while auth is on), `UserNotFound`, `RoleNotGranted`.
     pub fn user_revoke_role(
         &self,
-        tx: &WriteTransaction,
+        tx: &AuthTables<'_>,
         r: &AuthUserRevokeRoleRequest,
     ) -> Result<(), EtcdError> {
         let mut s = self.state.write().expect("auth lock");
@@ -368,7 +342,7 @@ impl AuthStore {
     }
 
     /// Applies `RoleAdd`. Errors: `RoleEmpty`, `RoleAlreadyExist`.
-    pub fn role_add(&self, tx: &WriteTransaction, r: &AuthRoleAddRequest) -> Result<(), EtcdError> {
+    pub fn role_add(&self, tx: &AuthTables<'_>, r: &AuthRoleAddRequest) -> Result<(), EtcdError> {
         let mut s = self.state.write().expect("auth lock");
         if r.name.is_empty() {
             return Err(EtcdError::RoleEmpty);
@@ -391,7 +365,7 @@ impl AuthStore {
     /// `InvalidAuthMgmt` (root while auth is on), `RoleNotFound`.
     pub fn role_delete(
         &self,
-        tx: &WriteTransaction,
+        tx: &AuthTables<'_>,
         r: &AuthRoleDeleteRequest,
     ) -> Result<(), EtcdError> {
         let mut s = self.state.write().expect("auth lock");
@@ -411,9 +385,7 @@ impl AuthStore {
                 u
             })
             .collect();
-        let mut t = tx.open_table(AUTH_ROLES_TABLE).map_err(internal)?;
-        t.remove(r.role.as_bytes()).map_err(internal)?;
-        drop(t);
+        tx.delete_role(r.role.as_bytes()).map_err(internal)?;
         for user in &holders {
             save_user(tx, user)?;
         }
@@ -434,7 +406,7 @@ impl AuthStore {
     /// range that names no key), `RoleNotFound`.
     pub fn role_grant_permission(
         &self,
-        tx: &WriteTransaction,
+        tx: &AuthTables<'_>,
         r: &AuthRoleGrantPermissionRequest,
     ) -> Result<(), EtcdError> {
         let mut s = self.state.write().expect("auth lock");
@@ -468,7 +440,7 @@ impl AuthStore {
     /// Errors: `RoleNotFound`, `PermissionNotGranted`.
     pub fn role_revoke_permission(
         &self,
-        tx: &WriteTransaction,
+        tx: &AuthTables<'_>,
         r: &AuthRoleRevokePermissionRequest,
     ) -> Result<(), EtcdError> {
         let mut s = self.state.write().expect("auth lock");
@@ -514,7 +486,7 @@ impl AuthStore {
     /// Applies `AuthEnable`: needs the root user holding the root role;
     /// enabling an enabled store changes nothing. The revision stays, as
     /// etcd's. Errors: `RootUserNotExist`, `RootRoleNotExist`.
-    pub fn auth_enable(&self, tx: &WriteTransaction) -> Result<(), EtcdError> {
+    pub fn auth_enable(&self, tx: &AuthTables<'_>) -> Result<(), EtcdError> {
         let mut s = self.state.write().expect("auth lock");
         if s.enabled {
             tracing::info!("authentication is already enabled; ignored auth enable request");
@@ -533,7 +505,7 @@ impl AuthStore {
 
     /// Applies `AuthDisable`: raises the revision and drops every simple
     /// token; disabling a disabled store changes nothing.
-    pub fn auth_disable(&self, tx: &WriteTransaction) -> Result<(), EtcdError> {
+    pub fn auth_disable(&self, tx: &AuthTables<'_>) -> Result<(), EtcdError> {
         let mut s = self.state.write().expect("auth lock");
         if !s.enabled {
             return Ok(());
@@ -686,32 +658,21 @@ pub enum Issued {
 }
 
 /// Writes the enabled flag to `tx`.
-fn save_enabled(tx: &WriteTransaction, enabled: bool) -> Result<(), EtcdError> {
-    let mut t = tx.open_table(AUTH_TABLE).map_err(internal)?;
-    t.insert(ENABLED_KEY, [enabled as u8].as_slice())
-        .map_err(internal)?;
-    Ok(())
+fn save_enabled(tx: &AuthTables<'_>, enabled: bool) -> Result<(), EtcdError> {
+    tx.set_enabled(enabled).map_err(internal)
 }
 
-fn save_user(tx: &WriteTransaction, user: &User) -> Result<(), EtcdError> {
-    let mut t = tx.open_table(AUTH_USERS_TABLE).map_err(internal)?;
-    t.insert(user.name.as_slice(), user.encode_to_vec().as_slice())
-        .map_err(internal)?;
-    Ok(())
+fn save_user(tx: &AuthTables<'_>, user: &User) -> Result<(), EtcdError> {
+    tx.put_user(user).map_err(internal)
 }
 
-fn save_role(tx: &WriteTransaction, role: &Role) -> Result<(), EtcdError> {
-    let mut t = tx.open_table(AUTH_ROLES_TABLE).map_err(internal)?;
-    t.insert(role.name.as_slice(), role.encode_to_vec().as_slice())
-        .map_err(internal)?;
-    Ok(())
+fn save_role(tx: &AuthTables<'_>, role: &Role) -> Result<(), EtcdError> {
+    tx.put_role(role).map_err(internal)
 }
 
 /// Writes auth revision `revision` to `tx`; returns it.
-fn save_revision(tx: &WriteTransaction, revision: u64) -> Result<u64, EtcdError> {
-    let mut t = tx.open_table(AUTH_TABLE).map_err(internal)?;
-    t.insert(REVISION_KEY, revision.to_be_bytes().as_slice())
-        .map_err(internal)?;
+fn save_revision(tx: &AuthTables<'_>, revision: u64) -> Result<u64, EtcdError> {
+    tx.set_revision(revision).map_err(internal)?;
     Ok(revision)
 }
 

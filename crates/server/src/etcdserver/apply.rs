@@ -445,7 +445,7 @@ impl Applier {
         txn: &storage::mvcc::StoreTxn<'_>,
         req: &Request<'_>,
     ) -> Result<(), EtcdError> {
-        let (a, tx) = (&self.auth, txn.backend_tx());
+        let (a, tx) = (&self.auth, &txn.auth_tables());
         match req {
             Request::AuthEnable => a.auth_enable(tx),
             Request::AuthDisable => a.auth_disable(tx),

@@ -577,6 +577,11 @@ impl StoreTxn<'_> {
         self.consistent_index = Some((index, term));
     }
 
+    /// The auth tables, written in the same commit.
+    pub fn auth_tables(&self) -> crate::auth::AuthTables<'_> {
+        crate::auth::AuthTables(&self.tx)
+    }
+
     /// Gives access to the other backend tables in the same commit.
     pub fn backend_tx(&self) -> &WriteTransaction {
         &self.tx
