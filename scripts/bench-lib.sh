@@ -1,5 +1,13 @@
 # Shared by the scripts/*-compare.sh benchmarks (source it, do not run it).
 #
+# cpu_ticks: clock ticks of user+system time so far of the processes in
+# the array $pids.
+#
+# run_cpu NAME TOTAL ARGS...: runs `$bench --endpoints=$endpoints
+# ${bench_flags[@]} --clients=100 --conns=10 ARGS --total=TOTAL`, bounded,
+# and writes "qps cpu-us-per-request" (the CPU of $pids) to
+# $out/$label-NAME.sum ("failed failed" if it failed).
+#
 # bench_compare PORT FUNCTION: calls `FUNCTION ENDPOINT` against a fresh
 # single-member etcd-rs (target/release/etcd) on 127.0.0.1:PORT, then
 # against a fresh real etcd (/usr/bin/etcd, Debian etcd-server) on
@@ -25,4 +33,25 @@ bench_compare() {
     local port=$1 fn=$2
     [ "${ONLY:-}" = etcd ] || bench_run etcd-rs target/release/etcd "$port" "$fn"
     [ "${ONLY:-}" = etcd-rs ] || bench_run etcd-3.4.23 /usr/bin/etcd "$((port+100))" "$fn"
+}
+
+cpu_ticks() {
+    local sum=0 p
+    for p in "${pids[@]}"; do
+        sum=$((sum + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+    done
+    echo "$sum"
+}
+
+run_cpu() {
+    local name=$1 total=$2; shift 2
+    local f="$out/$label-$name" before after
+    before=$(cpu_ticks)
+    if timeout 600 "$bench" --endpoints="$endpoints" "${bench_flags[@]}" --clients=100 --conns=10 "$@" --total="$total" > "$f" 2>&1; then
+        after=$(cpu_ticks)
+        awk -v t=$((after - before)) -v n="$total" -v hz="$(getconf CLK_TCK)" \
+            '/Requests\/sec/ {q=$2} END {printf "%.0f %.1f\n", q, t / hz * 1e6 / n}' "$f" > "$f.sum"
+    else
+        echo "failed failed" > "$f.sum"
+    fi
 }

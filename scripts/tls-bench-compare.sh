@@ -12,6 +12,7 @@
 # the request counts (default 1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/bench-lib.sh
 
 if [ ! -x /usr/bin/etcd ]; then
     sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
@@ -39,7 +40,7 @@ openssl x509 -req -in "$pki/csr.pem" -CA "$pki/ca.pem" -CAkey "$pki/ca-key.pem" 
 client_tls=(--cert-file "$pki/cert.pem" --key-file "$pki/key.pem" --trusted-ca-file "$pki/ca.pem" --client-cert-auth)
 peer_tls=(--peer-cert-file "$pki/cert.pem" --peer-key-file "$pki/key.pem" --peer-trusted-ca-file "$pki/ca.pem" --peer-client-cert-auth)
 
-# start_cluster BIN MODE BASEPORT: 3 members; sets $endpoints and $ctl.
+# start_cluster BIN MODE BASEPORT: 3 members; sets $endpoints and $bench_flags.
 start_cluster() {
     local bin=$1 mode=$2 base=$3 cluster="" i cs=http ps=http extra=()
     case $mode in
@@ -60,8 +61,8 @@ start_cluster() {
         pids+=($!)
         endpoints+="${endpoints:+,}$cs://127.0.0.1:$c"
     done
-    ctl=()
-    [ "$cs" = https ] && ctl=(--cacert "$pki/ca.pem" --cert "$pki/cert.pem" --key "$pki/key.pem")
+    bench_flags=()
+    [ "$cs" = https ] && bench_flags=(--cacert "$pki/ca.pem" --cert "$pki/cert.pem" --key "$pki/key.pem")
     local curl_tls=(--cacert "$pki/ca.pem" --cert "$pki/cert.pem" --key "$pki/key.pem")
     for i in 0 1 2; do
         for _ in $(seq 200); do
@@ -71,37 +72,14 @@ start_cluster() {
     done
 }
 
-# Clock ticks of user+system time of the members so far.
-cpu_ticks() {
-    local sum=0 p
-    for p in "${pids[@]}"; do
-        sum=$((sum + $(awk '{print $14 + $15}' "/proc/$p/stat")))
-    done
-    echo "$sum"
-}
-
-# run NAME TOTAL ARGS...: one bounded benchmark; records "qps cpu-us-per-request".
-run() {
-    local name=$1 total=$2; shift 2
-    local f="$out/$label-$name" before after
-    before=$(cpu_ticks)
-    if timeout 600 "$bench" --endpoints="$endpoints" "${ctl[@]}" --clients=100 --conns=10 "$@" --total="$total" > "$f" 2>&1; then
-        after=$(cpu_ticks)
-        awk -v t=$((after - before)) -v n="$total" -v hz="$(getconf CLK_TCK)" \
-            '/Requests\/sec/ {q=$2} END {printf "%.0f %.1f\n", q, t / hz * 1e6 / n}' "$f" > "$f.sum"
-    else
-        echo "failed failed" > "$f.sum"
-    fi
-}
-
 for mode in plain client-tls peer-tls; do
     for server in etcd-rs etcd; do
         bin=target/release/etcd base=43000
         [ "$server" = etcd ] && bin=/usr/bin/etcd base=44000
         label="$server-$mode"
         start_cluster "$bin" "$mode" "$base"
-        run put $((20000 * scale)) put --val-size=256 --key-space-size=100000
-        run range-l $((20000 * scale)) range foo --consistency=l
+        run_cpu put $((20000 * scale)) put --val-size=256 --key-space-size=100000
+        run_cpu range-l $((20000 * scale)) range foo --consistency=l
         stop_cluster
         rm -rf "$out"/data-*
     done

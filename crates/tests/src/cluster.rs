@@ -312,6 +312,22 @@ impl TestCluster {
         }
     }
 
+    /// Stops every member, starts them all again on their data (none
+    /// can become healthy alone) and waits until each is healthy.
+    pub async fn restart_all(&mut self) {
+        for m in &mut self.members {
+            m.terminate();
+        }
+        for m in &mut self.members {
+            m.start_again();
+        }
+        for m in &mut self.members {
+            if let Err(why) = m.wait_healthy().await {
+                panic!("member {} did not come back: {why}", m.name());
+            }
+        }
+    }
+
     /// Runs the Go etcdctl against member 0.
     pub fn etcdctl(&self, args: &[&str]) -> Output {
         self.etcdctl_on(0, args)

@@ -218,14 +218,10 @@ fn matrix_with(c: &TestCluster, bin: &Path) -> Vec<Outcome> {
 #[tokio::test]
 async fn every_request_as_every_kind_of_user_gets_what_etcd_answers() {
     within(LIMIT, async {
-        let etcd = TestCluster::builder(1)
-            .bin(reference_etcd_bin())
-            .flags(&["--bcrypt-cost=4"])
-            .start()
-            .await;
+        let etcd = reference().await;
         let theirs = matrix(&etcd);
         drop(etcd);
-        let ours = TestCluster::start_with_flags(1, &["--bcrypt-cost=4"]).await;
+        let ours = ours().await;
         let mine = matrix(&ours);
         let mut i = 0;
         let mut differ = Vec::new();
@@ -263,10 +259,10 @@ async fn every_request_as_every_kind_of_user_gets_what_etcd_answers() {
 #[tokio::test]
 async fn our_etcdctl_prints_what_the_go_etcdctl_prints_under_auth() {
     within(LIMIT, async {
-        let a = TestCluster::start_with_flags(1, &["--bcrypt-cost=4"]).await;
+        let a = ours().await;
         let go = matrix_with(&a, &etcdctl_bin());
         drop(a);
-        let b = TestCluster::start_with_flags(1, &["--bcrypt-cost=4"]).await;
+        let b = ours().await;
         let ours = matrix_with(&b, &our_etcdctl_bin());
         let mut i = 0;
         for user in USERS {
@@ -277,6 +273,20 @@ async fn our_etcdctl_prints_what_the_go_etcdctl_prints_under_auth() {
         }
     })
     .await;
+}
+
+/// A member of the reference etcd, hashing passwords fast.
+async fn reference() -> TestCluster {
+    TestCluster::builder(1)
+        .bin(reference_etcd_bin())
+        .flags(&["--bcrypt-cost=4"])
+        .start()
+        .await
+}
+
+/// A member of etcd-rs, hashing passwords fast.
+async fn ours() -> TestCluster {
+    TestCluster::start_with_flags(1, &["--bcrypt-cost=4"]).await
 }
 
 async fn connect(c: &TestCluster, user: &str) -> Client {
@@ -356,14 +366,10 @@ async fn grpc_cases(c: &TestCluster) -> Vec<String> {
 #[tokio::test]
 async fn watches_and_lease_revocations_are_checked_as_in_etcd() {
     within(LIMIT, async {
-        let etcd = TestCluster::builder(1)
-            .bin(reference_etcd_bin())
-            .flags(&["--bcrypt-cost=4"])
-            .start()
-            .await;
+        let etcd = reference().await;
         let theirs = grpc_cases(&etcd).await;
         drop(etcd);
-        let ours = TestCluster::start_with_flags(1, &["--bcrypt-cost=4"]).await;
+        let ours = ours().await;
         let mine = grpc_cases(&ours).await;
         assert_eq!(mine, theirs);
     })
@@ -375,7 +381,7 @@ async fn watches_and_lease_revocations_are_checked_as_in_etcd() {
 #[tokio::test]
 async fn writes_nested_in_transactions_are_checked() {
     within(LIMIT, async {
-        let c = TestCluster::start_with_flags(1, &["--bcrypt-cost=4"]).await;
+        let c = ours().await;
         for args in SETUP {
             c.etcdctl(args).expect_success();
         }

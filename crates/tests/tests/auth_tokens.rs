@@ -230,15 +230,7 @@ async fn auth_survives_restart_snapshots_and_leader_changes_and_tokens_work_ever
             "etcdserver: permission denied",
         );
         // Every member restarted: auth is still on, nobody reads unasked.
-        for i in 0..3 {
-            c.member_mut(i).terminate();
-        }
-        for i in 0..3 {
-            c.member_mut(i).start_again();
-        }
-        for i in 0..3 {
-            c.member_mut(i).wait_healthy().await.unwrap();
-        }
+        c.restart_all().await;
         c.etcdctl_on(1, &["get", "/p/a"])
             .expect_error("etcdserver: user name is empty");
         c.etcdctl_on(1, &["--user=alice:pw", "get", "/p/a", "--print-value-only"])

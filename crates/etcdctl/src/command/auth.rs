@@ -14,6 +14,9 @@ use api::etcdserverpb::{
 use clap::{ArgAction, Args, Subcommand};
 
 use super::prefix_end;
+
+/// The user and role auth cannot be enabled without.
+const ROOT: &str = "root";
 use crate::error::CtlError;
 use crate::global::GlobalFlags;
 
@@ -504,7 +507,7 @@ pub async fn auth(g: &GlobalFlags, cmd: &AuthCommand) -> Result<(), CtlError> {
     let c = g.client().await?;
     match cmd {
         AuthCommand::Enable { .. } => {
-            g.timed(c.auth().auth_enable(AuthEnableRequest {})).await?;
+            g.timed(enable(&c)).await?;
             crate::printer::print_text("Authentication Enabled\n");
         }
         AuthCommand::Disable { .. } => {
@@ -521,4 +524,27 @@ pub async fn auth(g: &GlobalFlags, cmd: &AuthCommand) -> Result<(), CtlError> {
         }
     }
     Ok(())
+}
+
+/// Enables auth; when the root user lacks the root role, adds the role
+/// and grants it, then tries again, as etcdctl does (a root role that
+/// exists but is not granted fails the add: "role name already exists").
+async fn enable(c: &client::Client) -> Result<(), tonic::Status> {
+    loop {
+        match c.auth().auth_enable(AuthEnableRequest {}).await {
+            Ok(_) => return Ok(()),
+            Err(s) if s.message() == "etcdserver: root user does not have root role" => {
+                c.auth()
+                    .role_add(AuthRoleAddRequest { name: ROOT.into() })
+                    .await?;
+                c.auth()
+                    .user_grant_role(AuthUserGrantRoleRequest {
+                        user: ROOT.into(),
+                        role: ROOT.into(),
+                    })
+                    .await?;
+            }
+            Err(s) => return Err(s),
+        }
+    }
 }
