@@ -8,11 +8,18 @@
 //! - [`wal`]: the write-ahead log of raft entries and hard state, in
 //!   segmented, checksummed, preallocated files with group-commit fsync.
 //! - [`snap`]: raft snapshot records, after which the log may start.
+//! - [`members`], [`lease`], [`auth`], [`cluster`]: the records of the
+//!   other tables (members, leases, users and roles, the cluster
+//!   version), read at start and written in the apply stage's
+//!   transaction through [`mvcc::StoreTxn`]; no other crate opens a table.
 //!
 //! The server crate drives these; nothing here knows about gRPC or raft-rs.
 
 pub mod auth;
 pub mod backend;
+pub mod cluster;
+pub mod lease;
+pub mod members;
 pub mod mvcc;
 pub mod snap;
 pub mod wal;

@@ -26,7 +26,6 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use prost::Message;
 use protobuf::Message as _;
 use raft::prelude::{ConfChangeV2, Entry, EntryType};
-use storage::backend::{CLUSTER_TABLE, LEASE_TABLE};
 use storage::mvcc::RangeEnd;
 use storage::snap::Snapshotter;
 use storage::{Backend, KvStore};
@@ -41,9 +40,6 @@ use crate::auth::AuthStore;
 use crate::lease::Lessor;
 use crate::rpctypes::EtcdError;
 
-/// Key of the cluster version in the `cluster` table.
-const CLUSTER_VERSION_KEY: &[u8] = b"clusterVersion";
-
 /// The cluster version, once set through raft (etcd's `clusterVersion`).
 #[derive(Default)]
 pub struct ClusterVersion(RwLock<Option<String>>);
@@ -51,13 +47,8 @@ pub struct ClusterVersion(RwLock<Option<String>>);
 impl ClusterVersion {
     /// Loads the stored version, if any.
     pub fn load(store: &KvStore) -> Result<ClusterVersion, EtcdError> {
-        let read = || -> Result<Option<String>, storage::BackendError> {
-            let rtx = store.backend().read()?;
-            let t = rtx.open_table(CLUSTER_TABLE).map_err(redb_err)?;
-            let v = t.get(CLUSTER_VERSION_KEY).map_err(redb_err)?;
-            Ok(v.map(|v| String::from_utf8_lossy(v.value()).into_owned()))
-        };
-        let v = read().map_err(|e| EtcdError::Internal(e.to_string()))?;
+        let v = storage::cluster::version(store.backend())
+            .map_err(|e| EtcdError::Internal(e.to_string()))?;
         Ok(ClusterVersion(RwLock::new(v)))
     }
 
@@ -73,10 +64,6 @@ impl ClusterVersion {
     pub fn get(&self) -> Option<String> {
         self.0.read().expect("version lock").clone()
     }
-}
-
-fn redb_err(e: impl Into<redb::Error>) -> storage::BackendError {
-    storage::BackendError::Redb(e.into())
 }
 
 /// `3.5.0` -> `3.5`, as etcd logs capabilities.
@@ -248,7 +235,7 @@ impl Applier {
             self.membership.passed(e.index);
             return Some((ctx.request_id, Err(err)));
         }
-        if let Err(err) = self.membership.apply(txn.backend_tx(), &ctx.change) {
+        if let Err(err) = self.membership.apply(&txn.member_tables(), &ctx.change) {
             crate::logging::fatal("failed to save a membership change", &err);
         }
         self.membership.passed(e.index);
@@ -357,7 +344,7 @@ impl Applier {
                     self.membership
                         .set_attributes(r.member_id, &attrs.name, &attrs.client_urls)
                 {
-                    super::membership::save_member(txn.backend_tx(), &m)?;
+                    super::membership::save_member(&txn.member_tables(), &m)?;
                 }
                 Ok(Applied::Done)
             }
@@ -413,8 +400,7 @@ impl Applier {
         for k in &keys {
             txn.delete_range(k, RangeEnd::Single)?;
         }
-        let mut t = txn.backend_tx().open_table(LEASE_TABLE).map_err(internal)?;
-        t.remove(r.id.to_be_bytes().as_slice()).map_err(internal)?;
+        txn.lease_table().remove(r.id).map_err(internal)?;
         Ok(Applied::LeaseRevoke(LeaseRevokeResponse {
             header: Some(ResponseHeader {
                 revision: txn.read_rev(),
@@ -424,12 +410,7 @@ impl Applier {
     }
 
     fn set_cluster_version(&self, txn: &storage::mvcc::StoreTxn<'_>, ver: &str) -> ApplyOutcome {
-        let mut t = txn
-            .backend_tx()
-            .open_table(CLUSTER_TABLE)
-            .map_err(internal)?;
-        t.insert(CLUSTER_VERSION_KEY, ver.as_bytes())
-            .map_err(internal)?;
+        txn.cluster_table().set_version(ver).map_err(internal)?;
         let mut v = self.cluster_version.0.write().expect("version lock");
         if v.is_none() {
             tracing::info!(cluster_version = %major_minor(ver), "set initial cluster version");
@@ -489,19 +470,16 @@ fn log_change(change: &MemberChange, membership: &Membership) {
     }
 }
 
-/// Writes lease `id`'s record (`lease::encode_record`) to the `lease`
-/// table.
+/// Writes lease `id`'s record to the `lease` table.
 fn put_lease_record(
     txn: &storage::mvcc::StoreTxn<'_>,
     id: i64,
     ttl: i64,
     remaining_ttl: i64,
 ) -> Result<(), EtcdError> {
-    let mut t = txn.backend_tx().open_table(LEASE_TABLE).map_err(internal)?;
-    let record = crate::lease::encode_record(ttl, remaining_ttl);
-    t.insert(id.to_be_bytes().as_slice(), record.as_slice())
-        .map_err(internal)?;
-    Ok(())
+    txn.lease_table()
+        .put(id, ttl, remaining_ttl)
+        .map_err(internal)
 }
 
 fn internal(e: impl std::fmt::Display) -> EtcdError {

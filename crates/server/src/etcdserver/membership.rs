@@ -20,10 +20,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::RwLock;
 
 use raft::prelude::{ConfChangeSingle, ConfChangeType, ConfChangeV2};
-use redb::{ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use sha1::{Digest, Sha1};
-use storage::backend::{MEMBERS_REMOVED_TABLE, MEMBERS_TABLE, META_TABLE};
+use storage::members::MemberTables;
 use storage::Backend;
 
 use crate::rpctypes::EtcdError;
@@ -31,31 +30,7 @@ use crate::rpctypes::EtcdError;
 /// etcd allows at most one learner (`maxLearners`).
 pub const MAX_LEARNERS: usize = 1;
 
-/// A member as the Cluster service reports it.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Member {
-    /// The member id.
-    pub id: u64,
-    /// Its `--name`; empty until the member has published itself.
-    pub name: String,
-    /// URLs its peers reach it on.
-    #[serde(rename = "peerURLs")]
-    pub peer_urls: Vec<String>,
-    /// URLs clients reach it on; empty until published.
-    #[serde(rename = "clientURLs")]
-    pub client_urls: Vec<String>,
-    /// Whether it is a non-voting learner.
-    #[serde(rename = "isLearner")]
-    pub is_learner: bool,
-}
-
-impl Member {
-    /// Whether the member has published its name, i.e. has started
-    /// (etcd's `IsStarted`).
-    pub fn is_started(&self) -> bool {
-        !self.name.is_empty()
-    }
-}
+pub use storage::members::Member;
 
 /// One membership change, as proposed through raft.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -337,7 +312,7 @@ impl Membership {
 
     /// Applies a validated `change` in memory and in `tx` (the apply
     /// stage's transaction). Errors: the backend's.
-    pub fn apply(&self, tx: &WriteTransaction, change: &MemberChange) -> Result<(), EtcdError> {
+    pub fn apply(&self, tx: &MemberTables<'_>, change: &MemberChange) -> Result<(), EtcdError> {
         let mut s = self.state.write().expect("membership lock");
         let changed = match change {
             MemberChange::Add(m) => {
@@ -347,11 +322,7 @@ impl Membership {
             MemberChange::Remove(id) => {
                 s.members.remove(id);
                 s.removed.insert(*id);
-                let mut t = tx.open_table(MEMBERS_TABLE).map_err(internal)?;
-                t.remove(id.to_be_bytes().as_slice()).map_err(internal)?;
-                let mut r = tx.open_table(MEMBERS_REMOVED_TABLE).map_err(internal)?;
-                r.insert(id.to_be_bytes().as_slice(), b"removed".as_slice())
-                    .map_err(internal)?;
+                tx.remove(*id).map_err(internal)?;
                 None
             }
             MemberChange::Update { id, peer_urls } => s.members.get_mut(id).map(|m| {
@@ -408,42 +379,20 @@ fn internal(e: impl std::fmt::Display) -> EtcdError {
 }
 
 /// Writes `m` to the `members` table of `tx`.
-pub fn save_member(tx: &WriteTransaction, m: &Member) -> Result<(), EtcdError> {
-    let json = serde_json::to_vec(m).expect("a member serialises");
-    let mut t = tx.open_table(MEMBERS_TABLE).map_err(internal)?;
-    t.insert(m.id.to_be_bytes().as_slice(), json.as_slice())
-        .map_err(internal)?;
-    Ok(())
+pub fn save_member(tx: &MemberTables<'_>, m: &Member) -> Result<(), EtcdError> {
+    tx.put(m).map_err(internal)
 }
 
 /// Reads the members and removed ids stored in `backend`.
 pub fn load(backend: &Backend) -> Result<(Vec<Member>, Vec<u64>), EtcdError> {
-    let rtx = backend.read().map_err(internal)?;
-    let t = rtx.open_table(MEMBERS_TABLE).map_err(internal)?;
-    let mut members = Vec::new();
-    for item in t.iter().map_err(internal)? {
-        let (_, v) = item.map_err(internal)?;
-        members.push(serde_json::from_slice(v.value()).map_err(internal)?);
-    }
-    let r = rtx.open_table(MEMBERS_REMOVED_TABLE).map_err(internal)?;
-    let mut removed = Vec::new();
-    for item in r.iter().map_err(internal)? {
-        let (k, _) = item.map_err(internal)?;
-        removed.push(u64::from_be_bytes(k.value().try_into().map_err(internal)?));
-    }
-    Ok((members, removed))
+    storage::members::load(backend).map_err(internal)
 }
 
-/// Key in the `meta` table of the raft index a joining member's
-/// membership was fetched at: the changes at or below it are in the
-/// fetched membership and are not applied again.
-const JOIN_INDEX: &[u8] = b"join_index";
-
-/// The index a joining member's membership was fetched at, 0 if none.
+/// The index a joining member's membership was fetched at, 0 if none:
+/// the changes at or below it are in the fetched membership and are not
+/// applied again.
 pub fn join_index(backend: &Backend) -> Result<u64, EtcdError> {
-    let rtx = backend.read().map_err(internal)?;
-    let meta = rtx.open_table(META_TABLE).map_err(internal)?;
-    storage::backend::meta_u64(&meta, JOIN_INDEX).map_err(internal)
+    storage::members::join_index(backend).map_err(internal)
 }
 
 /// Writes `members` and `removed` into `backend`, durably, with the index
@@ -454,23 +403,7 @@ pub fn save_all(
     removed: &[u64],
     join_index: u64,
 ) -> Result<(), EtcdError> {
-    let tx = backend.write(true).map_err(internal)?;
-    if join_index > 0 {
-        let mut meta = tx.open_table(META_TABLE).map_err(internal)?;
-        meta.insert(JOIN_INDEX, join_index.to_be_bytes().as_slice())
-            .map_err(internal)?;
-    }
-    for m in members {
-        save_member(&tx, m)?;
-    }
-    {
-        let mut r = tx.open_table(MEMBERS_REMOVED_TABLE).map_err(internal)?;
-        for id in removed {
-            r.insert(id.to_be_bytes().as_slice(), b"removed".as_slice())
-                .map_err(internal)?;
-        }
-    }
-    backend.commit(tx, true).map_err(internal)
+    storage::members::save_all(backend, members, removed, join_index).map_err(internal)
 }
 
 #[cfg(test)]

@@ -404,28 +404,6 @@ impl Lessor {
     }
 }
 
-/// A lease's value in the backend's `lease` table (keyed by its id, 8
-/// bytes big-endian): the granted TTL, then, once a checkpoint was
-/// persisted, the remaining TTL; seconds, 8 bytes big-endian each.
-pub fn encode_record(ttl: i64, remaining_ttl: i64) -> Vec<u8> {
-    let mut v = ttl.to_be_bytes().to_vec();
-    if remaining_ttl > 0 {
-        v.extend_from_slice(&remaining_ttl.to_be_bytes());
-    }
-    v
-}
-
-/// The `(ttl, remaining_ttl)` of a `lease` table value (remaining 0 when
-/// none was persisted), or `None` if it is not 8 or 16 bytes long.
-pub fn decode_record(v: &[u8]) -> Option<(i64, i64)> {
-    let word = |b: &[u8]| Some(i64::from_be_bytes(b.try_into().ok()?));
-    match v.len() {
-        8 => Some((word(v)?, 0)),
-        16 => Some((word(&v[..8])?, word(&v[8..])?)),
-        _ => None,
-    }
-}
-
 fn secs(s: i64) -> Duration {
     Duration::from_secs(s.max(0) as u64)
 }
@@ -434,23 +412,12 @@ fn secs(s: i64) -> Duration {
 /// with the keys that name them attached. Error: the backend's, or a
 /// corrupt record.
 pub fn load(store: &storage::KvStore, lessor: &Lessor) -> Result<(), String> {
-    use redb::ReadableTable;
     fn text(e: impl std::fmt::Display) -> String {
         e.to_string()
     }
     lessor.clear();
-    {
-        let rtx = store.backend().read().map_err(text)?;
-        let t = rtx
-            .open_table(storage::backend::LEASE_TABLE)
-            .map_err(text)?;
-        for item in t.iter().map_err(text)? {
-            let (k, v) = item.map_err(text)?;
-            let id = i64::from_be_bytes(k.value().try_into().map_err(text)?);
-            let (ttl, remaining_ttl) = decode_record(v.value())
-                .ok_or_else(|| format!("corrupt lease record for lease {id:x}"))?;
-            lessor.grant(id, ttl, remaining_ttl);
-        }
+    for l in storage::lease::load(store.backend()).map_err(text)? {
+        lessor.grant(l.id, l.ttl, l.remaining_ttl);
     }
     let all = storage::mvcc::RangeOptions::default();
     let kvs = store

@@ -582,9 +582,19 @@ impl StoreTxn<'_> {
         crate::auth::AuthTables(&self.tx)
     }
 
-    /// Gives access to the other backend tables in the same commit.
-    pub fn backend_tx(&self) -> &WriteTransaction {
-        &self.tx
+    /// The membership tables, written in the same commit.
+    pub fn member_tables(&self) -> crate::members::MemberTables<'_> {
+        crate::members::MemberTables(&self.tx)
+    }
+
+    /// The `lease` table, written in the same commit.
+    pub fn lease_table(&self) -> crate::lease::LeaseTable<'_> {
+        crate::lease::LeaseTable(&self.tx)
+    }
+
+    /// The `cluster` table, written in the same commit.
+    pub fn cluster_table(&self) -> crate::cluster::ClusterTable<'_> {
+        crate::cluster::ClusterTable(&self.tx)
     }
 
     /// Commits the batch and makes it visible to readers.
