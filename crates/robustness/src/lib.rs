@@ -5,3 +5,4 @@
 //! next (see the notes).
 
 pub mod linearizability;
+pub mod workload;

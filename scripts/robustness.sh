@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Fault runs: `bash scripts/robustness.sh N [SECONDS]` runs seeds 1..N of
+# the robustness hunter (crates/robustness), SECONDS of traffic each
+# (default 20), against a fresh 3-member cluster of the built etcd on
+# loopback, and prints a summary line per seed and the failing seeds.
+# A failing seed's fault timeline and non-linearizable operations are
+# kept in target/robustness/seed-S.txt; it replays with
+# `target/release/robustness --seed S` (the faults and operations follow
+# the seed; their timing is the machine's).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+n=${1:?usage: scripts/robustness.sh N [SECONDS]}
+seconds=${2:-20}
+cargo build --release --bin etcd --bin robustness -q
+failed=()
+ops=0
+faults=0
+for seed in $(seq 1 "$n"); do
+    if out=$(timeout $((seconds + 240)) target/release/robustness --seed "$seed" --seconds "$seconds" 2>&1); then
+        status=ok
+    else
+        status=FAILED
+        failed+=("$seed")
+        mkdir -p target/robustness
+        printf '%s\n' "$out" > "target/robustness/seed-$seed.txt"
+    fi
+    o=$(printf '%s\n' "$out" | sed -n 's/^seed [0-9]*: \([0-9]*\) operations.*/\1/p')
+    f=$(printf '%s\n' "$out" | grep -c 'SIG' || true)
+    ops=$((ops + ${o:-0}))
+    faults=$((faults + f))
+    echo "seed $seed: $status, ${o:-?} operations, $f faults"
+done
+echo "$n runs, $faults faults, $ops operations checked, ${#failed[@]} failed ${failed[*]:-}"
+[ ${#failed[@]} -eq 0 ]
