@@ -1,8 +1,9 @@
 //! The robustness hunter (issue 16): fault runs against a 3-member
 //! cluster under concurrent traffic, and the checks of what the clients
-//! saw. So far: [`linearizability`], the checker of key-value histories.
-//! The fault runner, the watch and lease checks and the reports come
-//! next (see the issue's notes).
+//! saw: [`workload`] (clients recording a history), [`linearizability`]
+//! (the checker of key-value histories), [`watch`] (watchers and etcd's
+//! watch guarantees). The binary (`main.rs`) runs one seed.
 
 pub mod linearizability;
+pub mod watch;
 pub mod workload;

@@ -2,16 +2,19 @@
 //! built `etcd` on loopback, runs concurrent clients on a few shared keys
 //! while faults chosen from the seed hit the members (SIGKILL and
 //! restart, the leader more often; SIGSTOP past the election timeout,
-//! then SIGCONT), then heals the cluster and checks: the history is
-//! linearizable, every member answers every key as the history allows,
-//! and all members hash their history alike at one revision. Prints the
+//! then SIGCONT) and watchers follow the keys, then heals the cluster and
+//! checks: the history is linearizable, every member answers every key as
+//! the history allows, every watcher saw a gapless start of the full
+//! event history and every acknowledged write is in it, and all members
+//! hash their history alike at one revision. Prints the
 //! fault timeline; on a violation, the key's operations, and exits 1.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use api::etcdserverpb::kv_client::KvClient;
 use api::etcdserverpb::maintenance_client::MaintenanceClient;
-use api::etcdserverpb::HashKvRequest;
+use api::etcdserverpb::{HashKvRequest, RangeRequest};
 use clap::Parser;
 use etcd_rs_tests::TestCluster;
 use rand::rngs::StdRng;
@@ -35,6 +38,9 @@ struct Args {
     /// Keys they share.
     #[arg(long, default_value_t = 4)]
     keys: usize,
+    /// Concurrent watchers of the keys.
+    #[arg(long, default_value_t = 3)]
+    watchers: usize,
     /// Plants a bug: the clients' reads are serializable, as if the server
     /// skipped ReadIndex. A run should then fail; it shows the checker
     /// can.
@@ -124,6 +130,12 @@ async fn main() {
             tokio::spawn(client.run(keys.clone(), until))
         })
         .collect();
+    let watchers: Vec<_> = (0..args.watchers)
+        .map(|w| {
+            let seed = args.seed ^ (1000 + w as u64);
+            tokio::spawn(robustness::watch::watcher(c.endpoints(), seed, until))
+        })
+        .collect();
     let timeline = faults(&mut c, &mut rng, start, until).await;
     let mut history = Vec::new();
     for h in clients {
@@ -146,7 +158,22 @@ async fn main() {
     for (at, f) in &timeline {
         println!("  {:>6.2}s {f}", at.as_secs_f64());
     }
+    let mut seen = Vec::new();
+    for w in watchers {
+        seen.push(w.await.expect("a watcher panicked"));
+    }
+    let last = last_revision(&c.endpoint()).await;
+    let reference = robustness::watch::reference(&c.endpoint(), last).await;
+    println!(
+        "watchers saw {:?} of {} events up to revision {last}",
+        seen.iter().map(Vec::len).collect::<Vec<_>>(),
+        reference.len()
+    );
     let mut failed = false;
+    if let Err(e) = robustness::watch::check(&reference, &seen, &history) {
+        failed = true;
+        println!("WATCH OR DURABILITY GUARANTEE BROKEN: {e}");
+    }
     if let Err(v) = linearizability::check(&history) {
         failed = true;
         println!("NOT LINEARIZABLE: key {}", String::from_utf8_lossy(&v.key));
@@ -169,6 +196,24 @@ async fn main() {
         std::process::exit(1);
     }
     println!("ok");
+}
+
+/// The store revision, read linearizably on `endpoint` (every change of
+/// the run is under the run's prefix, so it is the last change's).
+async fn last_revision(endpoint: &str) -> i64 {
+    let Ok(mut kv) = KvClient::connect(endpoint.to_string()).await else {
+        return 0;
+    };
+    let r = kv
+        .range(RangeRequest {
+            key: robustness::watch::PREFIX.to_vec(),
+            count_only: true,
+            ..Default::default()
+        })
+        .await;
+    r.ok()
+        .and_then(|r| r.into_inner().header)
+        .map_or(0, |h| h.revision)
 }
 
 /// Each member's (revision, hash) of its history at the smallest current
