@@ -38,6 +38,9 @@ struct Args {
     /// Keys they share.
     #[arg(long, default_value_t = 4)]
     keys: usize,
+    /// Where a failing run leaves its members' logs (in `seed-<S>/`).
+    #[arg(long, default_value = "target/robustness")]
+    report_dir: std::path::PathBuf,
     /// Concurrent watchers of the keys.
     #[arg(long, default_value_t = 3)]
     watchers: usize,
@@ -193,6 +196,12 @@ async fn main() {
         }
     }
     if failed {
+        let dir = args.report_dir.join(format!("seed-{}", args.seed));
+        let _ = std::fs::create_dir_all(&dir);
+        for m in c.members() {
+            let _ = std::fs::copy(m.log_path(), dir.join(format!("{}.log", m.name())));
+        }
+        println!("member logs: {}", dir.display());
         std::process::exit(1);
     }
     println!("ok");

@@ -5,8 +5,11 @@
 use std::process::Command;
 
 fn run(seed: u64, planted: bool) -> (bool, String) {
+    let reports = tempfile::tempdir().expect("a temporary directory");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_robustness"));
-    cmd.args(["--seed", &seed.to_string(), "--seconds", "12"]);
+    cmd.args(["--seed", &seed.to_string(), "--seconds", "12"])
+        .arg("--report-dir")
+        .arg(reports.path());
     if planted {
         cmd.arg("--stale-reads");
     }
