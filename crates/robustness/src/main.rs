@@ -5,7 +5,8 @@
 //! then SIGCONT) and watchers follow the keys, then heals the cluster and
 //! checks: the history is linearizable, every member answers every key as
 //! the history allows, every watcher saw a gapless start of the full
-//! event history and every acknowledged write is in it, and all members
+//! event history and every acknowledged write is in it, the keys of
+//! revoked and expired leases are gone on every member, and all members
 //! hash their history alike at one revision. Prints the
 //! fault timeline; on a violation, the key's operations, and exits 1.
 
@@ -139,6 +140,11 @@ async fn main() {
             tokio::spawn(robustness::watch::watcher(c.endpoints(), seed, until))
         })
         .collect();
+    let leaser = tokio::spawn(robustness::lease::client(
+        c.endpoints(),
+        args.seed ^ 77,
+        until,
+    ));
     let timeline = faults(&mut c, &mut rng, start, until).await;
     let mut history = Vec::new();
     for h in clients {
@@ -183,6 +189,13 @@ async fn main() {
         for op in &v.operations {
             println!("  {op:?}");
         }
+    }
+    let leases = leaser.await.expect("the lease client panicked");
+    let revoked = leases.iter().filter(|l| l.revoked).count();
+    println!("{} leases, {revoked} revoked", leases.len());
+    if let Err(e) = robustness::lease::check(&c.endpoints(), &leases).await {
+        failed = true;
+        println!("LEASE GUARANTEE BROKEN: {e}");
     }
     match hashes(&c).await {
         Ok(h) if h.windows(2).all(|w| w[0] == w[1]) => println!("members agree: {h:?}"),
