@@ -2,9 +2,11 @@
 //! cluster under concurrent traffic, and the checks of what the clients
 //! saw: [`workload`] (clients recording a history), [`linearizability`]
 //! (the checker of key-value histories), [`watch`] (watchers and etcd's
-//! watch guarantees), [`lease`] (leases and their guarantees). The binary (`main.rs`) runs one seed.
+//! watch guarantees), [`lease`] (leases and their guarantees), [`proxy`]
+//! (the peer links, which faults cut). The binary (`main.rs`) runs one seed.
 
 pub mod lease;
 pub mod linearizability;
+pub mod proxy;
 pub mod watch;
 pub mod workload;

@@ -2,7 +2,8 @@
 //! built `etcd` on loopback, runs concurrent clients on a few shared keys
 //! while faults chosen from the seed hit the members (SIGKILL and
 //! restart, the leader more often; SIGSTOP past the election timeout,
-//! then SIGCONT) and watchers follow the keys, then heals the cluster and
+//! then SIGCONT; a member cut off from the others, or unheard by them,
+//! at the proxies every peer link goes through) and watchers follow the keys, then heals the cluster and
 //! checks: the history is linearizable, every member answers every key as
 //! the history allows, every watcher saw a gapless start of the full
 //! event history and every acknowledged write is in it, the keys of
@@ -21,6 +22,7 @@ use etcd_rs_tests::TestCluster;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use robustness::linearizability::{self, Input};
+use robustness::proxy::Links;
 use robustness::workload::{keys, Client};
 
 /// One fault run.
@@ -58,6 +60,10 @@ enum Fault {
     Kill(usize, Duration),
     /// SIGSTOP of member `0` for `1`, then SIGCONT.
     Pause(usize, Duration),
+    /// Every link to and from member `0` cut for `1`.
+    Isolate(usize, Duration),
+    /// Every link from member `0` cut for `1` (it hears, nobody hears it).
+    Mute(usize, Duration),
 }
 
 impl std::fmt::Display for Fault {
@@ -65,6 +71,8 @@ impl std::fmt::Display for Fault {
         match self {
             Fault::Kill(m, hold) => write!(f, "SIGKILL m{m}, restarted after {hold:?}"),
             Fault::Pause(m, hold) => write!(f, "SIGSTOP m{m} for {hold:?}"),
+            Fault::Isolate(m, hold) => write!(f, "m{m} cut off for {hold:?}"),
+            Fault::Mute(m, hold) => write!(f, "links from m{m} cut for {hold:?}"),
         }
     }
 }
@@ -87,6 +95,7 @@ async fn leader(c: &TestCluster) -> Option<usize> {
 /// Injects faults one at a time until `until`; the timeline.
 async fn faults(
     c: &mut TestCluster,
+    links: &Links,
     rng: &mut StdRng,
     start: Instant,
     until: Instant,
@@ -100,17 +109,38 @@ async fn faults(
         };
         let hold = Duration::from_millis(rng.gen_range(500..3000));
         let at = start.elapsed();
-        let fault = if rng.gen_bool(0.6) {
-            c.member_mut(target).kill9();
-            tokio::time::sleep(hold).await;
-            c.member_mut(target).start_again();
-            Fault::Kill(target, hold)
-        } else {
-            let pid = c.member(target).pid().expect("a running member");
-            signal(pid, "-STOP");
-            tokio::time::sleep(hold).await;
-            signal(pid, "-CONT");
-            Fault::Pause(target, hold)
+        let fault = match rng.gen_range(0..10) {
+            0..=3 => {
+                c.member_mut(target).kill9();
+                tokio::time::sleep(hold).await;
+                c.member_mut(target).start_again();
+                links.set_pid(target, c.member(target).pid());
+                Fault::Kill(target, hold)
+            }
+            4..=5 => {
+                let pid = c.member(target).pid().expect("a running member");
+                signal(pid, "-STOP");
+                tokio::time::sleep(hold).await;
+                signal(pid, "-CONT");
+                Fault::Pause(target, hold)
+            }
+            6..=8 => {
+                for other in (0..3).filter(|&o| o != target) {
+                    links.cut(target, other);
+                    links.cut(other, target);
+                }
+                tokio::time::sleep(hold).await;
+                links.heal();
+                Fault::Isolate(target, hold)
+            }
+            _ => {
+                for other in (0..3).filter(|&o| o != target) {
+                    links.cut(target, other);
+                }
+                tokio::time::sleep(hold).await;
+                links.heal();
+                Fault::Mute(target, hold)
+            }
         };
         timeline.push((at, fault));
         let _ = c.member_mut(target).wait_healthy().await;
@@ -123,7 +153,7 @@ async fn faults(
 async fn main() {
     let args = Args::parse();
     let mut rng = StdRng::seed_from_u64(args.seed);
-    let mut c = TestCluster::start(3).await;
+    let (mut c, links) = robustness::proxy::cluster(3).await;
     let start = Instant::now();
     let until = start + Duration::from_secs(args.seconds);
     let keys = Arc::new(keys(args.keys));
@@ -145,7 +175,7 @@ async fn main() {
         args.seed ^ 77,
         until,
     ));
-    let timeline = faults(&mut c, &mut rng, start, until).await;
+    let timeline = faults(&mut c, &links, &mut rng, start, until).await;
     let mut history = Vec::new();
     for h in clients {
         history.extend(h.await.expect("a client panicked"));

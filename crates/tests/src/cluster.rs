@@ -38,6 +38,8 @@ pub struct ClusterBuilder {
     flags: Vec<String>,
     bootstrap: Bootstrap,
     tls: TlsUrls,
+    /// Peer ports to listen on and to advertise, one of each per member.
+    peer_ports: Option<(Vec<u16>, Vec<u16>)>,
 }
 
 /// TLS on a test cluster's URLs: `https://` client and/or peer URLs (the
@@ -88,6 +90,15 @@ impl ClusterBuilder {
         self
     }
 
+    /// Member `i` listens for peers on `listen[i]` and advertises
+    /// `advertise[i]` (where a proxy forwards to it), instead of one
+    /// free port for both.
+    pub fn peer_ports(mut self, listen: Vec<u16>, advertise: Vec<u16>) -> Self {
+        assert!(listen.len() == self.size && advertise.len() == self.size);
+        self.peer_ports = Some((listen, advertise));
+        self
+    }
+
     /// Serves the URLs over TLS as `tls` says.
     pub fn tls(mut self, tls: TlsUrls) -> Self {
         self.tls = tls;
@@ -108,12 +119,19 @@ impl ClusterBuilder {
         );
         for attempt in 1..=START_ATTEMPTS {
             let ports = free_ports(2 * self.size);
+            let (listen, advertise) = match &self.peer_ports {
+                Some((l, a)) => (l.clone(), a.clone()),
+                None => {
+                    let l: Vec<u16> = (0..self.size).map(|i| ports[2 * i + 1]).collect();
+                    (l.clone(), l)
+                }
+            };
             let peers: Vec<(String, u16)> = (0..self.size)
-                .map(|i| (format!("m{i}"), ports[2 * i + 1]))
+                .map(|i| (format!("m{i}"), listen[i]))
                 .collect();
-            let initial_cluster = peers
-                .iter()
-                .map(|(name, port)| format!("{name}={}://127.0.0.1:{port}", scheme(self.tls.peer)))
+            let peer_url = |port: u16| format!("{}://127.0.0.1:{port}", scheme(self.tls.peer));
+            let initial_cluster = (0..self.size)
+                .map(|i| format!("m{i}={}", peer_url(advertise[i])))
                 .collect::<Vec<_>>()
                 .join(",");
             let mut members: Vec<Member> = peers
@@ -131,7 +149,10 @@ impl ClusterBuilder {
                     )
                 })
                 .collect();
-            for m in &mut members {
+            for (m, adv) in members.iter_mut().zip(&advertise) {
+                if self.peer_ports.is_some() {
+                    m.set_flag("--initial-advertise-peer-urls", &peer_url(*adv));
+                }
                 m.bootstrap = self.bootstrap;
                 m.spawn();
             }
@@ -199,6 +220,7 @@ impl TestCluster {
             size: n,
             flags: Vec::new(),
             tls: TlsUrls::default(),
+            peer_ports: None,
         }
     }
 
@@ -364,7 +386,8 @@ pub(crate) fn scheme(tls: bool) -> &'static str {
 
 /// `n` distinct ports that were free on 127.0.0.1 a moment ago (all bound at
 /// once, then released).
-fn free_ports(n: usize) -> Vec<u16> {
+/// `n` ports free on 127.0.0.1 right now.
+pub fn free_ports(n: usize) -> Vec<u16> {
     let listeners: Vec<TcpListener> = (0..n)
         .map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("cannot bind a free port"))
         .collect();
