@@ -26,7 +26,8 @@ for seed in $(seq 1 "$n"); do
         printf '%s\n' "$out" > "target/robustness/seed-$seed.txt"
     fi
     o=$(printf '%s\n' "$out" | sed -n 's/^seed [0-9]*: \([0-9]*\) operations.*/\1/p')
-    f=$(printf '%s\n' "$out" | grep -c 'SIG' || true)
+    # The fault timeline: one indented line per fault, "  <time>s <fault>".
+    f=$(printf '%s\n' "$out" | grep -cE '^ +[0-9]+\.[0-9]+s ' || true)
     ops=$((ops + ${o:-0}))
     faults=$((faults + f))
     echo "seed $seed: $status, ${o:-?} operations, $f faults"
