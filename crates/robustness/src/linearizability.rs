@@ -249,47 +249,37 @@ fn check_key(ops: &[&Operation]) -> bool {
         if open == 0 {
             return true;
         }
-        let Some(i) = at else {
-            // Only unanswered invocations are left after `at`; one of them
-            // must be placed later than it is, or an earlier choice undone.
-            let Some((op, before)) = placed.pop() else {
-                return false;
-            };
-            linearized[op / 64] &= !(1 << (op % 64));
-            state = before;
-            list.unlift(op);
-            open += list.answered(op) as usize;
-            at = list.next[list.call_of[op]];
-            continue;
-        };
-        let e = list.events[i];
-        if e.is_call {
-            let op = ops[e.op];
+        // An invocation: place its operation now if the model allows and
+        // this set of placed operations in this state is new.
+        if let Some(i) = at.filter(|&i| list.events[i].is_call) {
+            let o = list.events[i].op;
+            let op = ops[o];
             if let Some(next) = step(&state, &op.input, &op.output) {
                 let mut with = linearized.clone();
-                with[e.op / 64] |= 1 << (e.op % 64);
+                with[o / 64] |= 1 << (o % 64);
                 if seen.insert((with.clone(), next.clone())) {
-                    placed.push((e.op, std::mem::replace(&mut state, next)));
+                    placed.push((o, std::mem::replace(&mut state, next)));
                     linearized = with;
-                    list.lift(e.op);
-                    open -= list.answered(e.op) as usize;
+                    list.lift(o);
+                    open -= list.answered(o) as usize;
                     at = list.head;
                     continue;
                 }
             }
             at = list.next[i];
-        } else {
-            // This operation returned before anything still in the list
-            // could be placed: undo the last choice.
-            let Some((op, before)) = placed.pop() else {
-                return false;
-            };
-            linearized[op / 64] &= !(1 << (op % 64));
-            state = before;
-            list.unlift(op);
-            open += list.answered(op) as usize;
-            at = list.next[list.call_of[op]];
+            continue;
         }
+        // A return whose operation could not be placed before it, or the
+        // end with only unanswered invocations left: undo the last choice
+        // and try its operation later.
+        let Some((op, before)) = placed.pop() else {
+            return false;
+        };
+        linearized[op / 64] &= !(1 << (op % 64));
+        state = before;
+        list.unlift(op);
+        open += list.answered(op) as usize;
+        at = list.next[list.call_of[op]];
     }
 }
 
