@@ -89,16 +89,16 @@ async fn hash(password: String, cost: u32) -> Result<String, EtcdError> {
 }
 
 impl EtcdServer {
-    /// Proposes `req` as `creds`, takes its response out of the apply
+    /// Proposes `req` for user `ai`, takes its response out of the apply
     /// result with `pick`, and completes the header (cluster, member,
     /// term) around the revision the apply stage set.
     async fn write<T: WithHeader>(
         &self,
-        creds: &Credentials,
+        ai: AuthInfo,
         req: InternalRaftRequest,
         pick: fn(Applied) -> Result<T, Applied>,
     ) -> Result<T, EtcdError> {
-        let mut resp = pick(self.propose_as(creds, req).await?)
+        let mut resp = pick(self.propose_with(ai, req).await?)
             .map_err(|other| EtcdError::Internal(format!("unexpected apply result {other:?}")))?;
         let h = resp.header_mut();
         *h = Some(self.header(h.take().map_or(0, |h| h.revision)));
@@ -113,7 +113,8 @@ impl EtcdServer {
             put: Some(r),
             ..Default::default()
         };
-        self.write(creds, req, |a| match a {
+        let ai = self.auth_info(creds).await?.unwrap_or_default();
+        self.write(ai, req, |a| match a {
             Applied::Put(resp) => Ok(resp),
             other => Err(other),
         })
@@ -130,7 +131,8 @@ impl EtcdServer {
             delete_range: Some(r),
             ..Default::default()
         };
-        self.write(creds, req, |a| match a {
+        let ai = self.auth_info(creds).await?.unwrap_or_default();
+        self.write(ai, req, |a| match a {
             Applied::DeleteRange(resp) => Ok(resp),
             other => Err(other),
         })
@@ -144,7 +146,8 @@ impl EtcdServer {
             txn: Some(r),
             ..Default::default()
         };
-        self.write(creds, req, |a| match a {
+        let ai = self.auth_info(creds).await?.unwrap_or_default();
+        self.write(ai, req, |a| match a {
             Applied::Txn(resp) => Ok(resp),
             other => Err(other),
         })
@@ -162,7 +165,8 @@ impl EtcdServer {
             compaction: Some(r),
             ..Default::default()
         };
-        self.write(creds, req, |a| match a {
+        let ai = self.auth_info(creds).await?.unwrap_or_default();
+        self.write(ai, req, |a| match a {
             Applied::Compaction(resp) => Ok(resp),
             other => Err(other),
         })
@@ -177,7 +181,7 @@ impl EtcdServer {
         creds: &Credentials,
         mut r: LeaseGrantRequest,
     ) -> Result<LeaseGrantResponse, EtcdError> {
-        self.require_user(creds).await?;
+        let ai = self.require_user(creds).await?;
         if r.id == 0 {
             r.id = self.new_id();
         }
@@ -185,7 +189,7 @@ impl EtcdServer {
             lease_grant: Some(r),
             ..Default::default()
         };
-        self.write(creds, req, |a| match a {
+        self.write(ai, req, |a| match a {
             Applied::LeaseGrant(resp) => Ok(resp),
             other => Err(other),
         })
@@ -199,12 +203,12 @@ impl EtcdServer {
         creds: &Credentials,
         r: LeaseRevokeRequest,
     ) -> Result<LeaseRevokeResponse, EtcdError> {
-        self.require_user(creds).await?;
+        let ai = self.require_user(creds).await?;
         let req = InternalRaftRequest {
             lease_revoke: Some(r),
             ..Default::default()
         };
-        self.write(creds, req, |a| match a {
+        self.write(ai, req, |a| match a {
             Applied::LeaseRevoke(resp) => Ok(resp),
             other => Err(other),
         })
@@ -354,22 +358,25 @@ impl EtcdServer {
         Ok(ai.unwrap_or_default())
     }
 
-    /// Lease `id` may be renewed (`need` WRITE) or have its keys listed
-    /// (READ) by root or a user with `need` on each of its keys (etcd's
-    /// `checkLeaseRenew`, `checkLeaseTimeToLive`, `checkLeaseLeases`).
-    /// Errors: as [`EtcdServer::require_user`], `PermissionDenied`.
+    /// Leases `ids` may be renewed (`need` WRITE) or have their keys
+    /// listed (READ) by root or a user with `need` on each of their keys
+    /// (etcd's `checkLeaseRenew`, `checkLeaseTimeToLive`,
+    /// `checkLeaseLeases`). Errors: as [`EtcdServer::require_user`],
+    /// `PermissionDenied`.
     pub async fn check_lease_keys(
         &self,
         creds: &Credentials,
-        id: i64,
+        ids: &[i64],
         need: Need,
     ) -> Result<(), EtcdError> {
         let ai = self.require_user(creds).await?;
         if !self.auth.is_enabled() || self.auth.check_admin(&ai).is_ok() {
             return Ok(());
         }
-        for key in self.lessor.keys(id) {
-            self.auth.check(&ai, need, &key, &[])?;
+        for &id in ids {
+            for key in self.lessor.keys(id) {
+                self.auth.check(&ai, need, &key, &[])?;
+            }
         }
         Ok(())
     }

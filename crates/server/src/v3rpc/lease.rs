@@ -45,11 +45,11 @@ impl LeaseService {
         }
     }
 
-    /// While auth is on, a lease's keys are for root or a user with `need`
+    /// While auth is on, leases' keys are for root or a user with `need`
     /// on each (etcd's `checkLeaseRenew`, `checkLeaseTimeToLive`).
-    async fn check_keys(&self, creds: &Credentials, id: i64, need: Need) -> Result<(), Status> {
+    async fn check_keys(&self, creds: &Credentials, ids: &[i64], need: Need) -> Result<(), Status> {
         if self.checked {
-            self.server.check_lease_keys(creds, id, need).await?;
+            self.server.check_lease_keys(creds, ids, need).await?;
         }
         Ok(())
     }
@@ -163,7 +163,7 @@ impl Lease for LeaseService {
         tokio::spawn(async move {
             while let Ok(Some(r)) = input.message().await {
                 if checked {
-                    if let Err(e) = server.check_lease_keys(&creds, r.id, Need::Write).await {
+                    if let Err(e) = server.check_lease_keys(&creds, &[r.id], Need::Write).await {
                         let _ = tx.send(Err(e.into())).await;
                         return;
                     }
@@ -193,7 +193,7 @@ impl Lease for LeaseService {
         let creds = super::credentials(&req);
         let r = req.into_inner();
         if r.keys {
-            self.check_keys(&creds, r.id, Need::Read).await?;
+            self.check_keys(&creds, &[r.id], Need::Read).await?;
         } else if self.checked {
             s.require_user(&creds).await?;
         }
@@ -228,17 +228,14 @@ impl Lease for LeaseService {
     ) -> Result<Response<LeaseLeasesResponse>, Status> {
         let s = &self.server;
         let creds = super::credentials(&req);
-        for id in s.lessor.ids() {
-            self.check_keys(&creds, id, Need::Read).await?;
+        let ids = s.lessor.ids();
+        // With no lease there is nothing to check, as etcd 3.4 answers.
+        if !ids.is_empty() {
+            self.check_keys(&creds, &ids, Need::Read).await?;
         }
         Ok(Response::new(LeaseLeasesResponse {
             header: Some(s.header(s.store.current_revision())),
-            leases: s
-                .lessor
-                .ids()
-                .into_iter()
-                .map(|id| LeaseStatus { id })
-                .collect(),
+            leases: ids.into_iter().map(|id| LeaseStatus { id }).collect(),
         }))
     }
 }
