@@ -3,17 +3,21 @@
 //!
 //! Each stream has a request loop (create, cancel, progress) and one ordered
 //! queue of items to send: control responses and the deliveries of the
-//! stream's watchers (their sinks `try_send` into it, so a slow client
-//! makes its watchers fall back to history instead of blocking writes or
-//! growing memory). A forwarding task turns items into `WatchResponse`s,
-//! adding `prev_kv` where asked, and writes them to the client. A created
-//! response is queued before its watcher exists, so it always comes first.
+//! stream's watchers. Their sinks `try_send` into it within a budget of
+//! [`STREAM_BYTES`] queued bytes, so a slow or stuck client makes its
+//! watchers fall back to history (they catch up from the store when it
+//! reads again) instead of blocking writes or growing memory. The
+//! response stream turns items into `WatchResponse`s only as the client's
+//! HTTP/2 flow control lets gRPC take them, adding `prev_kv` where asked
+//! (read off the async workers). A created response is queued before its
+//! watcher exists, so it always comes first.
 //! While auth is on, a watch needs READ on its range, checked at its
 //! creation with the token the stream was opened with; a refused one is
 //! answered created and canceled, as etcd does.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,7 +31,6 @@ use futures::Stream;
 use prost::Message;
 use storage::mvcc::{Delivery, RangeEnd, RangeOptions, WatchSpec};
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::etcdserver::v3server::Credentials;
@@ -36,8 +39,12 @@ use crate::rpctypes::EtcdError;
 
 /// Items queued per stream before its watchers fall back to history.
 const ITEM_QUEUE: usize = 1024;
-/// Responses queued per stream for the client.
-const OUT_QUEUE: usize = 128;
+/// Bytes of events (keys and values, see [`delivery_bytes`]) queued per
+/// stream before its watchers fall back to history. A delivery is always
+/// taken by an empty queue, so one revision larger than this still goes.
+pub const STREAM_BYTES: usize = 4 * 1024 * 1024;
+/// What an event costs in the budget beyond its key and value bytes.
+const EVENT_OVERHEAD_BYTES: usize = 64;
 /// How often watchers that are behind are caught up from the store.
 const SYNC_INTERVAL: Duration = Duration::from_millis(100);
 /// The watch id of responses not about one watch (etcd's `InvalidWatchID`).
@@ -113,12 +120,61 @@ impl Watch for WatchService {
     ) -> Result<Response<Self::WatchStream>, Status> {
         let creds = super::credentials(&req);
         let input = req.into_inner();
-        let (out_tx, out_rx) = mpsc::channel(OUT_QUEUE);
-        let (item_tx, item_rx) = mpsc::channel(ITEM_QUEUE);
-        tokio::spawn(forward(self.server.clone(), item_rx, out_tx));
-        tokio::spawn(serve_requests(self.server.clone(), creds, input, item_tx));
-        Ok(Response::new(Box::pin(ReceiverStream::new(out_rx))))
+        let (tx, rx) = mpsc::channel(ITEM_QUEUE);
+        let queue = Queue {
+            tx,
+            bytes: Arc::new(AtomicUsize::new(0)),
+        };
+        let out = response_stream(self.server.clone(), rx, queue.bytes.clone());
+        tokio::spawn(serve_requests(self.server.clone(), creds, input, queue));
+        Ok(Response::new(Box::pin(out)))
     }
+}
+
+/// A stream's queue of items, with the bytes of the deliveries in it.
+#[derive(Clone)]
+struct Queue {
+    tx: mpsc::Sender<(Item, usize)>,
+    bytes: Arc<AtomicUsize>,
+}
+
+impl Queue {
+    /// Queues a control response, waiting for room.
+    async fn send(&self, item: Item) {
+        let _ = self.tx.send((item, 0)).await;
+    }
+
+    /// Queues a delivery if the queue has room for it: fewer than
+    /// [`ITEM_QUEUE`] items and, unless it is empty, [`STREAM_BYTES`].
+    fn offer(&self, item: Item, bytes: usize) -> bool {
+        let queued = self.bytes.load(Ordering::Acquire);
+        if queued > 0 && queued + bytes > STREAM_BYTES {
+            return false;
+        }
+        // Sinks run under the watch hub's lock, one at a time, so nothing
+        // else adds between the check and the add.
+        self.bytes.fetch_add(bytes, Ordering::AcqRel);
+        if self.tx.try_send((item, bytes)).is_err() {
+            self.bytes.fetch_sub(bytes, Ordering::AcqRel);
+            return false;
+        }
+        true
+    }
+}
+
+/// What a delivery costs in a stream's byte budget: its keys and values,
+/// twice for a watcher that wants `prev_kv`, plus a fixed cost per event.
+fn delivery_bytes(delivery: &Delivery, prev_kv: bool) -> usize {
+    let Delivery::Events { events, .. } = delivery else {
+        return 0;
+    };
+    events
+        .iter()
+        .map(|e| {
+            let kv = e.kv.as_ref().map_or(0, |kv| kv.key.len() + kv.value.len());
+            kv * (1 + usize::from(prev_kv)) + EVENT_OVERHEAD_BYTES
+        })
+        .sum()
 }
 
 /// The request loop of one stream; when the client goes, its watchers go.
@@ -126,9 +182,9 @@ async fn serve_requests(
     server: Arc<EtcdServer>,
     creds: Credentials,
     mut input: Streaming<WatchRequest>,
-    items: mpsc::Sender<Item>,
+    items: Queue,
 ) {
-    // Client watch id -> (hub id, prev_kv).
+    // Client watch id -> hub id.
     let mut watches: HashMap<i64, u64> = HashMap::new();
     let mut next_auto = 0i64;
     while let Ok(Some(req)) = input.message().await {
@@ -140,7 +196,7 @@ async fn serve_requests(
                     .is_err()
                 {
                     let reason = Status::from(EtcdError::PermissionDenied);
-                    let _ = items
+                    items
                         .send(Item::Refused {
                             watch_id: NO_WATCH,
                             reason: format!(
@@ -162,7 +218,7 @@ async fn serve_requests(
                 };
                 if watches.contains_key(&id) {
                     let reason = "mvcc: duplicate watch ID provided on the WatchStream".to_string();
-                    let _ = items
+                    items
                         .send(Item::Refused {
                             watch_id: id,
                             reason,
@@ -176,7 +232,7 @@ async fn serve_requests(
             Some(RequestUnion::CancelRequest(c)) => {
                 if let Some(hub_id) = watches.remove(&c.watch_id) {
                     server.store.watchers().cancel(hub_id);
-                    let _ = items
+                    items
                         .send(Item::Canceled {
                             watch_id: c.watch_id,
                         })
@@ -192,7 +248,7 @@ async fn serve_requests(
                     .watchers()
                     .synced_upto(&ids, server.store.current_revision());
                 if let Some(revision) = revision {
-                    let _ = items.send(Item::Progress { revision }).await;
+                    items.send(Item::Progress { revision }).await;
                 }
             }
             None => {}
@@ -209,11 +265,11 @@ async fn create(
     server: &Arc<EtcdServer>,
     c: WatchCreateRequest,
     watch_id: i64,
-    items: &mpsc::Sender<Item>,
+    items: &Queue,
 ) -> u64 {
     let store = &server.store;
     let current = store.current_revision();
-    let _ = items
+    items
         .send(Item::Created {
             watch_id,
             revision: current,
@@ -226,16 +282,17 @@ async fn create(
         no_delete: c.filters.contains(&(FilterType::Nodelete as i32)),
         progress_notify: c.progress_notify,
     };
-    let tx = items.clone();
+    let queue = items.clone();
     let (prev_kv, fragment) = (c.prev_kv, c.fragment);
     let sink = Box::new(move |delivery| {
-        tx.try_send(Item::Delivery {
+        let bytes = delivery_bytes(&delivery, prev_kv);
+        let item = Item::Delivery {
             watch_id,
             prev_kv,
             fragment,
             delivery,
-        })
-        .is_ok()
+        };
+        queue.offer(item, bytes)
     });
     // From the revision the created response announced, or the one asked;
     // whatever the store got meanwhile comes from history.
@@ -254,18 +311,58 @@ async fn create(
     hub_id
 }
 
-/// Turns a stream's items into responses for its client, in order.
-async fn forward(
+/// The responses for a stream's client, in order, made from its items as
+/// gRPC takes them; an item's bytes leave the budget once it is made into
+/// responses.
+fn response_stream(
     server: Arc<EtcdServer>,
-    mut items: mpsc::Receiver<Item>,
-    out: mpsc::Sender<Result<WatchResponse, Status>>,
-) {
-    while let Some(item) = items.recv().await {
-        for resp in responses(&server, item) {
-            if out.send(Ok(resp)).await.is_err() {
-                return;
+    items: mpsc::Receiver<(Item, usize)>,
+    queued: Arc<AtomicUsize>,
+) -> impl Stream<Item = Result<WatchResponse, Status>> + Send {
+    let ready: VecDeque<WatchResponse> = VecDeque::new();
+    futures::stream::unfold(
+        (server, items, queued, ready),
+        |(server, mut items, queued, mut ready)| async move {
+            loop {
+                if let Some(resp) = ready.pop_front() {
+                    return Some((Ok(resp), (server, items, queued, ready)));
+                }
+                let (item, bytes) = items.recv().await?;
+                let item = with_prev_kvs(&server, item).await;
+                ready.extend(responses(&server, item));
+                queued.fetch_sub(bytes, Ordering::AcqRel);
             }
-        }
+        },
+    )
+}
+
+/// Adds `prev_kv` to a delivery's events when its watcher asked for them,
+/// reading the store on a blocking thread.
+async fn with_prev_kvs(server: &Arc<EtcdServer>, item: Item) -> Item {
+    let Item::Delivery {
+        watch_id,
+        prev_kv: true,
+        fragment,
+        delivery: Delivery::Events {
+            mut events,
+            revision,
+        },
+    } = item
+    else {
+        return item;
+    };
+    let s = server.clone();
+    let events = tokio::task::spawn_blocking(move || {
+        add_prev_kvs(&s, &mut events);
+        events
+    })
+    .await
+    .expect("reading prev_kv does not panic");
+    Item::Delivery {
+        watch_id,
+        prev_kv: false,
+        fragment,
+        delivery: Delivery::Events { events, revision },
     }
 }
 
@@ -300,17 +397,11 @@ fn responses(server: &EtcdServer, item: Item) -> Vec<WatchResponse> {
         },
         Item::Delivery {
             watch_id,
-            prev_kv,
             fragment,
             delivery,
+            ..
         } => match delivery {
-            Delivery::Events {
-                mut events,
-                revision,
-            } => {
-                if prev_kv {
-                    add_prev_kvs(server, &mut events);
-                }
+            Delivery::Events { events, revision } => {
                 let resp = WatchResponse {
                     header: Some(server.header(revision)),
                     watch_id,

@@ -14,8 +14,8 @@
 //! each exactly once, the events of one revision together.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use api::mvccpb::event::EventType;
 use api::mvccpb::{Event, KeyValue};
@@ -28,6 +28,9 @@ const SYNC_BATCH_EVENTS: usize = 1000;
 /// Most bytes of keys and values replayed to one watcher per round, so a
 /// response stays well under clients' usual 4 MiB receive limit.
 const SYNC_BATCH_BYTES: usize = 1024 * 1024;
+/// Most unsynced watchers caught up per [`WatchHub::sync`] round (etcd's
+/// `maxWatchersPerSync`); the next round goes on after the last one served.
+const SYNC_WATCHERS: usize = 512;
 
 /// What a watcher is told.
 #[derive(Clone, Debug, PartialEq)]
@@ -84,7 +87,7 @@ impl WatchSpec {
 }
 
 struct Watcher {
-    spec: WatchSpec,
+    spec: Arc<WatchSpec>,
     /// The first revision this watcher has not been given.
     next_rev: i64,
     synced: bool,
@@ -132,6 +135,18 @@ pub struct WatchHub {
     /// Sync rounds so far: every other round reads for the watchers that
     /// are not stalled only.
     rounds: AtomicUsize,
+    /// The id of the last watcher the previous sync round served.
+    cursor: AtomicU64,
+}
+
+/// What a sync round does for one watcher, worked out without the hub lock.
+enum Plan {
+    /// Its history is compacted away: tell it and remove it.
+    Compacted(i64),
+    /// The round's read stopped before its place.
+    Behind,
+    /// Hand it these events (maybe none), bringing it to revision `upto`.
+    Batch(Vec<Event>, i64),
 }
 
 impl WatchHub {
@@ -153,7 +168,7 @@ impl WatchHub {
         };
         let mut watchers = self.watchers.lock().expect("watchers lock");
         let w = Watcher {
-            spec,
+            spec: Arc::new(spec),
             next_rev,
             synced: next_rev > current(),
             active: false,
@@ -264,19 +279,15 @@ impl WatchHub {
         );
     }
 
-    /// Replays history to unsynced watchers (at most [`SYNC_BATCH_EVENTS`]
-    /// each), marking those that caught up synced. Watchers whose history
-    /// was compacted are told so and removed. Returns whether any watcher
-    /// is still unsynced.
+    /// Replays history to unsynced watchers, at most [`SYNC_WATCHERS`] of
+    /// them per round, taken in turn, and at most [`SYNC_BATCH_EVENTS`]
+    /// events each, marking those that caught up synced. History is read
+    /// and batches are built without the hub lock, so applies go on;
+    /// the lock is held only to hand the batches over. Watchers whose
+    /// history was compacted are told so and removed. Returns whether any
+    /// watcher is still unsynced.
     pub fn sync(&self, history: &impl History) -> bool {
-        let pending: Vec<(u64, i64, bool)> = {
-            let watchers = self.watchers.lock().expect("watchers lock");
-            watchers
-                .iter()
-                .filter(|(_, w)| !w.synced)
-                .map(|(id, w)| (*id, w.next_rev, w.stalled))
-                .collect()
-        };
+        let (pending, more) = self.pick_unsynced();
         if pending.is_empty() {
             return false;
         }
@@ -286,12 +297,11 @@ impl WatchHub {
         let skip_stalled = self.rounds.fetch_add(1, Ordering::Relaxed) % 2 == 1;
         let from = pending
             .iter()
-            .filter(|p| !(skip_stalled && p.2))
-            .map(|p| p.1)
+            .filter(|p| !(skip_stalled && p.stalled))
+            .map(|p| p.next_rev)
             .min()
-            .or_else(|| pending.iter().map(|p| p.1).min())
+            .or_else(|| pending.iter().map(|p| p.next_rev).min())
             .expect("not empty");
-        // Read without holding the watchers: the apply stage goes on.
         let read = if from <= to {
             match history.events(from, to, SYNC_READ_BYTES) {
                 Ok(read) => read,
@@ -309,65 +319,117 @@ impl WatchHub {
             }
         };
         let (events, compact_rev, to) = (read.events, read.compact_revision, read.upto);
+        let plans: Vec<(Pending, Plan)> = pending
+            .into_iter()
+            .map(|p| {
+                // As etcd: a watch may start at the compaction revision itself.
+                let plan = if p.next_rev < compact_rev {
+                    Plan::Compacted(compact_rev)
+                } else if p.next_rev > to {
+                    Plan::Behind
+                } else {
+                    let (batch, upto) = batch_for(&p.spec, &events, p.next_rev, to);
+                    Plan::Batch(batch, upto)
+                };
+                (p, plan)
+            })
+            .collect();
+        drop(events);
+        self.hand_over(plans, history, to) || more
+    }
+
+    /// Up to [`SYNC_WATCHERS`] unsynced watchers, the ones after the
+    /// cursor first; and whether others wait for a later round.
+    fn pick_unsynced(&self) -> (Vec<Pending>, bool) {
+        let cursor = self.cursor.load(Ordering::Relaxed);
+        let watchers = self.watchers.lock().expect("watchers lock");
+        let mut pending: Vec<Pending> = watchers
+            .iter()
+            .filter(|(_, w)| !w.synced)
+            .map(|(id, w)| Pending {
+                id: *id,
+                next_rev: w.next_rev,
+                stalled: w.stalled,
+                spec: w.spec.clone(),
+            })
+            .collect();
+        drop(watchers);
+        let more = pending.len() > SYNC_WATCHERS;
+        if more {
+            pending.sort_unstable_by_key(|p| (p.id <= cursor, p.id));
+            pending.truncate(SYNC_WATCHERS);
+            let last = pending.last().expect("not empty").id;
+            self.cursor.store(last, Ordering::Relaxed);
+        }
+        (pending, more)
+    }
+
+    /// Carries out a round's plans under the hub lock, skipping watchers
+    /// that went or moved meanwhile; `to` is where the round's read
+    /// stopped. Returns whether any of them is still behind.
+    fn hand_over(&self, plans: Vec<(Pending, Plan)>, history: &impl History, to: i64) -> bool {
         let mut watchers = self.watchers.lock().expect("watchers lock");
+        // Under the lock no commit publishes: this is the store revision.
+        let current = history.current_revision();
         let mut behind = false;
-        for (id, next_rev, _) in pending {
-            let Some(w) = watchers.get_mut(&id) else {
+        for (p, plan) in plans {
+            let Some(w) = watchers.get_mut(&p.id) else {
                 continue;
             };
-            if w.synced || w.next_rev != next_rev {
+            if w.synced || w.next_rev != p.next_rev {
                 continue;
             }
-            if next_rev > history.current_revision() {
+            if p.next_rev > current {
                 // It starts in the future: it has everything there is.
                 w.synced = true;
                 w.stalled = false;
                 continue;
             }
-            // As etcd: a watch may start at the compaction revision itself.
-            if next_rev < compact_rev {
-                let told = (w.sink)(Delivery::Compacted {
-                    compact_revision: compact_rev,
-                });
-                if told {
-                    watchers.remove(&id);
-                    self.count.store(watchers.len(), Ordering::Release);
-                } else {
-                    // Its client must hear it: try again next round.
-                    w.stalled = true;
-                    behind = true;
+            match plan {
+                Plan::Compacted(compact_revision) => {
+                    if (w.sink)(Delivery::Compacted { compact_revision }) {
+                        watchers.remove(&p.id);
+                        self.count.store(watchers.len(), Ordering::Release);
+                    } else {
+                        // Its client must hear it: try again next round.
+                        w.stalled = true;
+                        behind = true;
+                    }
                 }
-                continue;
-            }
-            if next_rev > to {
-                // This round's read stopped before this watcher's place.
-                behind = true;
-                continue;
-            }
-            let (batch, upto) = batch_for(&w.spec, &events, next_rev, to);
-            if !batch.is_empty()
-                && !(w.sink)(Delivery::Events {
-                    events: batch,
-                    revision: upto,
-                })
-            {
-                w.stalled = true;
-                behind = true;
-                continue;
-            }
-            w.stalled = false;
-            w.next_rev = upto + 1;
-            // Revisions after `to` were notified while this watcher was
-            // unsynced; it is caught up only if there were none.
-            if upto == to && history.current_revision() == to {
-                // (`to` is where this round's read stopped.)
-                w.synced = true;
-            } else {
-                behind = true;
+                Plan::Behind => behind = true,
+                Plan::Batch(batch, upto) => {
+                    if !batch.is_empty()
+                        && !(w.sink)(Delivery::Events {
+                            events: batch,
+                            revision: upto,
+                        })
+                    {
+                        w.stalled = true;
+                        behind = true;
+                        continue;
+                    }
+                    w.stalled = false;
+                    w.next_rev = upto + 1;
+                    // Revisions after `to` were notified while this watcher
+                    // was unsynced; it is caught up only if there were none.
+                    if upto == to && current == to {
+                        w.synced = true;
+                    } else {
+                        behind = true;
+                    }
+                }
             }
         }
         behind
     }
+}
+
+/// An unsynced watcher as a sync round found it.
+struct Pending {
+    id: u64,
+    next_rev: i64,
+    stalled: bool,
+    spec: Arc<WatchSpec>,
 }
 
 /// [`WatchHub::notify`] on the locked watchers.
@@ -603,6 +665,31 @@ mod tests {
         while hub.sync(&log) {}
         assert_eq!(revs(&early), (2..=9).collect::<Vec<_>>());
         assert_eq!(revs(&late), vec![7, 8, 9]);
+    }
+
+    /// Thousands of watchers from the past are served 512 a round, in
+    /// turn, and every one of them gets the whole history once.
+    #[test]
+    fn many_unsynced_watchers_are_caught_up_in_rounds_of_512() {
+        let log = Log {
+            events: (2..=4).map(|r| put("a", r)).collect(),
+            compact: -1,
+        };
+        let hub = WatchHub::default();
+        let gots: Vec<Got> = (0..1200).map(|_| Got::default()).collect();
+        for got in &gots {
+            hub.watch(spec("a", ""), 2, || 4, sink(got, 10));
+        }
+        let served = |gots: &[Got]| gots.iter().filter(|g| !revs(g).is_empty()).count();
+        assert!(hub.sync(&log), "more watchers than one round serves");
+        assert_eq!(served(&gots), SYNC_WATCHERS);
+        assert!(hub.sync(&log));
+        assert_eq!(served(&gots), 2 * SYNC_WATCHERS);
+        assert!(!hub.sync(&log), "the third round serves the last 176");
+        assert!(hub.all_synced());
+        for got in &gots {
+            assert_eq!(revs(got), vec![2, 3, 4]);
+        }
     }
 
     #[test]
