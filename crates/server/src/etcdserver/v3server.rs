@@ -305,18 +305,22 @@ impl EtcdServer {
     /// A linearizable (unless `serializable`) Range, checked for READ on
     /// its range. Errors: `InvalidAuthToken`, `UserEmpty`,
     /// `PermissionDenied`, `AuthOldRevision` (auth changed meanwhile),
-    /// those of the read.
+    /// those of the read. The store is read on a blocking thread: a range
+    /// may touch pages redb has not cached.
     pub async fn range(
         &self,
         creds: &Credentials,
-        r: &RangeRequest,
+        r: RangeRequest,
     ) -> Result<RangeResponse, EtcdError> {
         if !r.serializable {
             self.linearizable_read().await?;
         }
         let ai = self.auth_info(creds).await?.unwrap_or_default();
         self.auth.check(&ai, Need::Read, &r.key, &r.range_end)?;
-        let resp = kvops::range(&*self.store, r)?;
+        let store = self.store.clone();
+        let resp = tokio::task::spawn_blocking(move || kvops::range(&*store, &r))
+            .await
+            .expect("a range does not panic")?;
         self.still_current(&ai)?;
         Ok(resp)
     }

@@ -41,7 +41,7 @@ impl Kv for KvService {
         if !r.serializable && self.server.is_learner() {
             return Err(EtcdError::NotSupportedForLearner.into());
         }
-        let mut resp = self.server.range(&creds, &r).await?;
+        let mut resp = self.server.range(&creds, r).await?;
         resp.header = self.header(resp.header);
         Ok(Response::new(resp))
     }
