@@ -7,7 +7,7 @@
 //! a torn record at the tail of the last segment (a write cut by a crash)
 //! is cut off; a bad record anywhere else is an error.
 
-pub(crate) mod record;
+pub mod record;
 mod segment;
 
 use std::fs::{self, File};
@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use record::Record;
 pub use record::{EntryRecord, EntryRef, HardState, Metadata, SnapshotRecord};
+pub use segment::parse as parse_segment;
 
 /// Size a segment is preallocated to, in bytes (64 MiB, as etcd's).
 pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;

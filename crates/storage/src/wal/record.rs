@@ -76,9 +76,13 @@ pub struct EntryRef<'a> {
 /// A decoded record.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Record {
+    /// Who wrote the log (first in every segment).
     Metadata(Metadata),
+    /// A raft entry.
     Entry(EntryRecord),
+    /// Raft's hard state (term, vote, commit).
     HardState(HardState),
+    /// The point the log starts after.
     Snapshot(SnapshotRecord),
 }
 

@@ -138,14 +138,20 @@ fn is_torn(data: &[u8], off: usize) -> bool {
 /// [`WalError::Corrupt`] otherwise.
 pub fn read(path: &Path, is_last: bool, contents: &mut WalContents) -> Result<u64, WalError> {
     let data = fs::read(path)?;
-    let corrupt = |offset: usize| WalError::Corrupt {
+    parse(&data, is_last, contents).map_err(|offset| WalError::Corrupt {
         file: path.to_path_buf(),
-        offset: offset as u64,
-    };
+        offset,
+    })
+}
+
+/// [`read`] on a segment's bytes: the offset after the last good record,
+/// or the offset of the record that is corrupt. Never panics, whatever
+/// the bytes (fuzzed by `crates/fuzz`).
+pub fn parse(data: &[u8], is_last: bool, contents: &mut WalContents) -> Result<u64, u64> {
     let mut off = 0usize;
     while off < data.len() {
-        if let Some((rec, end)) = frame_at(&data, off) {
-            apply(contents, rec).map_err(|()| corrupt(off))?;
+        if let Some((rec, end)) = frame_at(data, off) {
+            apply(contents, rec).map_err(|()| off as u64)?;
             off = end;
             continue;
         }
@@ -154,11 +160,11 @@ pub fn read(path: &Path, is_last: bool, contents: &mut WalContents) -> Result<u6
             // The preallocated space after the last record.
             break;
         }
-        if !rest_is_zero && is_last && is_torn(&data, off) {
-            tracing::warn!(path = %path.display(), offset = off, "wal: cutting off a torn record at the tail");
+        if !rest_is_zero && is_last && is_torn(data, off) {
+            tracing::warn!(offset = off, "wal: cutting off a torn record at the tail");
             break;
         }
-        return Err(corrupt(off));
+        return Err(off as u64);
     }
     Ok(off as u64)
 }
