@@ -1,9 +1,12 @@
 //! Leases in a fault run: a client grants short leases (2 to 4 s), puts
 //! a key on each, then revokes it, keeps it alive for a while, or
-//! abandons it. After the run the lease guarantees are checked on every
-//! member: the key of a lease whose revocation was acknowledged is gone
-//! at once; the key of every other lease is gone once its TTL (plus the
-//! election timeouts a new leader adds) has passed.
+//! abandons it. While it keeps one alive, no member may say the lease is
+//! gone before its TTL has passed since the last renewal that was
+//! acknowledged (counted from when that renewal was sent). After the run
+//! the lease guarantees are checked on every member: the key of a lease
+//! whose revocation was acknowledged is gone at once; the key of every
+//! other lease is gone once its TTL (plus the election timeouts a new
+//! leader adds) has passed.
 
 use std::time::{Duration, Instant};
 
@@ -32,6 +35,8 @@ pub struct Leased {
     pub key: Vec<u8>,
     /// Whether its revocation was acknowledged.
     pub revoked: bool,
+    /// Set when the lease was gone while it was kept alive: what was seen.
+    pub expired_early: Option<String>,
 }
 
 fn channel(endpoint: &str) -> Option<Channel> {
@@ -61,6 +66,7 @@ pub async fn client(endpoints: Vec<String>, seed: u64, until: Instant) -> Vec<Le
         };
         let (mut lease, mut kv) = (LeaseClient::new(ch.clone()), KvClient::new(ch));
         let ttl = rng.gen_range(2..=4);
+        let grant_sent = Instant::now();
         let Some(granted) = within(lease.lease_grant(LeaseGrantRequest { ttl, id: 0 })).await
         else {
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -80,10 +86,11 @@ pub async fn client(endpoints: Vec<String>, seed: u64, until: Instant) -> Vec<Le
                 id,
                 key,
                 revoked: false,
+                expired_early: None,
             });
             continue;
         }
-        let mut revoked = false;
+        let (mut revoked, mut expired_early) = (false, None);
         match rng.gen_range(0..3) {
             0 => {
                 revoked = within(lease.lease_revoke(LeaseRevokeRequest { id }))
@@ -91,20 +98,70 @@ pub async fn client(endpoints: Vec<String>, seed: u64, until: Instant) -> Vec<Le
                     .is_some();
             }
             1 => {
-                for _ in 0..rng.gen_range(1..5) {
-                    tokio::time::sleep(Duration::from_millis(700)).await;
-                    let req = tokio_stream::iter([LeaseKeepAliveRequest { id }]);
-                    if let Some(replies) = within(lease.lease_keep_alive(req)).await {
-                        let _ = within(replies.into_inner().message()).await;
-                    }
-                }
+                let renewals = rng.gen_range(2..8);
+                let ttl = Duration::from_secs(ttl as u64);
+                expired_early =
+                    keep_alive(&endpoints, &mut rng, id, ttl, grant_sent, renewals).await;
             }
             _ => {}
         }
-        made.push(Leased { id, key, revoked });
+        made.push(Leased {
+            id,
+            key,
+            revoked,
+            expired_early,
+        });
         tokio::time::sleep(Duration::from_millis(rng.gen_range(100..500))).await;
     }
     made
+}
+
+/// How much sooner than its TTL after a renewal a lease may be reported
+/// gone (timer granularity).
+const EARLY_MARGIN: Duration = Duration::from_millis(100);
+
+/// Renews lease `id` (TTL `ttl`, granted by a request sent at `granted`)
+/// `renewals` times, every 500 ms, each time on a random member; what
+/// showed that the lease was gone before its TTL had passed since the
+/// last acknowledged renewal was sent, if anything did.
+async fn keep_alive(
+    endpoints: &[String],
+    rng: &mut StdRng,
+    id: i64,
+    ttl: Duration,
+    granted: Instant,
+    renewals: usize,
+) -> Option<String> {
+    let mut renewed = granted;
+    for _ in 0..renewals {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let endpoint = &endpoints[rng.gen_range(0..endpoints.len())];
+        let Some(ch) = channel(endpoint) else {
+            continue;
+        };
+        let mut lease = LeaseClient::new(ch);
+        let sent = Instant::now();
+        let req = tokio_stream::iter([LeaseKeepAliveRequest { id }]);
+        let Some(replies) = within(lease.lease_keep_alive(req)).await else {
+            continue;
+        };
+        let Some(Some(reply)) = within(replies.into_inner().message()).await else {
+            continue;
+        };
+        let answered = Instant::now();
+        if reply.ttl > 0 {
+            renewed = sent;
+        } else if answered + EARLY_MARGIN < renewed + ttl {
+            return Some(format!(
+                "{endpoint} said lease {id:x} (TTL {ttl:?}) was gone {:?} after the renewal sent last",
+                answered - renewed
+            ));
+        } else {
+            // Expired: the client renewed too late (faults kept it away).
+            return None;
+        }
+    }
+    None
 }
 
 /// Whether `endpoint` holds `key`, after a linearizable read; `None` when
@@ -122,6 +179,9 @@ async fn holds(endpoint: &str, key: &[u8]) -> Option<bool> {
 /// Checks the leases' keys on every one of `endpoints` of a healed
 /// cluster, waiting up to [`EXPIRY_GRACE`] for leases left to expire.
 pub async fn check(endpoints: &[String], leases: &[Leased]) -> Result<(), String> {
+    if let Some(l) = leases.iter().find(|l| l.expired_early.is_some()) {
+        return Err(format!("a lease expired while kept alive: {l:?}"));
+    }
     for l in leases.iter().filter(|l| l.revoked) {
         for ep in endpoints {
             if holds(ep, &l.key).await != Some(false) {

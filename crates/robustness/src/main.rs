@@ -1,9 +1,9 @@
 //! `robustness --seed S`: one fault run. Starts a 3-member cluster of the
 //! built `etcd` on loopback, runs concurrent clients on a few shared keys
-//! while faults chosen from the seed hit the members (SIGKILL and
-//! restart, the leader more often; SIGSTOP past the election timeout,
-//! then SIGCONT; a member cut off from the others, or unheard by them,
-//! at the proxies every peer link goes through) and watchers follow the keys, then heals the cluster and
+//! while faults chosen from the seed hit the members (`faults.rs`: kills,
+//! pauses, cut, slow and lossy peer links at the proxies every peer link
+//! goes through, leader transfers) and watchers follow the keys, then
+//! heals the cluster and
 //! checks: the history is linearizable, every member answers every key as
 //! the history allows, every watcher saw a gapless start of the full
 //! event history and every acknowledged write is in it, the keys of
@@ -20,9 +20,8 @@ use api::etcdserverpb::{HashKvRequest, RangeRequest};
 use clap::Parser;
 use etcd_rs_tests::TestCluster;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use robustness::linearizability::{self, Input};
-use robustness::proxy::Links;
 use robustness::workload::{keys, Client};
 
 /// One fault run.
@@ -47,106 +46,6 @@ struct Args {
     /// Concurrent watchers of the keys.
     #[arg(long, default_value_t = 3)]
     watchers: usize,
-    /// Plants a bug: the clients' reads are serializable, as if the server
-    /// skipped ReadIndex. A run should then fail; it shows the checker
-    /// can.
-    #[arg(long)]
-    stale_reads: bool,
-}
-
-/// A fault, as the timeline reports it.
-enum Fault {
-    /// SIGKILL of member `0`, restarted after `1`.
-    Kill(usize, Duration),
-    /// SIGSTOP of member `0` for `1`, then SIGCONT.
-    Pause(usize, Duration),
-    /// Every link to and from member `0` cut for `1`.
-    Isolate(usize, Duration),
-    /// Every link from member `0` cut for `1` (it hears, nobody hears it).
-    Mute(usize, Duration),
-}
-
-impl std::fmt::Display for Fault {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Fault::Kill(m, hold) => write!(f, "SIGKILL m{m}, restarted after {hold:?}"),
-            Fault::Pause(m, hold) => write!(f, "SIGSTOP m{m} for {hold:?}"),
-            Fault::Isolate(m, hold) => write!(f, "m{m} cut off for {hold:?}"),
-            Fault::Mute(m, hold) => write!(f, "links from m{m} cut for {hold:?}"),
-        }
-    }
-}
-
-fn signal(pid: u32, sig: &str) {
-    let _ = std::process::Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status();
-}
-
-/// The index of the member that leads, if the others agree on one.
-async fn leader(c: &TestCluster) -> Option<usize> {
-    let statuses: Vec<_> = (0..3).map(|i| c.status(i)).collect();
-    let lead = statuses.iter().flatten().map(|s| s.1).find(|&l| l != 0)?;
-    statuses
-        .iter()
-        .position(|s| s.is_some_and(|(id, _, _)| id == lead))
-}
-
-/// Injects faults one at a time until `until`; the timeline.
-async fn faults(
-    c: &mut TestCluster,
-    links: &Links,
-    rng: &mut StdRng,
-    start: Instant,
-    until: Instant,
-) -> Vec<(Duration, Fault)> {
-    let mut timeline = Vec::new();
-    tokio::time::sleep(Duration::from_millis(rng.gen_range(500..1500))).await;
-    while Instant::now() < until {
-        let target = match leader(c).await {
-            Some(l) if rng.gen_bool(0.5) => l,
-            _ => rng.gen_range(0..3),
-        };
-        let hold = Duration::from_millis(rng.gen_range(500..3000));
-        let at = start.elapsed();
-        let fault = match rng.gen_range(0..10) {
-            0..=3 => {
-                c.member_mut(target).kill9();
-                tokio::time::sleep(hold).await;
-                c.member_mut(target).start_again();
-                links.set_pid(target, c.member(target).pid());
-                Fault::Kill(target, hold)
-            }
-            4..=5 => {
-                let pid = c.member(target).pid().expect("a running member");
-                signal(pid, "-STOP");
-                tokio::time::sleep(hold).await;
-                signal(pid, "-CONT");
-                Fault::Pause(target, hold)
-            }
-            6..=8 => {
-                for other in (0..3).filter(|&o| o != target) {
-                    links.cut(target, other);
-                    links.cut(other, target);
-                }
-                tokio::time::sleep(hold).await;
-                links.heal();
-                Fault::Isolate(target, hold)
-            }
-            _ => {
-                for other in (0..3).filter(|&o| o != target) {
-                    links.cut(target, other);
-                }
-                tokio::time::sleep(hold).await;
-                links.heal();
-                Fault::Mute(target, hold)
-            }
-        };
-        timeline.push((at, fault));
-        let _ = c.member_mut(target).wait_healthy().await;
-        tokio::time::sleep(Duration::from_millis(rng.gen_range(500..2000))).await;
-    }
-    timeline
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -159,8 +58,7 @@ async fn main() {
     let keys = Arc::new(keys(args.keys));
     let clients: Vec<_> = (0..args.clients)
         .map(|i| {
-            let client =
-                Client::with_stale_reads(i, c.endpoints(), args.seed, start, args.stale_reads);
+            let client = Client::new(i, c.endpoints(), args.seed, start);
             tokio::spawn(client.run(keys.clone(), until))
         })
         .collect();
@@ -175,7 +73,7 @@ async fn main() {
         args.seed ^ 77,
         until,
     ));
-    let timeline = faults(&mut c, &links, &mut rng, start, until).await;
+    let timeline = robustness::faults::inject(&mut c, &links, &mut rng, start, until).await;
     let mut history = Vec::new();
     for h in clients {
         history.extend(h.await.expect("a client panicked"));

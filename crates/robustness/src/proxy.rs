@@ -5,19 +5,31 @@
 //! connection by its source port: the socket with that local port in
 //! `/proc/net/tcp` has an inode, and exactly one member process holds a
 //! descriptor `socket:[inode]`. A cut link closes its connections and
-//! refuses new ones until it is healed; the server needs no change.
+//! refuses new ones until it is healed; a slow link holds every chunk of
+//! bytes from its sender for a delay before passing it on; a lossy link
+//! resets its connections at random (on TCP, loss shows as stalls and
+//! broken connections). The server needs no change.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rand::Rng;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-/// The links that are cut, as (from member, to member).
+/// How often a pump looks at its link's rules.
+const CHECK: Duration = Duration::from_millis(50);
+/// The chance that a lossy link's connection is reset at one check.
+const RESET_CHANCE: f64 = 0.05;
+
+/// The rules per directed link (from member, to member).
 #[derive(Default)]
 pub struct Links {
     cut: Mutex<HashSet<(usize, usize)>>,
+    slow: Mutex<HashMap<(usize, usize), Duration>>,
+    lossy: Mutex<HashSet<(usize, usize)>>,
     /// The process id of each member, updated when it restarts.
     pids: Mutex<Vec<Option<u32>>>,
 }
@@ -26,9 +38,31 @@ impl Links {
     /// No link cut; `pids` of the members.
     pub fn new(pids: Vec<Option<u32>>) -> Arc<Links> {
         Arc::new(Links {
-            cut: Mutex::default(),
             pids: Mutex::new(pids),
+            ..Links::default()
         })
+    }
+
+    /// Delays what `from` sends to `to` by `delay` per chunk.
+    pub fn slow(&self, from: usize, to: usize, delay: Duration) {
+        self.slow
+            .lock()
+            .expect("links lock")
+            .insert((from, to), delay);
+    }
+
+    /// Resets the connections from `from` to `to` at random.
+    pub fn lossy(&self, from: usize, to: usize) {
+        self.lossy.lock().expect("links lock").insert((from, to));
+    }
+
+    fn delay(&self, from: Option<usize>, to: usize) -> Option<Duration> {
+        let f = from?;
+        self.slow.lock().expect("links lock").get(&(f, to)).copied()
+    }
+
+    fn is_lossy(&self, from: Option<usize>, to: usize) -> bool {
+        from.is_some_and(|f| self.lossy.lock().expect("links lock").contains(&(f, to)))
     }
 
     /// Member `i` runs as `pid` now.
@@ -41,9 +75,11 @@ impl Links {
         self.cut.lock().expect("links lock").insert((from, to));
     }
 
-    /// Heals every link.
+    /// Heals every link: none cut, slow or lossy.
     pub fn heal(&self) {
         self.cut.lock().expect("links lock").clear();
+        self.slow.lock().expect("links lock").clear();
+        self.lossy.lock().expect("links lock").clear();
     }
 
     fn is_cut(&self, from: Option<usize>, to: usize) -> bool {
@@ -112,28 +148,55 @@ pub async fn serve(listener: TcpListener, target: u16, to: usize, links: Arc<Lin
 }
 
 /// Copies bytes both ways until either side closes or the link is cut
-/// (checked every 50 ms; both connections are then dropped, closed). A
+/// (checked every [`CHECK`]; both connections are then dropped, closed)
+/// or, while lossy, reset at random. What the sender writes is held for
+/// the link's delay, if slow; the answers coming back are not. A
 /// connection made before its member's pid was known (`source` `None`)
 /// is told apart again at each check, from `whence` (its source port and
 /// the proxy's).
 async fn pump(
-    mut inbound: TcpStream,
-    mut outbound: TcpStream,
+    inbound: TcpStream,
+    outbound: TcpStream,
     mut source: Option<usize>,
     whence: (u16, u16),
     to: usize,
     links: Arc<Links>,
 ) {
-    let copy = tokio::io::copy_bidirectional(&mut inbound, &mut outbound);
-    tokio::pin!(copy);
+    let (mut in_read, mut in_write) = inbound.into_split();
+    let (mut out_read, mut out_write) = outbound.into_split();
+    let known = Arc::new(Mutex::new(source));
+    let sender = {
+        let (links, known) = (links.clone(), known.clone());
+        async move {
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let n = in_read.read(&mut buf).await?;
+                if n == 0 {
+                    return Ok::<(), std::io::Error>(());
+                }
+                let from = *known.lock().expect("source lock");
+                if let Some(delay) = links.delay(from, to) {
+                    tokio::time::sleep(delay).await;
+                }
+                out_write.write_all(&buf[..n]).await?;
+            }
+        }
+    };
+    let answers = tokio::io::copy(&mut out_read, &mut in_write);
+    tokio::pin!(sender, answers);
     loop {
         tokio::select! {
-            _ = &mut copy => return,
-            _ = tokio::time::sleep(Duration::from_millis(50)) => {
+            _ = &mut sender => return,
+            _ = &mut answers => return,
+            _ = tokio::time::sleep(CHECK) => {
                 if source.is_none() {
                     source = links.member_of(whence.0, whence.1);
+                    *known.lock().expect("source lock") = source;
                 }
                 if links.is_cut(source, to) {
+                    return;
+                }
+                if links.is_lossy(source, to) && rand::thread_rng().gen_bool(RESET_CHANCE) {
                     return;
                 }
             }
@@ -161,7 +224,14 @@ pub async fn cluster(n: usize) -> (etcd_rs_tests::TestCluster, Arc<Links>) {
     for (to, (listener, target)) in proxies.into_iter().zip(listen.clone()).enumerate() {
         tokio::spawn(serve(listener, target, to, links.clone()));
     }
+    // Frequent snapshots and a short in-memory log: a member that was
+    // down for a second gets a snapshot, not the log, so faults hit
+    // snapshot sending and receiving too.
     let c = etcd_rs_tests::TestCluster::builder(n)
+        .flags(&[
+            "--snapshot-count=300",
+            "--experimental-snapshot-catchup-entries=100",
+        ])
         .peer_ports(listen, advertise)
         .start()
         .await;

@@ -35,25 +35,11 @@ pub struct Client {
     start: Instant,
     kv: Option<KvClient<Channel>>,
     seq: u64,
-    stale_reads: bool,
 }
 
 impl Client {
     /// Client `id` of a run that started at `start`.
     pub fn new(id: usize, endpoints: Vec<String>, seed: u64, start: Instant) -> Client {
-        Self::with_stale_reads(id, endpoints, seed, start, false)
-    }
-
-    /// The same; with `stale_reads`, its reads are serializable (a member
-    /// answers from what it has, as a server skipping ReadIndex would):
-    /// the planted bug that shows the checker can fail.
-    pub fn with_stale_reads(
-        id: usize,
-        endpoints: Vec<String>,
-        seed: u64,
-        start: Instant,
-        stale_reads: bool,
-    ) -> Client {
         Client {
             id,
             endpoints,
@@ -61,7 +47,6 @@ impl Client {
             start,
             kv: None,
             seq: 0,
-            stale_reads,
         }
     }
 
@@ -122,7 +107,7 @@ impl Client {
     pub async fn once(&mut self, key: Vec<u8>, input: Input) -> Operation {
         let invoked = self.now();
         let answer = match self.kv().await {
-            Some(kv) => tokio::time::timeout(OP_TIMEOUT, call(kv, &key, &input, self.stale_reads))
+            Some(kv) => tokio::time::timeout(OP_TIMEOUT, call(kv, &key, &input))
                 .await
                 .ok()
                 .and_then(Result::ok),
@@ -147,7 +132,6 @@ async fn call(
     mut kv: KvClient<Channel>,
     key: &[u8],
     input: &Input,
-    serializable: bool,
 ) -> Result<Output, tonic::Status> {
     Ok(match input {
         Input::Put(v) => {
@@ -163,7 +147,6 @@ async fn call(
             let r = kv
                 .range(RangeRequest {
                     key: key.to_vec(),
-                    serializable,
                     ..Default::default()
                 })
                 .await?
