@@ -57,6 +57,10 @@ pub enum EtcdError {
     /// `ErrGRPCNotLeader`.
     #[error("etcdserver: not leader")]
     NotLeader,
+    /// etcd's `lease.ErrNotPrimary`, which it returns unmapped (code
+    /// Unknown): a leader could not confirm its leadership to renew.
+    #[error("not a primary lessor")]
+    NotPrimary,
     /// `ErrGRPCBadLeaderTransferee`.
     #[error("etcdserver: bad leader transferee")]
     BadLeaderTransferee,
@@ -186,7 +190,7 @@ impl EtcdError {
             | LearnerNotReady
             | TooManyLearners
             | NotSupportedForLearner => Code::FailedPrecondition,
-            MemberNotEnoughStarted => Code::Unknown,
+            MemberNotEnoughStarted | NotPrimary => Code::Unknown,
             MemberBadUrls => Code::InvalidArgument,
             MemberNotFound => Code::NotFound,
             Unhealthy => Code::Unavailable,

@@ -1,6 +1,11 @@
-//! The leader's lease expiry (etcd's `revokeExpiredLeases` and the
-//! lessor's checkpoint scheduling): revokes expired leases and
-//! checkpoints remaining TTLs through raft.
+//! The leader's lease duties: expiry (etcd's `revokeExpiredLeases` and
+//! the lessor's checkpoint scheduling: revokes expired leases and
+//! checkpoints remaining TTLs through raft) and renewal on the leader
+//! (etcd's `LeaseRenew`). Both first confirm the leadership with a
+//! quorum (etcd's `ensureLeadership`): a leader that was paused or cut off
+//! believes it leads, with deadlines its successor no longer keeps, until
+//! it hears otherwise, and must neither revoke what its successor renewed
+//! nor renew what its successor expired.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,7 +44,16 @@ pub async fn expiry_loop(server: Arc<EtcdServer>) {
             server.lessor.demote();
             continue;
         }
-        let revocations = server.lessor.expired(REVOKES_PER_ROUND).into_iter().map(|id| {
+        let expired = server.lessor.expired(REVOKES_PER_ROUND);
+        if !expired.is_empty() && !server.ensure_leadership().await {
+            // They are due again later (`Lessor::expired`).
+            tracing::warn!(
+                local_member_id = %format!("{:x}", server.member_id),
+                "Ignore the lease revoking request because current member isn't a leader"
+            );
+            continue;
+        }
+        let revocations = expired.into_iter().map(|id| {
             let server = &server;
             async move {
                 let req = InternalRaftRequest {
@@ -70,6 +84,41 @@ pub async fn expiry_loop(server: Arc<EtcdServer>) {
 }
 
 impl EtcdServer {
+    /// Whether this member still leads, confirmed by a quorum (a ReadIndex
+    /// round) within the request timeout, with everything committed before
+    /// applied (etcd's `ensureLeadership` and `waitAppliedIndex`).
+    pub async fn ensure_leadership(&self) -> bool {
+        self.linearizable_read().await.is_ok() && self.leader() == self.member_id
+    }
+
+    /// Renews lease `id` on this member, the leader (etcd's `LeaseRenew`
+    /// there), once [`EtcdServer::ensure_leadership`] confirms it leads:
+    /// the lease's TTL in seconds, or `None` if it does not exist. A
+    /// renewal that clears a checkpoint proposes the clearing. Errors:
+    /// `NotPrimary` when leadership is not confirmed.
+    pub async fn lease_renew_as_leader(&self, id: i64) -> Result<Option<i64>, EtcdError> {
+        if !self.ensure_leadership().await {
+            return Err(EtcdError::NotPrimary);
+        }
+        let Some(renewed) = self.lessor.renew(id) else {
+            return Ok(None);
+        };
+        if renewed.clear_checkpoint {
+            // Every member forgets the checkpoint, or a later leader would
+            // give the lease only what was left at that checkpoint.
+            // A failure is logged, as etcd does: the keep-alive still
+            // renewed the lease on this leader.
+            let clear = vec![LeaseCheckpoint {
+                id,
+                remaining_ttl: 0,
+            }];
+            if let Err(e) = self.checkpoint_leases(clear).await {
+                tracing::warn!(lease_id = %format!("{id:x}"), error = %e, "failed to clear a lease checkpoint");
+            }
+        }
+        Ok(Some(renewed.ttl))
+    }
+
     /// Proposes `checkpoints` (remaining TTLs; 0 voids a lease's) in one
     /// entry. Errors: those of [`EtcdServer::propose`].
     pub async fn checkpoint_leases(

@@ -10,9 +10,9 @@ use std::sync::{Arc, Mutex};
 use api::etcdserverpb::lease_client::LeaseClient;
 use api::etcdserverpb::lease_server::Lease;
 use api::etcdserverpb::{
-    LeaseCheckpoint, LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest,
-    LeaseKeepAliveResponse, LeaseLeasesRequest, LeaseLeasesResponse, LeaseRevokeRequest,
-    LeaseRevokeResponse, LeaseStatus, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
+    LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse,
+    LeaseLeasesRequest, LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus,
+    LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
 };
 use futures::Stream;
 use tokio::sync::mpsc;
@@ -94,23 +94,7 @@ fn is_leader(s: &EtcdServer) -> bool {
 /// Renews `id` on the leader; the TTL, or 0 if the lease does not exist.
 async fn keep_alive_once(s: &EtcdServer, leader: &LeaderChannel, id: i64) -> Result<i64, Status> {
     if is_leader(s) {
-        let Some(renewed) = s.lessor.renew(id) else {
-            return Ok(0);
-        };
-        if renewed.clear_checkpoint {
-            // Every member forgets the checkpoint, or a later leader would
-            // give the lease only what was left at that checkpoint.
-            // A failure is logged, as etcd does: the keep-alive still
-            // renewed the lease on this leader.
-            let clear = vec![LeaseCheckpoint {
-                id,
-                remaining_ttl: 0,
-            }];
-            if let Err(e) = s.checkpoint_leases(clear).await {
-                tracing::warn!(lease_id = %format!("{id:x}"), error = %e, "failed to clear a lease checkpoint");
-            }
-        }
-        return Ok(renewed.ttl);
+        return Ok(s.lease_renew_as_leader(id).await?.unwrap_or(0));
     }
     let mut client = leader.client(s)?;
     let req = LeaseKeepAliveRequest { id };
