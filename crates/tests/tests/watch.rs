@@ -353,6 +353,58 @@ async fn progress_notifications_and_requests_carry_the_revision() {
     .await
 }
 
+/// Under a stream of writes, a watcher's progress notifications (asked
+/// for every few milliseconds, and sent every 50 ms) never claim a
+/// revision below an event it already got, nor come before an event at or
+/// below their revision: the answer is queued in order with the events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_notifications_stay_in_order_with_events_under_writes() {
+    within(LIMIT, async {
+        let flags = ["--experimental-watch-progress-notify-interval", "50ms"];
+        let c = TestCluster::start_with_flags(1, &flags).await;
+        let mut client = Client::connect([c.endpoint()], None).await.unwrap();
+        let mut stream = client
+            .watch("p", Some(WatchOptions::new().with_progress_notify()))
+            .await
+            .unwrap();
+        stream.message().await.unwrap().unwrap();
+        let writer = {
+            let mut client = client.clone();
+            tokio::spawn(async move {
+                for i in 0..3000 {
+                    client.put("p", i.to_string(), None).await.unwrap();
+                }
+            })
+        };
+        let (mut last_event, mut last_progress, mut events) = (0, 0, 0);
+        let mut ask = tokio::time::interval(Duration::from_millis(3));
+        while events < 3000 {
+            tokio::select! {
+                _ = ask.tick() => stream.request_progress().await.unwrap(),
+                r = stream.message() => {
+                    let r = r.unwrap().unwrap();
+                    let rev = r.header().unwrap().revision();
+                    if r.events().is_empty() {
+                        assert!(
+                            rev >= last_event && rev >= last_progress,
+                            "progress at {rev} after an event at {last_event}, progress at {last_progress}"
+                        );
+                        last_progress = rev;
+                    }
+                    for e in r.events() {
+                        let at = e.kv().unwrap().mod_revision();
+                        assert!(at > last_progress, "an event at {at} after progress at {last_progress}");
+                        last_event = at;
+                        events += 1;
+                    }
+                }
+            }
+        }
+        writer.await.unwrap();
+    })
+    .await
+}
+
 /// A watcher that asked for fragments gets a response larger than
 /// `--max-request-bytes` + 512 KiB (here, replayed history) in several
 /// responses, all but the last marked `fragment`, together all the events.

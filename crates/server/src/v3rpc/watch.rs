@@ -100,7 +100,7 @@ pub async fn sync_loop(server: Arc<EtcdServer>) {
             server
                 .store
                 .watchers()
-                .progress_notify(server.store.current_revision());
+                .progress_notify(|| server.store.current_revision());
             next_progress += every;
         }
         if !server.store.watchers().all_synced() {
@@ -145,10 +145,12 @@ impl Queue {
     }
 
     /// Queues a delivery if the queue has room for it: fewer than
-    /// [`ITEM_QUEUE`] items and, unless it is empty, [`STREAM_BYTES`].
+    /// [`ITEM_QUEUE`] items and, unless it is empty, [`STREAM_BYTES`] (an
+    /// item of no bytes, a progress notification, needs no budget).
+    /// Called under the watch hub's lock only.
     fn offer(&self, item: Item, bytes: usize) -> bool {
         let queued = self.bytes.load(Ordering::Acquire);
-        if queued > 0 && queued + bytes > STREAM_BYTES {
+        if bytes > 0 && queued > 0 && queued + bytes > STREAM_BYTES {
             return false;
         }
         // Sinks run under the watch hub's lock, one at a time, so nothing
@@ -242,14 +244,15 @@ async fn serve_requests(
             Some(RequestUnion::ProgressRequest(_)) => {
                 // Answered when every watch of the stream is complete up to
                 // some revision; a stream still catching up gets none yet.
+                // Queued under the hub's lock, in order with the events.
                 let ids: Vec<u64> = watches.values().copied().collect();
-                let revision = server
-                    .store
-                    .watchers()
-                    .synced_upto(&ids, server.store.current_revision());
-                if let Some(revision) = revision {
-                    items.send(Item::Progress { revision }).await;
-                }
+                server.store.watchers().request_progress(
+                    &ids,
+                    || server.store.current_revision(),
+                    |revision| {
+                        items.offer(Item::Progress { revision }, 0);
+                    },
+                );
             }
             None => {}
         }

@@ -239,11 +239,13 @@ impl WatchHub {
     }
 
     /// Tells each synced, idle watcher that asked for progress
-    /// notifications how far it is complete.
-    /// `current` is the store revision (a watcher that starts in the future
-    /// is complete up to it).
-    pub fn progress_notify(&self, current: i64) {
+    /// notifications how far it is complete. `current` gives the store
+    /// revision (a watcher that starts in the future is complete up to
+    /// it); it is read under the hub's lock, as the deliveries are made,
+    /// so a notification never claims less than an event already sent.
+    pub fn progress_notify(&self, current: impl FnOnce() -> i64) {
         let mut watchers = self.watchers.lock().expect("watchers lock");
+        let current = current();
         for w in watchers.values_mut() {
             if w.spec.progress_notify && w.synced && !w.active {
                 (w.sink)(Delivery::Progress {
@@ -254,19 +256,28 @@ impl WatchHub {
         }
     }
 
-    /// The revision all of `ids` are complete up to, if all are synced
-    /// (the answer to a progress request).
-    pub fn synced_upto(&self, ids: &[u64], current: i64) -> Option<i64> {
+    /// Answers a progress request for the watchers `ids` of one stream:
+    /// if all are synced, calls `answer` with the revision all are
+    /// complete up to, under the hub's lock, so that the answer is queued
+    /// after every event up to that revision and before any later one.
+    /// `current` gives the store revision, read under the lock too.
+    /// Returns whether it answered.
+    pub fn request_progress(
+        &self,
+        ids: &[u64],
+        current: impl FnOnce() -> i64,
+        answer: impl FnOnce(i64),
+    ) -> bool {
         let watchers = self.watchers.lock().expect("watchers lock");
-        let mut upto = current;
+        let mut upto = current();
         for id in ids {
-            let w = watchers.get(id)?;
-            if !w.synced {
-                return None;
-            }
+            let Some(w) = watchers.get(id).filter(|w| w.synced) else {
+                return false;
+            };
             upto = upto.min(w.next_rev - 1);
         }
-        Some(upto)
+        answer(upto);
+        true
     }
 
     /// Hands the events of one committed revision to the synced watchers.
@@ -699,10 +710,12 @@ mod tests {
         let ida = hub.watch(spec("a", ""), 5, || 4, sink(&a, 100));
         hub.watch(spec("b", ""), 5, || 4, sink(&b, 100));
         hub.notify(&[put("b", 5)], 5);
-        hub.progress_notify(5);
+        hub.progress_notify(|| 5);
         assert_eq!(*a.lock().unwrap(), vec![Delivery::Progress { revision: 5 }]);
         assert_eq!(revs(&b), vec![5], "b was active: no progress this round");
-        assert_eq!(hub.synced_upto(&[ida], 5), Some(5));
+        let mut answered = None;
+        assert!(hub.request_progress(&[ida], || 5, |r| answered = Some(r)));
+        assert_eq!(answered, Some(5));
     }
 
     #[test]
