@@ -3,9 +3,10 @@
 # the robustness hunter (crates/robustness), SECONDS of traffic each
 # (default 20), against a fresh 3-member cluster of the built etcd on
 # loopback, and prints a summary line per seed and the failing seeds.
-# A failing seed's fault timeline and non-linearizable operations are
-# kept in target/robustness/seed-S.txt, its members' logs in
-# target/robustness/seed-S/; it replays with
+# A failing seed's output is kept in target/robustness/seed-S.txt, its
+# report (fault timeline, what broke, the smallest non-linearizable part
+# of the history found) and members' logs in target/robustness/seed-S/;
+# it replays with
 # `target/release/robustness --seed S` (the faults and operations follow
 # the seed; their timing is the machine's).
 set -euo pipefail

@@ -127,6 +127,48 @@ pub fn check(history: &[Operation]) -> Result<(), Violation> {
     Ok(())
 }
 
+/// Whether `op` observes without changing: a read, or a compare-and-swap
+/// whose compare failed.
+fn read_only(op: &Operation) -> bool {
+    matches!(
+        (&op.input, &op.output),
+        (Input::Get, _) | (Input::CompareAndSwap { .. }, Output::Swapped(false))
+    )
+}
+
+/// A smaller history of one key that is still not linearizable: read-only
+/// operations of `ops` (a violation's) are dropped, first in large runs,
+/// then one at a time, while the rest still admits no linearization,
+/// until `budget` is spent. Only reads go: every answer left was really
+/// given, and dropping an observation never makes a linearizable history
+/// fail, so what is left is a violation among the operations shown.
+pub fn minimize(ops: &[Operation], budget: std::time::Duration) -> Vec<Operation> {
+    let deadline = std::time::Instant::now() + budget;
+    let fails = |ops: &[Operation]| !check_key(&ops.iter().collect::<Vec<_>>());
+    let mut kept = ops.to_vec();
+    let mut run = kept.len() / 2;
+    while run >= 1 {
+        let mut at = 0;
+        while at < kept.len() {
+            if std::time::Instant::now() > deadline {
+                return kept;
+            }
+            let end = (at + run).min(kept.len());
+            if kept[at..end].iter().all(read_only) {
+                let mut without = kept[..at].to_vec();
+                without.extend_from_slice(&kept[end..]);
+                if fails(&without) {
+                    kept = without;
+                    continue;
+                }
+            }
+            at = end;
+        }
+        run /= 2;
+    }
+    kept
+}
+
 /// An event of the search's list: the invocation or the return of
 /// operation `op`.
 #[derive(Clone, Copy)]
@@ -329,6 +371,29 @@ mod tests {
         assert!(
             check(&stale).is_err(),
             "a read after a later write returned the old value"
+        );
+    }
+
+    #[test]
+    fn a_violation_is_cut_down_to_the_reads_that_show_it() {
+        let mut h = vec![op(0, put("a"), Output::Ok, 0, Some(1))];
+        for t in 0..40 {
+            h.push(op(
+                1,
+                Input::Get,
+                got(Some("a")),
+                10 + 2 * t,
+                Some(11 + 2 * t),
+            ));
+        }
+        h.push(op(2, put("b"), Output::Ok, 100, Some(101)));
+        h.push(op(3, Input::Get, got(Some("a")), 200, Some(201)));
+        let small = minimize(&h, std::time::Duration::from_secs(5));
+        assert!(check(&small).is_err(), "still a violation");
+        assert_eq!(
+            small,
+            vec![h[0].clone(), h[41].clone(), h[42].clone()],
+            "the writes and the one stale read"
         );
     }
 

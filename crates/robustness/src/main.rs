@@ -8,8 +8,12 @@
 //! the history allows, every watcher saw a gapless start of the full
 //! event history and every acknowledged write is in it, the keys of
 //! revoked and expired leases are gone on every member, and all members
-//! hash their history alike at one revision. Prints the
-//! fault timeline; on a violation, the key's operations, and exits 1.
+//! hash their history alike at one revision; the watchers' streams keep
+//! each revision in one response and their progress notifications go
+//! forward; serializable reads answered the history at their revision.
+//! Prints the fault timeline; on a violation, the smallest part of the
+//! key's history found that still admits no order, writes it all with
+//! the members' logs to `--report-dir`/seed-S/, and exits 1.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -48,6 +52,36 @@ struct Args {
     watchers: usize,
 }
 
+/// The run's output: printed as it goes, and kept for a failing run's
+/// report.
+#[derive(Default)]
+struct Report {
+    lines: Vec<String>,
+    failed: bool,
+}
+
+impl Report {
+    fn say(&mut self, line: String) {
+        println!("{line}");
+        self.lines.push(line);
+    }
+
+    fn fail(&mut self, line: String) {
+        self.failed = true;
+        self.say(line);
+    }
+
+    /// Writes `report.txt` (everything said, which starts with the seed and
+    /// the fault timeline) and the members' logs into `dir`.
+    fn write(&self, dir: &std::path::Path, c: &TestCluster) {
+        let _ = std::fs::create_dir_all(dir);
+        let _ = std::fs::write(dir.join("report.txt"), self.lines.join("\n") + "\n");
+        for m in c.members() {
+            let _ = std::fs::copy(m.log_path(), dir.join(format!("{}.log", m.name())));
+        }
+    }
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let args = Args::parse();
@@ -74,9 +108,11 @@ async fn main() {
         until,
     ));
     let timeline = robustness::faults::inject(&mut c, &links, &mut rng, start, until).await;
-    let mut history = Vec::new();
+    let (mut history, mut serializable) = (Vec::new(), Vec::new());
     for h in clients {
-        history.extend(h.await.expect("a client panicked"));
+        let recorded = h.await.expect("a client panicked");
+        history.extend(recorded.history);
+        serializable.extend(recorded.serializable);
     }
     // Healed: every member must answer every key as the history allows.
     for i in 0..3 {
@@ -91,58 +127,60 @@ async fn main() {
             history.push(reader.once(key.clone(), Input::Get).await);
         }
     }
-    println!("seed {}: {} operations, faults:", args.seed, history.len());
+    let mut report = Report::default();
+    report.say(format!(
+        "seed {}: {} operations, {} serializable reads, faults:",
+        args.seed,
+        history.len(),
+        serializable.len()
+    ));
     for (at, f) in &timeline {
-        println!("  {:>6.2}s {f}", at.as_secs_f64());
+        report.say(format!("  {:>6.2}s {f}", at.as_secs_f64()));
     }
     let mut seen = Vec::new();
     for w in watchers {
         seen.push(w.await.expect("a watcher panicked"));
     }
     let last = last_revision(&c.endpoint()).await;
-    let reference = robustness::watch::reference(&c.endpoint(), last).await;
-    println!(
+    let reference = robustness::watch::reference(&c.endpoint(), last).await.seen;
+    report.say(format!(
         "watchers saw {:?} of {} events up to revision {last}",
-        seen.iter().map(Vec::len).collect::<Vec<_>>(),
+        seen.iter().map(|w| w.seen.len()).collect::<Vec<_>>(),
         reference.len()
-    );
-    let mut failed = false;
+    ));
     if let Err(e) = robustness::watch::check(&reference, &seen, &history) {
-        failed = true;
-        println!("WATCH OR DURABILITY GUARANTEE BROKEN: {e}");
+        report.fail(format!("WATCH OR DURABILITY GUARANTEE BROKEN: {e}"));
+    }
+    if let Err(e) = robustness::watch::check_serializable(&reference, &serializable) {
+        report.fail(format!("SERIALIZABLE READ BROKEN: {e}"));
     }
     if let Err(v) = linearizability::check(&history) {
-        failed = true;
-        println!("NOT LINEARIZABLE: key {}", String::from_utf8_lossy(&v.key));
-        for op in &v.operations {
-            println!("  {op:?}");
+        let key = String::from_utf8_lossy(&v.key).into_owned();
+        let small = linearizability::minimize(&v.operations, Duration::from_secs(30));
+        report.fail(format!(
+            "NOT LINEARIZABLE: key {key}; {} of its {} operations still admit no order:",
+            small.len(),
+            v.operations.len()
+        ));
+        for op in &small {
+            report.say(format!("  {op:?}"));
         }
     }
     let leases = leaser.await.expect("the lease client panicked");
     let revoked = leases.iter().filter(|l| l.revoked).count();
-    println!("{} leases, {revoked} revoked", leases.len());
+    report.say(format!("{} leases, {revoked} revoked", leases.len()));
     if let Err(e) = robustness::lease::check(&c.endpoints(), &leases).await {
-        failed = true;
-        println!("LEASE GUARANTEE BROKEN: {e}");
+        report.fail(format!("LEASE GUARANTEE BROKEN: {e}"));
     }
     match hashes(&c).await {
-        Ok(h) if h.windows(2).all(|w| w[0] == w[1]) => println!("members agree: {h:?}"),
-        Ok(h) => {
-            failed = true;
-            println!("MEMBERS DIVERGE: {h:?}");
-        }
-        Err(e) => {
-            failed = true;
-            println!("HashKV failed: {e}");
-        }
+        Ok(h) if h.windows(2).all(|w| w[0] == w[1]) => report.say(format!("members agree: {h:?}")),
+        Ok(h) => report.fail(format!("MEMBERS DIVERGE: {h:?}")),
+        Err(e) => report.fail(format!("HashKV failed: {e}")),
     }
-    if failed {
+    if report.failed {
         let dir = args.report_dir.join(format!("seed-{}", args.seed));
-        let _ = std::fs::create_dir_all(&dir);
-        for m in c.members() {
-            let _ = std::fs::copy(m.log_path(), dir.join(format!("{}.log", m.name())));
-        }
-        println!("member logs: {}", dir.display());
+        report.write(&dir, &c);
+        println!("report and member logs: {}", dir.display());
         std::process::exit(1);
     }
     println!("ok");

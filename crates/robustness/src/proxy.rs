@@ -231,6 +231,7 @@ pub async fn cluster(n: usize) -> (etcd_rs_tests::TestCluster, Arc<Links>) {
         .flags(&[
             "--snapshot-count=300",
             "--experimental-snapshot-catchup-entries=100",
+            "--experimental-watch-progress-notify-interval=500ms",
         ])
         .peer_ports(listen, advertise)
         .start()

@@ -1,6 +1,8 @@
 //! The traffic of a fault run: clients doing Put, linearizable Range,
-//! DeleteRange and compare-and-swap Txns on a few shared keys, each
-//! operation recorded with its invocation and return time. A write
+//! DeleteRange, compare-and-swap Txns and Txns putting two keys at once on
+//! a few shared keys, each operation recorded with its invocation and
+//! return time (a two-key put as one put per key), and serializable
+//! Ranges, recorded with the revision they were answered at. A write
 //! without an answer (timeout, lost connection, any error) is recorded
 //! with an unknown outcome; a read without one is dropped.
 
@@ -25,6 +27,28 @@ const OP_TIMEOUT: Duration = Duration::from_secs(2);
 /// The keys every client works on.
 pub fn keys(n: usize) -> Vec<Vec<u8>> {
     (0..n).map(|i| format!("/rb/k{i}").into_bytes()).collect()
+}
+
+/// A serializable read: the key, the revision of the answer's header and
+/// the value it had (`None`: no such key). It must be the key's value at
+/// that revision in the cluster's history, however stale.
+#[derive(Clone, Debug)]
+pub struct SerializableRead {
+    /// The key read.
+    pub key: Vec<u8>,
+    /// The member's store revision the answer reflects.
+    pub revision: i64,
+    /// What it held.
+    pub value: Option<Vec<u8>>,
+}
+
+/// What a client recorded.
+#[derive(Default)]
+pub struct Recorded {
+    /// Its linearizable operations.
+    pub history: Vec<Operation>,
+    /// Its serializable reads.
+    pub serializable: Vec<SerializableRead>,
 }
 
 /// One client: `endpoints` to choose from, its seed, the shared clock.
@@ -69,21 +93,23 @@ impl Client {
         self.kv.clone()
     }
 
-    /// Runs operations on `keys` until `until`; the history.
-    pub async fn run(mut self, keys: Arc<Vec<Vec<u8>>>, until: Instant) -> Vec<Operation> {
-        let mut history = Vec::new();
+    fn next_value(&mut self) -> Vec<u8> {
+        self.seq += 1;
+        format!("{}-{}", self.id, self.seq).into_bytes()
+    }
+
+    /// Runs operations on `keys` until `until`; what it recorded.
+    pub async fn run(mut self, keys: Arc<Vec<Vec<u8>>>, until: Instant) -> Recorded {
+        let mut rec = Recorded::default();
         while Instant::now() < until {
             let key = keys[self.rng.gen_range(0..keys.len())].clone();
-            let op = match self.rng.gen_range(0..10) {
-                0..=3 => {
-                    self.seq += 1;
-                    Input::Put(format!("{}-{}", self.id, self.seq).into_bytes())
-                }
-                4..=6 => Input::Get,
-                7 => Input::Delete,
-                _ => {
-                    self.seq += 1;
-                    let expect = history
+            let op = match self.rng.gen_range(0..20) {
+                0..=6 => Input::Put(self.next_value()),
+                7..=11 => Input::Get,
+                12..=13 => Input::Delete,
+                14..=16 => {
+                    let expect = rec
+                        .history
                         .iter()
                         .rev()
                         .find_map(|o: &Operation| match (&o.output, o.key == key) {
@@ -93,14 +119,93 @@ impl Client {
                         .unwrap_or(None);
                     Input::CompareAndSwap {
                         expect,
-                        value: format!("{}-{}", self.id, self.seq).into_bytes(),
+                        value: self.next_value(),
                     }
+                }
+                17..=18 => {
+                    if let Some(read) = self.serializable_get(&key).await {
+                        rec.serializable.push(read);
+                    }
+                    continue;
+                }
+                _ => {
+                    let other = keys[self.rng.gen_range(0..keys.len())].clone();
+                    if other != key {
+                        let values = [self.next_value(), self.next_value()];
+                        rec.history
+                            .extend(self.put_both([key, other], values).await);
+                        continue;
+                    }
+                    Input::Put(self.next_value())
                 }
             };
             let done = self.once(key, op).await;
-            history.push(done);
+            rec.history.push(done);
         }
-        history
+        rec
+    }
+
+    /// A serializable Range of `key`, if answered in time.
+    async fn serializable_get(&mut self, key: &[u8]) -> Option<SerializableRead> {
+        let mut kv = self.kv().await?;
+        let req = RangeRequest {
+            key: key.to_vec(),
+            serializable: true,
+            ..Default::default()
+        };
+        let answer = tokio::time::timeout(OP_TIMEOUT, kv.range(req)).await;
+        let Ok(Ok(r)) = answer else {
+            self.kv = None;
+            return None;
+        };
+        let r = r.into_inner();
+        Some(SerializableRead {
+            key: key.to_vec(),
+            revision: r.header?.revision,
+            value: r.kvs.into_iter().next().map(|kv| kv.value),
+        })
+    }
+
+    /// One Txn putting `values` on `keys`, recorded as one put per key.
+    async fn put_both(&mut self, keys: [Vec<u8>; 2], values: [Vec<u8>; 2]) -> Vec<Operation> {
+        let invoked = self.now();
+        let success = keys
+            .iter()
+            .zip(&values)
+            .map(|(k, v)| RequestOp {
+                request: Some(Op::RequestPut(PutRequest {
+                    key: k.clone(),
+                    value: v.clone(),
+                    ..Default::default()
+                })),
+            })
+            .collect();
+        let txn = TxnRequest {
+            success,
+            ..Default::default()
+        };
+        let ok = match self.kv().await {
+            Some(mut kv) => matches!(
+                tokio::time::timeout(OP_TIMEOUT, kv.txn(txn)).await,
+                Ok(Ok(_))
+            ),
+            None => false,
+        };
+        if !ok {
+            self.kv = None;
+        }
+        let returned = ok.then(|| self.now());
+        keys.into_iter()
+            .zip(values)
+            .map(|(key, value)| Operation {
+                client: self.id,
+                key,
+                input: Input::Put(value),
+                output: if ok { Output::Ok } else { Output::Unknown },
+                invoked,
+                returned,
+            })
+            .collect()
     }
 
     /// Makes one operation; what was seen.
