@@ -266,19 +266,13 @@ async fn send_loop(shared: Arc<Shared>, to: u64, url: String, mut rx: mpsc::Rece
             let mut next = Some(first);
             while let Some(m) = next {
                 if m.get_msg_type() == MessageType::MsgSnapshot {
-                    let status = match send_snapshot(&shared, &endpoint, m).await {
-                        Ok(()) => SnapshotStatus::Finish,
-                        Err(e) => {
-                            tracing::warn!(
-                                remote_peer_id = %format!("{to:x}"),
-                                error = %e,
-                                "failed to send database snapshot"
-                            );
-                            SnapshotStatus::Failure
-                        }
-                    };
-                    (shared.report)(to, status);
-                    break;
+                    // On a stream of its own, in a task of its own: the
+                    // heartbeats and appends behind it keep flowing while a
+                    // large backend is sent (raft sends a follower one
+                    // snapshot at a time and waits for its report).
+                    tokio::spawn(snapshot_task(shared.clone(), endpoint.clone(), m));
+                    next = rx.try_recv().ok();
+                    continue;
                 }
                 let bytes = m.write_to_bytes().expect("raft messages encode");
                 size += bytes.len();
@@ -331,6 +325,23 @@ async fn send_loop(shared: Arc<Shared>, to: u64, url: String, mut rx: mpsc::Rece
         }
         tokio::time::sleep(backoff).await;
     }
+}
+
+/// Sends a snapshot and reports to raft how that ended.
+async fn snapshot_task(shared: Arc<Shared>, endpoint: PeerEndpoint, m: Message) {
+    let to = m.to;
+    let status = match send_snapshot(&shared, &endpoint, m).await {
+        Ok(()) => SnapshotStatus::Finish,
+        Err(e) => {
+            tracing::warn!(
+                remote_peer_id = %format!("{to:x}"),
+                error = %e,
+                "failed to send database snapshot"
+            );
+            SnapshotStatus::Failure
+        }
+    };
+    (shared.report)(to, status);
 }
 
 /// Streams a snapshot to a peer: the raft message, its metadata set to the
