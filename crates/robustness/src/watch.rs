@@ -160,7 +160,8 @@ async fn watch_once(
         }
         for e in msg.events {
             let kv = e.kv.unwrap_or_default();
-            log.seen.push((kv.mod_revision, kv.key, e.r#type == 1, kv.value));
+            log.seen
+                .push((kv.mod_revision, kv.key, e.r#type == 1, kv.value));
         }
         // A revision's events come in one response: all of `stop_at`'s
         // are in.
