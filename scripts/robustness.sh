@@ -7,13 +7,18 @@
 # report (fault timeline, what broke, the smallest non-linearizable part
 # of the history found) and members' logs in target/robustness/seed-S/;
 # it replays with
-# `target/release/robustness --seed S` (the faults and operations follow
+# `ETCD_BIN=target/faults/release/etcd target/release/robustness --seed S`
+# (the faults and operations follow
 # the seed; their timing is the machine's).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:?usage: scripts/robustness.sh N [SECONDS]}
 seconds=${2:-20}
-cargo build --release --bin etcd --bin robustness -q
+# The members are a `failpoints` build (the disk-full fault needs it),
+# kept apart from the real binary.
+cargo build --release --bin robustness -q
+cargo build --release -q -p etcd-rs-server --features failpoints --bin etcd --target-dir target/faults
+export ETCD_BIN=$PWD/target/faults/release/etcd
 failed=()
 ops=0
 faults=0

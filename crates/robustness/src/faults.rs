@@ -4,8 +4,11 @@
 //! catches up (the cluster snapshots often, so that is while a snapshot
 //! is sent to it); SIGSTOP past the election timeout, then SIGCONT; the
 //! member cut off, or unheard (its links out cut); its links slowed or
-//! made lossy; leadership moved to another member. The next fault comes
-//! 0.5 to 2 s after the member is healthy again.
+//! made lossy; leadership moved to another member; its disk full (a
+//! `failpoints` build of the server fails its writes with ENOSPC while
+//! the marker file of `storage::failpoint` exists, and stops at the first,
+//! as etcd does; the member is restarted once the disk has room again).
+//! The next fault comes 0.5 to 2 s after the member is healthy again.
 
 use std::time::{Duration, Instant};
 
@@ -37,6 +40,8 @@ pub enum Fault {
     /// Leadership moved from member `0` to member `1`; whether it was
     /// acknowledged.
     Transfer(usize, usize, bool),
+    /// The disk of member `0` full for `1`; whether the member stopped.
+    DiskFull(usize, Duration, bool),
 }
 
 impl std::fmt::Display for Fault {
@@ -60,6 +65,9 @@ impl std::fmt::Display for Fault {
                     "leadership moved from m{from} to m{to} (acknowledged: {ok})"
                 )
             }
+            Fault::DiskFull(m, hold, stopped) => {
+                write!(f, "disk of m{m} full for {hold:?} (it stopped: {stopped})")
+            }
         }
     }
 }
@@ -76,6 +84,7 @@ impl Fault {
             Fault::Slow(..) => "slow links",
             Fault::Lossy(..) => "lossy links",
             Fault::Transfer(..) => "leader transfer",
+            Fault::DiskFull(..) => "disk full",
         }
     }
 }
@@ -142,7 +151,7 @@ pub async fn inject(
         };
         let hold = Duration::from_millis(rng.gen_range(500..3000));
         let at = start.elapsed();
-        let fault = match rng.gen_range(0..20) {
+        let fault = match rng.gen_range(0..22) {
             0..=5 => {
                 c.member_mut(target).kill9();
                 tokio::time::sleep(hold).await;
@@ -192,6 +201,21 @@ pub async fn inject(
                 tokio::time::sleep(hold).await;
                 links.heal();
                 Fault::Lossy(target, hold)
+            }
+            20..=21 => {
+                let marker = c
+                    .member(target)
+                    .data_dir()
+                    .join("member")
+                    .join(storage::failpoint::DISK_FULL);
+                let _ = std::fs::write(&marker, b"");
+                tokio::time::sleep(hold).await;
+                let _ = std::fs::remove_file(&marker);
+                let stopped = c.member_mut(target).wait_exit(Duration::ZERO).is_some();
+                if stopped {
+                    restart(c, links, target);
+                }
+                Fault::DiskFull(target, hold, stopped)
             }
             _ => {
                 let from = lead.unwrap_or(target);

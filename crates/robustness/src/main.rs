@@ -134,9 +134,12 @@ async fn main() {
         history.len(),
         serializable.len()
     ));
+    let mut kinds: std::collections::BTreeMap<&str, usize> = Default::default();
     for (at, f) in &timeline {
         report.say(format!("  {:>6.2}s {f}", at.as_secs_f64()));
+        *kinds.entry(f.kind()).or_default() += 1;
     }
+    report.say(format!("fault kinds: {kinds:?}"));
     let mut seen = Vec::new();
     for w in watchers {
         seen.push(w.await.expect("a watcher panicked"));

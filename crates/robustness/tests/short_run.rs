@@ -1,39 +1,42 @@
 //! The short form of the fault runs, part of the test command: two seeds
-//! must pass every check, and a member built with the planted bug
-//! (feature `planted-stale-reads`: linearizable reads skip ReadIndex) must
-//! be caught within three seeds.
+//! must pass every check on a member built with the `failpoints` feature
+//! (so that the disk-full fault bites), and a member built with the
+//! planted bug (feature `planted-stale-reads`: linearizable reads skip
+//! ReadIndex) must be caught within three seeds.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Builds `etcd` with the planted bug into a target directory of its own
-/// (so the real binary the other tests use is never replaced); its path.
-fn planted_etcd() -> PathBuf {
+/// Builds `etcd` with `features` into a target directory of its own (so
+/// the real binary the other tests use is never replaced), copied to
+/// `etcd-<name>` there; its path.
+fn build_etcd(features: &str, name: &str) -> PathBuf {
+    // The two tests build in parallel into one directory: one at a time,
+    // each copying its binary before the other overwrites it.
+    static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = BUILD.lock().unwrap_or_else(|e| e.into_inner());
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let target = workspace.join("target/planted");
+    let target = workspace.join("target/faults");
     let status = Command::new(env!("CARGO"))
         .current_dir(&workspace)
         .args(["build", "-p", "etcd-rs-server", "--bin", "etcd"])
-        .args(["--features", "planted-stale-reads", "--target-dir"])
+        .args(["--features", features, "--target-dir"])
         .arg(&target)
         .status()
         .expect("cargo runs");
-    assert!(
-        status.success(),
-        "building etcd with the planted bug failed"
-    );
-    target.join("debug/etcd")
+    assert!(status.success(), "building etcd with {features} failed");
+    let copy = target.join(format!("etcd-{name}"));
+    std::fs::copy(target.join("debug/etcd"), &copy).expect("copy the built etcd");
+    copy
 }
 
-fn run(seed: u64, etcd: Option<&Path>) -> (bool, String) {
+fn run(seed: u64, etcd: &Path) -> (bool, String) {
     let reports = tempfile::tempdir().expect("a temporary directory");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_robustness"));
     cmd.args(["--seed", &seed.to_string(), "--seconds", "12"])
         .arg("--report-dir")
-        .arg(reports.path());
-    if let Some(etcd) = etcd {
-        cmd.env("ETCD_BIN", etcd);
-    }
+        .arg(reports.path())
+        .env("ETCD_BIN", etcd);
     let out = cmd.output().expect("the robustness binary runs");
     let text = format!(
         "{}{}",
@@ -45,8 +48,9 @@ fn run(seed: u64, etcd: Option<&Path>) -> (bool, String) {
 
 #[test]
 fn fault_runs_pass_every_check() {
+    let etcd = build_etcd("failpoints", "failpoints");
     for seed in [11, 12] {
-        let (ok, text) = run(seed, None);
+        let (ok, text) = run(seed, &etcd);
         assert!(ok, "seed {seed} failed:\n{text}");
         assert!(text.contains("members agree"), "{text}");
     }
@@ -54,10 +58,10 @@ fn fault_runs_pass_every_check() {
 
 #[test]
 fn a_planted_stale_read_is_caught() {
-    let etcd = planted_etcd();
+    let etcd = build_etcd("planted-stale-reads", "planted");
     let mut seen = Vec::new();
     for seed in [21, 22, 23] {
-        let (ok, text) = run(seed, Some(&etcd));
+        let (ok, text) = run(seed, &etcd);
         if !ok && text.contains("NOT LINEARIZABLE") {
             return;
         }

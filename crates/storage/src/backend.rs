@@ -182,6 +182,8 @@ impl Backend {
 
     /// Commits `tx`; a durable commit also refreshes the in-use size.
     pub fn commit(&self, tx: WriteTransaction, durable: bool) -> Result<(), BackendError> {
+        #[cfg(feature = "failpoints")]
+        crate::failpoint::disk_full(self.path.parent().and_then(Path::parent))?;
         if durable {
             self.in_use_bytes.store(in_use_of(&tx)?, Ordering::Relaxed);
         }

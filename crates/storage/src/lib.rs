@@ -18,6 +18,7 @@
 pub mod auth;
 pub mod backend;
 pub mod cluster;
+pub mod failpoint;
 pub mod lease;
 pub mod members;
 pub mod mvcc;

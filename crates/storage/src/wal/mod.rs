@@ -166,6 +166,13 @@ impl Wal {
         {
             self.cut()?;
         }
+        #[cfg(feature = "failpoints")]
+        if let Err(e) = crate::failpoint::disk_full(self.dir.parent()) {
+            // Half the batch reaches the file, as when the disk fills.
+            let half = &self.buf[..self.buf.len() / 2];
+            segment::write_at(&self.file, half, self.offset)?;
+            return Err(e.into());
+        }
         segment::write_at(&self.file, &self.buf, self.offset)?;
         self.offset += self.buf.len() as u64;
         self.file.sync_data()?;
