@@ -89,10 +89,13 @@ impl Fault {
     }
 }
 
-fn signal(pid: u32, sig: &str) {
-    let _ = std::process::Command::new("kill")
+/// Sends `sig` (as `kill` spells it, e.g. `-STOP`) to `pid`; whether
+/// it was delivered.
+pub fn signal(pid: u32, sig: &str) -> bool {
+    std::process::Command::new("kill")
         .args([sig, &pid.to_string()])
-        .status();
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// The index of the member that leads, if the others agree on one; with
@@ -170,9 +173,9 @@ pub async fn inject(
             }
             8..=9 => {
                 let pid = c.member(target).pid().expect("a running member");
-                signal(pid, "-STOP");
+                let _ = signal(pid, "-STOP");
                 tokio::time::sleep(hold).await;
-                signal(pid, "-CONT");
+                let _ = signal(pid, "-CONT");
                 Fault::Pause(target, hold)
             }
             10..=12 => {

@@ -12,16 +12,9 @@ use std::time::Duration;
 use api::etcdserverpb::lease_client::LeaseClient;
 use api::etcdserverpb::{LeaseGrantRequest, LeaseKeepAliveRequest};
 use etcd_rs_tests::within;
+use robustness::faults::signal;
 
 const TTL: i64 = 2;
-
-fn signal(pid: u32, sig: &str) {
-    let status = std::process::Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(status.success());
-}
 
 /// One renewal of `id` through `endpoint`: the TTL answered, or why none.
 async fn renew(endpoint: &str, id: i64) -> Result<i64, String> {
@@ -56,7 +49,7 @@ async fn a_cut_off_leader_waking_up_renews_no_lease() {
             .id;
         assert!(renew(&endpoint, id).await.unwrap() > 0);
         let pid = c.member(leader).pid().unwrap();
-        signal(pid, "-STOP");
+        assert!(signal(pid, "-STOP"));
         for other in (0..3).filter(|&o| o != leader) {
             links.cut(leader, other);
             links.cut(other, leader);
@@ -67,7 +60,7 @@ async fn a_cut_off_leader_waking_up_renews_no_lease() {
         let (new, _) = c.wait_for_leader(&rest);
         tokio::time::sleep(Duration::from_secs(2 * TTL as u64 + 2)).await;
         assert_eq!(renew(&c.member(new).endpoint(), id).await, Ok(0), "expired");
-        signal(pid, "-CONT");
+        assert!(signal(pid, "-CONT"));
         let answer = tokio::time::timeout(Duration::from_secs(10), renew(&endpoint, id)).await;
         assert!(
             !matches!(answer, Ok(Ok(ttl)) if ttl > 0),
