@@ -309,7 +309,10 @@ async fn serve(
     }
     tokio::spawn(v3rpc::watch::sync_loop(server.clone()));
     tokio::spawn(crate::etcdserver::lease_expiry::expiry_loop(server.clone()));
-    let grpc = v3rpc::routes(server.clone()).await.into_axum_router();
+    let grpc = v3rpc::routes(server.clone())
+        .await
+        .into_axum_router()
+        .merge(v3rpc::kv_range::router(server.clone()));
     let app = v3rpc::learner_gate(server.clone(), grpc).merge(http::router(server.clone()));
     let mut tasks = tokio::task::JoinSet::new();
     for l in listeners {

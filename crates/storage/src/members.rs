@@ -94,7 +94,7 @@ pub fn save_all(
     for id in removed {
         tables.mark_removed(*id)?;
     }
-    backend.commit(tx, true)
+    backend.commit(tx)
 }
 
 /// Writes to the membership tables inside an apply batch's transaction

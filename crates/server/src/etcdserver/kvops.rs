@@ -16,7 +16,9 @@ use api::etcdserverpb::{
     TxnResponse,
 };
 use api::mvccpb::KeyValue;
-use storage::mvcc::{RangeEnd, RangeOptions, ReadView, StoreTxn};
+use storage::mvcc::{KvStore, RangeEnd, RangeOptions, ReadView, StoreTxn};
+
+use super::encoded_range::{Builder, EncodedRange};
 
 use crate::lease::Lessor;
 use crate::rpctypes::EtcdError;
@@ -99,6 +101,48 @@ pub fn range(view: &impl ReadView, r: &RangeRequest) -> Result<RangeResponse, Et
         more,
         count: rr.count as i64,
     })
+}
+
+/// Range as [`range`] answers it, encoded while it is read (see
+/// [`encoded_range`](super::encoded_range)). A range in key order without
+/// revision filters or `keys_only` copies the stored records; any other
+/// is read, sorted and filtered by [`range`], then encoded.
+pub fn range_encoded(store: &KvStore, r: &RangeRequest) -> Result<EncodedRange, EtcdError> {
+    let sort_order = SortOrder::try_from(r.sort_order).map_err(|_| EtcdError::InvalidSortOption)?;
+    let sort_target =
+        SortTarget::try_from(r.sort_target).map_err(|_| EtcdError::InvalidSortOption)?;
+    let key_order = sort_target == SortTarget::Key && sort_order != SortOrder::Descend;
+    let filters = r.min_mod_revision != 0
+        || r.max_mod_revision != 0
+        || r.min_create_revision != 0
+        || r.max_create_revision != 0;
+    let mut b = Builder::default();
+    if !key_order || filters || r.keys_only {
+        let resp = range(store, r)?;
+        resp.kvs.iter().for_each(|kv| b.push_kv(kv));
+        let rev = resp.header.map_or(0, |h| h.revision);
+        return Ok(b.finish(resp.more, resp.count, rev));
+    }
+    // One extra key tells whether there are more.
+    let want = usize::try_from(r.limit).unwrap_or(0);
+    let opts = RangeOptions {
+        limit: if want == 0 { 0 } else { want + 1 },
+        rev: r.revision,
+        count_only: r.count_only,
+    };
+    let mut found = 0;
+    let (count, rev) = store.range_encoded(
+        &r.key,
+        RangeEnd::from_request(&r.range_end),
+        opts,
+        |record| {
+            if want == 0 || found < want {
+                b.push_record(record);
+            }
+            found += 1;
+        },
+    )?;
+    Ok(b.finish(want != 0 && found > want, count as i64, rev))
 }
 
 fn get(view: &impl ReadView, key: &[u8]) -> Result<Option<KeyValue>, EtcdError> {

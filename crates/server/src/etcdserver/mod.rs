@@ -14,6 +14,7 @@
 pub mod apply;
 mod apply_auth;
 pub mod corrupt;
+pub mod encoded_range;
 pub mod join;
 pub mod kvops;
 pub mod lease_expiry;

@@ -7,12 +7,14 @@
 
 use api::etcdserverpb::*;
 
+use super::encoded_range::EncodedRange;
 use super::stage::Applied;
 use super::{kvops, EtcdServer};
 use crate::auth::perms::Need;
 use crate::auth::token::{AuthInfo, SimpleTokens};
 use crate::auth::Issued;
 use crate::rpctypes::EtcdError;
+use storage::mvcc::KvStore;
 
 /// What a request brings to say who sends it.
 #[derive(Clone, Debug, Default)]
@@ -312,13 +314,34 @@ impl EtcdServer {
         creds: &Credentials,
         r: RangeRequest,
     ) -> Result<RangeResponse, EtcdError> {
+        self.read_range(creds, r, kvops::range).await
+    }
+
+    /// [`EtcdServer::range`], answered encoded as it is read (the gRPC
+    /// route's form, [`EncodedRange`]). Errors: as [`EtcdServer::range`].
+    pub async fn range_encoded(
+        &self,
+        creds: &Credentials,
+        r: RangeRequest,
+    ) -> Result<EncodedRange, EtcdError> {
+        self.read_range(creds, r, kvops::range_encoded).await
+    }
+
+    /// The checks of a range around `read`, which runs on a blocking
+    /// thread: the store is read from disk.
+    async fn read_range<T: Send + 'static>(
+        &self,
+        creds: &Credentials,
+        r: RangeRequest,
+        read: fn(&KvStore, &RangeRequest) -> Result<T, EtcdError>,
+    ) -> Result<T, EtcdError> {
         if !r.serializable {
             self.linearizable_read().await?;
         }
         let ai = self.auth_info(creds).await?.unwrap_or_default();
         self.auth.check(&ai, Need::Read, &r.key, &r.range_end)?;
         let store = self.store.clone();
-        let resp = tokio::task::spawn_blocking(move || kvops::range(&*store, &r))
+        let resp = tokio::task::spawn_blocking(move || read(&store, &r))
             .await
             .expect("a range does not panic")?;
         self.still_current(&ai)?;

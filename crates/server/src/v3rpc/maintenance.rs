@@ -74,6 +74,11 @@ impl Maintenance for MaintenanceService {
         self.server.check_token(&super::credentials(&req)).await?;
         let s = &self.server;
         let backend = s.store.backend();
+        // Measuring the in-use size may read the whole backend.
+        let store = s.store.clone();
+        let in_use = tokio::task::spawn_blocking(move || store.backend().size_in_use_bytes())
+            .await
+            .expect("measuring the backend does not panic");
         let mut errors = Vec::new();
         if s.leader() == 0 {
             errors.push("etcdserver: no leader".to_string());
@@ -87,7 +92,7 @@ impl Maintenance for MaintenanceService {
             raft_term: s.term(),
             raft_applied_index: s.applied_index(),
             errors,
-            db_size_in_use: backend.size_in_use_bytes() as i64,
+            db_size_in_use: in_use as i64,
             is_learner: s.is_learner(),
         }))
     }

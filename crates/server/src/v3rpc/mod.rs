@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod cluster;
 pub mod kv;
+pub mod kv_range;
 pub mod lease;
 pub mod maintenance;
 pub mod validate;

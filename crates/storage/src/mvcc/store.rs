@@ -255,7 +255,7 @@ impl KvStore {
                     dst.insert(k.value(), v.value())?;
                 }
             }
-            self.backend.commit(tx, true)?;
+            self.backend.commit(tx)?;
         }
         let loaded = Loaded::read(&self.backend)?;
         let mut index = self.index.write().expect("index lock");
@@ -344,6 +344,30 @@ impl KvStore {
         self.range_at(&table, current, key, end, opts)
     }
 
+    /// Reads `[key, end)` as of `opts.rev` like [`KvStore::range`], but
+    /// hands each key's record to `visit` as it is stored: an encoded
+    /// etcd `mvccpb.KeyValue` (proto `kv.proto`), in key order, at most
+    /// `opts.limit` of them. Nothing is decoded or kept, so a reader can
+    /// copy records straight into a response. Returns the keys in the
+    /// range (ignoring the limit) and the revision read. Errors: as
+    /// [`KvStore::range`].
+    pub fn range_encoded(
+        &self,
+        key: &[u8],
+        end: RangeEnd<'_>,
+        opts: RangeOptions,
+        mut visit: impl FnMut(&[u8]),
+    ) -> Result<(usize, i64), MvccError> {
+        let current = self.current_revision();
+        let rtx = self.backend.read()?;
+        let table = rtx.open_table(KEY_TABLE)?;
+        let count = self.range_visit(&table, current, key, end, opts, |_, record| {
+            visit(record);
+            Ok(())
+        })?;
+        Ok((count, current))
+    }
+
     fn range_at(
         &self,
         table: &impl ReadableTable<&'static [u8], &'static [u8]>,
@@ -352,6 +376,30 @@ impl KvStore {
         end: RangeEnd<'_>,
         opts: RangeOptions,
     ) -> Result<RangeResult, MvccError> {
+        let mut kvs = Vec::new();
+        let count = self.range_visit(table, current, key, end, opts, |at, record| {
+            kvs.push(KeyValue::decode(record).map_err(|_| MvccError::Corrupt(at.modified))?);
+            Ok(())
+        })?;
+        Ok(RangeResult {
+            kvs,
+            count,
+            rev: current,
+        })
+    }
+
+    /// The range at `opts.rev` (checked against `current` and the
+    /// compaction): `visit` gets each key found and its stored record;
+    /// returns the keys in the range.
+    fn range_visit(
+        &self,
+        table: &impl ReadableTable<&'static [u8], &'static [u8]>,
+        current: i64,
+        key: &[u8],
+        end: RangeEnd<'_>,
+        opts: RangeOptions,
+        mut visit: impl FnMut(&KeyAt, &[u8]) -> Result<(), MvccError>,
+    ) -> Result<usize, MvccError> {
         let rev = if opts.rev <= 0 { current } else { opts.rev };
         if rev > current {
             return Err(MvccError::FutureRev);
@@ -366,21 +414,15 @@ impl KvStore {
             .expect("index lock")
             .range(key, end, rev, limit);
         if opts.count_only {
-            return Ok(RangeResult {
-                kvs: Vec::new(),
-                count,
-                rev: current,
-            });
+            return Ok(count);
         }
-        let mut kvs = Vec::with_capacity(found.len());
         for (_, at) in &found {
-            kvs.push(read_kv(table, at)?);
+            let k = at.modified.to_key(false);
+            // A missing record was removed by a compaction that raced this read.
+            let v = table.get(k.as_slice())?.ok_or(MvccError::Compacted)?;
+            visit(at, v.value())?;
         }
-        Ok(RangeResult {
-            kvs,
-            count,
-            rev: current,
-        })
+        Ok(count)
     }
 
     /// Starts the batch transaction of the apply stage. Only one may be
@@ -398,7 +440,6 @@ impl KvStore {
         Ok(StoreTxn {
             store: self,
             tx: self.backend.write(durable)?,
-            durable,
             rev: self.current_revision(),
             sub: 0,
             consistent_index: None,
@@ -410,23 +451,12 @@ impl KvStore {
     }
 }
 
-fn read_kv(
-    table: &impl ReadableTable<&'static [u8], &'static [u8]>,
-    at: &KeyAt,
-) -> Result<KeyValue, MvccError> {
-    let k = at.modified.to_key(false);
-    // A missing record was removed by a compaction that raced this read.
-    let v = table.get(k.as_slice())?.ok_or(MvccError::Compacted)?;
-    KeyValue::decode(v.value()).map_err(|_| MvccError::Corrupt(at.modified))
-}
-
 /// A batch of writes by the apply stage. Each write request calls
 /// [`StoreTxn::end_request`] after its changes, which closes its revision.
 /// Nothing is visible to [`KvStore::range`] until [`StoreTxn::commit`].
 pub struct StoreTxn<'s> {
     store: &'s KvStore,
     tx: WriteTransaction,
-    durable: bool,
     /// The last revision closed in this batch.
     rev: i64,
     /// Changes made by the open request (its sub revisions so far).
@@ -604,7 +634,7 @@ impl StoreTxn<'_> {
             meta.insert(CONSISTENT_INDEX, index.to_be_bytes().as_slice())?;
             meta.insert(TERM, term.to_be_bytes().as_slice())?;
         }
-        self.store.backend.commit(self.tx, self.durable)?;
+        self.store.backend.commit(self.tx)?;
         let store = self.store;
         let (begin, end) = (self.begin_rev, self.rev);
         let (compacted, consistent_index) = (self.compacted, self.consistent_index);
