@@ -128,11 +128,11 @@ impl Backend {
             tx.open_table(def)?;
         }
         tx.commit()?;
-        let in_use = in_use_of(&db)?;
         Ok(Backend {
             db,
             path: path.to_path_buf(),
-            in_use: Mutex::new((in_use, Instant::now())),
+            // Measured when first asked, not at start-up.
+            in_use: Mutex::new((0, Instant::now())),
         })
     }
 
@@ -184,7 +184,8 @@ impl Backend {
     /// [`Self::IN_USE_REFRESH`]. Measuring visits every page (redb keeps
     /// no count a reader can get), so call it off async workers; it never
     /// holds up a writer. Until a measure succeeds, the last one stands;
-    /// a fresh backend (nothing in use yet) is measured on every call.
+    /// while none has found anything in use (a backend just opened), each
+    /// call measures.
     pub fn size_in_use_bytes(&self) -> u64 {
         let mut in_use = self.in_use.lock().expect("in-use lock");
         if in_use.0 == 0 || in_use.1.elapsed() >= Self::IN_USE_REFRESH {
@@ -204,13 +205,13 @@ impl Backend {
     }
 }
 
+/// redb's page size, in bytes.
+const PAGE_BYTES: u64 = 4096;
+
 /// The bytes of every table's pages in a read snapshot of `db`. Not
 /// `WriteTransaction::stats`: taken on each commit it read the whole file
 /// every time, and a put's latency grew with the database (past 5 s at
 /// 600 MiB of 1 MiB values).
-/// redb's page size, in bytes.
-const PAGE_BYTES: u64 = 4096;
-
 fn in_use_of(db: &Database) -> Result<u64, BackendError> {
     let rtx = db.begin_read()?;
     let mut bytes = 0;

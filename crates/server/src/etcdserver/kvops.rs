@@ -30,8 +30,9 @@ fn header(revision: i64) -> Option<ResponseHeader> {
     })
 }
 
-/// Range as etcd's applier does it; the header carries only the revision.
-pub fn range(view: &impl ReadView, r: &RangeRequest) -> Result<RangeResponse, EtcdError> {
+/// A range's sort order and target, and whether it filters by revision.
+/// Error: `InvalidSortOption`.
+fn shape(r: &RangeRequest) -> Result<(SortOrder, SortTarget, bool), EtcdError> {
     let sort_order = SortOrder::try_from(r.sort_order).map_err(|_| EtcdError::InvalidSortOption)?;
     let sort_target =
         SortTarget::try_from(r.sort_target).map_err(|_| EtcdError::InvalidSortOption)?;
@@ -39,6 +40,12 @@ pub fn range(view: &impl ReadView, r: &RangeRequest) -> Result<RangeResponse, Et
         || r.max_mod_revision != 0
         || r.min_create_revision != 0
         || r.max_create_revision != 0;
+    Ok((sort_order, sort_target, filters))
+}
+
+/// Range as etcd's applier does it; the header carries only the revision.
+pub fn range(view: &impl ReadView, r: &RangeRequest) -> Result<RangeResponse, EtcdError> {
+    let (sort_order, sort_target, filters) = shape(r)?;
     // Sorting and filtering need every key; otherwise fetch one extra key
     // to learn whether there are more.
     let limit = if sort_order != SortOrder::None || filters || r.limit <= 0 {
@@ -108,14 +115,8 @@ pub fn range(view: &impl ReadView, r: &RangeRequest) -> Result<RangeResponse, Et
 /// revision filters or `keys_only` copies the stored records; any other
 /// is read, sorted and filtered by [`range`], then encoded.
 pub fn range_encoded(store: &KvStore, r: &RangeRequest) -> Result<EncodedRange, EtcdError> {
-    let sort_order = SortOrder::try_from(r.sort_order).map_err(|_| EtcdError::InvalidSortOption)?;
-    let sort_target =
-        SortTarget::try_from(r.sort_target).map_err(|_| EtcdError::InvalidSortOption)?;
+    let (sort_order, sort_target, filters) = shape(r)?;
     let key_order = sort_target == SortTarget::Key && sort_order != SortOrder::Descend;
-    let filters = r.min_mod_revision != 0
-        || r.max_mod_revision != 0
-        || r.min_create_revision != 0
-        || r.max_create_revision != 0;
     let mut b = Builder::default();
     if !key_order || filters || r.keys_only {
         let resp = range(store, r)?;

@@ -30,17 +30,24 @@ impl KvService {
     }
 }
 
+/// The service's checks of a Range before the API layer: the request's
+/// own (`validate::range`), then that a learner serves serializable reads
+/// only (etcd's isRPCSupportedForLearner; `learner_gate` lets Range
+/// through). Shared with the gRPC route `kv_range`.
+pub(super) fn check_range(server: &EtcdServer, r: &RangeRequest) -> Result<(), Status> {
+    validate::range(r)?;
+    if !r.serializable && server.is_learner() {
+        return Err(EtcdError::NotSupportedForLearner.into());
+    }
+    Ok(())
+}
+
 #[tonic::async_trait]
 impl Kv for KvService {
     async fn range(&self, req: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
         let creds = super::credentials(&req);
         let r = req.into_inner();
-        validate::range(&r)?;
-        // A learner serves serializable reads only (etcd's
-        // isRPCSupportedForLearner); `learner_gate` lets Range through.
-        if !r.serializable && self.server.is_learner() {
-            return Err(EtcdError::NotSupportedForLearner.into());
-        }
+        check_range(&self.server, &r)?;
         let mut resp = self.server.range(&creds, r).await?;
         resp.header = self.header(resp.header);
         Ok(Response::new(resp))

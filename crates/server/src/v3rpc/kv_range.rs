@@ -20,10 +20,9 @@ use prost::Message;
 use tonic::metadata::MetadataMap;
 use tonic::Status;
 
-use super::{validate, GRPC_OVERHEAD_BYTES};
+use super::GRPC_OVERHEAD_BYTES;
 use crate::etcdserver::encoded_range::EncodedRange;
 use crate::etcdserver::EtcdServer;
-use crate::rpctypes::EtcdError;
 
 /// The method's gRPC path.
 pub const PATH: &str = "/etcdserverpb.KV/Range";
@@ -66,11 +65,7 @@ async fn answer(server: &EtcdServer, req: Request) -> Result<Response, Status> {
         (),
     );
     let creds = super::credentials(&treq);
-    validate::range(&r)?;
-    // A learner serves serializable reads only, as in KvService::range.
-    if !r.serializable && server.is_learner() {
-        return Err(EtcdError::NotSupportedForLearner.into());
-    }
+    super::kv::check_range(server, &r)?;
     let encoded = server.range_encoded(&creds, r).await?;
     respond(server, encoded)
 }
