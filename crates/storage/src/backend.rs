@@ -111,11 +111,14 @@ impl Backend {
     /// `--backend-batch-interval` default is 100 ms).
     pub const DURABLE_COMMIT_INTERVAL: Duration = Duration::from_millis(100);
 
-    /// redb's page cache, in bytes (redb's default). It fills only with
-    /// pages the member touches. A smaller cache costs write throughput
-    /// under load: 64 MiB measured 5.2k against 9.1k writes/s in
-    /// `etcdctl check perf --load=xl` (docs/benchmarks.md).
-    pub const CACHE_BYTES: usize = 1024 * 1024 * 1024;
+    /// redb's page cache, in bytes (a quarter of redb's 1 GiB default). It
+    /// fills only with pages the member touches. 256 MiB kept the write
+    /// throughput of `etcdctl check perf --load=xl` (7,605-7,975 writes/s
+    /// against 7,713 with 1 GiB; 64 MiB cost 43%), lowered its peak RSS
+    /// from 1,286 MB to 758-777 MB, and bounds what a range over more than
+    /// it adds to the member while it answers (docs/benchmarks.md,
+    /// docs/robustness.md).
+    pub const CACHE_BYTES: usize = 256 * 1024 * 1024;
 
     /// Opens or creates the file at `path` (the parent must exist) and
     /// makes sure every table exists.

@@ -1,9 +1,9 @@
 //! One huge Range does not make the member hold its answer twice: while a
 //! member answers a range over `RANGE_MIB` MiB of values (default 256;
 //! `RANGE_MIB=1024` is the 1 GiB measurement of docs/robustness.md), its
-//! resident memory grows by less than [`BOUND`] times the response, when
-//! the backend's page cache already holds what the range reads (at 1 GiB
-//! it does not, and the growth includes filling it: docs/robustness.md). The
+//! resident memory grows by less than [`BOUND`] times the response (at
+//! 1 GiB that includes the backend's page cache filling with what the
+//! range reads, up to its 256 MiB: docs/robustness.md). The
 //! same range on the reference etcd is measured alongside and printed
 //! (etcd keeps the kvs, their encoding and grpc-go's copy at once). The
 //! client receives every key and value.
@@ -51,7 +51,7 @@ fn value(i: usize) -> Vec<u8> {
 /// Writes `n` values of 1 MiB under `/huge/`, then ranges over all of
 /// them: see [`range_all`]. A range over more than the backend's page
 /// cache holds after the writes (redb's, at most `Backend::CACHE_BYTES`,
-/// 1 GiB; etcd's bbolt pages are its mmap, resident too) also fills it.
+/// 256 MiB; etcd's bbolt pages are its mmap, resident too) also fills it.
 async fn measure(c: &TestCluster, n: usize) -> (u64, usize) {
     let pid = c.member(0).pid().unwrap();
     let mut kv = KvClient::connect(c.endpoint())
