@@ -32,12 +32,16 @@ pub struct Links {
     lossy: Mutex<HashSet<(usize, usize)>>,
     /// The process id of each member, updated when it restarts.
     pids: Mutex<Vec<Option<u32>>>,
+    /// The peer port each member listens on (0 until known), where its
+    /// proxy forwards.
+    targets: Mutex<Vec<u16>>,
 }
 
 impl Links {
     /// No link cut; `pids` of the members.
     pub fn new(pids: Vec<Option<u32>>) -> Arc<Links> {
         Arc::new(Links {
+            targets: Mutex::new(vec![0; pids.len()]),
             pids: Mutex::new(pids),
             ..Links::default()
         })
@@ -63,6 +67,15 @@ impl Links {
 
     fn is_lossy(&self, from: Option<usize>, to: usize) -> bool {
         from.is_some_and(|f| self.lossy.lock().expect("links lock").contains(&(f, to)))
+    }
+
+    /// The members listen for peers on `ports` (one per member).
+    pub fn set_targets(&self, ports: &[u16]) {
+        *self.targets.lock().expect("targets lock") = ports.to_vec();
+    }
+
+    fn target(&self, to: usize) -> u16 {
+        self.targets.lock().expect("targets lock")[to]
     }
 
     /// Member `i` runs as `pid` now.
@@ -121,10 +134,10 @@ fn socket_inode(port: u16, remote: u16) -> Option<u64> {
     })
 }
 
-/// Forwards connections to `listen` (the port member `to` advertises)
-/// on to `target` (where it listens), obeying `links`, until the task is
-/// dropped.
-pub async fn serve(listener: TcpListener, target: u16, to: usize, links: Arc<Links>) {
+/// Forwards connections to `listener` (the port member `to` advertises)
+/// on to where it listens (as `links` knows at each connection), obeying
+/// `links`, until the task is dropped.
+pub async fn serve(listener: TcpListener, to: usize, links: Arc<Links>) {
     let Ok(proxy) = listener.local_addr().map(|a| a.port()) else {
         return;
     };
@@ -138,6 +151,7 @@ pub async fn serve(listener: TcpListener, target: u16, to: usize, links: Arc<Lin
             if links.is_cut(source, to) {
                 return;
             }
+            let target = links.target(to);
             let Ok(outbound) = TcpStream::connect((Ipv4Addr::LOCALHOST, target)).await else {
                 return;
             };
@@ -206,9 +220,9 @@ async fn pump(
 
 /// Starts an `n`-member cluster of the built `etcd` whose peer links all
 /// go through proxies (each member advertises its proxy's port; the
-/// proxy forwards to where it listens); the links' controls.
+/// proxy forwards to where it listens, fresh ports if a start attempt
+/// found one taken); the links' controls.
 pub async fn cluster(n: usize) -> (etcd_rs_tests::TestCluster, Arc<Links>) {
-    let listen = etcd_rs_tests::cluster::free_ports(n);
     let mut proxies = Vec::new();
     for _ in 0..n {
         let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
@@ -221,8 +235,8 @@ pub async fn cluster(n: usize) -> (etcd_rs_tests::TestCluster, Arc<Links>) {
         .map(|l| l.local_addr().expect("a bound port").port())
         .collect();
     let links = Links::new(vec![None; n]);
-    for (to, (listener, target)) in proxies.into_iter().zip(listen.clone()).enumerate() {
-        tokio::spawn(serve(listener, target, to, links.clone()));
+    for (to, listener) in proxies.into_iter().enumerate() {
+        tokio::spawn(serve(listener, to, links.clone()));
     }
     // Frequent snapshots and a short in-memory log: a member that was
     // down for a second gets a snapshot, not the log, so faults hit
@@ -233,7 +247,10 @@ pub async fn cluster(n: usize) -> (etcd_rs_tests::TestCluster, Arc<Links>) {
             "--experimental-snapshot-catchup-entries=100",
             "--experimental-watch-progress-notify-interval=500ms",
         ])
-        .peer_ports(listen, advertise)
+        .advertise_peer_ports(advertise, {
+            let links = links.clone();
+            move |listen| links.set_targets(listen)
+        })
         .start()
         .await;
     for i in 0..n {

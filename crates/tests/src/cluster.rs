@@ -18,6 +18,7 @@
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::bins::etcd_bin;
@@ -38,8 +39,23 @@ pub struct ClusterBuilder {
     flags: Vec<String>,
     bootstrap: Bootstrap,
     tls: TlsUrls,
-    /// Peer ports to listen on and to advertise, one of each per member.
-    peer_ports: Option<(Vec<u16>, Vec<u16>)>,
+    /// Peer ports to advertise, one per member, and who is told where the
+    /// members listen.
+    advertised_peers: Option<(Vec<u16>, PeerListen)>,
+}
+
+/// Told, before the members of each start attempt run, the peer port each
+/// of them will listen on (fresh ports per attempt).
+#[derive(Clone)]
+pub struct PeerListen(Arc<ListenFn>);
+
+/// What [`PeerListen`] calls with the members' peer ports.
+type ListenFn = dyn Fn(&[u16]) + Send + Sync;
+
+impl std::fmt::Debug for PeerListen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PeerListen")
+    }
 }
 
 /// TLS on a test cluster's URLs: `https://` client and/or peer URLs (the
@@ -90,12 +106,16 @@ impl ClusterBuilder {
         self
     }
 
-    /// Member `i` listens for peers on `listen[i]` and advertises
-    /// `advertise[i]` (where a proxy forwards to it), instead of one
-    /// free port for both.
-    pub fn peer_ports(mut self, listen: Vec<u16>, advertise: Vec<u16>) -> Self {
-        assert!(listen.len() == self.size && advertise.len() == self.size);
-        self.peer_ports = Some((listen, advertise));
+    /// Member `i` advertises peer port `advertise[i]` (where a proxy
+    /// forwards to it) instead of the free port it listens on; `listen`
+    /// is told those ports before the members of each attempt start.
+    pub fn advertise_peer_ports(
+        mut self,
+        advertise: Vec<u16>,
+        listen: impl Fn(&[u16]) + Send + Sync + 'static,
+    ) -> Self {
+        assert!(advertise.len() == self.size);
+        self.advertised_peers = Some((advertise, PeerListen(Arc::new(listen))));
         self
     }
 
@@ -119,12 +139,13 @@ impl ClusterBuilder {
         );
         for attempt in 1..=START_ATTEMPTS {
             let ports = free_ports(2 * self.size);
-            let (listen, advertise) = match &self.peer_ports {
-                Some((l, a)) => (l.clone(), a.clone()),
-                None => {
-                    let l: Vec<u16> = (0..self.size).map(|i| ports[2 * i + 1]).collect();
-                    (l.clone(), l)
+            let listen: Vec<u16> = (0..self.size).map(|i| ports[2 * i + 1]).collect();
+            let advertise = match &self.advertised_peers {
+                Some((a, told)) => {
+                    (told.0)(&listen);
+                    a.clone()
                 }
+                None => listen.clone(),
             };
             let peers: Vec<(String, u16)> = (0..self.size)
                 .map(|i| (format!("m{i}"), listen[i]))
@@ -150,7 +171,7 @@ impl ClusterBuilder {
                 })
                 .collect();
             for (m, adv) in members.iter_mut().zip(&advertise) {
-                if self.peer_ports.is_some() {
+                if self.advertised_peers.is_some() {
                     m.set_flag("--initial-advertise-peer-urls", &peer_url(*adv));
                 }
                 m.bootstrap = self.bootstrap;
@@ -220,7 +241,7 @@ impl TestCluster {
             size: n,
             flags: Vec::new(),
             tls: TlsUrls::default(),
-            peer_ports: None,
+            advertised_peers: None,
         }
     }
 
