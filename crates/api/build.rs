@@ -1,5 +1,7 @@
 //! Compiles etcd's v3.5 protos with protox (pure Rust, no protoc) and
-//! generates prost messages and tonic clients and servers for them.
+//! generates prost messages and tonic clients and servers for them, and
+//! (pbjson) the proto3 JSON mapping of etcd's public packages as etcd's
+//! gateway writes it: the proto's own field names, unknown fields ignored.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
@@ -17,6 +19,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rerun-if-changed={f}");
     }
     let fds = protox::compile(files, ["proto"])?;
+    let encoded = prost::Message::encode_to_vec(&fds);
+    pbjson_build::Builder::new()
+        .register_descriptors(&encoded)?
+        .preserve_proto_field_names()
+        .ignore_unknown_fields()
+        .build(&[
+            ".mvccpb",
+            ".authpb",
+            ".membershippb",
+            ".etcdserverpb",
+            ".v3lockpb",
+            ".v3electionpb",
+        ])?;
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)

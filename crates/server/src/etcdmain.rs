@@ -313,7 +313,10 @@ async fn serve(
         .await
         .into_axum_router()
         .merge(v3rpc::kv_range::router(server.clone()));
-    let app = v3rpc::learner_gate(server.clone(), grpc).merge(http::router(server.clone()));
+    let app = v3rpc::learner_gate(server.clone(), grpc)
+        .merge(http::router(server.clone()))
+        .merge(crate::gateway::router(server.clone()))
+        .fallback(http::not_found);
     let mut tasks = tokio::task::JoinSet::new();
     for l in listeners {
         let addr = l.local_addr();

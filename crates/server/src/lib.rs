@@ -3,13 +3,14 @@
 //! - [`config`]: flags and `ETCD_*` variables into one configuration.
 //! - [`etcdserver`]: the member itself: raft loop, apply stage, membership,
 //!   the KV operations.
-//! - [`v3rpc`]: the gRPC services on the client port; [`http`]: `/health`
-//!   and `/version` beside them.
+//! - [`v3rpc`]: the gRPC services on the client port; [`gateway`]: the
+//!   same calls as HTTP/JSON under `/v3/`; [`http`]: `/health`, `/version`
+//!   and the answer to any other path, beside them.
 //! - [`rafthttp`]: sending raft messages to the other members;
 //!   [`peerrpc`]: the Peer service receiving them on the peer URLs.
 //!
-//! Dependencies point one way: `etcdmain` → the services (`v3rpc`,
-//! `peerrpc`, `http`) → `etcdserver` → its raft loop and apply stage
+//! Dependencies point one way: `etcdmain` → `gateway` → the services
+//! (`v3rpc`, `peerrpc`, `http`) → `etcdserver` → its raft loop and apply stage
 //! (which share `etcdserver::stage`) → `rafthttp`, `lease` → `storage`.
 //! - [`lease`]: the lessor: leases, attached keys, expiry; [`auth`]: the
 //!   auth store: users, roles, permissions, the auth revision.
@@ -26,6 +27,7 @@ pub mod authority;
 pub mod config;
 pub mod etcdmain;
 pub mod etcdserver;
+pub mod gateway;
 pub mod http;
 pub mod lease;
 pub mod listener;

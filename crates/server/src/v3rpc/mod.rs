@@ -60,6 +60,23 @@ const LEARNER_SERVES: &[&str] = &[
     "/etcdserverpb.KV/Range",
 ];
 
+/// Whether `server`, a learner, refuses gRPC method `path` (etcd's
+/// `isRPCSupportedForLearner` and its stream interceptor): every etcd
+/// RPC but [`LEARNER_SERVES`]. The gateway asks the same of its calls.
+pub(crate) fn learner_refuses(server: &EtcdServer, path: &str) -> bool {
+    // etcd's interceptors cover every service of its gRPC server, the
+    // health service included.
+    let etcd_rpc = [
+        "/etcdserverpb.",
+        "/v3lockpb.",
+        "/v3electionpb.",
+        "/grpc.health.v1.",
+    ]
+    .iter()
+    .any(|p| path.starts_with(p));
+    etcd_rpc && !LEARNER_SERVES.contains(&path) && server.is_learner()
+}
+
 /// Refuses every etcd RPC but [`LEARNER_SERVES`] while `server` is a
 /// learner, with `etcdserver: rpc not supported for learner`.
 pub fn learner_gate(server: Arc<EtcdServer>, router: axum::Router) -> axum::Router {
@@ -67,18 +84,7 @@ pub fn learner_gate(server: Arc<EtcdServer>, router: axum::Router) -> axum::Rout
         move |req: axum::extract::Request, next: axum::middleware::Next| {
             let server = server.clone();
             async move {
-                let path = req.uri().path();
-                // etcd's interceptors cover every service of its gRPC
-                // server, the health service included.
-                let etcd_rpc = [
-                    "/etcdserverpb.",
-                    "/v3lockpb.",
-                    "/v3electionpb.",
-                    "/grpc.health.v1.",
-                ]
-                .iter()
-                .any(|p| path.starts_with(p));
-                if etcd_rpc && !LEARNER_SERVES.contains(&path) && server.is_learner() {
+                if learner_refuses(&server, req.uri().path()) {
                     return Status::from(EtcdError::NotSupportedForLearner)
                         .into_http::<axum::body::Body>();
                 }

@@ -179,7 +179,8 @@ fn delivery_bytes(delivery: &Delivery, prev_kv: bool) -> usize {
         .sum()
 }
 
-/// The request loop of one stream; when the client goes, its watchers go.
+/// The request loop of one stream; when the client goes (its answers
+/// are dropped), its watchers go.
 async fn serve_requests(
     server: Arc<EtcdServer>,
     creds: Credentials,
@@ -257,6 +258,11 @@ async fn serve_requests(
             None => {}
         }
     }
+    // A client that closed its side of the stream (as the gateway does
+    // after the body's requests) still gets its watches' events, as in
+    // etcd, whose receive loop ends without ending the stream: the
+    // watches go when the client stops reading the answers.
+    items.tx.closed().await;
     for hub_id in watches.into_values() {
         server.store.watchers().cancel(hub_id);
     }
@@ -423,12 +429,13 @@ fn responses(server: &EtcdServer, item: Item) -> Vec<WatchResponse> {
                 watch_id,
                 ..Default::default()
             },
+            // As etcd's sendLoop: a header of no revision, and no reason
+            // (clients read the compaction from compact_revision).
             Delivery::Compacted { compact_revision } => WatchResponse {
-                header: Some(server.header(current)),
+                header: Some(server.header(0)),
                 watch_id,
                 compact_revision,
                 canceled: true,
-                cancel_reason: EtcdError::Compacted.to_string(),
                 ..Default::default()
             },
         },

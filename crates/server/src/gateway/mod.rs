@@ -1,0 +1,280 @@
+//! The HTTP/JSON gateway on the client URLs: every v3 RPC at the path of
+//! etcd's `google.api.http` annotations (`rpc.proto`, `v3lock.proto`,
+//! `v3election.proto`), under `/v3/` and etcd 3.5's `/v3beta/` alias.
+//! Each call is decoded from the proto3 JSON mapping (pbjson, in `api`),
+//! handed to the same gRPC service a gRPC client reaches (with the
+//! `Authorization` header as the `authorization` metadata etcd's auth
+//! reads, and the connection's TLS identity), and its answer encoded as
+//! etcd's grpc-gateway writes it (`json.rs`). The gateway only
+//! translates: the services check, the server API layer proposes.
+
+mod json;
+mod stream;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use api::etcdserverpb::auth_server::Auth;
+use api::etcdserverpb::cluster_server::Cluster;
+use api::etcdserverpb::kv_server::Kv;
+use api::etcdserverpb::lease_server::Lease;
+use api::etcdserverpb::maintenance_server::Maintenance;
+use api::etcdserverpb::watch_server::Watch;
+use axum::extract::Request as HttpRequest;
+use axum::http::header;
+use axum::response::Response;
+use axum::routing::{post, MethodRouter};
+use axum::Router;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tonic::metadata::MetadataValue;
+use tonic::{Request, Status};
+
+use crate::etcdserver::EtcdServer;
+use crate::v3rpc::{self, GRPC_OVERHEAD_BYTES};
+
+/// What one call needs besides its body: the server (for its limits and
+/// whether it is a learner) and the gRPC method it stands for.
+#[derive(Clone)]
+struct Call {
+    server: Arc<EtcdServer>,
+    method: &'static str,
+}
+
+impl Call {
+    /// The most a request may encode to, as the gRPC server takes it.
+    fn max_request(&self) -> usize {
+        self.server.cfg.max_request_bytes + GRPC_OVERHEAD_BYTES
+    }
+
+    /// Splits `req` into its body and a gRPC request of no message that
+    /// carries its metadata and extensions; refuses what a learner does
+    /// not serve, as the gRPC server would.
+    fn prepare(&self, req: HttpRequest) -> Result<(Request<()>, axum::body::Body), Status> {
+        if v3rpc::learner_refuses(&self.server, self.method) {
+            return Err(crate::rpctypes::EtcdError::NotSupportedForLearner.into());
+        }
+        let (parts, body) = req.into_parts();
+        let mut r = Request::new(());
+        if let Some(token) = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| MetadataValue::try_from(v).ok())
+        {
+            r.metadata_mut().insert("authorization", token);
+        }
+        *r.extensions_mut() = parts.extensions;
+        Ok((r, body))
+    }
+
+    /// The whole body, bounded so that a JSON body cannot be larger than
+    /// the request it may encode (base64 takes 4 bytes for 3, escapes up
+    /// to 6 for 1).
+    async fn body(&self, body: axum::body::Body) -> Result<bytes::Bytes, Status> {
+        let max = self.max_request();
+        axum::body::to_bytes(body, 6 * max)
+            .await
+            .map_err(|_| Status::resource_exhausted("grpc: received message larger than max"))
+    }
+
+    /// A unary call: the body decoded as `Req`, `call` made, its answer
+    /// or error as etcd's gateway writes them.
+    async fn unary<Req, Resp, F, Fut>(self, req: HttpRequest, call: F) -> Response
+    where
+        Req: DeserializeOwned + Default + prost::Message,
+        Resp: Serialize,
+        F: FnOnce(Request<Req>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<Resp>, Status>>,
+    {
+        let answer = async {
+            let (r, body) = self.prepare(req)?;
+            let body = self.body(body).await?;
+            let msg = json::decode::<Req>(&body)?;
+            let (len, max) = (msg.encoded_len(), self.max_request());
+            if len > max {
+                return Err(Status::resource_exhausted(format!(
+                    "grpc: received message larger than max ({len} vs. {max})"
+                )));
+            }
+            let (md, ext, ()) = r.into_parts();
+            call(Request::from_parts(md, ext, msg)).await
+        };
+        match answer.await {
+            Ok(resp) => json::json_response(axum::http::StatusCode::OK, resp.get_ref()),
+            Err(e) => json::error(&e),
+        }
+    }
+}
+
+/// A POST route for gRPC `method` whose handler gets the [`Call`] and
+/// the HTTP request.
+fn route<H, Fut>(server: &Arc<EtcdServer>, method: &'static str, handler: H) -> MethodRouter
+where
+    H: Fn(Call, HttpRequest) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response> + Send + 'static,
+{
+    let call = Call {
+        server: server.clone(),
+        method,
+    };
+    post(move |req: HttpRequest| handler(call.clone(), req))
+}
+
+/// Declares unary routes: `path => Trait::method on service, "gRPC method"`.
+macro_rules! unary_routes {
+    ($router:ident, $server:ident; $($path:literal => $tr:ident :: $m:ident on $svc:ident, $grpc:literal;)*) => {
+        $(
+            let svc = $svc.clone();
+            $router = $router.route($path, route(&$server, $grpc, move |c, req| {
+                let svc = svc.clone();
+                async move { c.unary(req, |r| async move { $tr::$m(&*svc, r).await }).await }
+            }));
+        )*
+    };
+}
+
+/// The gateway's routes for `server`, under `/v3` and `/v3beta`.
+pub fn router(server: Arc<EtcdServer>) -> Router {
+    let v3 = v3_routes(&server).fallback(|| async {
+        // grpc-gateway's answer to a path it has no call for.
+        (
+            axum::http::StatusCode::NOT_FOUND,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            "Not Found\n",
+        )
+    });
+    Router::new().nest("/v3", v3.clone()).nest("/v3beta", v3)
+}
+
+fn v3_routes(server: &Arc<EtcdServer>) -> Router {
+    let kv = Arc::new(v3rpc::kv::KvService::new(server.clone()));
+    let lease = Arc::new(v3rpc::lease::LeaseService::new(server.clone()));
+    let cluster = Arc::new(v3rpc::cluster::ClusterService::new(server.clone()));
+    let maintenance = Arc::new(v3rpc::maintenance::MaintenanceService::new(server.clone()));
+    let auth = Arc::new(v3rpc::auth::AuthService::new(server.clone()));
+    let watch = Arc::new(v3rpc::watch::WatchService::new(server.clone()));
+    let mut r = Router::new();
+    unary_routes!(r, server;
+        "/kv/range" => Kv::range on kv, "/etcdserverpb.KV/Range";
+        "/kv/put" => Kv::put on kv, "/etcdserverpb.KV/Put";
+        "/kv/deleterange" => Kv::delete_range on kv, "/etcdserverpb.KV/DeleteRange";
+        "/kv/txn" => Kv::txn on kv, "/etcdserverpb.KV/Txn";
+        "/kv/compaction" => Kv::compact on kv, "/etcdserverpb.KV/Compact";
+        "/lease/grant" => Lease::lease_grant on lease, "/etcdserverpb.Lease/LeaseGrant";
+        "/lease/revoke" => Lease::lease_revoke on lease, "/etcdserverpb.Lease/LeaseRevoke";
+        "/kv/lease/revoke" => Lease::lease_revoke on lease, "/etcdserverpb.Lease/LeaseRevoke";
+        "/lease/timetolive" => Lease::lease_time_to_live on lease, "/etcdserverpb.Lease/LeaseTimeToLive";
+        "/kv/lease/timetolive" => Lease::lease_time_to_live on lease, "/etcdserverpb.Lease/LeaseTimeToLive";
+        "/lease/leases" => Lease::lease_leases on lease, "/etcdserverpb.Lease/LeaseLeases";
+        "/kv/lease/leases" => Lease::lease_leases on lease, "/etcdserverpb.Lease/LeaseLeases";
+        "/cluster/member/add" => Cluster::member_add on cluster, "/etcdserverpb.Cluster/MemberAdd";
+        "/cluster/member/remove" => Cluster::member_remove on cluster, "/etcdserverpb.Cluster/MemberRemove";
+        "/cluster/member/update" => Cluster::member_update on cluster, "/etcdserverpb.Cluster/MemberUpdate";
+        "/cluster/member/list" => Cluster::member_list on cluster, "/etcdserverpb.Cluster/MemberList";
+        "/cluster/member/promote" => Cluster::member_promote on cluster, "/etcdserverpb.Cluster/MemberPromote";
+        "/maintenance/alarm" => Maintenance::alarm on maintenance, "/etcdserverpb.Maintenance/Alarm";
+        "/maintenance/status" => Maintenance::status on maintenance, "/etcdserverpb.Maintenance/Status";
+        "/maintenance/defragment" => Maintenance::defragment on maintenance, "/etcdserverpb.Maintenance/Defragment";
+        "/maintenance/hash" => Maintenance::hash on maintenance, "/etcdserverpb.Maintenance/Hash";
+        "/maintenance/hashkv" => Maintenance::hash_kv on maintenance, "/etcdserverpb.Maintenance/HashKV";
+        "/maintenance/transfer-leadership" => Maintenance::move_leader on maintenance, "/etcdserverpb.Maintenance/MoveLeader";
+        "/maintenance/downgrade" => Maintenance::downgrade on maintenance, "/etcdserverpb.Maintenance/Downgrade";
+        "/auth/enable" => Auth::auth_enable on auth, "/etcdserverpb.Auth/AuthEnable";
+        "/auth/disable" => Auth::auth_disable on auth, "/etcdserverpb.Auth/AuthDisable";
+        "/auth/status" => Auth::auth_status on auth, "/etcdserverpb.Auth/AuthStatus";
+        "/auth/authenticate" => Auth::authenticate on auth, "/etcdserverpb.Auth/Authenticate";
+        "/auth/user/add" => Auth::user_add on auth, "/etcdserverpb.Auth/UserAdd";
+        "/auth/user/get" => Auth::user_get on auth, "/etcdserverpb.Auth/UserGet";
+        "/auth/user/list" => Auth::user_list on auth, "/etcdserverpb.Auth/UserList";
+        "/auth/user/delete" => Auth::user_delete on auth, "/etcdserverpb.Auth/UserDelete";
+        "/auth/user/changepw" => Auth::user_change_password on auth, "/etcdserverpb.Auth/UserChangePassword";
+        "/auth/user/grant" => Auth::user_grant_role on auth, "/etcdserverpb.Auth/UserGrantRole";
+        "/auth/user/revoke" => Auth::user_revoke_role on auth, "/etcdserverpb.Auth/UserRevokeRole";
+        "/auth/role/add" => Auth::role_add on auth, "/etcdserverpb.Auth/RoleAdd";
+        "/auth/role/get" => Auth::role_get on auth, "/etcdserverpb.Auth/RoleGet";
+        "/auth/role/list" => Auth::role_list on auth, "/etcdserverpb.Auth/RoleList";
+        "/auth/role/delete" => Auth::role_delete on auth, "/etcdserverpb.Auth/RoleDelete";
+        "/auth/role/grant" => Auth::role_grant_permission on auth, "/etcdserverpb.Auth/RoleGrantPermission";
+        "/auth/role/revoke" => Auth::role_revoke_permission on auth, "/etcdserverpb.Auth/RoleRevokePermission";
+    );
+    let w = watch.clone();
+    r = r.route(
+        "/watch",
+        route(server, "/etcdserverpb.Watch/Watch", move |c, req| {
+            let w = w.clone();
+            async move {
+                match c.prepare(req) {
+                    Ok((md, body)) => {
+                        stream::bidi(md, body, |r| async move { w.watch(r).await }).await
+                    }
+                    Err(e) => json::error(&e),
+                }
+            }
+        }),
+    );
+    let l = lease.clone();
+    r = r.route(
+        "/lease/keepalive",
+        route(
+            server,
+            "/etcdserverpb.Lease/LeaseKeepAlive",
+            move |c, req| {
+                let l = l.clone();
+                async move {
+                    match c.prepare(req) {
+                        Ok((md, body)) => {
+                            stream::bidi(md, body, |r| async move { l.lease_keep_alive(r).await })
+                                .await
+                        }
+                        Err(e) => json::error(&e),
+                    }
+                }
+            },
+        ),
+    );
+    let m = maintenance.clone();
+    r =
+        r.route(
+            "/maintenance/snapshot",
+            route(
+                server,
+                "/etcdserverpb.Maintenance/Snapshot",
+                move |c, req| {
+                    let m = m.clone();
+                    async move {
+                        let prepared = match c.prepare(req) {
+                            Ok((md, body)) => c.body(body).await.map(|b| (md, b)),
+                            Err(e) => Err(e),
+                        };
+                        match prepared {
+                            Ok((md, body)) => {
+                                stream::server_streaming(md, &body, |r| async move {
+                                    m.snapshot(r).await
+                                })
+                                .await
+                            }
+                            Err(e) => json::error(&e),
+                        }
+                    }
+                },
+            ),
+        );
+    for (path, service) in [
+        ("/lock/lock", "v3lockpb.Lock"),
+        ("/lock/unlock", "v3lockpb.Lock"),
+        ("/election/campaign", "v3electionpb.Election"),
+        ("/election/proclaim", "v3electionpb.Election"),
+        ("/election/leader", "v3electionpb.Election"),
+        ("/election/observe", "v3electionpb.Election"),
+        ("/election/resign", "v3electionpb.Election"),
+    ] {
+        r = r.route(
+            path,
+            post(move || async move {
+                json::error(&Status::unimplemented(format!("unknown service {service}")))
+            }),
+        );
+    }
+    r
+}

@@ -1,0 +1,143 @@
+//! The gateway's streaming calls: Watch and LeaseKeepAlive (a stream of
+//! JSON requests in the body, a stream of JSON lines out) and Snapshot
+//! (one request, a stream out). The requests are handed to the gRPC
+//! service as the gRPC stream it serves, so a watch through the gateway
+//! is the same watch as over gRPC.
+
+use std::future::Future;
+
+use axum::body::Body;
+use axum::http::{header, HeaderValue};
+use axum::response::Response;
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use http_body_util::StreamBody;
+use hyper::body::Frame;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tonic::codec::Codec;
+use tonic::{Request, Status, Streaming};
+use tonic_prost::ProstCodec;
+
+use super::json::{self, Messages};
+
+/// How many decoded requests may wait for the service.
+const REQUEST_QUEUE: usize = 16;
+
+/// The requests of `body`, JSON messages one after another, as the gRPC
+/// stream of `Req` a service reads. The first is read before the call
+/// starts, so a body that is not JSON gets grpc-gateway's 400 answer; a
+/// later bad message ends the stream.
+async fn requests<Req>(body: Body) -> Result<Streaming<Req>, Status>
+where
+    Req: DeserializeOwned + prost::Message + Default + Send + 'static,
+{
+    let mut chunks = body.into_data_stream();
+    let mut messages = Messages::default();
+    let first = loop {
+        if let Some(m) = messages.next::<Req>() {
+            break Some(m?);
+        }
+        match chunks.next().await {
+            Some(Ok(bytes)) => messages.push(&bytes),
+            Some(Err(e)) => return Err(Status::invalid_argument(e.to_string())),
+            None => break None,
+        }
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Status>>(REQUEST_QUEUE);
+    if let Some(first) = first {
+        let _ = tx.send(Ok(Frame::data(grpc_frame(&first)))).await;
+        tokio::spawn(async move {
+            loop {
+                while let Some(m) = messages.next::<Req>() {
+                    let Ok(m) = m else { return };
+                    if tx.send(Ok(Frame::data(grpc_frame(&m)))).await.is_err() {
+                        return;
+                    }
+                }
+                match chunks.next().await {
+                    Some(Ok(bytes)) => messages.push(&bytes),
+                    _ => return,
+                }
+            }
+        });
+    }
+    let body = StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+    let mut codec = ProstCodec::<Req, Req>::default();
+    Ok(Streaming::new_request(codec.decoder(), body, None, None))
+}
+
+/// `m` in gRPC's length-prefixed framing, uncompressed.
+fn grpc_frame<M: prost::Message>(m: &M) -> Bytes {
+    let len = m.encoded_len();
+    let mut buf = Vec::with_capacity(5 + len);
+    buf.push(0);
+    buf.extend_from_slice(&(len as u32).to_be_bytes());
+    m.encode(&mut buf).expect("a Vec grows to hold the message");
+    Bytes::from(buf)
+}
+
+/// The answer to a streaming call: each item of `out` as a JSON line.
+fn lines<S, T>(out: S) -> Response
+where
+    S: Stream<Item = Result<T, Status>> + Send + 'static,
+    T: Serialize,
+{
+    let body =
+        out.map(|item| Ok::<_, std::convert::Infallible>(Bytes::from(json::stream_line(item))));
+    let mut resp = Response::new(Body::from_stream(body));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// A bidirectional call (`Watch`, `LeaseKeepAlive`): the body's requests
+/// go to `call` as its gRPC stream, its answers come back as JSON lines.
+pub(crate) async fn bidi<Req, Resp, S, F, Fut>(
+    metadata: Request<()>,
+    body: Body,
+    call: F,
+) -> Response
+where
+    Req: DeserializeOwned + prost::Message + Default + Send + 'static,
+    Resp: Serialize,
+    S: Stream<Item = Result<Resp, Status>> + Send + 'static,
+    F: FnOnce(Request<Streaming<Req>>) -> Fut,
+    Fut: Future<Output = Result<tonic::Response<S>, Status>>,
+{
+    let input = match requests::<Req>(body).await {
+        Ok(input) => input,
+        Err(e) => return json::error(&e),
+    };
+    let (md, ext, ()) = metadata.into_parts();
+    match call(Request::from_parts(md, ext, input)).await {
+        Ok(out) => lines(out.into_inner()),
+        Err(e) => json::error(&e),
+    }
+}
+
+/// A server-streaming call (`Snapshot`): one request, JSON lines out.
+pub(crate) async fn server_streaming<Req, Resp, S, F, Fut>(
+    metadata: Request<()>,
+    body: &[u8],
+    call: F,
+) -> Response
+where
+    Req: DeserializeOwned + Default,
+    Resp: Serialize,
+    S: Stream<Item = Result<Resp, Status>> + Send + 'static,
+    F: FnOnce(Request<Req>) -> Fut,
+    Fut: Future<Output = Result<tonic::Response<S>, Status>>,
+{
+    let req = match json::decode::<Req>(body) {
+        Ok(r) => r,
+        Err(e) => return json::error(&e),
+    };
+    let (md, ext, ()) = metadata.into_parts();
+    match call(Request::from_parts(md, ext, req)).await {
+        Ok(out) => lines(out.into_inner()),
+        Err(e) => json::error(&e),
+    }
+}
