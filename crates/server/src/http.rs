@@ -5,42 +5,227 @@
 use std::sync::Arc;
 
 use axum::extract::Request;
+use axum::http::Method;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{any, get};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
 use crate::config::SERVER_VERSION;
 use crate::etcdserver::EtcdServer;
 
-/// `/health` and `/version` for `server`.
+/// `/health`, `/livez`, `/readyz` (each check also at its own subpath,
+/// e.g. `/readyz/linearizable_read`) and `/version` for `server`.
 pub fn router(server: Arc<EtcdServer>) -> Router {
+    let mut r = Router::new();
     let s = server.clone();
-    Router::new()
-        .route("/health", get(move || health(s.clone())))
-        .route("/version", get(move || version(server.clone())))
+    r = r.route("/health", any(move |req: Request| health(s.clone(), req)));
+    for kind in [Probe::Livez, Probe::Readyz] {
+        let s = server.clone();
+        r = r.route(
+            kind.path(),
+            any(move |req: Request| probe(s.clone(), kind, None, req)),
+        );
+        for check in kind.checks() {
+            let s = server.clone();
+            r = r.route(
+                &format!("{}/{}", kind.path(), check.name()),
+                any(move |req: Request| probe(s.clone(), kind, Some(*check), req)),
+            );
+        }
+    }
+    r.route("/version", get(move || version(server.clone())))
 }
 
-/// Healthy when there is a leader and a linearizable read goes through
-/// (etcd 3.5 `/health`): 200 `{"health":"true","reason":""}`, else 503
-/// with the reason.
-async fn health(s: Arc<EtcdServer>) -> (StatusCode, Json<Value>) {
-    let reason = if s.leader() == 0 {
+/// Go's `http.Error(w, "Method Not Allowed", 405)` with `Allow: GET`, as
+/// etcd's health handlers answer anything but GET.
+fn method_not_allowed() -> Response {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        [
+            (header::ALLOW, "GET"),
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        "Method Not Allowed\n",
+    )
+        .into_response()
+}
+
+/// The values of query parameter `name` in `req` (`?exclude=a&exclude=b`).
+fn query_values(req: &Request, name: &str) -> Vec<String> {
+    req.uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
+        .filter(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+        .collect()
+}
+
+/// A read of one key, keys only, as etcd's health checks make (as root,
+/// so auth never fails it): serializable reads only this member's store,
+/// linearizable goes through ReadIndex.
+async fn read_check(s: &EtcdServer, serializable: bool) -> Result<(), String> {
+    if serializable {
+        return Ok(());
+    }
+    s.linearizable_read().await.map_err(|e| e.to_string())
+}
+
+/// etcd 3.5's `/health`: 200 `{"health":"true","reason":""}`, else 503
+/// with the reason: `RAFT NO LEADER` when there is no leader (not
+/// checked with `?serializable=true`), `RANGE ERROR:<error>` when the
+/// read fails. Active alarms (`ALARM NOSPACE`, `ALARM CORRUPT`, unless
+/// `?exclude=`d) would come first; etcd-rs raises none yet.
+async fn health(s: Arc<EtcdServer>, req: Request) -> Response {
+    if req.method() != Method::GET {
+        return method_not_allowed();
+    }
+    let serializable = query_values(&req, "serializable")
+        .first()
+        .map(String::as_str)
+        == Some("true");
+    let reason = if !serializable && s.leader() == 0 {
         Some("RAFT NO LEADER".to_string())
     } else {
-        s.linearizable_read().await.err().map(|e| e.to_string())
+        read_check(&s, serializable)
+            .await
+            .err()
+            .map(|e| format!("RANGE ERROR:{e}"))
     };
-    match reason {
+    // Go writes both with text/plain (sniffed, or http.Error's), the
+    // failure with a newline.
+    let (status, body) = match reason {
         None => (
             StatusCode::OK,
-            Json(json!({"health": "true", "reason": ""})),
+            json!({"health": "true", "reason": ""}).to_string(),
         ),
         Some(r) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"health": "false", "reason": r})),
+            format!("{}\n", json!({"health": "false", "reason": r})),
         ),
+    };
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// etcd 3.6's Kubernetes-style probes.
+#[derive(Clone, Copy)]
+enum Probe {
+    /// `/livez`: the member's own store answers.
+    Livez,
+    /// `/readyz`: no data corruption, the store answers, and so does the
+    /// cluster (a linearizable read).
+    Readyz,
+}
+
+/// One check of a probe.
+#[derive(Clone, Copy)]
+enum Check {
+    /// No CORRUPT alarm is active (etcd-rs raises none yet).
+    DataCorruption,
+    /// A serializable read succeeds.
+    SerializableRead,
+    /// A linearizable read succeeds.
+    LinearizableRead,
+}
+
+impl Probe {
+    fn path(self) -> &'static str {
+        match self {
+            Probe::Livez => "/livez",
+            Probe::Readyz => "/readyz",
+        }
     }
+
+    fn checks(self) -> &'static [Check] {
+        match self {
+            Probe::Livez => &[Check::SerializableRead],
+            Probe::Readyz => &[
+                Check::DataCorruption,
+                Check::SerializableRead,
+                Check::LinearizableRead,
+            ],
+        }
+    }
+}
+
+impl Check {
+    fn name(self) -> &'static str {
+        match self {
+            Check::DataCorruption => "data_corruption",
+            Check::SerializableRead => "serializable_read",
+            Check::LinearizableRead => "linearizable_read",
+        }
+    }
+
+    async fn run(self, s: &EtcdServer) -> Result<(), String> {
+        match self {
+            Check::DataCorruption => Ok(()),
+            Check::SerializableRead => read_check(s, true).await,
+            Check::LinearizableRead => read_check(s, false).await,
+        }
+    }
+}
+
+/// Runs `only` or else every check of `kind` not in `?exclude=`: 200
+/// `ok` (after a `[+]name ok` line per check with `?verbose`), or 503
+/// with every check's line (`[-]name failed: <error>`) whatever was asked,
+/// as etcd 3.6 answers.
+async fn probe(s: Arc<EtcdServer>, kind: Probe, only: Option<Check>, req: Request) -> Response {
+    if req.method() != Method::GET {
+        return method_not_allowed();
+    }
+    let excluded = query_values(&req, "exclude");
+    let checks: Vec<Check> = match only {
+        Some(c) => vec![c],
+        None => kind
+            .checks()
+            .iter()
+            .copied()
+            .filter(|c| !excluded.iter().any(|e| e == c.name()))
+            .collect(),
+    };
+    let mut report = String::new();
+    let mut failed = false;
+    for c in checks {
+        match c.run(&s).await {
+            Ok(()) => report.push_str(&format!("[+]{} ok\n", c.name())),
+            Err(e) => {
+                failed = true;
+                report.push_str(&format!("[-]{} failed: {e}\n", c.name()));
+            }
+        }
+    }
+    let text = [
+        (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    ];
+    if failed {
+        return (StatusCode::SERVICE_UNAVAILABLE, text, format!("{report}\n")).into_response();
+    }
+    let verbose = req
+        .uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .any(|p| p == "verbose" || p.starts_with("verbose="));
+    let body = if verbose {
+        format!("{report}ok\n")
+    } else {
+        "ok\n".to_string()
+    };
+    (StatusCode::OK, text, body).into_response()
 }
 
 /// `{"etcdserver":"3.5.0","etcdcluster":"3.5.0"}`; the cluster version is
