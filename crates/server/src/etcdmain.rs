@@ -309,12 +309,16 @@ async fn serve(
     }
     tokio::spawn(v3rpc::watch::sync_loop(server.clone()));
     tokio::spawn(crate::etcdserver::lease_expiry::expiry_loop(server.clone()));
+    // `--metrics extensive` is refused at start for now (config/unsupported.rs).
+    crate::monitoring::init(false);
     let grpc = v3rpc::routes(server.clone())
         .await
         .into_axum_router()
         .merge(v3rpc::kv_range::router(server.clone()));
-    let app = v3rpc::learner_gate(server.clone(), grpc)
+    let grpc = crate::monitoring::grpc_layer(v3rpc::learner_gate(server.clone(), grpc));
+    let app = grpc
         .merge(http::router(server.clone()))
+        .merge(crate::monitoring::router(server.clone()))
         .merge(crate::gateway::router(server.clone()))
         .fallback(http::not_found);
     let mut tasks = tokio::task::JoinSet::new();

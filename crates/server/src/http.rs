@@ -98,6 +98,10 @@ async fn health(s: Arc<EtcdServer>, req: Request) -> Response {
     };
     // Go writes both with text/plain (sniffed, or http.Error's), the
     // failure with a newline.
+    match reason {
+        None => metrics::HEALTH_SUCCESS.inc(),
+        Some(_) => metrics::HEALTH_FAILURES.inc(),
+    }
     let (status, body) = match reason {
         None => (
             StatusCode::OK,

@@ -16,6 +16,8 @@
 //!   auth store: users, roles, permissions, the auth revision.
 //! - [`rpctypes`]: every client-visible error, with etcd's code and text.
 //! - [`logging`]: etcd's JSON log lines; [`etcdmain`]: the entry point.
+//! - [`monitoring`]: `/metrics` and the gRPC server metrics (the metrics
+//!   themselves are the `metrics` crate's).
 //! - [`authority`]: the repair of URL-shaped HTTP/2 authorities that
 //!   etcdctl 3.4 sends.
 //! - [`tls`]: certificates, auto TLS, reloading, the rustls configs;
@@ -32,6 +34,7 @@ pub mod http;
 pub mod lease;
 pub mod listener;
 pub mod logging;
+pub mod monitoring;
 pub mod peerrpc;
 pub mod rafthttp;
 pub mod rpctypes;

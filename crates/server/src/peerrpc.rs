@@ -117,7 +117,10 @@ impl Peer for PeerService {
                 );
                 return Err(Status::permission_denied(REMOVED_MEMBER));
             }
+            let from =
+                metrics::PEER_RECEIVED_BYTES.with_label_values(&[&format!("{:x}", batch.from)]);
             for bytes in &batch.messages {
+                from.inc_by(bytes.len() as u64);
                 match Message::parse_from_bytes(bytes) {
                     Ok(m) => self.server.step(m),
                     Err(e) => tracing::warn!(error = %e, "dropped an undecodable raft message"),

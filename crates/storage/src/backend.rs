@@ -203,7 +203,9 @@ impl Backend {
     pub fn commit(&self, tx: WriteTransaction) -> Result<(), BackendError> {
         #[cfg(feature = "failpoints")]
         crate::failpoint::disk_full(self.path.parent().and_then(Path::parent))?;
+        let started = Instant::now();
         tx.commit()?;
+        metrics::BACKEND_COMMIT.observe(started.elapsed().as_secs_f64());
         Ok(())
     }
 }

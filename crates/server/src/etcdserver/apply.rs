@@ -379,6 +379,7 @@ impl Applier {
         let ttl = self.lessor.effective_ttl(r.ttl);
         put_lease_record(txn, r.id, ttl, 0)?;
         self.lessor.grant(r.id, ttl, 0);
+        metrics::LEASE_GRANTED.inc();
         Ok(Applied::LeaseGrant(LeaseGrantResponse {
             header: Some(ResponseHeader {
                 revision: txn.read_rev(),
@@ -397,6 +398,7 @@ impl Applier {
     ) -> ApplyOutcome {
         // Every attached key goes, in this one revision.
         let keys = self.lessor.revoke(r.id).ok_or(EtcdError::LeaseNotFound)?;
+        metrics::LEASE_REVOKED.inc();
         for k in &keys {
             txn.delete_range(k, RangeEnd::Single)?;
         }

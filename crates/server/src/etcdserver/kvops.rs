@@ -45,6 +45,7 @@ fn shape(r: &RangeRequest) -> Result<(SortOrder, SortTarget, bool), EtcdError> {
 
 /// Range as etcd's applier does it; the header carries only the revision.
 pub fn range(view: &impl ReadView, r: &RangeRequest) -> Result<RangeResponse, EtcdError> {
+    metrics::RANGE_TOTAL.inc();
     let (sort_order, sort_target, filters) = shape(r)?;
     // Sorting and filtering need every key; otherwise fetch one extra key
     // to learn whether there are more.
@@ -124,6 +125,7 @@ pub fn range_encoded(store: &KvStore, r: &RangeRequest) -> Result<EncodedRange, 
         let rev = resp.header.map_or(0, |h| h.revision);
         return Ok(b.finish(resp.more, resp.count, rev));
     }
+    metrics::RANGE_TOTAL.inc();
     // One extra key tells whether there are more.
     let want = usize::try_from(r.limit).unwrap_or(0);
     let opts = RangeOptions {
@@ -186,6 +188,7 @@ pub fn put(
         _ => (&p.value, p.lease),
     };
     txn.put(&p.key, value, lease)?;
+    metrics::PUT_TOTAL.inc();
     leases.attach(&p.key, lease);
     Ok(PutResponse {
         header: header(txn.read_rev()),
@@ -201,6 +204,7 @@ pub fn delete_range(
     d: &DeleteRangeRequest,
     leases: &Lessor,
 ) -> Result<DeleteRangeResponse, EtcdError> {
+    metrics::DELETE_TOTAL.inc();
     let end = RangeEnd::from_request(&d.range_end);
     let prev_kvs = if d.prev_kv {
         txn.range(&d.key, end, RangeOptions::default())?.kvs
@@ -348,6 +352,7 @@ pub fn txn(
     txn_path(txn, t, &mut path)?;
     check_ops(txn, t, &mut path.iter(), leases)?;
     let mut resp = run_ops(txn, t, &mut path.iter(), leases)?;
+    metrics::TXN_TOTAL.inc();
     resp.header = header(txn.read_rev());
     Ok(resp)
 }

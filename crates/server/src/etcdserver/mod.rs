@@ -515,6 +515,12 @@ impl EtcdServer {
         self.raft_status.term.load(Ordering::Acquire)
     }
 
+    /// Proposals registered and not yet answered
+    /// (`etcd_server_proposals_pending`).
+    pub fn pending_proposals(&self) -> usize {
+        self.wait.waiting()
+    }
+
     /// The raft commit index.
     pub fn committed_index(&self) -> u64 {
         self.raft_status.committed.load(Ordering::Acquire)
@@ -583,13 +589,18 @@ impl EtcdServer {
         let rx = self.wait.register(id);
         if let Err(e) = self.send_to_raft(msg) {
             self.wait.cancel(id);
+            metrics::PROPOSALS_FAILED.inc();
             return Err(e);
         }
         match tokio::time::timeout(self.cfg.request_timeout, rx).await {
             Ok(Ok(outcome)) => outcome,
-            Ok(Err(_)) => Err(EtcdError::Stopped),
+            Ok(Err(_)) => {
+                metrics::PROPOSALS_FAILED.inc();
+                Err(EtcdError::Stopped)
+            }
             Err(_) => {
                 self.wait.cancel(id);
+                metrics::PROPOSALS_FAILED.inc();
                 Err(EtcdError::Timeout)
             }
         }

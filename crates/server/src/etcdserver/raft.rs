@@ -214,6 +214,9 @@ impl RaftLoop {
                 crate::logging::fatal("failed to write to the WAL", &e);
             }
             if leader != last_leader {
+                if leader != 0 {
+                    metrics::LEADER_CHANGES.inc();
+                }
                 if leader == 0 {
                     tracing::info!(
                         "raft.node: {:x} lost leader {:x} at term {}",

@@ -37,6 +37,11 @@ impl<T> Wait<T> {
         }
     }
 
+    /// How many ids wait.
+    pub fn waiting(&self) -> usize {
+        self.pending.lock().expect("wait lock").len()
+    }
+
     /// Forgets `id` (its caller gave up).
     pub fn cancel(&self, id: u64) {
         self.pending.lock().expect("wait lock").remove(&id);

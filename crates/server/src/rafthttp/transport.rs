@@ -286,6 +286,9 @@ async fn send_loop(shared: Arc<Shared>, to: u64, url: String, mut rx: mpsc::Rece
             if messages.is_empty() {
                 continue;
             }
+            metrics::PEER_SENT_BYTES
+                .with_label_values(&[&format!("{to:x}")])
+                .inc_by(size as u64);
             let batch = RaftBatch {
                 cluster_id,
                 from,

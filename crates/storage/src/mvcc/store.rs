@@ -205,11 +205,18 @@ pub struct KvStore {
     watch: WatchHub,
 }
 
+/// The keys live at the newest revision of `index`, for
+/// `etcd_debugging_mvcc_keys_total` (kept by put and delete after).
+fn live_keys(index: &TreeIndex) -> i64 {
+    index.range(b"", RangeEnd::Unbounded, i64::MAX, 1).1 as i64
+}
+
 impl KvStore {
     /// Opens the store on `backend`, rebuilding the key index from the
     /// `key` table. A new store is at revision 1, as etcd's is.
     pub fn open(backend: Backend) -> Result<KvStore, MvccError> {
         let loaded = Loaded::read(&backend)?;
+        metrics::KEYS_TOTAL.set(live_keys(&loaded.index));
         Ok(KvStore {
             backend,
             index: RwLock::new(loaded.index),
@@ -260,6 +267,7 @@ impl KvStore {
         let loaded = Loaded::read(&self.backend)?;
         let mut index = self.index.write().expect("index lock");
         *index = loaded.index;
+        metrics::KEYS_TOTAL.set(live_keys(&index));
         self.current_rev.store(loaded.current, Ordering::Release);
         self.compact_rev
             .store(loaded.compact_rev, Ordering::Release);
@@ -514,7 +522,10 @@ impl StoreTxn<'_> {
         let mut index = self.store.index.write().expect("index lock");
         let (create_revision, version) = match index.get(key, main) {
             Some(at) => (at.created.main, at.version + 1),
-            None => (main, 1),
+            None => {
+                metrics::KEYS_TOTAL.inc();
+                (main, 1)
+            }
         };
         let kv = KeyValue {
             key: key.to_vec(),
@@ -544,6 +555,7 @@ impl StoreTxn<'_> {
         let main = self.rev + 1;
         let mut index = self.store.index.write().expect("index lock");
         let (live, _) = index.range(key, end, self.read_rev(), 0);
+        metrics::KEYS_TOTAL.sub(live.len() as i64);
         let mut table = self.tx.open_table(KEY_TABLE)?;
         for (k, _) in &live {
             let rev = Revision::new(main, self.sub);

@@ -224,6 +224,11 @@ impl WatchHub {
         found
     }
 
+    /// How many watchers exist (`etcd_debugging_mvcc_watcher_total`).
+    pub fn watcher_count(&self) -> usize {
+        self.count.load(Ordering::Acquire)
+    }
+
     /// Whether any watcher exists.
     pub fn has_watchers(&self) -> bool {
         self.count.load(Ordering::Acquire) > 0

@@ -175,7 +175,9 @@ impl Wal {
         }
         segment::write_at(&self.file, &self.buf, self.offset)?;
         self.offset += self.buf.len() as u64;
+        let fsync = std::time::Instant::now();
         self.file.sync_data()?;
+        metrics::WAL_FSYNC.observe(fsync.elapsed().as_secs_f64());
         if let Some(index) = last_index {
             self.last_index = index;
         }
