@@ -92,23 +92,46 @@ const METHODS: &[(&str, &[&str], &str)] = &[
     ),
 ];
 
-/// The `grpc_type` of `service`/`method`, if it is one of etcd's.
-fn kind_of(service: &str, method: &str) -> Option<&'static str> {
-    METHODS
-        .iter()
-        .find(|(s, ms, _)| *s == service && ms.contains(&method))
-        .map(|(_, _, kind)| *kind)
+/// One method's series, looked up once: a call counts without building
+/// labels or taking the vectors' locks.
+struct Series {
+    started: prometheus::IntCounter,
+    received: prometheus::IntCounter,
+    sent: prometheus::IntCounter,
+    /// By code, in [`metrics::grpc::CODES`]'s order.
+    handled: Vec<prometheus::IntCounter>,
+    handling: prometheus::Histogram,
 }
+
+/// The series of every etcd method, by gRPC path (`/etcdserverpb.KV/Put`).
+static SERIES: std::sync::LazyLock<std::collections::HashMap<String, Series>> =
+    std::sync::LazyLock::new(|| {
+        let mut map = std::collections::HashMap::new();
+        for (service, methods, kind) in METHODS {
+            for m in *methods {
+                metrics::grpc::declare(kind, service, m);
+                let l = [*kind, *service, *m];
+                let series = Series {
+                    started: metrics::grpc::STARTED.with_label_values(&l),
+                    received: metrics::grpc::MSG_RECEIVED.with_label_values(&l),
+                    sent: metrics::grpc::MSG_SENT.with_label_values(&l),
+                    handled: metrics::grpc::CODES
+                        .iter()
+                        .map(|c| metrics::grpc::HANDLED.with_label_values(&[kind, service, m, c]))
+                        .collect(),
+                    handling: metrics::grpc::HANDLING_SECONDS.with_label_values(&l),
+                };
+                map.insert(format!("/{service}/{m}"), series);
+            }
+        }
+        map
+    });
 
 /// Declares every gRPC series, and the latency histogram with
 /// `--metrics extensive`, as etcd does at start.
 pub fn init(extensive: bool) {
     metrics::init();
-    for (service, methods, kind) in METHODS {
-        for m in *methods {
-            metrics::grpc::declare(kind, service, m);
-        }
-    }
+    std::sync::LazyLock::force(&SERIES);
     if extensive {
         metrics::grpc::enable_handling_histogram();
     }
@@ -160,89 +183,85 @@ async fn scrape(s: Arc<EtcdServer>) -> Response {
 pub fn grpc_layer(router: Router) -> Router {
     router.layer(axum::middleware::from_fn(
         |req: Request, next: axum::middleware::Next| async move {
-            let path = req.uri().path();
-            let Some((service, method)) = path.trim_start_matches('/').split_once('/') else {
+            let Some(series) = SERIES.get(req.uri().path()) else {
                 return next.run(req).await;
             };
-            let Some(kind) = kind_of(service, method) else {
-                return next.run(req).await;
-            };
-            let l = [kind, service, method];
-            metrics::grpc::STARTED.with_label_values(&l).inc();
-            let received = metrics::grpc::MSG_RECEIVED.with_label_values(&l);
-            let sent = metrics::grpc::MSG_SENT.with_label_values(&l);
-            let labels = l.map(str::to_string);
-            let req = req.map(|b| Body::new(Counted::new(b, Direction::Received(received))));
+            series.started.inc();
+            let req = req.map(|b| Body::new(Counted::new(b, series, false)));
             let started = Instant::now();
             let resp = next.run(req).await;
-            let call = Call { labels, started };
             if let Some(code) = grpc_code(resp.headers()) {
-                call.handled(code);
+                handled(series, code, started);
                 return resp;
             }
-            resp.map(|b| Body::new(Counted::new(b, Direction::Sent(sent, Some(call)))))
+            resp.map(|b| {
+                let mut body = Counted::new(b, series, true);
+                body.open = Some(started);
+                Body::new(body)
+            })
         },
     ))
 }
 
-/// The gRPC code of a `grpc-status` in `headers`, by name.
-fn grpc_code(headers: &HeaderMap) -> Option<&'static str> {
+/// The index in [`metrics::grpc::CODES`] of a `grpc-status` in `headers`.
+fn grpc_code(headers: &HeaderMap) -> Option<usize> {
     let code: usize = headers.get("grpc-status")?.to_str().ok()?.parse().ok()?;
-    Some(metrics::grpc::CODES.get(code).copied().unwrap_or("Unknown"))
+    Some(code.min(UNKNOWN))
 }
 
-/// One call's labels (type, service, method) and start.
-struct Call {
-    labels: [String; 3],
-    started: Instant,
-}
+/// Code 2, Unknown; a code past the list counts as it.
+const UNKNOWN: usize = 2;
+/// Code 1, Canceled.
+const CANCELED: usize = 1;
+/// Code 13, Internal.
+const INTERNAL: usize = 13;
 
-impl Call {
-    fn handled(self, code: &str) {
-        let [k, s, m] = &self.labels;
-        metrics::grpc::HANDLED
-            .with_label_values(&[k, s, m, code])
-            .inc();
-        metrics::grpc::HANDLING_SECONDS
-            .with_label_values(&[k, s, m])
-            .observe(self.started.elapsed().as_secs_f64());
-    }
-}
-
-/// Which way a counted body goes, with its message counter (and, for an
-/// answer, the call to close with its code).
-enum Direction {
-    Received(prometheus::IntCounter),
-    Sent(prometheus::IntCounter, Option<Call>),
+fn handled(series: &Series, code: usize, started: Instant) {
+    let code = if code < series.handled.len() {
+        code
+    } else {
+        UNKNOWN
+    };
+    series.handled[code].inc();
+    series.handling.observe(started.elapsed().as_secs_f64());
 }
 
 /// A body whose bytes and gRPC messages (5-byte prefix, then the message)
-/// are counted as they pass.
+/// are counted as they pass; an answer's body also closes its call.
 struct Counted {
     inner: Body,
-    direction: Direction,
-    /// Bytes left of the current message, or of its prefix when `prefix`
-    /// is still being read.
+    series: &'static Series,
+    sent: bool,
+    /// For an answer not closed yet: when its call started.
+    open: Option<Instant>,
+    /// Bytes left of the current message.
     left: usize,
-    prefix: Vec<u8>,
+    /// The current message's prefix, as far as it has come.
+    prefix: [u8; 5],
+    prefix_len: usize,
 }
 
 impl Counted {
-    fn new(inner: Body, direction: Direction) -> Counted {
+    fn new(inner: Body, series: &'static Series, sent: bool) -> Counted {
         Counted {
             inner,
-            direction,
+            series,
+            sent,
+            open: None,
             left: 0,
-            prefix: Vec::with_capacity(5),
+            prefix: [0; 5],
+            prefix_len: 0,
         }
     }
 
     /// Counts `data`'s bytes and every message that starts in it.
     fn count(&mut self, mut data: &[u8]) {
-        match &self.direction {
-            Direction::Received(_) => metrics::CLIENT_GRPC_RECEIVED_BYTES.inc_by(data.len() as u64),
-            Direction::Sent(..) => metrics::CLIENT_GRPC_SENT_BYTES.inc_by(data.len() as u64),
-        }
+        let (bytes, messages) = if self.sent {
+            (&*metrics::CLIENT_GRPC_SENT_BYTES, &self.series.sent)
+        } else {
+            (&*metrics::CLIENT_GRPC_RECEIVED_BYTES, &self.series.received)
+        };
+        bytes.inc_by(data.len() as u64);
         while !data.is_empty() {
             if self.left > 0 {
                 let n = self.left.min(data.len());
@@ -250,30 +269,22 @@ impl Counted {
                 data = &data[n..];
                 continue;
             }
-            let n = (5 - self.prefix.len()).min(data.len());
-            self.prefix.extend_from_slice(&data[..n]);
+            let n = (5 - self.prefix_len).min(data.len());
+            self.prefix[self.prefix_len..self.prefix_len + n].copy_from_slice(&data[..n]);
+            self.prefix_len += n;
             data = &data[n..];
-            if self.prefix.len() == 5 {
-                let len = u32::from_be_bytes([
-                    self.prefix[1],
-                    self.prefix[2],
-                    self.prefix[3],
-                    self.prefix[4],
-                ]);
-                self.left = len as usize;
-                self.prefix.clear();
-                match &self.direction {
-                    Direction::Received(c) | Direction::Sent(c, _) => c.inc(),
-                }
+            if self.prefix_len == 5 {
+                let p = self.prefix;
+                self.left = u32::from_be_bytes([p[1], p[2], p[3], p[4]]) as usize;
+                self.prefix_len = 0;
+                messages.inc();
             }
         }
     }
 
-    fn finish(&mut self, code: &str) {
-        if let Direction::Sent(_, call) = &mut self.direction {
-            if let Some(call) = call.take() {
-                call.handled(code);
-            }
+    fn finish(&mut self, code: usize) {
+        if let Some(started) = self.open.take() {
+            handled(self.series, code, started);
         }
     }
 }
@@ -293,12 +304,12 @@ impl http_body::Body for Counted {
                     let data = data.clone();
                     self.count(&data);
                 } else if let Some(trailers) = frame.trailers_ref() {
-                    let code = grpc_code(trailers).unwrap_or("Unknown");
+                    let code = grpc_code(trailers).unwrap_or(UNKNOWN);
                     self.finish(code);
                 }
             }
-            Poll::Ready(None) => self.finish("Unknown"),
-            Poll::Ready(Some(Err(_))) => self.finish("Internal"),
+            Poll::Ready(None) => self.finish(UNKNOWN),
+            Poll::Ready(Some(Err(_))) => self.finish(INTERNAL),
             Poll::Pending => {}
         }
         polled
@@ -316,6 +327,6 @@ impl http_body::Body for Counted {
 impl Drop for Counted {
     /// A stream the client dropped before its status was sent.
     fn drop(&mut self) {
-        self.finish("Canceled");
+        self.finish(CANCELED);
     }
 }
