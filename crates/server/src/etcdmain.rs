@@ -118,6 +118,7 @@ async fn run(cfg: ServerConfig) -> Result<(), String> {
     let tls = MemberTls::load(&cfg).map_err(|e| e.to_string())?;
     // Bind first, so a port in use fails the start at once, as in etcd.
     let listeners = bind_all(&cfg.client_listen).await?;
+    let metrics_listeners = bind_all(&cfg.metrics_listen).await?;
     let peer_listeners = bind_all(&cfg.peer_listen).await?;
     let max_streams = cfg.max_concurrent_streams;
     let dialer = Dialer::new(tls.peer_client.clone());
@@ -163,7 +164,14 @@ async fn run(cfg: ServerConfig) -> Result<(), String> {
         if server.cfg.initial_corrupt_check && server.restarted {
             corrupt::initial_check(&server).await?;
         }
-        serve(server.clone(), listeners, tls.client, max_streams).await
+        serve(
+            server.clone(),
+            listeners,
+            metrics_listeners,
+            tls.client,
+            max_streams,
+        )
+        .await
     };
     // Client connections end when this select drops them, before the
     // member stops; peers are served until it has.
@@ -218,7 +226,7 @@ impl MemberTls {
         )?;
         let serves_tls = |urls: &[ListenUrl]| urls.iter().any(|u| u.secure);
         let client_server = match &client {
-            Some(info) if serves_tls(&cfg.client_listen) => {
+            Some(info) if serves_tls(&cfg.client_listen) || serves_tls(&cfg.metrics_listen) => {
                 tracing::info!(tls_info = ?info, "starting with client TLS");
                 Some(info.server_config(&cfg.tls_settings)?)
             }
@@ -296,6 +304,7 @@ async fn bind_all(urls: &[ListenUrl]) -> Result<Vec<Listener>, String> {
 async fn serve(
     server: Arc<EtcdServer>,
     listeners: Vec<Listener>,
+    metrics_listeners: Vec<Listener>,
     tls: Option<Arc<rustls::ServerConfig>>,
     max_concurrent_streams: u32,
 ) -> Result<(), String> {
@@ -309,8 +318,7 @@ async fn serve(
     }
     tokio::spawn(v3rpc::watch::sync_loop(server.clone()));
     tokio::spawn(crate::etcdserver::lease_expiry::expiry_loop(server.clone()));
-    // `--metrics extensive` is refused at start for now (config/unsupported.rs).
-    crate::monitoring::init(false);
+    crate::monitoring::init(server.cfg.metrics_extensive);
     let grpc = v3rpc::routes(server.clone())
         .await
         .into_axum_router()
@@ -337,6 +345,20 @@ async fn serve(
         } else {
             tracing::warn!(traffic = "grpc+http", address = %addr, "serving client traffic insecurely; this is strongly discouraged!");
         }
+    }
+    // As etcd's metrics listeners: metrics and health, nothing else.
+    let metrics_app = crate::monitoring::router(server.clone())
+        .merge(http::router(server.clone()))
+        .fallback(http::not_found);
+    for l in metrics_listeners {
+        let addr = l.local_addr();
+        let incoming = l.incoming(tls.clone())?;
+        tasks.spawn(serve::serve_clients(
+            incoming,
+            metrics_app.clone(),
+            max_concurrent_streams,
+        ));
+        tracing::info!(address = %addr, "serving metrics");
     }
     match tasks.join_next().await {
         Some(Ok(())) | None => Ok(()),

@@ -173,3 +173,51 @@ async fn metrics_are_etcds_and_move_under_load() {
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listen_metrics_urls_serve_metrics_and_health_only() {
+    within(LIMIT, async {
+        let port = etcd_rs_tests::cluster::free_ports(1)[0];
+        let url = format!("http://127.0.0.1:{port}");
+        let flag = format!("--listen-metrics-urls={url}");
+        let c = TestCluster::start_with_flags(1, &[&flag, "--metrics=extensive"]).await;
+        c.etcdctl(&["put", "k", "v"]);
+        let (text, _) = scrape(&url);
+        assert!(
+            text.contains("# TYPE etcd_server_has_leader gauge\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE grpc_server_handling_seconds histogram\n"),
+            "--metrics extensive adds the gRPC latency histogram"
+        );
+        let health = etcd_rs_tests::member::curl_get(&format!("{url}/health"), &[]).unwrap();
+        assert_eq!(
+            (health.status, health.body.as_str()),
+            (200, r#"{"health":"true","reason":""}"#)
+        );
+        let out = std::process::Command::new("curl")
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--max-time",
+                "10",
+                "-X",
+                "POST",
+            ])
+            .args(["-d", r#"{"key":"aw=="}"#, &format!("{url}/v3/kv/range")])
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "404",
+            "no gateway on a metrics URL"
+        );
+        let (basic, _) = scrape(&c.endpoint());
+        assert!(basic.contains("etcd_server_has_leader 1\n"));
+    })
+    .await
+}

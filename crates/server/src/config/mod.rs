@@ -248,6 +248,15 @@ pub struct Config {
     /// Most concurrent streams on one client HTTP/2 connection.
     #[arg(long, env = "ETCD_MAX_CONCURRENT_STREAMS", default_value_t = u32::MAX)]
     pub max_concurrent_streams: u32,
+    /// More URLs that serve only `/metrics` and the health endpoints
+    /// (`https://` ones with the client TLS settings).
+    #[arg(long, env = "ETCD_LISTEN_METRICS_URLS", default_value = "")]
+    pub listen_metrics_urls: String,
+    /// `extensive` adds the gRPC latency histogram
+    /// (`grpc_server_handling_seconds`); anything else is `basic`, as in
+    /// etcd.
+    #[arg(long, env = "ETCD_METRICS", default_value = "basic")]
+    pub metrics: String,
     /// Configures log level: debug, info, warn, error, panic, or fatal.
     #[arg(long, env = "ETCD_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
@@ -292,6 +301,10 @@ pub struct ServerConfig {
     /// Where to serve clients (`--listen-client-urls`, one entry per
     /// address).
     pub client_listen: Vec<ListenUrl>,
+    /// Where to serve only metrics and health (`--listen-metrics-urls`).
+    pub metrics_listen: Vec<ListenUrl>,
+    /// `--metrics extensive`.
+    pub metrics_extensive: bool,
     /// Client URLs told to the cluster.
     pub advertise_client_urls: Vec<String>,
     /// Where to serve peers (`--listen-peer-urls`).
@@ -595,6 +608,8 @@ impl Config {
             data_dir,
             wal_dir,
             client_listen,
+            metrics_listen: listen_urls(&self.listen_metrics_urls)?,
+            metrics_extensive: self.metrics == "extensive",
             advertise_client_urls: split_urls(&self.advertise_client_urls),
             peer_listen,
             peer_urls,
