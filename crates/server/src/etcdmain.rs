@@ -149,10 +149,13 @@ async fn run(cfg: ServerConfig) -> Result<(), String> {
         };
         let incoming = l.incoming(tls.peer_server.clone())?;
         tracing::info!(address = %addr, "serving peer traffic");
+        // What the peers' probers call to measure the round trip.
+        let (_, health) = tonic_health::server::health_reporter();
         peer_tasks.spawn(async move {
             if let Err(e) = tonic::transport::Server::builder()
                 .add_service(peer)
                 .add_service(lease)
+                .add_service(health)
                 .serve_with_incoming(incoming)
                 .await
             {

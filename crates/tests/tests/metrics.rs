@@ -40,6 +40,7 @@ const EXPECTED: &[(&str, &str)] = &[
     ("etcd_disk_backend_commit_duration_seconds", "histogram"),
     ("etcd_network_peer_sent_bytes_total", "counter"),
     ("etcd_network_peer_received_bytes_total", "counter"),
+    ("etcd_network_peer_round_trip_time_seconds", "histogram"),
     ("etcd_network_client_grpc_sent_bytes_total", "counter"),
     ("etcd_network_client_grpc_received_bytes_total", "counter"),
     ("etcd_debugging_lease_granted_total", "counter"),

@@ -108,6 +108,10 @@ pub struct Applier {
     pub join_index: u64,
 }
 
+/// An apply at least this slow counts in `etcd_server_slow_apply_total`
+/// (etcd: 100 ms).
+const SLOW_APPLY: std::time::Duration = std::time::Duration::from_millis(100);
+
 impl Applier {
     /// Applies batches from `rx` until it closes, then makes the backend
     /// durable.
@@ -166,7 +170,12 @@ impl Applier {
             } else if e.get_entry_type() == EntryType::EntryNormal {
                 match InternalRaftRequest::decode(e.data.as_ref()) {
                     Ok(req) => {
+                        let started = Instant::now();
                         let outcome = self.apply_request(&mut txn, &req, e.index);
+                        // etcd's warnApplyDuration.
+                        if started.elapsed() >= SLOW_APPLY {
+                            metrics::SLOW_APPLY.inc();
+                        }
                         if let Err(e) = &outcome {
                             if txn.read_rev() != txn.revision() {
                                 // Checks run before changes; an error after

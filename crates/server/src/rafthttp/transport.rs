@@ -25,6 +25,8 @@ const QUEUE: usize = 4096;
 const BATCH_BYTES: usize = 4 * 1024 * 1024;
 /// Longest wait between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// How often the round trip to a connected peer is measured.
+const PROBE_INTERVAL: Duration = Duration::from_secs(5);
 /// Bytes of backend entries per snapshot chunk.
 const CHUNK_BYTES: usize = 1024 * 1024;
 /// What a member answers (PermissionDenied) to a stream from a member
@@ -188,9 +190,30 @@ impl Transport {
         for m in msgs {
             if let Some(p) = self.peers.get(&m.to) {
                 if let Err(e) = p.tx.try_send(m) {
-                    report_if_snapshot(&self.shared, &e.into_inner());
+                    let m = e.into_inner();
+                    if m.get_msg_type() == MessageType::MsgHeartbeat {
+                        metrics::HEARTBEAT_SEND_FAILURES.inc();
+                    }
+                    report_if_snapshot(&self.shared, &m);
                 }
             }
+        }
+    }
+}
+
+/// etcd's prober: while connected to peer `to`, the round trip of a
+/// small call (the peer's gRPC health check) every [`PROBE_INTERVAL`],
+/// in `etcd_network_peer_round_trip_time_seconds`.
+async fn probe_loop(channel: tonic::transport::Channel, to: u64) {
+    let mut client = tonic_health::pb::health_client::HealthClient::new(channel);
+    let rtt = metrics::PEER_ROUND_TRIP.with_label_values(&[&format!("{to:x}")]);
+    let mut tick = tokio::time::interval(PROBE_INTERVAL);
+    loop {
+        tick.tick().await;
+        let started = Instant::now();
+        let check = tonic_health::pb::HealthCheckRequest::default();
+        if client.check(check).await.is_ok() {
+            rtt.observe(started.elapsed().as_secs_f64());
         }
     }
 }
@@ -242,6 +265,7 @@ async fn send_loop(shared: Arc<Shared>, to: u64, url: String, mut rx: mpsc::Rece
         shared.health.up(to, task);
         tracing::info!(remote_peer_id = %format!("{to:x}"), "established a stream to the remote peer");
         let (conn_tx, conn_rx) = mpsc::channel::<RaftBatch>(16);
+        let probe = tokio::spawn(probe_loop(channel.clone(), to));
         let mut client = PeerClient::new(channel)
             .max_encoding_message_size(usize::MAX)
             .max_decoding_message_size(usize::MAX);
@@ -298,6 +322,7 @@ async fn send_loop(shared: Arc<Shared>, to: u64, url: String, mut rx: mpsc::Rece
                 break;
             }
         }
+        probe.abort();
         shared.health.down(to, task);
         let result = match ended {
             Some(r) => r,
