@@ -53,6 +53,75 @@ const EXPECTED: &[(&str, &str)] = &[
     ("process_open_fds", "gauge"),
 ];
 
+/// The series etcd's Grafana dashboard and alerts (contrib/mixin in
+/// etcd's repository: dashboards/targets.libsonnet, alerts) select, with
+/// the label values their selectors fix.
+const DASHBOARD: &[(&str, &[(&str, &str)])] = &[
+    ("etcd_server_has_leader", &[]),
+    ("grpc_server_started_total", &[("grpc_type", "unary")]),
+    (
+        "grpc_server_handled_total",
+        &[("grpc_type", "unary"), ("grpc_code", "Unavailable")],
+    ),
+    (
+        "grpc_server_handled_total",
+        &[("grpc_type", "unary"), ("grpc_code", "DeadlineExceeded")],
+    ),
+    (
+        "grpc_server_started_total",
+        &[
+            ("grpc_service", "etcdserverpb.Watch"),
+            ("grpc_type", "bidi_stream"),
+        ],
+    ),
+    (
+        "grpc_server_handled_total",
+        &[
+            ("grpc_service", "etcdserverpb.Watch"),
+            ("grpc_type", "bidi_stream"),
+        ],
+    ),
+    (
+        "grpc_server_started_total",
+        &[
+            ("grpc_service", "etcdserverpb.Lease"),
+            ("grpc_type", "bidi_stream"),
+        ],
+    ),
+    (
+        "grpc_server_handled_total",
+        &[
+            ("grpc_service", "etcdserverpb.Lease"),
+            ("grpc_type", "bidi_stream"),
+        ],
+    ),
+    ("etcd_mvcc_db_total_size_in_bytes", &[]),
+    ("etcd_mvcc_db_total_size_in_use_in_bytes", &[]),
+    ("etcd_server_quota_backend_bytes", &[]),
+    (
+        "etcd_disk_wal_fsync_duration_seconds_bucket",
+        &[("le", "+Inf")],
+    ),
+    (
+        "etcd_disk_backend_commit_duration_seconds_bucket",
+        &[("le", "+Inf")],
+    ),
+    ("process_resident_memory_bytes", &[]),
+    ("etcd_network_client_grpc_received_bytes_total", &[]),
+    ("etcd_network_client_grpc_sent_bytes_total", &[]),
+    ("etcd_network_peer_received_bytes_total", &[]),
+    ("etcd_network_peer_sent_bytes_total", &[]),
+    ("etcd_server_leader_changes_seen_total", &[]),
+    (
+        "etcd_network_peer_round_trip_time_seconds_bucket",
+        &[("le", "+Inf")],
+    ),
+    ("etcd_server_proposals_failed_total", &[]),
+    ("etcd_server_proposals_pending", &[]),
+    ("etcd_server_proposals_committed_total", &[]),
+    ("etcd_server_proposals_applied_total", &[]),
+];
+
 fn scrape(endpoint: &str) -> (String, Scrape) {
     let out = std::process::Command::new("curl")
         .args(["-s", "--max-time", "10"])
@@ -159,6 +228,19 @@ async fn metrics_are_etcds_and_move_under_load() {
                     && x.labels.get("To").is_some()),
             "peer bytes by To"
         );
+        // Every series the dashboard and alerts select exists.
+        let (raw, _) = scrape(&ep);
+        for (name, labels) in DASHBOARD {
+            let found = raw.lines().filter(|l| !l.starts_with('#')).any(|l| {
+                let series = l.rsplit_once(' ').map_or(l, |(s, _)| s);
+                let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
+                metric == *name
+                    && labels
+                        .iter()
+                        .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")))
+            });
+            assert!(found, "the dashboard's {name} {labels:?} has no series");
+        }
         // Every series etcd declares up front, for calls not made yet.
         assert_eq!(
             value(
