@@ -5,8 +5,9 @@
 # The integration tests drive our server with the real Go etcdctl (Debian
 # package etcd-client) and curl (the TLS tests), compare it with the
 # reference etcd (etcd-server), and the etcd-client crate they use needs
-# protoc (protobuf-compiler); the gateway tests run python-etcd3gw from
-# PyPI in a virtualenv (python3, python3-venv). Whatever of these is
+# protoc (protobuf-compiler); the gateway tests run python-etcd3gw and
+# Patroni from PyPI in a virtualenv (python3, python3-venv) and PostgreSQL
+# (postgresql). Whatever of these is
 # missing is installed here; if that fails, this script fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,8 +19,9 @@ missing=()
 [ -x /usr/bin/etcdctl ] || missing+=(etcd-client)
 command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
-command -v python3 >/dev/null 2>&1 || missing+=(python3)
-python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+[ -x /usr/bin/python3 ] || missing+=(python3)
+/usr/bin/python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "scripts/test.sh: installing ${missing[*]}" >&2
     sudo=""
@@ -36,11 +38,15 @@ fi
 [ -x /usr/bin/etcdctl ] || die "/usr/bin/etcdctl (etcd-client) is still missing"
 command -v protoc >/dev/null 2>&1 || die "protoc (protobuf-compiler) is still missing"
 command -v curl >/dev/null 2>&1 || die "curl is still missing"
-# python-etcd3gw, pinned, for tests/etcd3gw.rs.
+# PyPI tools, pinned, in a virtualenv of Debian's Python (readable by the
+# postgres user the Patroni demo runs PostgreSQL as): python-etcd3gw for
+# tests/etcd3gw.rs, Patroni for tests/patroni.rs.
 pyenv="${CARGO_TARGET_DIR:-$PWD/target}/pyenv"
-if ! "$pyenv/bin/python3" -c 'import etcd3gw' >/dev/null 2>&1; then
-    python3 -m venv "$pyenv" || die "could not make the virtualenv $pyenv"
-    "$pyenv/bin/pip" install --quiet etcd3gw==2.7.0 || die "could not install etcd3gw from PyPI"
+if ! "$pyenv/bin/python3" -c 'import etcd3gw, patroni, psycopg' >/dev/null 2>&1; then
+    rm -rf "$pyenv"
+    /usr/bin/python3 -m venv "$pyenv" || die "could not make the virtualenv $pyenv"
+    "$pyenv/bin/pip" install --quiet etcd3gw==2.7.0 "patroni[etcd3,psycopg3]==4.0.4" "psycopg[binary]==3.2.3" \
+        || die "could not install etcd3gw and patroni from PyPI"
 fi
 
 cargo fmt --all -- --check
