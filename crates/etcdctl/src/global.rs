@@ -207,7 +207,17 @@ impl GlobalFlags {
                 self.resolved.get_or_init(|| opts)
             }
         };
-        Client::connect(endpoints, opts).await.map_err(|e| {
+        crate::debug::grpc_info(self, "Channel Connectivity change to CONNECTING");
+        let connected = Client::connect(endpoints, opts).await;
+        crate::debug::grpc_info(
+            self,
+            if connected.is_ok() {
+                "Channel Connectivity change to READY"
+            } else {
+                "Channel Connectivity change to TRANSIENT_FAILURE"
+            },
+        );
+        connected.map_err(|e| {
             let code = match e {
                 // clientv3.New fails on a refused login: a bad connection.
                 ConnectError::Auth(_) => EXIT_BAD_CONNECTION,

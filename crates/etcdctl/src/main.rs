@@ -8,6 +8,7 @@
 //! them to `printer/`, which owns every output format.
 
 mod command;
+mod debug;
 mod error;
 mod global;
 mod printer;
@@ -59,6 +60,7 @@ fn main() {
         Ok(cli) => cli,
         Err(e) => error::exit_for_clap(e),
     };
+    debug::print_flags(&cli.global);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -301,6 +301,40 @@ async fn our_etcdctl_prints_what_the_go_etcdctl_prints() {
     .await
 }
 
+/// `--debug` prints every global flag as its `ETCDCTL_*` variable, as the
+/// Go etcdctl does (the lines after them are gRPC's log, which differs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debug_prints_the_flags_as_the_go_etcdctl_does() {
+    within(LIMIT, async {
+        let c = TestCluster::start(1).await;
+        let endpoints = [c.member(0).endpoint()];
+        let args = [
+            "--debug",
+            "--dial-timeout=3s",
+            "--command-timeout=1m30s",
+            "--keepalive-time=500ms",
+            "-w",
+            "json",
+            "--hex",
+            "get",
+            "k",
+        ];
+        let flags = |bin: &std::path::Path| {
+            let out = etcdctl_with(bin, &endpoints, &args, None);
+            out.expect_success();
+            out.stderr
+                .lines()
+                .filter(|l| l.starts_with("ETCDCTL_"))
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        };
+        let go = flags(&etcdctl_bin());
+        assert!(go.len() > 10, "{go:?}");
+        assert_eq!(flags(&our_etcdctl_bin()), go);
+    })
+    .await
+}
+
 #[test]
 fn version_names_etcd_3_5() {
     let out = etcdctl_with(
