@@ -40,7 +40,14 @@ pub fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    if let Err(e) = logging::init(&cfg.log_level) {
+    let outputs: Vec<String> = cfg
+        .log_outputs
+        .split(',')
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+        .map(str::to_string)
+        .collect();
+    if let Err(e) = logging::init(&cfg.log_level, &outputs) {
         eprintln!("etcd: {e}");
         return ExitCode::FAILURE;
     }

@@ -1,6 +1,7 @@
-//! Structured logs as etcd writes them: one JSON object per line on
-//! standard error, starting with `level`, `ts`, `caller` and `msg`, then
-//! the event's fields.
+//! Structured logs as etcd writes them: one JSON object per line,
+//! starting with `level`, `ts`, `caller` and `msg`, then the event's
+//! fields, to every `--log-outputs` output (standard error by default,
+//! standard output, files).
 
 use std::fmt::{self, Write as _};
 
@@ -97,9 +98,90 @@ where
     }
 }
 
+/// Where log lines go: each line is written whole to every output.
+#[derive(Clone)]
+struct Outputs {
+    stderr: bool,
+    stdout: bool,
+    files: Vec<std::sync::Arc<std::sync::Mutex<std::fs::File>>>,
+}
+
+impl Outputs {
+    /// `default` and `stderr`: standard error; `stdout`; anything else a
+    /// file, created or appended to. Errors: a file that cannot be opened.
+    fn open(outputs: &[String]) -> Result<Outputs, String> {
+        let mut o = Outputs {
+            stderr: outputs.is_empty(),
+            stdout: false,
+            files: Vec::new(),
+        };
+        for out in outputs {
+            match out.as_str() {
+                "default" | "stderr" => o.stderr = true,
+                "stdout" => o.stdout = true,
+                path => {
+                    let f = std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(path)
+                        .map_err(|e| {
+                            // Go's os.OpenFile error, as zap reports it.
+                            let reason = match e.kind() {
+                                std::io::ErrorKind::NotFound => {
+                                    "no such file or directory".to_string()
+                                }
+                                std::io::ErrorKind::PermissionDenied => {
+                                    "permission denied".to_string()
+                                }
+                                _ => e.to_string(),
+                            };
+                            format!("open {path}: {reason}")
+                        })?;
+                    o.files.push(std::sync::Arc::new(std::sync::Mutex::new(f)));
+                }
+            }
+        }
+        Ok(o)
+    }
+}
+
+impl std::io::Write for Outputs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.write_all(buf)?;
+        Ok(buf.len())
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        if self.stderr {
+            std::io::stderr().write_all(buf)?;
+        }
+        if self.stdout {
+            std::io::stdout().write_all(buf)?;
+        }
+        for f in &self.files {
+            f.lock().expect("log file lock").write_all(buf)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Outputs {
+    type Writer = Outputs;
+
+    fn make_writer(&'a self) -> Outputs {
+        self.clone()
+    }
+}
+
 /// Installs the logger at `level` (etcd's names: debug, info, warn, error,
-/// panic, fatal). Returns an error text for an unknown level.
-pub fn init(level: &str) -> Result<(), String> {
+/// panic, fatal) writing to `outputs` (`--log-outputs`). Returns an error
+/// text for an unknown level or an output that cannot be opened.
+pub fn init(level: &str, outputs: &[String]) -> Result<(), String> {
+    let writer = Outputs::open(outputs)?;
     let filter = match level {
         "debug" => "debug",
         "info" => "info",
@@ -111,7 +193,7 @@ pub fn init(level: &str) -> Result<(), String> {
     let directives = format!("warn,server={filter},storage={filter}");
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(directives))
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .event_format(EtcdJson)
         .init();
     Ok(())

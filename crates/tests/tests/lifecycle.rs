@@ -57,6 +57,26 @@ async fn startup_logs_are_json_lines_with_etcds_milestones() {
     .await
 }
 
+/// `--log-outputs` with a file and stderr writes every line to both.
+#[tokio::test]
+async fn log_outputs_write_to_files_and_stderr() {
+    within(LIMIT, async {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("etcd.log");
+        let flag = format!("--log-outputs={},stderr", file.display());
+        let c = TestCluster::start_with_flags(1, &[&flag]).await;
+        let stderr = std::fs::read_to_string(c.member(0).log_path()).unwrap();
+        let logged = std::fs::read_to_string(&file).unwrap();
+        let ready = |text: &str| {
+            text.lines()
+                .any(|l| l.contains(r#""msg":"ready to serve client requests""#))
+        };
+        assert!(ready(&logged), "the file has the lines: {logged}");
+        assert!(ready(&stderr), "stderr has them too: {stderr}");
+    })
+    .await
+}
+
 #[tokio::test]
 async fn http_version_reports_server_and_cluster_versions() {
     within(LIMIT, async {

@@ -263,7 +263,8 @@ pub struct Config {
     /// Logger to use; only `zap` (structured JSON) exists, as in etcd 3.5.
     #[arg(long, env = "ETCD_LOGGER", default_value = "zap")]
     pub logger: String,
-    /// Where logs go: `default` and `stderr` write to standard error.
+    /// Where logs go, comma-separated: `default` and `stderr` (standard
+    /// error), `stdout`, or file paths (appended to).
     #[arg(long, env = "ETCD_LOG_OUTPUTS", default_value = "default")]
     pub log_outputs: String,
     /// Path to the server configuration file (YAML, etcd's keys). When
@@ -515,13 +516,6 @@ impl Config {
             "zap" => {}
             "capnslog" => return Err(ConfigError("--logger=capnslog is removed in v3.5".into())),
             other => return Err(ConfigError(format!("unknown logger option {other:?}"))),
-        }
-        for out in split_urls(&self.log_outputs) {
-            if out != "default" && out != "stderr" {
-                return Err(ConfigError(format!(
-                    "--log-outputs={out} is not supported yet by etcd-rs (default and stderr are)"
-                )));
-            }
         }
         let tls_settings = TlsSettings::parse(
             &self.cipher_suites,
