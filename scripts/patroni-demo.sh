@@ -26,6 +26,7 @@ die() {
         [ -f "$f" ] && { echo "--- last lines of $f" >&2; tail -15 "$f" >&2; }
     done
     for f in "$work"/pg*/patroni.yml; do
+        [ -f "$f" ] || continue
         echo "--- patronictl -c $f list" >&2
         "${as_pg[@]}" "$(dirname "$py")/patronictl" -c "$f" list >&2 || true
     done

@@ -188,8 +188,13 @@ pub fn grpc_layer(router: Router) -> Router {
             };
             series.started.inc();
             let req = req.map(|b| Body::new(Counted::new(b, series, false)));
-            let started = Instant::now();
+            // Canceled if the client goes before the answer's headers.
+            let mut pending = Pending {
+                series,
+                started: Some(Instant::now()),
+            };
             let resp = next.run(req).await;
+            let started = pending.started.take().unwrap_or_else(Instant::now);
             if let Some(code) = grpc_code(resp.headers()) {
                 handled(series, code, started);
                 return resp;
@@ -206,7 +211,21 @@ pub fn grpc_layer(router: Router) -> Router {
 /// The index in [`metrics::grpc::CODES`] of a `grpc-status` in `headers`.
 fn grpc_code(headers: &HeaderMap) -> Option<usize> {
     let code: usize = headers.get("grpc-status")?.to_str().ok()?.parse().ok()?;
-    Some(code.min(UNKNOWN))
+    Some(code)
+}
+
+/// A call whose answer has not begun: counted `Canceled` if dropped so.
+struct Pending {
+    series: &'static Series,
+    started: Option<Instant>,
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some(started) = self.started.take() {
+            handled(self.series, CANCELED, started);
+        }
+    }
 }
 
 /// Code 2, Unknown; a code past the list counts as it.
@@ -301,8 +320,7 @@ impl http_body::Body for Counted {
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
-                    let data = data.clone();
-                    self.count(&data);
+                    self.count(data);
                 } else if let Some(trailers) = frame.trailers_ref() {
                     let code = grpc_code(trailers).unwrap_or(UNKNOWN);
                     self.finish(code);

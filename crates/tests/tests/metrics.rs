@@ -197,6 +197,8 @@ async fn metrics_are_etcds_and_move_under_load() {
         }
         c.etcdctl(&["get", "key", "--prefix"]);
         c.etcdctl(&["del", "key0"]);
+        c.etcdctl(&["get", "k", "--rev=1000"])
+            .expect_err_contains("future revision");
         let (_, after) = scrape(&ep);
         let a = &after.samples;
         let moved = |name: &str, labels: &[(&str, &str)]| {

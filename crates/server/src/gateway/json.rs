@@ -122,31 +122,96 @@ pub(crate) fn stream_line<T: Serialize>(item: Result<T, Status>) -> Vec<u8> {
 /// Splits a streamed request body into JSON messages as its bytes come:
 /// [`Messages::push`] takes the next bytes, [`Messages::next`] gives each
 /// complete message (whitespace or newlines between them, as
-/// grpc-gateway's decoder reads them).
-#[derive(Default)]
+/// grpc-gateway's decoder reads them). Each byte is scanned once, for the
+/// object that closes a message, and each message parsed once; the bytes
+/// waiting are bounded.
 pub(crate) struct Messages {
     buf: Vec<u8>,
+    /// Where the first message not handed out begins.
+    start: usize,
+    /// How far the scan has read.
+    scanned: usize,
+    /// Brackets open at `scanned`, and whether it is inside a string
+    /// (after a backslash).
+    depth: usize,
+    in_string: bool,
+    escaped: bool,
+    /// The most bytes of unfinished messages held.
+    limit: usize,
 }
 
 impl Messages {
-    /// Adds bytes that came on the body.
-    pub(crate) fn push(&mut self, bytes: &[u8]) {
+    /// Holds at most `limit` bytes of messages not yet complete.
+    pub(crate) fn new(limit: usize) -> Messages {
+        Messages {
+            buf: Vec::new(),
+            start: 0,
+            scanned: 0,
+            depth: 0,
+            in_string: false,
+            escaped: false,
+            limit,
+        }
+    }
+
+    /// Adds bytes that came on the body. Error: past the limit,
+    /// ResourceExhausted as the gRPC server answers a request too large.
+    pub(crate) fn push(&mut self, bytes: &[u8]) -> Result<(), Status> {
+        if self.start > 0 && self.start * 2 >= self.buf.len() {
+            self.buf.drain(..self.start);
+            self.scanned -= self.start;
+            self.start = 0;
+        }
+        if self.buf.len() - self.start + bytes.len() > self.limit {
+            return Err(Status::resource_exhausted(
+                "grpc: received message larger than max",
+            ));
+        }
         self.buf.extend_from_slice(bytes);
+        Ok(())
     }
 
     /// The next complete message: `None` until one has come whole; an
     /// error if the bytes are not JSON of type `T`.
     pub(crate) fn next<T: DeserializeOwned>(&mut self) -> Option<Result<T, Status>> {
-        let mut values = serde_json::Deserializer::from_slice(&self.buf).into_iter::<T>();
-        match values.next()? {
-            Ok(v) => {
-                let used = values.byte_offset();
-                self.buf.drain(..used);
-                Some(Ok(v))
+        while self.scanned < self.buf.len() {
+            let b = self.buf[self.scanned];
+            self.scanned += 1;
+            if self.in_string {
+                match (self.escaped, b) {
+                    (true, _) => self.escaped = false,
+                    (false, b'\\') => self.escaped = true,
+                    (false, b'"') => self.in_string = false,
+                    _ => {}
+                }
+                continue;
             }
-            Err(e) if e.is_eof() => None,
-            Err(e) => Some(Err(Status::invalid_argument(e.to_string()))),
+            match b {
+                b'"' => self.in_string = true,
+                b'{' | b'[' => self.depth += 1,
+                b'}' | b']' if self.depth > 0 => {
+                    self.depth -= 1;
+                    if self.depth == 0 {
+                        let message = &self.buf[self.start..self.scanned];
+                        self.start = self.scanned;
+                        return Some(
+                            serde_json::from_slice(message)
+                                .map_err(|e| Status::invalid_argument(e.to_string())),
+                        );
+                    }
+                }
+                b if self.depth == 0 && !b.is_ascii_whitespace() => {
+                    // Not an object: let the decoder say what is wrong.
+                    let rest = &self.buf[self.start..];
+                    let e = serde_json::from_slice::<T>(rest)
+                        .err()
+                        .map_or_else(|| "expected a JSON object".to_string(), |e| e.to_string());
+                    return Some(Err(Status::invalid_argument(e)));
+                }
+                _ => {}
+            }
         }
+        None
     }
 }
 
@@ -190,17 +255,43 @@ mod tests {
     #[test]
     fn messages_come_out_whole_however_the_bytes_are_split() {
         let body = br#"{"create_request":{"key":"YQ=="}} {"cancel_request":{"watch_id":"3"}}"#;
-        let mut m = Messages::default();
+        let mut m = Messages::new(1024);
         let mut got: Vec<WatchRequest> = Vec::new();
         for chunk in body.chunks(7) {
-            m.push(chunk);
+            m.push(chunk).unwrap();
             while let Some(r) = m.next::<WatchRequest>() {
                 got.push(r.unwrap());
             }
         }
         assert_eq!(got.len(), 2);
-        let mut bad = Messages::default();
-        bad.push(b"{\"create_request\":1}");
+        assert_eq!(
+            got[1].request_union,
+            Some(
+                api::etcdserverpb::watch_request::RequestUnion::CancelRequest(
+                    api::etcdserverpb::WatchCancelRequest { watch_id: 3 },
+                )
+            )
+        );
+        let mut bad = Messages::new(1024);
+        bad.push(b"{\"create_request\":1}").unwrap();
         assert!(bad.next::<WatchRequest>().unwrap().is_err());
+        let mut not_object = Messages::new(1024);
+        not_object.push(b"  7").unwrap();
+        assert!(not_object.next::<WatchRequest>().unwrap().is_err());
+        // A brace inside a string does not end the message.
+        let mut quoted = Messages::new(1024);
+        quoted
+            .push(br#"{"bogus":"}{\"}","create_request":{"key":"YQ=="}}"#)
+            .unwrap();
+        let r = quoted.next::<WatchRequest>().unwrap().unwrap();
+        assert!(r.request_union.is_some(), "{r:?}");
+        // A message that never ends is bounded.
+        let mut endless = Messages::new(24);
+        endless.push(b"{\"create_request\":").unwrap();
+        assert!(endless.next::<WatchRequest>().is_none());
+        assert_eq!(
+            endless.push(b"{\"key\":\"AAAA").unwrap_err().code(),
+            Code::ResourceExhausted
+        );
     }
 }

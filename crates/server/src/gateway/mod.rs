@@ -68,12 +68,15 @@ impl Call {
         Ok((r, body))
     }
 
-    /// The whole body, bounded so that a JSON body cannot be larger than
-    /// the request it may encode (base64 takes 4 bytes for 3, escapes up
-    /// to 6 for 1).
+    /// The most JSON one request may take: 6 bytes for each of the
+    /// request's (base64 takes 4 for 3, escapes up to 6 for 1).
+    fn json_limit(&self) -> usize {
+        6 * self.max_request()
+    }
+
+    /// The whole body, at most [`Call::json_limit`].
     async fn body(&self, body: axum::body::Body) -> Result<bytes::Bytes, Status> {
-        let max = self.max_request();
-        axum::body::to_bytes(body, 6 * max)
+        axum::body::to_bytes(body, self.json_limit())
             .await
             .map_err(|_| Status::resource_exhausted("grpc: received message larger than max"))
     }
@@ -206,7 +209,13 @@ fn v3_routes(server: &Arc<EtcdServer>) -> Router {
             async move {
                 match c.prepare(req) {
                     Ok((md, body)) => {
-                        stream::bidi(md, body, |r| async move { w.watch(r).await }).await
+                        stream::bidi(
+                            md,
+                            body,
+                            c.json_limit(),
+                            |r| async move { w.watch(r).await },
+                        )
+                        .await
                     }
                     Err(e) => json::error(&e),
                 }
@@ -224,8 +233,10 @@ fn v3_routes(server: &Arc<EtcdServer>) -> Router {
                 async move {
                     match c.prepare(req) {
                         Ok((md, body)) => {
-                            stream::bidi(md, body, |r| async move { l.lease_keep_alive(r).await })
-                                .await
+                            stream::bidi(md, body, c.json_limit(), |r| async move {
+                                l.lease_keep_alive(r).await
+                            })
+                            .await
                         }
                         Err(e) => json::error(&e),
                     }

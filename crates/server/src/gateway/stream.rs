@@ -27,19 +27,20 @@ const REQUEST_QUEUE: usize = 16;
 /// The requests of `body`, JSON messages one after another, as the gRPC
 /// stream of `Req` a service reads. The first is read before the call
 /// starts, so a body that is not JSON gets grpc-gateway's 400 answer; a
-/// later bad message ends the stream.
-async fn requests<Req>(body: Body) -> Result<Streaming<Req>, Status>
+/// later bad message ends the stream. At most `limit` bytes of an
+/// unfinished message are held.
+async fn requests<Req>(body: Body, limit: usize) -> Result<Streaming<Req>, Status>
 where
     Req: DeserializeOwned + prost::Message + Default + Send + 'static,
 {
     let mut chunks = body.into_data_stream();
-    let mut messages = Messages::default();
+    let mut messages = Messages::new(limit);
     let first = loop {
         if let Some(m) = messages.next::<Req>() {
             break Some(m?);
         }
         match chunks.next().await {
-            Some(Ok(bytes)) => messages.push(&bytes),
+            Some(Ok(bytes)) => messages.push(&bytes)?,
             Some(Err(e)) => return Err(Status::invalid_argument(e.to_string())),
             None => break None,
         }
@@ -55,8 +56,13 @@ where
                         return;
                     }
                 }
-                match chunks.next().await {
-                    Some(Ok(bytes)) => messages.push(&bytes),
+                // Ends with the body, or when the service stops reading.
+                let chunk = tokio::select! {
+                    c = chunks.next() => c,
+                    () = tx.closed() => return,
+                };
+                match chunk {
+                    Some(Ok(bytes)) if messages.push(&bytes).is_ok() => {}
                     _ => return,
                 }
             }
@@ -77,14 +83,23 @@ fn grpc_frame<M: prost::Message>(m: &M) -> Bytes {
     Bytes::from(buf)
 }
 
-/// The answer to a streaming call: each item of `out` as a JSON line.
-fn lines<S, T>(out: S) -> Response
+/// The answer to a streaming call: each item of `out` as a JSON line. A
+/// stream whose first item is an error gets the unary error answer and
+/// its status instead, as grpc-gateway answers a call that failed before
+/// sending anything.
+async fn lines<S, T>(out: S) -> Response
 where
     S: Stream<Item = Result<T, Status>> + Send + 'static,
-    T: Serialize,
+    T: Serialize + Send + 'static,
 {
-    let body =
-        out.map(|item| Ok::<_, std::convert::Infallible>(Bytes::from(json::stream_line(item))));
+    let mut out = Box::pin(out);
+    let first = match out.next().await {
+        Some(Err(e)) => return json::error(&e),
+        first => first,
+    };
+    let body = futures::stream::iter(first)
+        .chain(out)
+        .map(|item| Ok::<_, std::convert::Infallible>(Bytes::from(json::stream_line(item))));
     let mut resp = Response::new(Body::from_stream(body));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -94,26 +109,28 @@ where
 }
 
 /// A bidirectional call (`Watch`, `LeaseKeepAlive`): the body's requests
-/// go to `call` as its gRPC stream, its answers come back as JSON lines.
+/// (each at most `limit` bytes of JSON) go to `call` as its gRPC stream,
+/// its answers come back as JSON lines.
 pub(crate) async fn bidi<Req, Resp, S, F, Fut>(
     metadata: Request<()>,
     body: Body,
+    limit: usize,
     call: F,
 ) -> Response
 where
     Req: DeserializeOwned + prost::Message + Default + Send + 'static,
-    Resp: Serialize,
+    Resp: Serialize + Send + 'static,
     S: Stream<Item = Result<Resp, Status>> + Send + 'static,
     F: FnOnce(Request<Streaming<Req>>) -> Fut,
     Fut: Future<Output = Result<tonic::Response<S>, Status>>,
 {
-    let input = match requests::<Req>(body).await {
+    let input = match requests::<Req>(body, limit).await {
         Ok(input) => input,
         Err(e) => return json::error(&e),
     };
     let (md, ext, ()) = metadata.into_parts();
     match call(Request::from_parts(md, ext, input)).await {
-        Ok(out) => lines(out.into_inner()),
+        Ok(out) => lines(out.into_inner()).await,
         Err(e) => json::error(&e),
     }
 }
@@ -126,7 +143,7 @@ pub(crate) async fn server_streaming<Req, Resp, S, F, Fut>(
 ) -> Response
 where
     Req: DeserializeOwned + Default,
-    Resp: Serialize,
+    Resp: Serialize + Send + 'static,
     S: Stream<Item = Result<Resp, Status>> + Send + 'static,
     F: FnOnce(Request<Req>) -> Fut,
     Fut: Future<Output = Result<tonic::Response<S>, Status>>,
@@ -137,7 +154,7 @@ where
     };
     let (md, ext, ()) = metadata.into_parts();
     match call(Request::from_parts(md, ext, req)).await {
-        Ok(out) => lines(out.into_inner()),
+        Ok(out) => lines(out.into_inner()).await,
         Err(e) => json::error(&e),
     }
 }
