@@ -124,19 +124,8 @@ impl Outputs {
                         .create(true)
                         .append(true)
                         .open(path)
-                        .map_err(|e| {
-                            // Go's os.OpenFile error, as zap reports it.
-                            let reason = match e.kind() {
-                                std::io::ErrorKind::NotFound => {
-                                    "no such file or directory".to_string()
-                                }
-                                std::io::ErrorKind::PermissionDenied => {
-                                    "permission denied".to_string()
-                                }
-                                _ => e.to_string(),
-                            };
-                            format!("open {path}: {reason}")
-                        })?;
+                        // Go's os.OpenFile error, as zap reports it.
+                        .map_err(|e| format!("open {path}: {}", crate::tls::io_text(&e)))?;
                     o.files.push(std::sync::Arc::new(std::sync::Mutex::new(f)));
                 }
             }

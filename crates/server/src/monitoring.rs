@@ -151,13 +151,7 @@ async fn scrape(s: Arc<EtcdServer>) -> Response {
     metrics::PROPOSALS_APPLIED.set(s.applied_index() as i64);
     metrics::PROPOSALS_PENDING.set(s.pending_proposals() as i64);
     metrics::DB_TOTAL_SIZE.set(s.store.backend().size_bytes() as i64);
-    let store = s.store.clone();
-    // Measuring the in-use size reads table pages: off the async workers.
-    if let Ok(in_use) =
-        tokio::task::spawn_blocking(move || store.backend().size_in_use_bytes()).await
-    {
-        metrics::DB_IN_USE_SIZE.set(in_use as i64);
-    }
+    metrics::DB_IN_USE_SIZE.set(s.db_size_in_use().await as i64);
     metrics::CURRENT_REVISION.set(s.store.current_revision());
     metrics::COMPACT_REVISION.set(s.store.compact_revision());
     metrics::WATCHER_TOTAL.set(s.store.watchers().watcher_count() as i64);

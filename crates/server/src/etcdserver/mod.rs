@@ -515,6 +515,15 @@ impl EtcdServer {
         self.raft_status.term.load(Ordering::Acquire)
     }
 
+    /// The backend's bytes in use (`dbSizeInUse`), measured on a blocking
+    /// thread: it reads table pages.
+    pub async fn db_size_in_use(&self) -> u64 {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.backend().size_in_use_bytes())
+            .await
+            .expect("measuring the backend does not panic")
+    }
+
     /// Proposals registered and not yet answered
     /// (`etcd_server_proposals_pending`).
     pub fn pending_proposals(&self) -> usize {

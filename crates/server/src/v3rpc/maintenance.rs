@@ -75,11 +75,7 @@ impl Maintenance for MaintenanceService {
         self.server.check_token(&super::credentials(&req)).await?;
         let s = &self.server;
         let backend = s.store.backend();
-        // Measuring the in-use size may read the whole backend.
-        let store = s.store.clone();
-        let in_use = tokio::task::spawn_blocking(move || store.backend().size_in_use_bytes())
-            .await
-            .expect("measuring the backend does not panic");
+        let in_use = s.db_size_in_use().await;
         let mut errors = Vec::new();
         if s.leader() == 0 {
             errors.push("etcdserver: no leader".to_string());
