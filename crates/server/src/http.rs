@@ -12,7 +12,10 @@ use axum::routing::{any, get};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
+use api::etcdserverpb::AlarmType;
+
 use crate::config::SERVER_VERSION;
+use crate::etcdserver::alarms::alarm_name;
 use crate::etcdserver::EtcdServer;
 
 /// `/health`, `/livez`, `/readyz` (each check also at its own subpath,
@@ -89,10 +92,10 @@ async fn read_check(s: &EtcdServer, serializable: bool) -> Result<(), String> {
 }
 
 /// etcd 3.5's `/health`: 200 `{"health":"true","reason":""}`, else 503
-/// with the reason: `RAFT NO LEADER` when there is no leader (not
-/// checked with `?serializable=true`), `RANGE ERROR:<error>` when the
-/// read fails. Active alarms (`ALARM NOSPACE`, `ALARM CORRUPT`, unless
-/// `?exclude=`d) would come first; etcd-rs raises none yet.
+/// with the first reason: an active alarm whose type is not in
+/// `?exclude=` (`ALARM NOSPACE`, `ALARM CORRUPT`), `RAFT NO LEADER` when
+/// there is no leader (not checked with `?serializable=true`), `RANGE
+/// ERROR:<error>` when the read fails.
 async fn health(s: Arc<EtcdServer>, req: Request) -> Response {
     if req.method() != Method::GET {
         return method_not_allowed();
@@ -101,7 +104,16 @@ async fn health(s: Arc<EtcdServer>, req: Request) -> Response {
         .first()
         .map(String::as_str)
         == Some("true");
-    let reason = if !serializable && s.leader() == 0 {
+    let excluded = query_values(&req, "exclude");
+    let alarm = s
+        .alarms
+        .get(AlarmType::None as i32)
+        .into_iter()
+        .map(|a| alarm_name(a.alarm))
+        .find(|name| !excluded.iter().any(|e| e == name));
+    let reason = if let Some(name) = alarm {
+        Some(format!("ALARM {name}"))
+    } else if !serializable && s.leader() == 0 {
         Some("RAFT NO LEADER".to_string())
     } else {
         read_check(&s, serializable)
@@ -149,7 +161,7 @@ enum Probe {
 /// One check of a probe.
 #[derive(Clone, Copy)]
 enum Check {
-    /// No CORRUPT alarm is active (etcd-rs raises none yet).
+    /// No CORRUPT alarm is active.
     DataCorruption,
     /// A serializable read succeeds.
     SerializableRead,
@@ -188,6 +200,9 @@ impl Check {
 
     async fn run(self, s: &EtcdServer) -> Result<(), String> {
         match self {
+            Check::DataCorruption if s.alarms.active(AlarmType::Corrupt) => {
+                Err("alarm activated: CORRUPT".to_string())
+            }
             Check::DataCorruption => Ok(()),
             Check::SerializableRead => read_check(s, true).await,
             Check::LinearizableRead => read_check(s, false).await,

@@ -45,6 +45,14 @@ pub enum EtcdError {
     /// `ErrGRPCLeaseTTLTooLarge`.
     #[error("etcdserver: too large lease TTL")]
     LeaseTtlTooLarge,
+    /// `ErrGRPCNoSpace`: a NOSPACE alarm is active; writes that add data
+    /// are refused until it is disarmed.
+    #[error("etcdserver: mvcc: database space exceeded")]
+    NoSpace,
+    /// `ErrGRPCCorrupt`: a CORRUPT alarm is active; every write is
+    /// refused.
+    #[error("etcdserver: corrupt cluster")]
+    Corrupt,
     /// `ErrGRPCRequestTooLarge`.
     #[error("etcdserver: request is too large")]
     RequestTooLarge,
@@ -181,6 +189,8 @@ impl EtcdError {
             LeaseNotFound => Code::NotFound,
             LeaseExist => Code::FailedPrecondition,
             LeaseTtlTooLarge => Code::OutOfRange,
+            NoSpace => Code::ResourceExhausted,
+            Corrupt => Code::DataLoss,
             NotLeader | BadLeaderTransferee => Code::FailedPrecondition,
             TimeoutLeaderTransfer => Code::Unavailable,
             NoLeader | LeaderChanged | Timeout | Stopped => Code::Unavailable,

@@ -44,8 +44,11 @@ pub const AUTH_ROLES_TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new
 /// `cluster`: cluster-wide values (`clusterVersion`).
 pub const CLUSTER_TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("cluster");
 
+/// `alarm`: the active alarms, keyed by protobuf `etcdserverpb.AlarmMember`.
+pub const ALARM_TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("alarm");
+
 /// Every table, in the order a snapshot carries them.
-pub const TABLES: [TableDefinition<&[u8], &[u8]>; 9] = [
+pub const TABLES: [TableDefinition<&[u8], &[u8]>; 10] = [
     KEY_TABLE,
     META_TABLE,
     MEMBERS_TABLE,
@@ -55,6 +58,7 @@ pub const TABLES: [TableDefinition<&[u8], &[u8]>; 9] = [
     AUTH_ROLES_TABLE,
     CLUSTER_TABLE,
     LEASE_TABLE,
+    ALARM_TABLE,
 ];
 
 /// The table of `TABLES` called `name`.

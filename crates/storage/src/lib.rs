@@ -8,13 +8,14 @@
 //! - [`wal`]: the write-ahead log of raft entries and hard state, in
 //!   segmented, checksummed, preallocated files with group-commit fsync.
 //! - [`snap`]: raft snapshot records, after which the log may start.
-//! - [`members`], [`lease`], [`auth`], [`cluster`]: the records of the
-//!   other tables (members, leases, users and roles, the cluster
-//!   version), read at start and written in the apply stage's
+//! - [`members`], [`lease`], [`auth`], [`cluster`], [`alarm`]: the
+//!   records of the other tables (members, leases, users and roles, the
+//!   cluster version, active alarms), read at start and written in the apply stage's
 //!   transaction through [`mvcc::StoreTxn`]; no other crate opens a table.
 //!
 //! The server crate drives these; nothing here knows about gRPC or raft-rs.
 
+pub mod alarm;
 pub mod auth;
 pub mod backend;
 pub mod cluster;

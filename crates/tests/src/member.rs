@@ -18,6 +18,8 @@ use crate::health::{http_get, is_healthy};
 pub(crate) const READY_LIMIT: Duration = Duration::from_secs(20);
 /// Interval between health probes.
 const PROBE_EVERY: Duration = Duration::from_millis(50);
+/// What readiness probes ask: `/health`, active alarms excluded.
+const PROBE_PATH: &str = "/health?exclude=NOSPACE&exclude=CORRUPT";
 /// Lines of a member's log shown when something goes wrong.
 const LOG_TAIL_LINES: usize = 60;
 
@@ -315,7 +317,9 @@ impl Member {
         self.child = Some(child);
     }
 
-    /// Polls `/health` until healthy, the process exits, or `deadline` passes.
+    /// Polls `/health` until healthy, the process exits, or `deadline`
+    /// passes. Alarms are excluded: a member with an active alarm serves
+    /// (its alarm is what a test restarted it to check).
     pub(crate) async fn wait_ready(&mut self, deadline: Instant) -> Result<(), String> {
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.client_port));
         loop {
@@ -326,7 +330,7 @@ impl Member {
             }
             let probe = if self.tls.client {
                 let (url, flags) = (
-                    format!("{}/health", self.endpoint()),
+                    format!("{}{PROBE_PATH}", self.endpoint()),
                     self.tls.curl_flags.clone(),
                 );
                 tokio::task::spawn_blocking(move || curl_get(&url, &flags))
@@ -334,7 +338,7 @@ impl Member {
                     .expect("health probe task panicked")
             } else {
                 tokio::task::spawn_blocking(move || {
-                    http_get(addr, "/health", Duration::from_secs(1))
+                    http_get(addr, PROBE_PATH, Duration::from_secs(1))
                 })
                 .await
                 .expect("health probe task panicked")

@@ -3,9 +3,11 @@
 
 use std::time::Instant;
 
+use api::etcdserverpb::alarm_request::AlarmAction;
 use api::etcdserverpb::{
-    HashKvRequest, MemberAddRequest, MemberListRequest, MemberPromoteRequest, MemberRemoveRequest,
-    MemberUpdateRequest, MoveLeaderRequest, RangeRequest, StatusRequest,
+    AlarmRequest, AlarmType, HashKvRequest, MemberAddRequest, MemberListRequest,
+    MemberPromoteRequest, MemberRemoveRequest, MemberUpdateRequest, MoveLeaderRequest,
+    RangeRequest, StatusRequest,
 };
 use clap::{ArgAction, Args, Subcommand};
 
@@ -283,6 +285,32 @@ fn go_duration(d: std::time::Duration) -> String {
     }
 }
 
+/// etcdctl 3.5's second health rule: once the read passed, any active
+/// alarm makes the endpoint unhealthy (`Active Alarm(s): NOSPACE `, a
+/// name and a space per alarm), and so does a failed alarm list.
+async fn alarm_check(g: &GlobalFlags, c: &client::Client) -> String {
+    let req = AlarmRequest {
+        action: AlarmAction::Get as i32,
+        member_id: 0,
+        alarm: AlarmType::None as i32,
+    };
+    let alarms = match g.timed(c.maintenance().alarm(req)).await {
+        Ok(resp) => resp.into_inner().alarms,
+        Err(_) => return "Unable to fetch the alarm list".to_string(),
+    };
+    if alarms.is_empty() {
+        return String::new();
+    }
+    alarms.iter().fold("Active Alarm(s): ".to_string(), |s, a| {
+        let name = match AlarmType::try_from(a.alarm) {
+            Ok(AlarmType::Nospace) => "NOSPACE",
+            Ok(AlarmType::Corrupt) => "CORRUPT",
+            _ => "UNKNOWN",
+        };
+        s + name + " "
+    })
+}
+
 /// Runs an endpoint subcommand.
 pub async fn endpoint(g: &GlobalFlags, cmd: &EndpointCommand) -> Result<(), CtlError> {
     let p = g.printer()?;
@@ -291,21 +319,26 @@ pub async fn endpoint(g: &GlobalFlags, cmd: &EndpointCommand) -> Result<(), CtlE
             let eps = endpoints(g, f).await?;
             let checks = eps.iter().map(|ep| async move {
                 let start = Instant::now();
-                let res = async {
-                    let c = g.client_of(std::slice::from_ref(ep)).await?;
-                    let req = RangeRequest {
-                        key: b"health".to_vec(),
-                        ..Default::default()
-                    };
-                    g.timed(c.kv().range(req)).await
-                }
-                .await;
+                let client = g.client_of(std::slice::from_ref(ep)).await;
+                let res = match &client {
+                    Ok(c) => {
+                        let req = RangeRequest {
+                            key: b"health".to_vec(),
+                            ..Default::default()
+                        };
+                        g.timed(c.kv().range(req)).await.map(drop)
+                    }
+                    Err(e) => Err(CtlError::new(e.code, e.msg.clone())),
+                };
                 let took = go_duration(start.elapsed());
-                let error = match res {
-                    Ok(_) => String::new(),
+                let mut error = match res {
+                    Ok(()) => String::new(),
                     Err(e) if e.msg == "etcdserver: permission denied" => String::new(),
                     Err(e) => e.msg,
                 };
+                if let (true, Ok(c)) = (error.is_empty(), &client) {
+                    error = alarm_check(g, c).await;
+                }
                 Health {
                     endpoint: ep.clone(),
                     health: error.is_empty(),

@@ -18,9 +18,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use api::etcdserverpb::alarm_request::AlarmAction;
 use api::etcdserverpb::{
-    InternalRaftRequest, LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeRequest,
-    LeaseRevokeResponse, ResponseHeader,
+    AlarmMember, AlarmRequest, AlarmResponse, AlarmType, InternalRaftRequest, LeaseGrantRequest,
+    LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse, ResponseHeader,
 };
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use prost::Message;
@@ -31,6 +32,7 @@ use storage::snap::Snapshotter;
 use storage::{Backend, KvStore};
 use tokio::sync::watch;
 
+use super::alarms::{alarm_name, AlarmStore};
 use super::membership::{ConfChangeContext, MemberChange, Membership};
 use super::request::Request;
 use super::stage::{Applied, ApplyItem, ApplyOutcome, MembershipUpdate, RaftStatus};
@@ -91,6 +93,8 @@ pub struct Applier {
     pub lessor: Arc<Lessor>,
     /// Users and roles.
     pub auth: Arc<AuthStore>,
+    /// The active alarms.
+    pub alarms: Arc<AlarmStore>,
     /// The leader and term the raft loop last saw.
     pub raft_status: Arc<RaftStatus>,
     /// This member's id.
@@ -306,6 +310,9 @@ impl Applier {
         if let Err(e) = self.auth.reload(self.store.backend()) {
             crate::logging::fatal("failed to load the auth store from the snapshot", &e);
         }
+        if let Err(e) = self.alarms.reload(&self.store) {
+            crate::logging::fatal("failed to load the alarms from the snapshot", &e);
+        }
         if let Err(e) = self.cluster_version.reload(&self.store) {
             crate::logging::fatal("failed to load the cluster version from the snapshot", &e);
         }
@@ -326,6 +333,9 @@ impl Applier {
         index: u64,
     ) -> ApplyOutcome {
         let kind = Request::of(req);
+        if let Some(refused) = self.alarms.refusal(&kind) {
+            return Err(refused);
+        }
         apply_auth::check(&self.auth, &self.lessor, req.header.as_ref(), &kind)?;
         match kind {
             Request::Put(r) => kvops::put(txn, r, &self.lessor).map(Applied::Put),
@@ -358,6 +368,7 @@ impl Applier {
                 Ok(Applied::Done)
             }
             Request::ClusterVersionSet(r) => self.set_cluster_version(txn, &r.ver),
+            Request::Alarm(r) => self.alarm(txn, r).map(Applied::Alarm),
             Request::Authenticate(r) => self
                 .auth
                 .authenticate(&r.name, &r.simple_token, index)
@@ -429,6 +440,44 @@ impl Applier {
         *v = Some(ver.to_string());
         tracing::info!(cluster_version = %major_minor(ver), "enabled capabilities for version");
         Ok(Applied::Done)
+    }
+
+    /// Maintenance `Alarm` (etcd's `applierV3backend.Alarm`): GET lists
+    /// the alarms of `r.alarm` (all for NONE); ACTIVATE raises it for
+    /// `r.member_id` (nothing for NONE) and answers with it, new or not;
+    /// DEACTIVATE disarms it and answers with it if it was active.
+    fn alarm(
+        &self,
+        txn: &storage::mvcc::StoreTxn<'_>,
+        r: &AlarmRequest,
+    ) -> Result<AlarmResponse, EtcdError> {
+        let m = AlarmMember {
+            member_id: r.member_id,
+            alarm: r.alarm,
+        };
+        let from = format!("{:x}", m.member_id);
+        let alarms = match AlarmAction::try_from(r.action) {
+            Ok(AlarmAction::Get) => self.alarms.get(r.alarm),
+            Ok(AlarmAction::Activate) if r.alarm == AlarmType::None as i32 => Vec::new(),
+            Ok(AlarmAction::Activate) => {
+                if self.alarms.activate(txn, &m)? {
+                    tracing::warn!(alarm = alarm_name(m.alarm), from = %from, "alarm raised");
+                }
+                vec![m]
+            }
+            Ok(AlarmAction::Deactivate) => {
+                if !self.alarms.deactivate(txn, &m)? {
+                    return Ok(AlarmResponse::default());
+                }
+                tracing::warn!(alarm = alarm_name(m.alarm), from = %from, "alarm disarmed");
+                vec![m]
+            }
+            Err(_) => Vec::new(),
+        };
+        Ok(AlarmResponse {
+            header: None,
+            alarms,
+        })
     }
 
     /// Applies an auth store change.

@@ -11,6 +11,7 @@
 //! thread. Raft then replays committed entries newer than the backend's
 //! consistent index. Membership changes are in `reconfig.rs`.
 
+pub mod alarms;
 pub mod apply;
 mod apply_auth;
 pub mod corrupt;
@@ -44,6 +45,7 @@ use storage::wal::{Metadata, SnapshotRecord, Wal};
 use storage::{Backend, KvStore};
 use tokio::sync::watch;
 
+use self::alarms::AlarmStore;
 use self::apply::{Applier, ClusterVersion};
 use self::join::RemoteCluster;
 use self::membership::{compute_cluster_id, compute_member_id, Member, Membership};
@@ -79,6 +81,8 @@ pub struct EtcdServer {
     pub lessor: Arc<Lessor>,
     /// Users and roles.
     pub auth: Arc<AuthStore>,
+    /// The active alarms.
+    pub alarms: Arc<AlarmStore>,
     raft_tx: Sender<RaftMsg>,
     raft_status: Arc<RaftStatus>,
     wait: Arc<Wait<ApplyOutcome>>,
@@ -298,6 +302,7 @@ impl EtcdServer {
         let lessor = Arc::new(lessor);
         crate::lease::load(&store, &lessor).map_err(StartError)?;
         let cluster_version = Arc::new(ClusterVersion::load(&store).map_err(start_err)?);
+        let alarms = Arc::new(AlarmStore::load(&store).map_err(start_err)?);
         let tokens = crate::auth::token::TokenConfig::parse(&cfg.auth_token, cfg.auth_token_ttl)
             .map_err(StartError)?;
         let auth = Arc::new(AuthStore::load(store.backend(), tokens).map_err(start_err)?);
@@ -350,6 +355,7 @@ impl EtcdServer {
             snapshotter: snapshotter.clone(),
             lessor: lessor.clone(),
             auth: auth.clone(),
+            alarms: alarms.clone(),
             raft_status: raft_status.clone(),
             member_id,
             lease_extend: cfg.tick * cfg.election_ticks as u32,
@@ -404,6 +410,7 @@ impl EtcdServer {
             cluster_version,
             lessor,
             auth,
+            alarms,
             raft_tx,
             raft_status,
             wait,

@@ -49,7 +49,9 @@ pub enum Request<'a> {
     RoleGrantPermission(&'a AuthRoleGrantPermissionRequest),
     /// Auth `RoleRevokePermission`.
     RoleRevokePermission(&'a AuthRoleRevokePermissionRequest),
-    /// A kind etcd-rs does not apply (v2, alarms, downgrades for now).
+    /// Maintenance `Alarm`: list, raise or disarm an alarm.
+    Alarm(&'a AlarmRequest),
+    /// A kind etcd-rs does not apply (v2, downgrades for now).
     Other,
 }
 
@@ -75,6 +77,8 @@ impl<'a> Request<'a> {
             MemberAttrSet(x)
         } else if let Some(x) = &r.cluster_version_set {
             ClusterVersionSet(x)
+        } else if let Some(x) = &r.alarm {
+            Alarm(x)
         } else if r.auth_enable.is_some() {
             AuthEnable
         } else if r.auth_disable.is_some() {

@@ -5,8 +5,8 @@
 use std::sync::atomic::AtomicU64;
 
 use api::etcdserverpb::{
-    CompactionResponse, DeleteRangeResponse, LeaseGrantResponse, LeaseRevokeResponse, PutResponse,
-    TxnResponse,
+    AlarmResponse, CompactionResponse, DeleteRangeResponse, LeaseGrantResponse,
+    LeaseRevokeResponse, PutResponse, TxnResponse,
 };
 use raft::prelude::{ConfChangeV2, Entry};
 
@@ -28,6 +28,8 @@ pub enum Applied {
     LeaseGrant(LeaseGrantResponse),
     /// A LeaseRevoke's response (header to fill).
     LeaseRevoke(LeaseRevokeResponse),
+    /// An Alarm's response (no header, as etcd's).
+    Alarm(AlarmResponse),
     /// Authenticate: the simple token, or the revision to sign a JWT at.
     Authenticated(crate::auth::Issued),
     /// A membership change: the members after it.

@@ -175,6 +175,22 @@ impl EtcdServer {
         .await
     }
 
+    /// Maintenance `Alarm`: every action goes through raft, as etcd's,
+    /// and needs no permission (etcd checks none). The answer has no
+    /// header. Errors: those of proposing.
+    pub async fn alarm(&self, r: AlarmRequest) -> Result<AlarmResponse, EtcdError> {
+        let req = InternalRaftRequest {
+            alarm: Some(r),
+            ..Default::default()
+        };
+        match self.propose_with(AuthInfo::default(), req).await? {
+            Applied::Alarm(resp) => Ok(resp),
+            other => Err(EtcdError::Internal(format!(
+                "unexpected apply result {other:?}"
+            ))),
+        }
+    }
+
     /// Lease `LeaseGrant` as `creds` (a user is needed while auth is on),
     /// choosing an id when `r.id` is 0. Errors: `UserEmpty`, as
     /// [`EtcdServer::put`].

@@ -1,5 +1,5 @@
-//! The Maintenance service (etcd `etcdserverpb.Maintenance`): Status, the
-//! alarm list, HashKV, Snapshot and MoveLeader. The other calls answer
+//! The Maintenance service (etcd `etcdserverpb.Maintenance`): Status,
+//! Alarm, HashKV, Snapshot and MoveLeader. The other calls answer
 //! `Unimplemented` until their features exist.
 //!
 //! A snapshot is a copy of the member's backend made from one consistent
@@ -13,12 +13,12 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use api::etcdserverpb::alarm_request::AlarmAction;
 use api::etcdserverpb::maintenance_server::Maintenance;
 use api::etcdserverpb::{
-    AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, DowngradeRequest,
-    DowngradeResponse, HashKvRequest, HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest,
-    MoveLeaderResponse, SnapshotRequest, SnapshotResponse, StatusRequest, StatusResponse,
+    AlarmRequest, AlarmResponse, AlarmType, DefragmentRequest, DefragmentResponse,
+    DowngradeRequest, DowngradeResponse, HashKvRequest, HashKvResponse, HashRequest, HashResponse,
+    MoveLeaderRequest, MoveLeaderResponse, SnapshotRequest, SnapshotResponse, StatusRequest,
+    StatusResponse,
 };
 use futures::Stream;
 use storage::Backend;
@@ -53,19 +53,11 @@ impl MaintenanceService {
 
 #[tonic::async_trait]
 impl Maintenance for MaintenanceService {
-    /// GET lists the active alarms; etcd-rs raises none yet, so the list is
-    /// empty. Activating or deactivating alarms is not implemented yet. The
-    /// answer has no header: etcd's Alarm sets none (`etcdctl alarm list
-    /// -w json` prints `{}`).
+    /// Lists, raises or disarms alarms (`EtcdServer::alarm`). The answer
+    /// has no header: etcd's Alarm sets none (`etcdctl alarm list -w
+    /// json` prints `{}`).
     async fn alarm(&self, req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
-        if req.get_ref().action != AlarmAction::Get as i32 {
-            self.server.check_admin(&super::credentials(&req)).await?;
-            return Err(self.not_yet("Alarm(ACTIVATE/DEACTIVATE)"));
-        }
-        Ok(Response::new(AlarmResponse {
-            header: None,
-            alarms: Vec::new(),
-        }))
+        Ok(Response::new(self.server.alarm(req.into_inner()).await?))
     }
 
     async fn status(
@@ -80,6 +72,14 @@ impl Maintenance for MaintenanceService {
         if s.leader() == 0 {
             errors.push("etcdserver: no leader".to_string());
         }
+        // gogo's compact text of each AlarmMember, trailing space included.
+        errors.extend(s.alarms.get(AlarmType::None as i32).iter().map(|a| {
+            format!(
+                "memberID:{} alarm:{} ",
+                a.member_id,
+                crate::etcdserver::alarms::alarm_name(a.alarm)
+            )
+        }));
         Ok(Response::new(StatusResponse {
             header: Some(s.header(s.store.current_revision())),
             version: SERVER_VERSION.to_string(),

@@ -634,6 +634,11 @@ impl StoreTxn<'_> {
         crate::lease::LeaseTable(&self.tx)
     }
 
+    /// The `alarm` table, written in the same commit.
+    pub fn alarm_table(&self) -> crate::alarm::AlarmTable<'_> {
+        crate::alarm::AlarmTable(&self.tx)
+    }
+
     /// The `cluster` table, written in the same commit.
     pub fn cluster_table(&self) -> crate::cluster::ClusterTable<'_> {
         crate::cluster::ClusterTable(&self.tx)
