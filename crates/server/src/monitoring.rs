@@ -3,7 +3,8 @@
 //! the `metrics` crate; gauges of the member's state (leader, indexes,
 //! sizes, versions) are read from the server when scraped, counters are
 //! kept where things happen (apply, kvops, raft, storage, peers), and the
-//! gRPC counters by a layer in front of the services ([`grpc_layer`]).
+//! gRPC counters by a layer in front of the services ([`grpc_layer`]) and,
+//! for the gateway's calls, by the gateway ([`MethodCounts`]).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -200,6 +201,65 @@ pub fn grpc_layer(router: Router) -> Router {
             })
         },
     ))
+}
+
+/// The counters of one gRPC method, for the calls the gateway makes: etcd's
+/// gateway is a gRPC client of its own member, so each of its calls counts
+/// as a gRPC call (started, handled by code, messages and bytes).
+#[derive(Clone, Copy)]
+pub struct MethodCounts(&'static Series);
+
+impl MethodCounts {
+    /// The counters of gRPC `path` (`/etcdserverpb.KV/Put`), if it is one
+    /// of etcd's methods.
+    pub fn of(path: &str) -> Option<MethodCounts> {
+        SERIES.get(path).map(MethodCounts)
+    }
+
+    /// A call starts; it counts as handled when the guard finishes, or as
+    /// `Canceled` if the guard is dropped first (the client went away).
+    pub fn start(self) -> CallGuard {
+        self.0.started.inc();
+        CallGuard {
+            series: self.0,
+            started: Some(Instant::now()),
+        }
+    }
+
+    /// One request message of `len` bytes (encoded) reached the service.
+    pub fn received(self, len: usize) {
+        self.0.received.inc();
+        metrics::CLIENT_GRPC_RECEIVED_BYTES.inc_by((len + 5) as u64);
+    }
+
+    /// One answer message of `len` bytes (encoded) left the service.
+    pub fn sent(self, len: usize) {
+        self.0.sent.inc();
+        metrics::CLIENT_GRPC_SENT_BYTES.inc_by((len + 5) as u64);
+    }
+}
+
+/// A gateway call in progress ([`MethodCounts::start`]).
+pub struct CallGuard {
+    series: &'static Series,
+    started: Option<Instant>,
+}
+
+impl CallGuard {
+    /// The call ended with `code`.
+    pub fn finish(mut self, code: tonic::Code) {
+        if let Some(started) = self.started.take() {
+            handled(self.series, code as usize, started);
+        }
+    }
+}
+
+impl Drop for CallGuard {
+    fn drop(&mut self) {
+        if let Some(started) = self.started.take() {
+            handled(self.series, CANCELED, started);
+        }
+    }
 }
 
 /// The index in [`metrics::grpc::CODES`] of a `grpc-status` in `headers`.

@@ -2,7 +2,8 @@
 //! member of a 3-member cluster parses as Prometheus text; etcd's metric
 //! names are there with etcd's types (and the same types as the reference
 //! etcd's own scrape); counters move under load; the gRPC series carry
-//! go-grpc-prometheus's labels.
+//! go-grpc-prometheus's labels, and count the gateway's calls as the
+//! reference etcd's do.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -303,6 +304,89 @@ async fn listen_metrics_urls_serve_metrics_and_health_only() {
         );
         let (basic, _) = scrape(&c.endpoint());
         assert!(basic.contains("etcd_server_has_leader 1\n"));
+    })
+    .await
+}
+
+/// POSTs `body` to `url` with curl for at most `seconds`.
+fn post(url: &str, body: &str, seconds: &str) {
+    std::process::Command::new("curl")
+        .args(["-s", "-N", "-o", "/dev/null", "--max-time", seconds])
+        .args(["-d", body, url])
+        .output()
+        .expect("curl runs");
+}
+
+/// The gRPC counts a member shows for gateway calls: Put started, handled
+/// OK and InvalidArgument, messages received; Watch started, and handled
+/// Canceled once the client hung up (polled, bounded). A body that does
+/// not decode is no call.
+fn gateway_counts(endpoint: &str) -> Vec<f64> {
+    let put = [("grpc_method", "Put"), ("grpc_type", "unary")];
+    let watch = [("grpc_method", "Watch"), ("grpc_type", "bidi_stream")];
+    let read = |s: &[Sample]| {
+        let v = |name, labels: &[(&str, &str)]| value(s, name, labels).unwrap_or(0.0);
+        vec![
+            v("grpc_server_started_total", &put),
+            v("grpc_server_handled_total", &[put[0], ("grpc_code", "OK")]),
+            v(
+                "grpc_server_handled_total",
+                &[put[0], ("grpc_code", "InvalidArgument")],
+            ),
+            v("grpc_server_msg_received_total", &put),
+            v("grpc_server_started_total", &watch),
+            v(
+                "grpc_server_handled_total",
+                &[watch[0], ("grpc_code", "Canceled")],
+            ),
+        ]
+    };
+    let before = read(&scrape(endpoint).1.samples);
+    for key in ["azA=", "azE=", "azI="] {
+        post(
+            &format!("{endpoint}/v3/kv/put"),
+            &format!(r#"{{"key":"{key}","value":"dg=="}}"#),
+            "10",
+        );
+    }
+    post(
+        &format!("{endpoint}/v3/kv/put"),
+        r#"{"value":"dg=="}"#,
+        "10",
+    );
+    // Not base64: the gateway makes no call.
+    post(&format!("{endpoint}/v3/kv/put"), r#"{"key":"a3"}"#, "10");
+    post(
+        &format!("{endpoint}/v3/watch"),
+        r#"{"create_request":{"key":"aw=="}}"#,
+        "1",
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = read(&scrape(endpoint).1.samples);
+        let delta: Vec<f64> = now.iter().zip(&before).map(|(n, b)| n - b).collect();
+        if delta[5] >= 1.0 || std::time::Instant::now() > deadline {
+            return delta;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_calls_count_as_grpc_calls() {
+    within(LIMIT, async {
+        let (reference, ours) = tokio::join!(
+            TestCluster::builder(1).bin(reference_etcd_bin()).start(),
+            TestCluster::start(1),
+        );
+        let (r, o) = (reference.endpoint(), ours.endpoint());
+        let (want, got) = tokio::join!(
+            tokio::task::spawn_blocking(move || gateway_counts(&r)),
+            tokio::task::spawn_blocking(move || gateway_counts(&o)),
+        );
+        let want = want.unwrap();
+        assert_eq!(want, [4.0, 3.0, 1.0, 4.0, 1.0, 1.0], "the reference etcd");
+        assert_eq!(got.unwrap(), want);
     })
     .await
 }

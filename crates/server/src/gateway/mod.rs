@@ -31,6 +31,7 @@ use tonic::metadata::MetadataValue;
 use tonic::{Request, Status};
 
 use crate::etcdserver::EtcdServer;
+use crate::monitoring::MethodCounts;
 use crate::v3rpc::{self, GRPC_OVERHEAD_BYTES};
 
 /// What one call needs besides its body: the server (for its limits and
@@ -39,6 +40,9 @@ use crate::v3rpc::{self, GRPC_OVERHEAD_BYTES};
 struct Call {
     server: Arc<EtcdServer>,
     method: &'static str,
+    /// The method's gRPC counters: the gateway's calls count as etcd's
+    /// loopback gRPC calls do.
+    counts: Option<MethodCounts>,
 }
 
 impl Call {
@@ -47,13 +51,24 @@ impl Call {
         self.server.cfg.max_request_bytes + GRPC_OVERHEAD_BYTES
     }
 
-    /// Splits `req` into its body and a gRPC request of no message that
-    /// carries its metadata and extensions; refuses what a learner does
-    /// not serve, as the gRPC server would.
-    fn prepare(&self, req: HttpRequest) -> Result<(Request<()>, axum::body::Body), Status> {
+    /// Refuses what a learner does not serve, as the gRPC server would.
+    fn refuse_learner(&self) -> Result<(), Status> {
         if v3rpc::learner_refuses(&self.server, self.method) {
             return Err(crate::rpctypes::EtcdError::NotSupportedForLearner.into());
         }
+        Ok(())
+    }
+
+    /// Splits `req` into its body and a gRPC request of no message that
+    /// carries its metadata and extensions; refuses what a learner does
+    /// not serve.
+    fn prepare(&self, req: HttpRequest) -> Result<(Request<()>, axum::body::Body), Status> {
+        self.refuse_learner()?;
+        Ok(self.split(req))
+    }
+
+    /// Splits `req` as [`Call::prepare`] does, without the learner check.
+    fn split(&self, req: HttpRequest) -> (Request<()>, axum::body::Body) {
         let (parts, body) = req.into_parts();
         let mut r = Request::new(());
         if let Some(token) = parts
@@ -65,7 +80,7 @@ impl Call {
             r.metadata_mut().insert("authorization", token);
         }
         *r.extensions_mut() = parts.extensions;
-        Ok((r, body))
+        (r, body)
     }
 
     /// The most JSON one request may take: 6 bytes for each of the
@@ -86,24 +101,43 @@ impl Call {
     async fn unary<Req, Resp, F, Fut>(self, req: HttpRequest, call: F) -> Response
     where
         Req: DeserializeOwned + Default + prost::Message,
-        Resp: Serialize,
+        Resp: Serialize + prost::Message,
         F: FnOnce(Request<Req>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<Resp>, Status>>,
     {
+        // As etcd's gateway: a body that does not decode makes no gRPC
+        // call; the call (counted) gets the learner and size checks.
+        let mut guard = None;
         let answer = async {
-            let (r, body) = self.prepare(req)?;
+            let (r, body) = self.split(req);
             let body = self.body(body).await?;
             let msg = json::decode::<Req>(&body)?;
+            guard = self.counts.map(MethodCounts::start);
+            self.refuse_learner()?;
             let (len, max) = (msg.encoded_len(), self.max_request());
             if len > max {
                 return Err(Status::resource_exhausted(format!(
                     "grpc: received message larger than max ({len} vs. {max})"
                 )));
             }
+            if let Some(c) = self.counts {
+                c.received(len);
+            }
             let (md, ext, ()) = r.into_parts();
             call(Request::from_parts(md, ext, msg)).await
         };
-        match answer.await {
+        let answer = answer.await;
+        if let Some(c) = self.counts.filter(|_| answer.is_ok()) {
+            c.sent(answer.as_ref().map_or(0, |r| r.get_ref().encoded_len()));
+        }
+        if let Some(g) = guard {
+            g.finish(
+                answer
+                    .as_ref()
+                    .map_or_else(Status::code, |_| tonic::Code::Ok),
+            );
+        }
+        match answer {
             Ok(resp) => json::json_response(axum::http::StatusCode::OK, resp.get_ref()),
             Err(e) => json::error(&e),
         }
@@ -120,6 +154,7 @@ where
     let call = Call {
         server: server.clone(),
         method,
+        counts: MethodCounts::of(method),
     };
     post(move |req: HttpRequest| handler(call.clone(), req))
 }
@@ -209,12 +244,9 @@ fn v3_routes(server: &Arc<EtcdServer>) -> Router {
             async move {
                 match c.prepare(req) {
                     Ok((md, body)) => {
-                        stream::bidi(
-                            md,
-                            body,
-                            c.json_limit(),
-                            |r| async move { w.watch(r).await },
-                        )
+                        stream::bidi(md, body, c.json_limit(), c.counts, |r| async move {
+                            w.watch(r).await
+                        })
                         .await
                     }
                     Err(e) => json::error(&e),
@@ -233,7 +265,7 @@ fn v3_routes(server: &Arc<EtcdServer>) -> Router {
                 async move {
                     match c.prepare(req) {
                         Ok((md, body)) => {
-                            stream::bidi(md, body, c.json_limit(), |r| async move {
+                            stream::bidi(md, body, c.json_limit(), c.counts, |r| async move {
                                 l.lease_keep_alive(r).await
                             })
                             .await
@@ -245,32 +277,31 @@ fn v3_routes(server: &Arc<EtcdServer>) -> Router {
         ),
     );
     let m = maintenance.clone();
-    r =
-        r.route(
-            "/maintenance/snapshot",
-            route(
-                server,
-                "/etcdserverpb.Maintenance/Snapshot",
-                move |c, req| {
-                    let m = m.clone();
-                    async move {
-                        let prepared = match c.prepare(req) {
-                            Ok((md, body)) => c.body(body).await.map(|b| (md, b)),
-                            Err(e) => Err(e),
-                        };
-                        match prepared {
-                            Ok((md, body)) => {
-                                stream::server_streaming(md, &body, |r| async move {
-                                    m.snapshot(r).await
-                                })
-                                .await
-                            }
-                            Err(e) => json::error(&e),
+    r = r.route(
+        "/maintenance/snapshot",
+        route(
+            server,
+            "/etcdserverpb.Maintenance/Snapshot",
+            move |c, req| {
+                let m = m.clone();
+                async move {
+                    let prepared = match c.prepare(req) {
+                        Ok((md, body)) => c.body(body).await.map(|b| (md, b)),
+                        Err(e) => Err(e),
+                    };
+                    match prepared {
+                        Ok((md, body)) => {
+                            stream::server_streaming(md, &body, c.counts, |r| async move {
+                                m.snapshot(r).await
+                            })
+                            .await
                         }
+                        Err(e) => json::error(&e),
                     }
-                },
-            ),
-        );
+                }
+            },
+        ),
+    );
     for (path, service) in [
         ("/lock/lock", "v3lockpb.Lock"),
         ("/lock/unlock", "v3lockpb.Lock"),
