@@ -347,6 +347,7 @@ async fn serve(
         tasks.spawn(serve::serve_clients(
             incoming,
             app.clone(),
+            Some(crate::access::Access::new(server.clone(), secure)),
             max_concurrent_streams,
         ));
         tracing::info!("ready to serve client requests");
@@ -366,6 +367,7 @@ async fn serve(
         tasks.spawn(serve::serve_clients(
             incoming,
             metrics_app.clone(),
+            None,
             max_concurrent_streams,
         ));
         tracing::info!(address = %addr, "serving metrics");

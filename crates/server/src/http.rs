@@ -121,8 +121,8 @@ async fn health(s: Arc<EtcdServer>, req: Request) -> Response {
             .err()
             .map(|e| format!("RANGE ERROR:{e}"))
     };
-    // Go writes both with text/plain (sniffed, or http.Error's), the
-    // failure with a newline.
+    // Go writes both with text/plain (sniffed, or http.Error's, which also
+    // sets nosniff), the failure with a newline.
     match reason {
         None => metrics::HEALTH_SUCCESS.inc(),
         Some(_) => metrics::HEALTH_FAILURES.inc(),
@@ -137,15 +137,19 @@ async fn health(s: Arc<EtcdServer>, req: Request) -> Response {
             format!("{}\n", json!({"health": "false", "reason": r})),
         ),
     };
-    (
+    let mut resp = (
         status,
-        [
-            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        ],
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
         body,
     )
-        .into_response()
+        .into_response();
+    if status != StatusCode::OK {
+        resp.headers_mut().insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            header::HeaderValue::from_static("nosniff"),
+        );
+    }
+    resp
 }
 
 /// etcd 3.6's Kubernetes-style probes.

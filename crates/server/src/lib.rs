@@ -22,8 +22,10 @@
 //!   etcdctl 3.4 sends.
 //! - [`tls`]: certificates, auto TLS, reloading, the rustls configs;
 //!   [`listener`]: http/https/unix/unixs listeners with TLS handshakes off
-//!   the accept loop; [`serve`]: gRPC and HTTP for clients on them.
+//!   the accept loop; [`serve`]: gRPC and HTTP for clients on them;
+//!   [`access`]: etcd's CORS and `Host` rules for their HTTP requests.
 
+pub mod access;
 pub mod auth;
 pub mod authority;
 pub mod config;

@@ -14,6 +14,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder;
 use tower::ServiceExt;
 
+use crate::access::Access;
 use crate::authority::FixAuthority;
 use crate::listener::Incoming;
 
@@ -21,7 +22,12 @@ use crate::listener::Incoming;
 /// stops. Connections are served in tasks of their own; one that fails
 /// only ends itself. Dropping the future ends every connection it serves
 /// (the member is stopping).
-pub async fn serve_clients(mut incoming: Incoming, app: axum::Router, max_concurrent_streams: u32) {
+pub async fn serve_clients(
+    mut incoming: Incoming,
+    app: axum::Router,
+    access: Option<Access>,
+    max_concurrent_streams: u32,
+) {
     let mut builder = Builder::new(TokioExecutor::new());
     builder
         .http2()
@@ -38,15 +44,26 @@ pub async fn serve_clients(mut incoming: Incoming, app: axum::Router, max_concur
         };
         let info = conn.info.clone();
         let app = app.clone();
+        let access = access.clone();
         let service = hyper::service::service_fn(move |mut req: hyper::Request<HyperBody>| {
+            // etcd's access rules, for HTTP requests only.
+            let access = access.clone().filter(|_| !Access::is_grpc(&req));
+            let early = access.as_ref().and_then(|a| a.screen(&req, &info));
+            let origin = req.headers().get(axum::http::header::ORIGIN).cloned();
             req.extensions_mut().insert(info.clone());
             let app = app.clone();
             async move {
-                Ok::<_, Infallible>(
-                    app.oneshot(req.map(Body::new))
-                        .await
-                        .unwrap_or_else(|e| match e {}),
-                )
+                if let Some(resp) = early {
+                    return Ok(resp);
+                }
+                let mut resp = app
+                    .oneshot(req.map(Body::new))
+                    .await
+                    .unwrap_or_else(|e| match e {});
+                if let Some(a) = &access {
+                    a.add_cors(origin.as_ref(), resp.headers_mut());
+                }
+                Ok::<_, Infallible>(resp)
             }
         });
         let builder = builder.clone();

@@ -252,6 +252,15 @@ pub struct Config {
     /// (`https://` ones with the client TLS settings).
     #[arg(long, env = "ETCD_LISTEN_METRICS_URLS", default_value = "")]
     pub listen_metrics_urls: String,
+    /// Comma-separated origins a browser may call from (CORS); empty or
+    /// `*` allows any.
+    #[arg(long, env = "ETCD_CORS", default_value = "*")]
+    pub cors: String,
+    /// Comma-separated host names plain-HTTP requests may name in their
+    /// `Host` (against DNS rebinding, CVE-2018-5702); empty or `*` allows
+    /// any.
+    #[arg(long, env = "ETCD_HOST_WHITELIST", default_value = "*")]
+    pub host_whitelist: String,
     /// `extensive` adds the gRPC latency histogram
     /// (`grpc_server_handling_seconds`); anything else is `basic`, as in
     /// etcd.
@@ -358,6 +367,11 @@ pub struct ServerConfig {
     pub tls_settings: TlsSettings,
     /// `--max-concurrent-streams`.
     pub max_concurrent_streams: u32,
+    /// `--cors`: the allowed origins; empty allows any.
+    pub cors: Vec<String>,
+    /// `--host-whitelist`: the allowed `Host` names of plain-HTTP
+    /// requests; empty allows any.
+    pub host_whitelist: Vec<String>,
     /// `--experimental-initial-corrupt-check`.
     pub initial_corrupt_check: bool,
     /// `--strict-reconfig-check`.
@@ -644,6 +658,8 @@ impl Config {
             self_signed_cert_validity: self.self_signed_cert_validity,
             tls_settings,
             max_concurrent_streams: self.max_concurrent_streams,
+            cors: cors_list(&self.cors)?,
+            host_whitelist: allow_list(&self.host_whitelist),
             initial_corrupt_check: self.experimental_initial_corrupt_check,
             strict_reconfig_check: self.strict_reconfig_check,
             bcrypt_cost: bcrypt_cost(self.bcrypt_cost),
@@ -652,6 +668,53 @@ impl Config {
             force_new_cluster: self.force_new_cluster,
         })
     }
+}
+
+/// `--cors`: `*`, or URLs as etcd's `UniqueURLs` takes them (http and
+/// https with a `host:port` and no path, unix and unixs). Error: etcd's
+/// `invalid value ... for flag -cors: ...`.
+fn cors_list(s: &str) -> Result<Vec<String>, ConfigError> {
+    if s.trim() == "*" || s.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    for u in s.split(',').map(str::trim) {
+        let problem = match u.split_once("://") {
+            Some(("http" | "https", rest)) => match rest.split_once('/') {
+                _ if !rest.split('/').next().unwrap_or("").contains(':') => Some(format!(
+                    "URL address does not have the form \"host:port\": {u}"
+                )),
+                Some(_) => Some(format!("URL must not contain a path: {u}")),
+                None => None,
+            },
+            Some(("unix" | "unixs", _)) => None,
+            _ => Some(format!(
+                "URL scheme must be http, https, unix, or unixs: {u}"
+            )),
+        };
+        if let Some(p) = problem {
+            return Err(ConfigError(format!(
+                "invalid value {s:?} for flag -cors: {p}"
+            )));
+        }
+    }
+    Ok(allow_list(s))
+}
+
+/// A comma-separated allow list, duplicates and empty entries dropped;
+/// empty when it allows anything (`*` among its entries).
+fn allow_list(s: &str) -> Vec<String> {
+    let mut v: Vec<String> = s
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(String::from)
+        .collect();
+    v.sort();
+    v.dedup();
+    if v.iter().any(|e| e == "*") {
+        v.clear();
+    }
+    v
 }
 
 #[cfg(test)]
@@ -748,6 +811,24 @@ mod tests {
             "b=http://localhost:2380",
         ]);
         assert_eq!(c.name, "b");
+    }
+
+    #[test]
+    fn cors_takes_star_or_host_port_urls() {
+        assert_eq!(cors_list("*").unwrap(), Vec::<String>::new());
+        assert_eq!(
+            cors_list("http://a.example:80,http://b.example:8080").unwrap(),
+            vec![
+                "http://a.example:80".to_string(),
+                "http://b.example:8080".to_string()
+            ]
+        );
+        assert_eq!(
+            cors_list("http://a.example").unwrap_err().0,
+            "invalid value \"http://a.example\" for flag -cors: URL address does not have the form \"host:port\": http://a.example"
+        );
+        assert!(cors_list("http://a.example:80/x").is_err());
+        assert!(cors_list("ftp://a.example:21").is_err());
     }
 
     #[test]

@@ -47,8 +47,6 @@ const UNSUPPORTED: &[(&str, &str)] = &[
     ("client-key-file", ""),
     ("peer-client-cert-file", ""),
     ("peer-client-key-file", ""),
-    ("cors", "*"),
-    ("host-whitelist", "*"),
     ("enable-log-rotation", "false"),
     (
         "log-rotation-config-json",

@@ -67,6 +67,17 @@ pub(crate) fn json_response<T: Serialize>(status: StatusCode, value: &T) -> Resp
     }
 }
 
+/// Marks an answer that came from the gRPC call as grpc-gateway does,
+/// with the call's `content-type` header metadata:
+/// `Grpc-Metadata-Content-Type: application/grpc`.
+pub(crate) fn from_call(mut resp: Response) -> Response {
+    resp.headers_mut().insert(
+        "grpc-metadata-content-type",
+        HeaderValue::from_static("application/grpc"),
+    );
+    resp
+}
+
 /// Decodes a unary request body. An empty body is the empty message
 /// (grpc-gateway reads it as EOF, which it accepts); bad JSON is
 /// InvalidArgument with the decoder's message.

@@ -22,8 +22,9 @@ use api::etcdserverpb::maintenance_server::Maintenance;
 use api::etcdserverpb::watch_server::Watch;
 use axum::extract::Request as HttpRequest;
 use axum::http::header;
+use axum::http::Method;
 use axum::response::Response;
-use axum::routing::{post, MethodRouter};
+use axum::routing::{any, MethodRouter};
 use axum::Router;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -138,7 +139,10 @@ impl Call {
             );
         }
         match answer {
-            Ok(resp) => json::json_response(axum::http::StatusCode::OK, resp.get_ref()),
+            Ok(resp) => json::from_call(json::json_response(
+                axum::http::StatusCode::OK,
+                resp.get_ref(),
+            )),
             Err(e) => json::error(&e),
         }
     }
@@ -156,7 +160,30 @@ where
         method,
         counts: MethodCounts::of(method),
     };
-    post(move |req: HttpRequest| handler(call.clone(), req))
+    let handler = move |req: HttpRequest| {
+        let answer = (req.method() == Method::POST).then(|| handler(call.clone(), req));
+        async move {
+            match answer {
+                Some(a) => a.await,
+                None => method_not_allowed(),
+            }
+        }
+    };
+    any(handler)
+}
+
+/// grpc-gateway's answer to a path it serves asked with another method
+/// than POST: Go's `http.Error` with 405's text (and no `Allow`).
+fn method_not_allowed() -> Response {
+    axum::response::IntoResponse::into_response((
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        "Method Not Allowed
+",
+    ))
 }
 
 /// Declares unary routes: `path => Trait::method on service, "gRPC method"`.
@@ -313,7 +340,10 @@ fn v3_routes(server: &Arc<EtcdServer>) -> Router {
     ] {
         r = r.route(
             path,
-            post(move || async move {
+            any(move |req: HttpRequest| async move {
+                if req.method() != Method::POST {
+                    return method_not_allowed();
+                }
                 json::error(&Status::unimplemented(format!("unknown service {service}")))
             }),
         );

@@ -124,7 +124,7 @@ where
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    resp
+    json::from_call(resp)
 }
 
 /// An answer stream counted as the gRPC call it stands for: each message
