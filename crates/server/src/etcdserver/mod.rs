@@ -523,8 +523,12 @@ impl EtcdServer {
     }
 
     /// The backend's bytes in use (`dbSizeInUse`), measured on a blocking
-    /// thread: it reads table pages.
+    /// thread: it reads table pages. One measurement runs at a time, so
+    /// many scrapes or Status calls at once queue instead of taking a
+    /// blocking thread each.
     pub async fn db_size_in_use(&self) -> u64 {
+        static MEASURING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+        let _turn = MEASURING.acquire().await.expect("never closed");
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || store.backend().size_in_use_bytes())
             .await

@@ -90,11 +90,20 @@ impl Call {
         6 * self.max_request()
     }
 
-    /// The whole body, at most [`Call::json_limit`].
+    /// The whole body, at most [`Call::json_limit`]. Errors: past the
+    /// limit, ResourceExhausted as the gRPC server's; a body that fails
+    /// to arrive, InvalidArgument with the reason, as grpc-gateway's.
     async fn body(&self, body: axum::body::Body) -> Result<bytes::Bytes, Status> {
         axum::body::to_bytes(body, self.json_limit())
             .await
-            .map_err(|_| Status::resource_exhausted("grpc: received message larger than max"))
+            .map_err(|e| {
+                let e = e.into_inner();
+                if e.is::<http_body_util::LengthLimitError>() {
+                    Status::resource_exhausted("grpc: received message larger than max")
+                } else {
+                    Status::invalid_argument(e.to_string())
+                }
+            })
     }
 
     /// A unary call: the body decoded as `Req`, `call` made, its answer
