@@ -116,7 +116,22 @@ fn curl(url: &str, body: &str) -> (u16, Value) {
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
     let json = serde_json::from_str(body).unwrap_or(Value::String(body.to_string()));
-    (code.trim().parse().unwrap_or(0), json)
+    (code.trim().parse().unwrap_or(0), sorted(json))
+}
+
+/// `v` with every object's keys in order, so its text compares equal
+/// whatever order the server wrote (grpc-gateway's error fields come in
+/// another order in etcd 3.5 than in the reference 3.4).
+fn sorted(v: Value) -> Value {
+    match v {
+        Value::Object(m) => {
+            let mut entries: Vec<(String, Value)> = m.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+        }
+        Value::Array(a) => Value::Array(a.into_iter().map(sorted).collect()),
+        other => other,
+    }
 }
 
 /// The script's answers from the member at `endpoint`, one line each:
