@@ -4,9 +4,17 @@
 //! and HTTP annotations are dropped), so any etcd client speaks to servers
 //! built on these types; `etcdrspb` is etcd-rs's own peer API. etcd's
 //! public messages also implement serde's traits in the proto3 JSON
-//! mapping of etcd's gateway (pbjson). This crate holds no logic: only the generated code and its re-exports.
+//! mapping of etcd's gateway (pbjson). This crate holds no logic: only the
+//! generated code, its re-exports and the etcd version they stand for
+//! ([`ETCD_VERSION`]).
 
 #![allow(clippy::all, missing_docs)]
+
+/// The etcd release whose behaviour etcd-rs follows, as servers report it
+/// (`Status.version`, `/version`, `etcd_server_version`) and `etcdctl
+/// version` prints it. Clients read it as semver: kube-apiserver uses its
+/// consistent reads from the watch cache only from 3.5.13 on.
+pub const ETCD_VERSION: &str = "3.5.17";
 
 /// `mvccpb`: KeyValue and Event (etcd `api/mvccpb/kv.proto`).
 pub mod mvccpb {

@@ -104,7 +104,7 @@ metric!(
     SERVER_ID: GaugeVec = info("etcd_server_id", "Server or member ID in hexadecimal format. 1 for 'server_id' label with current ID.", "server_id")
 );
 metric!(
-    /// `etcd_server_version{server_version="3.5.0"}` 1.
+    /// `etcd_server_version{server_version="3.5.17"}` 1.
     SERVER_VERSION: GaugeVec = info("etcd_server_version", "Which version is running. 1 for 'server_version' label with current version.", "server_version")
 );
 metric!(

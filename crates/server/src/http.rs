@@ -264,7 +264,7 @@ async fn probe(s: Arc<EtcdServer>, kind: Probe, only: Option<Check>, req: Reques
     (StatusCode::OK, text, body).into_response()
 }
 
-/// `{"etcdserver":"3.5.0","etcdcluster":"3.5.0"}`; the cluster version is
+/// `{"etcdserver":"3.5.17","etcdcluster":"3.5.0"}`; the cluster version is
 /// `not_decided` until raft has set it.
 async fn version(s: Arc<EtcdServer>) -> Json<Value> {
     let cluster = s

@@ -343,7 +343,7 @@ fn version_names_etcd_3_5() {
         &["version"],
         None,
     );
-    out.expect_stdout("etcdctl version: 3.5.0\nAPI version: 3.5\n");
+    out.expect_stdout("etcdctl version: 3.5.17\nAPI version: 3.5\n");
 }
 
 /// `watch` replaying history in every format, and the exec form, print the

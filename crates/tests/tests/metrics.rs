@@ -184,7 +184,7 @@ async fn metrics_are_etcds_and_move_under_load() {
         let s = &before.samples;
         assert_eq!(value(s, "etcd_server_has_leader", &[]), Some(1.0));
         assert_eq!(
-            value(s, "etcd_server_version", &[("server_version", "3.5.0")]),
+            value(s, "etcd_server_version", &[("server_version", "3.5.17")]),
             Some(1.0)
         );
         assert_eq!(

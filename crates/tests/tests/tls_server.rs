@@ -159,7 +159,7 @@ async fn three_members_with_client_and_peer_tls_serve_go_etcdctl_and_curl() {
         );
         let version = curl_get(&format!("{}/version", c.member(2).endpoint()), &curl).unwrap();
         assert!(
-            version.body.contains(r#""etcdserver":"3.5.0""#),
+            version.body.contains(r#""etcdserver":"3.5.17""#),
             "{}",
             version.body
         );

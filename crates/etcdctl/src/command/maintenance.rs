@@ -13,7 +13,7 @@ use crate::global::GlobalFlags;
 /// The etcd API version this etcdctl speaks.
 const API_VERSION: &str = "3.5";
 /// The etcd version this etcdctl stands in for.
-const ETCDCTL_VERSION: &str = "3.5.0";
+const ETCDCTL_VERSION: &str = api::ETCD_VERSION;
 
 /// The alarm subcommands.
 #[derive(Subcommand, Debug)]

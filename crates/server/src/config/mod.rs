@@ -19,10 +19,11 @@ use clap::{CommandFactory, FromArgMatches, Parser};
 use crate::listener::ListenUrl;
 use crate::tls::{Settings as TlsSettings, TlsInfo};
 
-/// The etcd API version this server implements, as `/version` and
-/// `Status` report it.
-pub const SERVER_VERSION: &str = "3.5.0";
-/// The cluster version a new cluster starts at.
+/// The etcd version this server reports (`/version`, `Status`):
+/// [`api::ETCD_VERSION`].
+pub const SERVER_VERSION: &str = api::ETCD_VERSION;
+/// The cluster version a new cluster starts at (etcd's cluster versions
+/// are `major.minor.0`).
 pub const CLUSTER_VERSION: &str = "3.5.0";
 /// etcd-rs's own version.
 pub const ETCD_RS_VERSION: &str = env!("CARGO_PKG_VERSION");
