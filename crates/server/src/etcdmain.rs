@@ -333,7 +333,7 @@ async fn serve(
         .await
         .into_axum_router()
         .merge(v3rpc::kv_range::router(server.clone()));
-    let grpc = crate::monitoring::grpc_layer(v3rpc::learner_gate(server.clone(), grpc));
+    let grpc = crate::monitoring::grpc_layer(v3rpc::interceptor::layer(server.clone(), grpc));
     let app = grpc
         .merge(http::router(server.clone()))
         .merge(crate::monitoring::router(server.clone()))

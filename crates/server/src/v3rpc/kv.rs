@@ -32,7 +32,7 @@ impl KvService {
 
 /// The service's checks of a Range before the API layer: the request's
 /// own (`validate::range`), then that a learner serves serializable reads
-/// only (etcd's isRPCSupportedForLearner; `learner_gate` lets Range
+/// only (etcd's isRPCSupportedForLearner; the interceptor lets Range
 /// through). Shared with the gRPC route `kv_range`.
 pub(super) fn check_range(server: &EtcdServer, r: &RangeRequest) -> Result<(), Status> {
     validate::range(r)?;

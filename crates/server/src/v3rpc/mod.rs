@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod cluster;
+pub mod interceptor;
 pub mod kv;
 pub mod kv_range;
 pub mod lease;
@@ -24,12 +25,11 @@ use api::etcdserverpb::maintenance_server::MaintenanceServer;
 use api::etcdserverpb::watch_server::WatchServer;
 use tonic::service::Routes;
 
-use tonic::{Request, Status};
+use tonic::Request;
 
 use crate::etcdserver::v3server::Credentials;
 use crate::etcdserver::EtcdServer;
 use crate::listener::ConnInfo;
-use crate::rpctypes::EtcdError;
 
 /// Who sends `req`: its `token` (or, from the gateway, `authorization`)
 /// metadata and its connection's verified client certificate CN.
@@ -75,23 +75,6 @@ pub(crate) fn learner_refuses(server: &EtcdServer, path: &str) -> bool {
     .iter()
     .any(|p| path.starts_with(p));
     etcd_rpc && !LEARNER_SERVES.contains(&path) && server.is_learner()
-}
-
-/// Refuses every etcd RPC but [`LEARNER_SERVES`] while `server` is a
-/// learner, with `etcdserver: rpc not supported for learner`.
-pub fn learner_gate(server: Arc<EtcdServer>, router: axum::Router) -> axum::Router {
-    router.layer(axum::middleware::from_fn(
-        move |req: axum::extract::Request, next: axum::middleware::Next| {
-            let server = server.clone();
-            async move {
-                if learner_refuses(&server, req.uri().path()) {
-                    return Status::from(EtcdError::NotSupportedForLearner)
-                        .into_http::<axum::body::Body>();
-                }
-                next.run(req).await
-            }
-        },
-    ))
 }
 
 /// The gRPC routes of a member, health service included.
