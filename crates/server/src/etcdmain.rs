@@ -56,6 +56,9 @@ pub fn main() -> ExitCode {
         etcd_rs_version = ETCD_RS_VERSION,
         "Running: etcd-rs"
     );
+    for warning in &cfg.deprecated {
+        tracing::warn!("{warning}");
+    }
     if let Some(path) = &cfg.config_file {
         tracing::info!(
             path = %path.display(),

@@ -107,11 +107,14 @@ impl Config {
                 push(&mut args, flag, value)?;
             }
         }
-        let matches = cmd
-            .try_get_matches_from(args)
-            .map_err(|e| ConfigError(format!("config file {}: {e}", path.display())))?;
+        let (matches, deprecated) = super::migrate::parse(
+            || command().mut_args(|a| a.env(None::<&str>)),
+            args.into_iter().map(Into::into).collect(),
+            |e| ConfigError(format!("config file {}: {e}", path.display())),
+        )?;
         unsupported::check(&matches)?;
         let mut cfg = Config::from_arg_matches(&matches).map_err(|e| ConfigError(e.to_string()))?;
+        cfg.deprecated = deprecated;
         cfg.config_file = Some(path.to_path_buf());
         Ok(cfg)
     }

@@ -9,6 +9,7 @@
 //! when set to anything but etcd's default.
 
 mod file;
+mod migrate;
 mod unsupported;
 
 use std::path::PathBuf;
@@ -281,14 +282,28 @@ pub struct Config {
     /// given, other flags and environment variables are ignored.
     #[arg(long, env = "ETCD_CONFIG_FILE")]
     pub config_file: Option<PathBuf>,
+    /// etcd 3.6's feature gates, `Name=true|false,...`:
+    /// InitialCorruptCheck, LeaseCheckpoint, LeaseCheckpointPersist (the
+    /// experimental flags of the same meaning), TxnModeWriteWithSharedBuffer;
+    /// StopGRPCServiceOnDefrag, CompactHashCheck and SetMemberLocalAddr only
+    /// false for now; AllAlpha, AllBeta.
+    #[arg(long, env = "ETCD_FEATURE_GATES", default_value = "")]
+    pub feature_gates: String,
     /// Print the version and exit.
     #[arg(long)]
     pub version: bool,
+    /// etcd 3.6's warnings for the deprecated flags that were given, to
+    /// log once logging is up.
+    #[arg(skip)]
+    pub deprecated: Vec<String>,
 }
 
-/// The parser: [`Config`]'s flags and the unsupported ones.
+/// The parser: [`Config`]'s flags, the unsupported ones and etcd 3.6's
+/// names for renamed ones.
 fn command() -> clap::Command {
-    Config::command().args(unsupported::args())
+    Config::command()
+        .args(unsupported::args())
+        .args(migrate::args())
 }
 
 /// One member of the initial cluster: its name and peer URLs.
@@ -463,10 +478,9 @@ impl Config {
         let args = goflags::normalize(&command(), std::env::args_os());
         // A bad command line prints clap's usage error and exits 2, as
         // Go's flag package does for etcd.
-        let matches = command()
-            .try_get_matches_from(args)
-            .unwrap_or_else(|e| e.exit());
-        let cfg = Config::from_arg_matches(&matches).map_err(|e| ConfigError(e.to_string()))?;
+        let (matches, deprecated) = migrate::parse(command, args, |e| e.exit())?;
+        let mut cfg = Config::from_arg_matches(&matches).map_err(|e| ConfigError(e.to_string()))?;
+        cfg.deprecated = deprecated;
         match &cfg.config_file {
             Some(path) if !cfg.version => Config::from_file(path),
             _ => {
