@@ -31,6 +31,7 @@ const METHODS: &[(&str, &[&str], &str)] = &[
         &["Range", "Put", "DeleteRange", "Txn", "Compact"],
         "unary",
     ),
+    ("etcdserverpb.KV", &["RangeStream"], "server_stream"),
     ("etcdserverpb.Watch", &["Watch"], "bidi_stream"),
     (
         "etcdserverpb.Lease",

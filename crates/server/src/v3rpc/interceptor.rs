@@ -29,6 +29,7 @@ pub const NO_LEADER_TIMEOUTS: u32 = 3;
 
 /// The streaming calls whose streams the leader monitor ends.
 const STREAMS: &[&str] = &[
+    "/etcdserverpb.KV/RangeStream",
     "/etcdserverpb.Watch/Watch",
     "/etcdserverpb.Lease/LeaseKeepAlive",
     "/etcdserverpb.Maintenance/Snapshot",

@@ -77,6 +77,24 @@ impl Kv for KvService {
         Ok(Response::new(self.server.txn(&creds, r).await?))
     }
 
+    type RangeStreamStream = super::kv_stream::Chunks;
+
+    /// etcd 3.7's streamed Range (`kv_stream`).
+    async fn range_stream(
+        &self,
+        req: Request<RangeRequest>,
+    ) -> Result<Response<Self::RangeStreamStream>, Status> {
+        let creds = super::credentials(&req);
+        let r = req.into_inner();
+        check_range(&self.server, &r)?;
+        super::kv_stream::check(&r)?;
+        Ok(Response::new(super::kv_stream::chunks(
+            self.server.clone(),
+            creds,
+            r,
+        )))
+    }
+
     async fn compact(
         &self,
         req: Request<CompactionRequest>,

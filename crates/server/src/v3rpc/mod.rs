@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod interceptor;
 pub mod kv;
 pub mod kv_range;
+pub mod kv_stream;
 pub mod lease;
 pub mod maintenance;
 pub mod validate;
