@@ -13,6 +13,7 @@ use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 
 use crate::etcdserver::EtcdServer;
+use crate::http::go_error;
 use crate::listener::ConnInfo;
 
 /// The access rules of one client listener.
@@ -121,22 +122,6 @@ fn rebinding(host: &str) -> String {
          - e.g. etcd --host-whitelist {host:?}\n\n\
          This requirement has been added to help prevent \"DNS Rebinding\" attacks (CVE-2018-5702).\n"
     )
-}
-
-/// Go's `http.Error(w, text, status)`.
-fn go_error(status: StatusCode, text: &str) -> Response<Body> {
-    let mut resp = Response::new(Body::from(format!("{text}\n")));
-    *resp.status_mut() = status;
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    resp
 }
 
 #[cfg(test)]

@@ -44,14 +44,22 @@ pub fn router(server: Arc<EtcdServer>) -> Router {
 /// Go's `http.Error(w, "Method Not Allowed", 405)` with `Allow: GET`, as
 /// etcd's health handlers answer anything but GET.
 fn method_not_allowed() -> Response {
+    let mut resp = go_error(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
+    resp.headers_mut()
+        .insert(header::ALLOW, header::HeaderValue::from_static("GET"));
+    resp
+}
+
+/// Go's `http.Error(w, text, status)`: `text` and a newline as plain text,
+/// not to be sniffed.
+pub fn go_error(status: StatusCode, text: &str) -> Response {
     (
-        StatusCode::METHOD_NOT_ALLOWED,
+        status,
         [
-            (header::ALLOW, "GET"),
             (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         ],
-        "Method Not Allowed\n",
+        format!("{text}\n"),
     )
         .into_response()
 }

@@ -184,15 +184,10 @@ where
 /// grpc-gateway's answer to a path it serves asked with another method
 /// than POST: Go's `http.Error` with 405's text (and no `Allow`).
 fn method_not_allowed() -> Response {
-    axum::response::IntoResponse::into_response((
+    crate::http::go_error(
         axum::http::StatusCode::METHOD_NOT_ALLOWED,
-        [
-            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        ],
-        "Method Not Allowed
-",
-    ))
+        "Method Not Allowed",
+    )
 }
 
 /// Declares unary routes: `path => Trait::method on service, "gRPC method"`.
