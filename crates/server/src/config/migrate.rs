@@ -134,17 +134,11 @@ pub(super) fn args() -> Vec<Arg> {
         .iter()
         .zip(env)
         .map(|((_, new), env)| {
-            let arg = Arg::new(*new).long(*new).hide(true).env(env.as_str());
-            if matches!(
+            let boolean = matches!(
                 *new,
                 "memory-mlock" | "peer-skip-client-san-verification" | "enable-distributed-tracing"
-            ) {
-                arg.num_args(0..=1)
-                    .require_equals(true)
-                    .default_missing_value("true")
-            } else {
-                arg
-            }
+            );
+            super::unsupported::hidden(new, env.as_str(), boolean)
         })
         .collect()
 }

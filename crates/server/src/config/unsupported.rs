@@ -88,17 +88,21 @@ pub(super) fn args() -> Vec<Arg> {
     UNSUPPORTED
         .iter()
         .zip(env)
-        .map(|((name, default), env)| {
-            let arg = Arg::new(*name).long(*name).hide(true).env(env.as_str());
-            if matches!(*default, "true" | "false") {
-                arg.num_args(0..=1)
-                    .require_equals(true)
-                    .default_missing_value("true")
-            } else {
-                arg
-            }
-        })
+        .map(|((name, default), env)| hidden(name, env, matches!(*default, "true" | "false")))
         .collect()
+}
+
+/// A hidden flag `name` read also from `env`; a boolean one also takes
+/// Go's bare `--flag`.
+pub(super) fn hidden(name: &'static str, env: &'static str, boolean: bool) -> Arg {
+    let arg = Arg::new(name).long(name).hide(true).env(env);
+    if boolean {
+        arg.num_args(0..=1)
+            .require_equals(true)
+            .default_missing_value("true")
+    } else {
+        arg
+    }
 }
 
 /// The first unsupported flag given a value that differs from etcd's
