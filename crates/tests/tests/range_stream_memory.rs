@@ -148,7 +148,7 @@ async fn a_streamed_list_of_a_million_keys_is_not_held_at_once() {
         let mut kv = connect(c.endpoint()).await;
         load(&kv, n).await;
 
-        let mut client = Client::connect([c.endpoint()], None).await.unwrap();
+        let client = Client::connect([c.endpoint()], None).await.unwrap();
         let before = reset_peak(pid);
         let opts = GetOptions::new().with_range(PREFIX_END);
         let mut stream = client
