@@ -239,6 +239,28 @@ pub(super) fn resolve(m: &ArgMatches) -> Result<Migrated, ConfigError> {
     Ok(out)
 }
 
+/// How flag `name` (a 3.5 name) with `value` was spelled by the user:
+/// `--new=value` when given under its 3.6 name, `--feature-gates=Gate=value`
+/// when set through a gate, else `--name=value`; so that an error names
+/// what was written.
+pub(super) fn spelled(m: &ArgMatches, name: &str, value: &str) -> String {
+    if let Some((_, new)) = RENAMED.iter().find(|(old, _)| *old == name) {
+        if m.try_get_raw(new).is_ok() && given(m, new) {
+            return format!("--{new}={value}");
+        }
+    }
+    let gates = match m.try_get_raw(&id(m, "feature-gates")) {
+        Ok(_) => parse_gates(&raw(m, "feature-gates")).unwrap_or_default(),
+        Err(_) => Vec::new(),
+    };
+    for (gate, _) in gates {
+        if GATES.iter().any(|(g, flag, ..)| *g == gate && *flag == Some(name)) {
+            return format!("--feature-gates={gate}={value}");
+        }
+    }
+    format!("--{name}={value}")
+}
+
 /// Parses `args` with `cmd`, then again with what [`resolve`] adds when
 /// 3.6 names or gates were given. `clap_error` turns a parse failure into
 /// the caller's error (the command line exits with clap's usage, a file
@@ -321,6 +343,7 @@ mod tests {
             .collect();
         let cmd = || super::super::command().mut_args(|a| a.env(None::<&str>));
         let (m, warnings) = parse(cmd, args, |e| ConfigError(e.to_string()))?;
+        super::super::unsupported::check(&m)?;
         Ok((Config::from_arg_matches(&m).unwrap(), warnings))
     }
 
@@ -347,6 +370,24 @@ mod tests {
         assert_eq!(
             e.0,
             "cannot set --experimental-snapshot-catchup-entries and --snapshot-catchup-entries at the same time, please use --snapshot-catchup-entries only"
+        );
+    }
+
+    #[test]
+    fn an_unsupported_flag_is_named_as_written() {
+        let e = load(&["--corrupt-check-time=5m"]).err().unwrap();
+        assert!(
+            e.0.starts_with("--corrupt-check-time=5m is not supported yet by etcd-rs"),
+            "{}",
+            e.0
+        );
+        let e = load(&["--experimental-corrupt-check-time=5m"]).err().unwrap();
+        assert!(e.0.starts_with("--experimental-corrupt-check-time=5m is not"));
+        let e = load(&["--feature-gates=CompactHashCheck=true"]).err().unwrap();
+        assert!(
+            e.0.starts_with("--feature-gates=CompactHashCheck=true is not supported yet"),
+            "{}",
+            e.0
         );
     }
 

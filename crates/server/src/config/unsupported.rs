@@ -117,8 +117,9 @@ pub(super) fn check(m: &ArgMatches) -> Result<(), ConfigError> {
         }
         let given = m.get_one::<String>(name).map_or("", String::as_str);
         if !same(given, default) {
+            let flag = super::migrate::spelled(m, name, given);
             return Err(ConfigError(format!(
-                "--{name}={given} is not supported yet by etcd-rs (etcd's default, {default:?}, is the only value it takes)"
+                "{flag} is not supported yet by etcd-rs (etcd's default, {default:?}, is the only value it takes)"
             )));
         }
     }
