@@ -3,7 +3,9 @@
 use std::io::Read;
 
 use api::etcdserverpb::range_request::{SortOrder, SortTarget};
-use api::etcdserverpb::{CompactionRequest, DeleteRangeRequest, PutRequest, RangeRequest};
+use api::etcdserverpb::{
+    CompactionRequest, DeleteRangeRequest, PutRequest, RangeRequest, RangeResponse,
+};
 use clap::{ArgAction, Args};
 
 use super::{parse_lease_id, prefix_end, strconv_error};
@@ -250,6 +252,15 @@ pub async fn get(g: &GlobalFlags, a: &GetArgs) -> Result<(), CtlError> {
         p.value_only = true;
     }
     let c = g.client().await?;
+    if streams(&req) {
+        let streamed = g.timed(get_streamed(&c, req.clone(), &p)).await?;
+        if let Some(resp) = streamed {
+            if p.format != crate::printer::Format::Simple {
+                p.get(&resp)?;
+            }
+            return Ok(());
+        }
+    }
     let resp = g.timed(c.kv().range(req)).await?.into_inner();
     // etcd 3.5 checks this after the request, as here.
     if a.count_only && p.format != crate::printer::Format::Fields {
@@ -258,6 +269,54 @@ pub async fn get(g: &GlobalFlags, a: &GetArgs) -> Result<(), CtlError> {
         ));
     }
     p.get(&resp)
+}
+
+/// Whether `get` reads `req` through `KV.RangeStream` (etcd 3.7's): a
+/// range rather than one key, kvs rather than a count, in the server's
+/// key order (what RangeStream serves).
+fn streams(req: &RangeRequest) -> bool {
+    !req.range_end.is_empty() && !req.count_only && req.sort_order == SortOrder::None as i32
+}
+
+/// `req` through RangeStream. In the simple format each chunk's kvs are
+/// printed as they come, so etcdctl never holds a huge list either; the
+/// other formats print the chunks merged, which is the plain Range's
+/// answer. `None` when the server has no RangeStream (etcd before 3.7
+/// answers Unimplemented before any chunk), for a plain Range instead.
+async fn get_streamed(
+    c: &client::Client,
+    req: RangeRequest,
+    p: &crate::printer::Printer,
+) -> Result<Option<RangeResponse>, tonic::Status> {
+    let unimplemented = |s: &tonic::Status| s.code() == tonic::Code::Unimplemented;
+    let mut chunks = match c.kv().range_stream(req).await {
+        Ok(r) => r.into_inner(),
+        Err(s) if unimplemented(&s) => return Ok(None),
+        Err(s) => return Err(s),
+    };
+    let simple = p.format == crate::printer::Format::Simple;
+    let mut merged = RangeResponse::default();
+    let mut first = true;
+    loop {
+        let chunk = match chunks.message().await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => return Ok(Some(merged)),
+            Err(s) if first && unimplemented(&s) => return Ok(None),
+            Err(s) => return Err(s),
+        };
+        first = false;
+        let r = chunk.range_response.unwrap_or_default();
+        if simple {
+            p.get_chunk(&r.kvs);
+        } else {
+            merged.kvs.extend(r.kvs);
+        }
+        if r.header.is_some() {
+            merged.header = r.header;
+            merged.more = r.more;
+            merged.count = r.count;
+        }
+    }
 }
 
 /// `del [options] <key> [range_end]`.

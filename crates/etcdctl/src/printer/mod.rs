@@ -240,6 +240,15 @@ impl Printer {
         )
     }
 
+    /// One chunk of a streamed `get` in the simple format: its kvs, as
+    /// [`Printer::get`] prints them.
+    pub fn get_chunk(&self, kvs: &[KeyValue]) {
+        out(kvs
+            .iter()
+            .flat_map(|kv| self.kv_text(kv))
+            .collect::<Vec<u8>>());
+    }
+
     fn get_simple(&self, r: &RangeResponse) -> Vec<u8> {
         r.kvs.iter().flat_map(|kv| self.kv_text(kv)).collect()
     }

@@ -254,7 +254,10 @@ pub(super) fn spelled(m: &ArgMatches, name: &str, value: &str) -> String {
         Err(_) => Vec::new(),
     };
     for (gate, _) in gates {
-        if GATES.iter().any(|(g, flag, ..)| *g == gate && *flag == Some(name)) {
+        if GATES
+            .iter()
+            .any(|(g, flag, ..)| *g == gate && *flag == Some(name))
+        {
             return format!("--feature-gates={gate}={value}");
         }
     }
@@ -381,9 +384,15 @@ mod tests {
             "{}",
             e.0
         );
-        let e = load(&["--experimental-corrupt-check-time=5m"]).err().unwrap();
-        assert!(e.0.starts_with("--experimental-corrupt-check-time=5m is not"));
-        let e = load(&["--feature-gates=CompactHashCheck=true"]).err().unwrap();
+        let e = load(&["--experimental-corrupt-check-time=5m"])
+            .err()
+            .unwrap();
+        assert!(e
+            .0
+            .starts_with("--experimental-corrupt-check-time=5m is not"));
+        let e = load(&["--feature-gates=CompactHashCheck=true"])
+            .err()
+            .unwrap();
         assert!(
             e.0.starts_with("--feature-gates=CompactHashCheck=true is not supported yet"),
             "{}",
