@@ -21,6 +21,7 @@ pub mod kvops;
 pub mod lease_expiry;
 pub mod membership;
 pub mod raft;
+mod read_index;
 mod reconfig;
 pub mod request;
 pub mod stage;

@@ -5,8 +5,8 @@
 //! requests from a bounded channel (draining everything queued before the
 //! next `Ready`, so many proposals share one fsync: group commit), and on
 //! each `Ready` appends entries and hard state to the WAL with one fsync,
-//! then hands committed entries to the apply stage. Concurrent linearizable
-//! reads share one ReadIndex round.
+//! then hands committed entries to the apply stage. Linearizable reads'
+//! ReadIndex rounds are `read_index.rs`'s.
 //!
 //! Membership changes come back from the apply stage once applied
 //! ([`MembershipUpdate`]): the loop then changes raft's configuration and
@@ -27,6 +27,7 @@ use storage::wal::{EntryRef, HardState, SnapshotRecord, Wal};
 use tokio::sync::{oneshot, watch};
 
 use super::membership::MemberChange;
+use super::read_index::Reads;
 use super::stage::{ApplyItem, ApplyOutcome, MembershipUpdate, RaftStatus};
 use super::wait::Wait;
 use crate::rafthttp::Transport;
@@ -120,19 +121,6 @@ pub struct RaftLoop {
     pub durable_index: Arc<AtomicU64>,
 }
 
-struct Reads {
-    pending: Vec<oneshot::Sender<u64>>,
-    /// ReadIndex rounds sent and not answered yet: when each was (last)
-    /// sent, and its waiters.
-    inflight: HashMap<u64, (Instant, Vec<oneshot::Sender<u64>>)>,
-    next_ctx: u64,
-}
-
-/// How long a ReadIndex round may go unanswered before it is sent again:
-/// raft does not retransmit a ReadIndex (or its answer) lost on the way to
-/// or from the leader (etcd's `readIndexRetryTime`).
-const READ_INDEX_RETRY: Duration = Duration::from_millis(500);
-
 fn to_wal_hs(hs: &RaftHardState) -> HardState {
     HardState {
         term: hs.term,
@@ -155,11 +143,7 @@ impl RaftLoop {
     /// Runs until [`RaftMsg::Stop`] or until every sender is gone. A WAL
     /// failure stops the process: it cannot promise durability any more.
     pub fn run(mut self, rx: Receiver<RaftMsg>) {
-        let mut reads = Reads {
-            pending: Vec::new(),
-            inflight: HashMap::new(),
-            next_ctx: 1,
-        };
+        let mut reads = Reads::new(self.member_id);
         let mut next_tick = Instant::now() + self.tick;
         let mut last_leader = 0;
         loop {
@@ -186,20 +170,7 @@ impl RaftLoop {
             for (to, status) in self.snapshot_reports.try_iter() {
                 self.raw.report_snapshot(to, status);
             }
-            if !reads.pending.is_empty() {
-                let ctx = reads.next_ctx;
-                reads.next_ctx += 1;
-                self.raw.read_index(ctx.to_be_bytes().to_vec());
-                reads
-                    .inflight
-                    .insert(ctx, (now, std::mem::take(&mut reads.pending)));
-            }
-            for (ctx, (sent, _)) in reads.inflight.iter_mut() {
-                if now.duration_since(*sent) >= READ_INDEX_RETRY {
-                    *sent = now;
-                    self.raw.read_index(ctx.to_be_bytes().to_vec());
-                }
-            }
+            reads.send(&mut self.raw, now);
             if let Err(e) = self.advance_applied() {
                 crate::logging::fatal("failed to save a snapshot", &e);
             }
@@ -233,7 +204,7 @@ impl RaftLoop {
                     );
                 }
                 // Reads waiting on the old leader's confirmation fail now.
-                reads.inflight.clear();
+                reads.fail_inflight();
                 last_leader = leader;
             }
             self.status
@@ -264,7 +235,7 @@ impl RaftLoop {
                     self.restored_conf = self.restored_conf.max(snap.get_metadata().index);
                 }
             }
-            RaftMsg::ReadIndex(reply) => reads.pending.push(reply),
+            RaftMsg::ReadIndex(reply) => reads.push(reply),
             RaftMsg::ProposeConfChange { id, cc } => {
                 // Raft ignores a change while the last one is not applied:
                 // take in how far the apply stage got first (the change
@@ -464,14 +435,7 @@ impl RaftLoop {
                 store.wl().set_hardstate(hs.clone());
             }
         }
-        for rs in rd.take_read_states() {
-            let ctx = rs.request_ctx.as_slice().try_into().map(u64::from_be_bytes);
-            if let Some((_, waiters)) = ctx.ok().and_then(|c| reads.inflight.remove(&c)) {
-                for w in waiters {
-                    let _ = w.send(rs.index);
-                }
-            }
-        }
+        reads.answer(rd.read_states());
         // Votes and acknowledgements go out only once persisted.
         self.transport.send(rd.take_persisted_messages());
         let mut light = self.raw.advance_append(rd);
