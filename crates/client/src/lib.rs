@@ -25,6 +25,8 @@ use api::etcdserverpb::lease_client::LeaseClient;
 use api::etcdserverpb::maintenance_client::MaintenanceClient;
 use api::etcdserverpb::watch_client::WatchClient;
 use api::etcdserverpb::AuthenticateRequest;
+use api::v3electionpb::election_client::ElectionClient;
+use api::v3lockpb::lock_client::LockClient;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
 use tonic::service::Interceptor;
@@ -372,6 +374,16 @@ impl Client {
     pub fn maintenance(&self) -> MaintenanceClient<Transport> {
         MaintenanceClient::with_interceptor(self.channel.clone(), self.token.clone())
             .max_decoding_message_size(MAX_RECV_BYTES)
+    }
+
+    /// The Lock service (v3lock).
+    pub fn lock(&self) -> LockClient<Transport> {
+        LockClient::with_interceptor(self.channel.clone(), self.token.clone())
+    }
+
+    /// The Election service (v3election).
+    pub fn election(&self) -> ElectionClient<Transport> {
+        ElectionClient::with_interceptor(self.channel.clone(), self.token.clone())
     }
 }
 

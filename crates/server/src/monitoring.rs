@@ -92,6 +92,13 @@ const METHODS: &[(&str, &[&str], &str)] = &[
         ],
         "unary",
     ),
+    ("v3lockpb.Lock", &["Lock", "Unlock"], "unary"),
+    (
+        "v3electionpb.Election",
+        &["Campaign", "Proclaim", "Leader", "Resign"],
+        "unary",
+    ),
+    ("v3electionpb.Election", &["Observe"], "server_stream"),
 ];
 
 /// One method's series, looked up once: a call counts without building

@@ -169,6 +169,22 @@ pub enum EtcdError {
     /// revision older than the store's.
     #[error("etcdserver: revision of auth store is old")]
     AuthOldRevision,
+    /// clientv3 concurrency's `ErrElectionNotLeader`: a Proclaim (or a
+    /// campaign's) whose leader key is gone or was made again.
+    #[error("election: not leader")]
+    ElectionNotLeader,
+    /// clientv3 concurrency's `ErrElectionNoLeader`: Leader of an
+    /// election nobody leads.
+    #[error("election: no leader")]
+    ElectionNoLeader,
+    /// v3election's `ErrMissingLeaderKey`: Proclaim or Resign without a
+    /// leader key.
+    #[error("\"leader\" field must be provided")]
+    MissingLeaderKey,
+    /// clientv3 concurrency's `ErrSessionExpired`: the lock's key was gone
+    /// (its lease expired) once the lock was free.
+    #[error("mutex: session is expired")]
+    SessionExpired,
     /// The leader's answer to a request this member forwarded to it
     /// (MemberPromote), passed on as it came.
     #[error("{1}")]
@@ -201,6 +217,9 @@ impl EtcdError {
             | TooManyLearners
             | NotSupportedForLearner => Code::FailedPrecondition,
             MemberNotEnoughStarted | NotPrimary => Code::Unknown,
+            ElectionNotLeader | ElectionNoLeader | MissingLeaderKey | SessionExpired => {
+                Code::Unknown
+            }
             MemberBadUrls => Code::InvalidArgument,
             MemberNotFound => Code::NotFound,
             Unhealthy => Code::Unavailable,

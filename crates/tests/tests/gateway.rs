@@ -390,19 +390,35 @@ async fn gateway_serves_what_etcd_3_5_adds() {
     within(LIMIT, async {
         let c = TestCluster::start(1).await;
         let e = c.endpoint();
-        let (status, body) = tokio::task::spawn_blocking(move || {
-            curl(
-                &format!("{e}/v3/lock/lock"),
-                r#"{"name":"bA=="}"#,
-                None,
-                false,
-            )
-        })
-        .await
-        .unwrap();
-        assert_eq!(status, 501, "{body}");
+        let post = |path: &'static str, body: String| {
+            let e = e.clone();
+            tokio::task::spawn_blocking(move || curl(&format!("{e}{path}"), &body, None, false))
+        };
+        // "l" in base64 is "bA=="; lease 0 makes the server grant one.
+        let (status, body) = post("/v3/lock/lock", r#"{"name":"bA=="}"#.into())
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "{body}");
         let v: Value = serde_json::from_str(&body).unwrap();
-        assert_eq!(v["code"], 12, "{body}");
+        let key = v["key"].as_str().expect("a lock key").to_string();
+        assert!(
+            v["header"]["revision"].as_str().is_some(),
+            "the lock's revision: {body}"
+        );
+        let (status, body) = post("/v3/lock/unlock", format!(r#"{{"key":"{key}"}}"#))
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "{body}");
+        let (status, body) = post("/v3/lock/lock", r#"{"name":"bA==","lease":"12345"}"#.into())
+            .await
+            .unwrap();
+        assert_eq!(status, 500, "{body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            v["code"], 2,
+            "etcd's in-process client answers Unknown: {body}"
+        );
+        assert_eq!(v["message"], "etcdserver: requested lease not found");
         let e = c.endpoint();
         let (status, body) = tokio::task::spawn_blocking(move || {
             curl(&format!("{e}/v3/maintenance/snapshot"), "{}", None, true)

@@ -14,6 +14,7 @@
 pub mod alarms;
 pub mod apply;
 mod apply_auth;
+pub mod concurrency;
 pub mod corrupt;
 pub mod encoded_range;
 pub mod join;

@@ -20,6 +20,8 @@ use api::etcdserverpb::kv_server::Kv;
 use api::etcdserverpb::lease_server::Lease;
 use api::etcdserverpb::maintenance_server::Maintenance;
 use api::etcdserverpb::watch_server::Watch;
+use api::v3electionpb::election_server::Election;
+use api::v3lockpb::lock_server::Lock;
 use axum::extract::Request as HttpRequest;
 use axum::http::header;
 use axum::http::Method;
@@ -223,6 +225,8 @@ fn v3_routes(server: &Arc<EtcdServer>) -> Router {
     let maintenance = Arc::new(v3rpc::maintenance::MaintenanceService::new(server.clone()));
     let auth = Arc::new(v3rpc::auth::AuthService::new(server.clone()));
     let watch = Arc::new(v3rpc::watch::WatchService::new(server.clone()));
+    let lock = Arc::new(v3rpc::lock::LockService::new(server.clone()));
+    let election = Arc::new(v3rpc::election::ElectionService::new(server.clone()));
     let mut r = Router::new();
     unary_routes!(r, server;
         "/kv/range" => Kv::range on kv, "/etcdserverpb.KV/Range";
@@ -266,6 +270,12 @@ fn v3_routes(server: &Arc<EtcdServer>) -> Router {
         "/auth/role/delete" => Auth::role_delete on auth, "/etcdserverpb.Auth/RoleDelete";
         "/auth/role/grant" => Auth::role_grant_permission on auth, "/etcdserverpb.Auth/RoleGrantPermission";
         "/auth/role/revoke" => Auth::role_revoke_permission on auth, "/etcdserverpb.Auth/RoleRevokePermission";
+        "/lock/lock" => Lock::lock on lock, "/v3lockpb.Lock/Lock";
+        "/lock/unlock" => Lock::unlock on lock, "/v3lockpb.Lock/Unlock";
+        "/election/campaign" => Election::campaign on election, "/v3electionpb.Election/Campaign";
+        "/election/proclaim" => Election::proclaim on election, "/v3electionpb.Election/Proclaim";
+        "/election/leader" => Election::leader on election, "/v3electionpb.Election/Leader";
+        "/election/resign" => Election::resign on election, "/v3electionpb.Election/Resign";
     );
     let w = watch.clone();
     r = r.route(
@@ -333,24 +343,27 @@ fn v3_routes(server: &Arc<EtcdServer>) -> Router {
             },
         ),
     );
-    for (path, service) in [
-        ("/lock/lock", "v3lockpb.Lock"),
-        ("/lock/unlock", "v3lockpb.Lock"),
-        ("/election/campaign", "v3electionpb.Election"),
-        ("/election/proclaim", "v3electionpb.Election"),
-        ("/election/leader", "v3electionpb.Election"),
-        ("/election/observe", "v3electionpb.Election"),
-        ("/election/resign", "v3electionpb.Election"),
-    ] {
-        r = r.route(
-            path,
-            any(move |req: HttpRequest| async move {
-                if req.method() != Method::POST {
-                    return method_not_allowed();
+    let e = election.clone();
+    r = r.route(
+        "/election/observe",
+        route(server, "/v3electionpb.Election/Observe", move |c, req| {
+            let e = e.clone();
+            async move {
+                let prepared = match c.prepare(req) {
+                    Ok((md, body)) => c.body(body).await.map(|b| (md, b)),
+                    Err(e) => Err(e),
+                };
+                match prepared {
+                    Ok((md, body)) => {
+                        stream::server_streaming(md, &body, c.counts, |r| async move {
+                            e.observe(r).await
+                        })
+                        .await
+                    }
+                    Err(e) => json::error(&e),
                 }
-                json::error(&Status::unimplemented(format!("unknown service {service}")))
-            }),
-        );
-    }
+            }
+        }),
+    );
     r
 }

@@ -1,17 +1,18 @@
 //! The v3 gRPC API (etcd's `v3rpc`): one module per service, each a thin
 //! layer that validates requests, takes who sends them ([`credentials`])
 //! and calls the server's API layer (`etcdserver/v3server.rs`), which
-//! checks auth, builds raft requests and proposes. Services not
-//! registered here (Lock, Election for now) answer `Unimplemented`, which
-//! tonic does for unknown services.
+//! checks auth, builds raft requests and proposes. Lock and Election
+//! translate to the recipes of `etcdserver/concurrency/`.
 
 pub mod auth;
 pub mod cluster;
+pub mod election;
 pub mod interceptor;
 pub mod kv;
 pub mod kv_range;
 pub mod kv_stream;
 pub mod lease;
+pub mod lock;
 pub mod maintenance;
 pub mod validate;
 pub mod watch;
@@ -24,6 +25,8 @@ use api::etcdserverpb::kv_server::KvServer;
 use api::etcdserverpb::lease_server::LeaseServer;
 use api::etcdserverpb::maintenance_server::MaintenanceServer;
 use api::etcdserverpb::watch_server::WatchServer;
+use api::v3electionpb::election_server::ElectionServer;
+use api::v3lockpb::lock_server::LockServer;
 use tonic::service::Routes;
 
 use tonic::Request;
@@ -96,6 +99,8 @@ pub async fn routes(server: Arc<EtcdServer>) -> Routes {
     )))
     .add_service(WatchServer::new(watch::WatchService::new(server.clone())))
     .add_service(AuthServer::new(auth::AuthService::new(server.clone())))
-    .add_service(LeaseServer::new(lease::LeaseService::new(server)))
+    .add_service(LeaseServer::new(lease::LeaseService::new(server.clone())))
+    .add_service(LockServer::new(lock::LockService::new(server.clone())))
+    .add_service(ElectionServer::new(election::ElectionService::new(server)))
     .add_service(health)
 }
