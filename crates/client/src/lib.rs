@@ -10,8 +10,11 @@
 //! `token` metadata of every request, as clientv3 does).
 //! Requests and responses are etcd's own protobuf messages
 //! (`api::etcdserverpb`), so tools print exactly what the server answered.
-//! `load` is the paced request driver the measuring tools share.
+//! `load` is the paced request driver the measuring tools share;
+//! `concurrency` holds clientv3's session, lock and election recipes on
+//! plain KV.
 
+pub mod concurrency;
 mod insecure;
 pub mod load;
 
@@ -387,9 +390,30 @@ impl Client {
     }
 }
 
+/// The end of the range of keys with prefix `key` (clientv3's
+/// `GetPrefixRangeEnd`): the prefix with its last byte below 0xff
+/// incremented, or `\0` (every key) when there is none.
+pub fn prefix_end(key: &[u8]) -> Vec<u8> {
+    let mut end = key.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prefix_ends_match_clientv3() {
+        assert_eq!(prefix_end(b"abc"), b"abd");
+        assert_eq!(prefix_end(b"a\xff"), b"b");
+        assert_eq!(prefix_end(b"\xff\xff"), b"\0");
+    }
 
     #[test]
     fn endpoints_take_etcdctls_forms() {

@@ -71,6 +71,14 @@ pub fn exit_for_clap(e: clap::Error) -> ! {
             let _ = e.print();
             exit(0)
         }
+        ErrorKind::InvalidSubcommand => {
+            let text = e.render().to_string();
+            let name = text.split('\'').nth(1).unwrap_or_default();
+            // cobra prints its own error with a hint, etcdctl the error again.
+            let msg = format!("unknown command \"{name}\" for \"etcdctl\"");
+            eprintln!("Error: {msg}\nRun 'etcdctl --help' for usage.");
+            CtlError::new(EXIT_ERROR, msg).exit()
+        }
         _ => {
             let text = e.render().to_string();
             let first = text
@@ -87,12 +95,17 @@ pub fn exit_for_clap(e: clap::Error) -> ! {
     }
 }
 
-/// clap's wording of an unknown flag -> cobra's (`unknown flag: --x`).
+/// clap's wording of an unknown flag -> cobra's (`unknown flag: --x`,
+/// `unknown shorthand flag: 'c' in -c`).
 fn clap_to_cobra(text: &str) -> String {
     if let Some(rest) = text.strip_prefix("unexpected argument '") {
-        if let Some(flag) = rest.split('\'').next().filter(|f| f.starts_with("--")) {
+        let flag = rest.split('\'').next().unwrap_or_default();
+        if flag.starts_with("--") {
             let name = flag.split('=').next().unwrap_or(flag);
             return format!("unknown flag: {name}");
+        }
+        if let Some(c) = flag.strip_prefix('-').and_then(|f| f.chars().next()) {
+            return format!("unknown shorthand flag: '{c}' in {flag}");
         }
     }
     text.to_string()

@@ -1,11 +1,13 @@
 //! The commands: clap definitions (etcdctl's names, flags and defaults) and
 //! what each does. One module per group: `kv` (put, get, del, compaction),
 //! `txn`, `watch`, `lease`, `cluster` (member, endpoint, move-leader),
-//! `maintenance` (alarm, defrag, snapshot, version) and `check` (perf).
+//! `maintenance` (alarm, defrag, snapshot, version), `check` (perf) and
+//! `concurrency` (lock, elect).
 
 mod auth;
 mod check;
 mod cluster;
+mod concurrency;
 mod kv;
 mod lease;
 mod maintenance;
@@ -60,6 +62,10 @@ pub enum Command {
     /// Enable or disable authentication
     #[command(subcommand)]
     Auth(auth::AuthCommand),
+    /// Acquires a named lock
+    Lock(concurrency::LockArgs),
+    /// Observes and participates in leader election
+    Elect(concurrency::ElectArgs),
     /// Prints the version of etcdctl
     Version,
     /// commands for checking properties of the etcd cluster
@@ -88,6 +94,8 @@ impl Command {
             Command::Defrag(a) => maintenance::defrag(g, a).await,
             Command::Snapshot(c) => maintenance::snapshot(g, c).await,
             Command::Check(c) => check::run(g, c).await,
+            Command::Lock(a) => concurrency::lock(g, a).await,
+            Command::Elect(a) => concurrency::elect(g, a).await,
             Command::Version => {
                 maintenance::version();
                 Ok(())
@@ -98,19 +106,7 @@ impl Command {
 
 pub use watch::split_exec as split_watch_exec;
 
-/// The end of the range of keys with prefix `key` (clientv3's
-/// `GetPrefixRangeEnd`): the prefix with its last byte below 0xff
-/// incremented, or `\0` (every key) when there is none.
-pub fn prefix_end(key: &[u8]) -> Vec<u8> {
-    let mut end = key.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    vec![0]
-}
+pub use client::prefix_end;
 
 /// A lease id given in hex, as etcdctl parses it.
 pub fn parse_lease_id(s: &str) -> Result<i64, std::num::ParseIntError> {
@@ -125,16 +121,4 @@ pub fn strconv_error(func: &str, s: &str, e: &std::num::ParseIntError) -> String
         _ => "invalid syntax",
     };
     format!("strconv.{func}: parsing {s:?}: {why}")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn prefix_ends_match_clientv3() {
-        assert_eq!(prefix_end(b"abc"), b"abd");
-        assert_eq!(prefix_end(b"a\xff"), b"b");
-        assert_eq!(prefix_end(b"\xff\xff"), b"\0");
-    }
 }
