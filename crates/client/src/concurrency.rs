@@ -149,10 +149,12 @@ async fn keep_alive(client: Client, lease: i64, ttl: i64, done: watch::Sender<bo
 /// The key of `lease` among `name`'s waiters: `<name>/<lease in hex>`, as
 /// Go formats it with `%x`.
 pub fn member_key(name: &[u8], lease: i64) -> Vec<u8> {
-    let mut key = name.to_vec();
-    key.push(b'/');
-    key.extend_from_slice(format!("{lease:x}").as_bytes());
-    key
+    let hex = if lease < 0 {
+        format!("-{:x}", lease.unsigned_abs())
+    } else {
+        format!("{lease:x}")
+    };
+    [name, b"/", hex.as_bytes()].concat()
 }
 
 /// clientv3's `Mutex`: the lock `name` held by one session at a time, in
@@ -384,12 +386,7 @@ impl Election {
     /// The leader's key and value: the Range of the first created key
     /// under the name. Errors: [`Error::NoLeader`], the Range's.
     pub async fn leader(&self) -> Result<RangeResponse, Error> {
-        let resp = self
-            .client
-            .kv()
-            .range(first_created(&self.prefix))
-            .await?
-            .into_inner();
+        let resp = range(&self.client, first_created(&self.prefix)).await?;
         if resp.kvs.is_empty() {
             return Err(Error::NoLeader);
         }
@@ -411,10 +408,9 @@ impl Election {
 /// until its key is deleted, again.
 async fn observe(client: Client, prefix: Vec<u8>, tx: mpsc::Sender<RangeResponse>) {
     loop {
-        let Ok(resp) = client.kv().range(first_created(&prefix)).await else {
+        let Ok(mut resp) = range(&client, first_created(&prefix)).await else {
             return;
         };
-        let mut resp = resp.into_inner();
         if resp.kvs.is_empty() {
             let from = resp.header.as_ref().map_or(0, |h| h.revision);
             let Ok((_keep, mut events)) =
@@ -491,7 +487,7 @@ async fn wait_deletes(
             max_create_revision: max_create_rev,
             ..Default::default()
         };
-        let resp = client.kv().range(req).await?.into_inner();
+        let resp = range(client, req).await?;
         let header = resp.header.unwrap_or_default();
         let Some(last) = resp.kvs.into_iter().next() else {
             return Ok(header);
@@ -563,7 +559,24 @@ async fn get(client: &Client, key: Vec<u8>) -> Result<RangeResponse, Error> {
         key,
         ..Default::default()
     };
-    Ok(client.kv().range(req).await?.into_inner())
+    range(client, req).await
+}
+
+/// A Range, made again when refused with Unavailable (no leader, leader
+/// changed, request timed out), up to 100 times 25 ms apart, as
+/// clientv3's retry interceptor repeats a repeatable call; so a wait
+/// outlives a leader election. Error: the last attempt's.
+async fn range(client: &Client, req: RangeRequest) -> Result<RangeResponse, Error> {
+    let mut attempt = 1;
+    loop {
+        match client.kv().range(req.clone()).await {
+            Err(s) if s.code() == tonic::Code::Unavailable && attempt < 100 => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            done => return Ok(done?.into_inner()),
+        }
+    }
 }
 
 /// `CreateRevision(key) = rev`.
@@ -602,5 +615,6 @@ mod tests {
             b"job/694d77aa5b1d0c4f"
         );
         assert_eq!(member_key(b"job", 10), b"job/a");
+        assert_eq!(member_key(b"job", -26), b"job/-1a");
     }
 }

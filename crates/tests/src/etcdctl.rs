@@ -101,3 +101,111 @@ pub fn watch_lines(
     let _ = child.wait();
     out
 }
+
+/// An etcdctl that runs until told to stop (`lock`, `elect`, `watch`):
+/// its standard output line by line as it comes, its standard error
+/// gathered. Dropping it kills and reaps the process.
+pub struct Running {
+    child: std::process::Child,
+    lines: mpsc::Receiver<String>,
+    stderr: Option<std::thread::JoinHandle<String>>,
+}
+
+impl Running {
+    /// Starts `<bin> --endpoints=<endpoints> <args>` (with `ETCDCTL_API=3`
+    /// and no inherited `ETCDCTL_*` variables).
+    pub fn start(bin: &Path, endpoints: &[String], args: &[&str]) -> Running {
+        let mut cmd = Command::new(bin);
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("ETCDCTL_") {
+                cmd.env_remove(k);
+            }
+        }
+        let mut child = cmd
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", endpoints.join(",")))
+            .arg("--dial-timeout=5s")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut stderr = child.stderr.take().expect("stderr is piped");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let stderr = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = std::io::Read::read_to_string(&mut stderr, &mut s);
+            s
+        });
+        Running {
+            child,
+            lines,
+            stderr: Some(stderr),
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The next line of standard output, or `None` if none came within
+    /// `limit` (or the output ended).
+    pub fn next_line(&self, limit: Duration) -> Option<String> {
+        self.lines.recv_timeout(limit).ok()
+    }
+
+    /// Sends signal `name` (`INT`, `TERM`, `KILL`) to the process.
+    pub fn signal(&self, name: &str) {
+        let sent = Command::new("kill")
+            .args(["-s", name, &self.child.id().to_string()])
+            .status()
+            .expect("running kill");
+        assert!(sent.success(), "kill -s {name} {} failed", self.child.id());
+    }
+
+    /// Waits (at most `limit`, else panics after killing it) for the
+    /// process to exit; answers its exit code (-1 after a signal), the
+    /// rest of its standard output and its standard error.
+    pub fn wait(mut self, limit: Duration) -> (i32, String, String) {
+        let deadline = Instant::now() + limit;
+        let code = loop {
+            if let Some(status) = self.child.try_wait().expect("waiting for etcdctl") {
+                break status.code().unwrap_or(-1);
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("etcdctl (pid {}) did not exit within {limit:?}", self.pid());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let stderr = self.stderr.take().map(|h| h.join().unwrap_or_default());
+        // The reader ends at end of output, which follows the exit.
+        let mut rest = Vec::new();
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            rest.push(line);
+        }
+        let mut stdout = rest.join("\n");
+        if !rest.is_empty() {
+            stdout.push('\n');
+        }
+        (code, stdout, stderr.unwrap_or_default())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -15,7 +15,7 @@ use storage::mvcc::Delivery;
 use tokio::sync::mpsc;
 
 use super::{
-    created_at, first_created, member_key, one_key, prefix_end, prefix_of, put_op, range_op,
+    created_at, first_created, member_key, one_key, prefix_end, prefix_of, put_op, range, range_op,
     read_header, session_lease, wait_deletes, Cleanup, HubWatch,
 };
 use crate::etcdserver::v3server::Credentials;
@@ -143,7 +143,7 @@ pub async fn leader(
     creds: &Credentials,
     name: &[u8],
 ) -> Result<LeaderResponse, EtcdError> {
-    let resp = server.range(creds, first_created(&prefix_of(name))).await?;
+    let resp = range(server, creds, first_created(&prefix_of(name))).await?;
     let kv = resp
         .kvs
         .into_iter()
@@ -187,7 +187,7 @@ async fn observe_loop(
     tx: &mpsc::Sender<Result<LeaderResponse, EtcdError>>,
 ) -> Result<(), EtcdError> {
     loop {
-        let resp = server.range(creds, first_created(prefix)).await?;
+        let resp = range(server, creds, first_created(prefix)).await?;
         let mut header = read_header(server, resp.header);
         let leader = match resp.kvs.into_iter().next() {
             Some(kv) => Some(kv),

@@ -9,8 +9,8 @@ use api::etcdserverpb::response_op::Response as OpResponse;
 use api::etcdserverpb::{DeleteRangeRequest, ResponseHeader, TxnRequest};
 
 use super::{
-    created_at, first_created, member_key, one_key, prefix_of, put_op, range_op, read_header,
-    session_lease, wait_deletes, Cleanup,
+    created_at, first_created, member_key, one_key, prefix_of, put_op, range, range_op,
+    read_header, session_lease, wait_deletes, Cleanup,
 };
 use crate::etcdserver::v3server::Credentials;
 use crate::etcdserver::EtcdServer;
@@ -75,7 +75,7 @@ pub async fn lock(
         return Ok(Held { header, key });
     }
     wait_deletes(server, creds, &prefix, my_rev - 1).await?;
-    let got = server.range(creds, one_key(&key)).await?;
+    let got = range(server, creds, one_key(&key)).await?;
     cleanup.disarm();
     if got.kvs.is_empty() {
         return Err(EtcdError::SessionExpired);

@@ -20,8 +20,8 @@ use api::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use api::etcdserverpb::range_request::{SortOrder, SortTarget};
 use api::etcdserverpb::request_op::Request as Op;
 use api::etcdserverpb::{
-    Compare, DeleteRangeRequest, LeaseGrantRequest, PutRequest, RangeRequest, RequestOp,
-    ResponseHeader, TxnRequest,
+    Compare, DeleteRangeRequest, LeaseGrantRequest, PutRequest, RangeRequest, RangeResponse,
+    RequestOp, ResponseHeader, TxnRequest,
 };
 use api::mvccpb::event::EventType;
 use storage::mvcc::{Delivery, WatchSpec};
@@ -83,6 +83,34 @@ fn prefix_end(prefix: &[u8]) -> Vec<u8> {
         }
     }
     vec![0]
+}
+
+/// Attempts of a read refused for want of a leader (clientv3's
+/// `defaultUnaryMaxRetries`), [`RETRY_WAIT`] apart.
+const READ_ATTEMPTS: usize = 100;
+/// Wait between attempts (clientv3's `defaultBackoffWaitBetween`).
+const RETRY_WAIT: std::time::Duration = std::time::Duration::from_millis(25);
+
+/// A Range as the in-process client of etcd's services makes it: a read
+/// refused with an Unavailable error (no leader, leader changed, request
+/// timed out) is made again, as clientv3's retry interceptor repeats a
+/// repeatable call, so a wait outlives a leader election. Errors: the
+/// last attempt's.
+async fn range(
+    server: &EtcdServer,
+    creds: &Credentials,
+    r: RangeRequest,
+) -> Result<RangeResponse, EtcdError> {
+    let mut attempt = 1;
+    loop {
+        match server.range(creds, r.clone()).await {
+            Err(e) if e.code() == tonic::Code::Unavailable && attempt < READ_ATTEMPTS => {
+                attempt += 1;
+                tokio::time::sleep(RETRY_WAIT).await;
+            }
+            done => return done,
+        }
+    }
 }
 
 /// The whole header of a read that answered `h` (a read's answer
@@ -158,7 +186,7 @@ async fn wait_deletes(
             max_create_revision: max_create_rev,
             ..Default::default()
         };
-        let resp = server.range(creds, r).await?;
+        let resp = range(server, creds, r).await?;
         let header = read_header(server, resp.header);
         let Some(kv) = resp.kvs.into_iter().next() else {
             return Ok(header);
