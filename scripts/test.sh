@@ -51,8 +51,9 @@ fi
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
-# The integration tests start the `etcd` binary of this build.
-cargo build --workspace --bins
+# The integration tests start the `etcd` binary of this build (and run
+# the examples).
+cargo build --workspace --bins --examples
 timeout 3000 cargo test --workspace
 # The etcdctl-driven tests once more, with our etcdctl standing in for the
 # Go one: everything they assert of its output must hold for ours too.

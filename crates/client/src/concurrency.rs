@@ -6,6 +6,7 @@
 //! a watch on the key ahead, never polling. `etcdctl lock` and `etcdctl
 //! elect` run on these, as Go's etcdctl runs on Go's.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use api::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
@@ -164,6 +165,9 @@ pub struct Mutex {
     prefix: Vec<u8>,
     key: Vec<u8>,
     lease: i64,
+    /// The create revision of our key once [`Mutex::lock`] made or found
+    /// it (-1 before).
+    my_rev: AtomicI64,
 }
 
 impl Mutex {
@@ -176,7 +180,16 @@ impl Mutex {
             key: member_key(name, lease),
             prefix,
             lease,
+            my_rev: AtomicI64::new(-1),
         }
+    }
+
+    /// The comparison that holds only while we hold the lock: our key
+    /// still exists with the create revision it was taken with
+    /// (clientv3's `IsOwner`). A Txn guarded by it writes nothing once
+    /// the lock was lost, e.g. its lease expired while the holder paused.
+    pub fn is_owner(&self) -> Compare {
+        create_revision_is(&self.key, self.my_rev.load(Ordering::Relaxed))
     }
 
     /// The lock key, `<name>/<lease in hex>`.
@@ -193,6 +206,7 @@ impl Mutex {
     /// Errors: the calls', [`Error::Compacted`], [`Error::SessionExpired`].
     pub async fn lock(&self) -> Result<ResponseHeader, Error> {
         let attempt = self.try_acquire().await?;
+        self.my_rev.store(attempt.my_rev, Ordering::Relaxed);
         if attempt.owner_rev.is_none_or(|r| r == attempt.my_rev) {
             return Ok(attempt.header);
         }
@@ -256,6 +270,7 @@ impl Mutex {
             ..Default::default()
         };
         self.client.kv().delete_range(del).await?;
+        self.my_rev.store(-1, Ordering::Relaxed);
         Ok(())
     }
 }

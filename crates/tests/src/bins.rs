@@ -60,6 +60,22 @@ pub fn benchmark_bin() -> PathBuf {
     ours_beside_etcd("BENCHMARK_BIN", "benchmark")
 }
 
+/// An example program of the workspace (`cargo build --examples` puts it
+/// in `examples/` beside our binaries).
+///
+/// Panics if it has not been built.
+pub fn example_bin(name: &str) -> PathBuf {
+    let dir = etcd_bin().with_file_name("examples");
+    let p = dir.join(format!("{name}{}", env::consts::EXE_SUFFIX));
+    if !p.is_file() {
+        panic!(
+            "the example {} does not exist: build it first: cargo build --workspace --examples",
+            p.display()
+        );
+    }
+    p
+}
+
 /// `$var` if set, else our binary `name` in the directory of [`etcd_bin`].
 fn ours_beside_etcd(var: &str, name: &str) -> PathBuf {
     if let Some(p) = env::var_os(var) {

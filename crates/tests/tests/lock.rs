@@ -14,7 +14,7 @@ use api::etcdserverpb::range_request::{SortOrder, SortTarget};
 use api::etcdserverpb::{DeleteRangeRequest, PutRequest, RangeRequest};
 use api::v3lockpb::{LockRequest, UnlockRequest};
 use client::concurrency::{Mutex, Session};
-use etcd_rs_tests::bins::{etcdctl_bin, our_etcdctl_bin};
+use etcd_rs_tests::bins::{etcdctl_bin, example_bin, our_etcdctl_bin};
 use etcd_rs_tests::etcdctl::{etcdctl_within, Running};
 use etcd_rs_tests::{within, TestCluster};
 
@@ -472,6 +472,49 @@ async fn a_dead_holder_loses_the_lock_and_leader_changes_grant_nothing_twice() {
         assert!(c_rev >= released, "c at {c_rev}, b released at {released}");
         etcd_client.unlock(c_key).await.unwrap();
         assert!(keys_under(&c1, b"M/").await.is_empty());
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fencing_example_refuses_the_paused_holder() {
+    within(LIMIT, async {
+        let cluster = TestCluster::start(1).await;
+        let mut cmd = std::process::Command::new(example_bin("fencing"));
+        cmd.arg(format!("--endpoints={}", cluster.endpoint()));
+        let out = tokio::task::spawn_blocking(move || {
+            etcd_rs_tests::process::run(cmd, None, Duration::from_secs(60))
+        })
+        .await
+        .unwrap();
+        assert_eq!(out.code, 0, "{out}");
+        let lines: Vec<&str> = out.stdout.lines().collect();
+        let revision = |line: &str| -> i64 {
+            let tail = line.split(" at revision ").nth(1).expect("a revision");
+            tail.split(' ').next().unwrap().parse().unwrap()
+        };
+        let (a, b) = (revision(lines[0]), revision(lines[4]));
+        assert!(a < b, "B's lock is later than A's: {out}");
+        assert_eq!(lines[1], "A writes to etcd: true", "{out}");
+        assert_eq!(lines[5], "B writes to etcd: true", "{out}");
+        assert_eq!(lines[7], "A, resumed, writes to etcd: false", "{out}");
+        assert_eq!(
+            lines[8],
+            format!(
+                "A, resumed, writes to the external store: refused, token {a} is older than {b}"
+            )
+        );
+        let c = connect(&cluster.endpoint()).await;
+        let got = c
+            .kv()
+            .range(RangeRequest {
+                key: b"fence-demo-resource".to_vec(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(got.kvs[0].value, b"B", "etcd kept B's write");
     })
     .await
 }
