@@ -1,11 +1,13 @@
 //! `benchmark`: etcd's load generator (tools/benchmark) on `crates/client`:
 //! the same global flags and subcommands (put, range, txn-put,
-//! lease-keepalive, watch, watch-latency) and the same report (`report.rs`).
+//! lease-keepalive, watch, watch-latency) and the same report (`report.rs`),
+//! and `lock` (`lock.rs`), which etcd's lacks.
 //!
 //! `--clients` request loops share `--conns` connections (client i uses
 //! connection i mod conns) and take request numbers from one counter until
 //! `--total`; `--rate` paces the request numbers over time.
 
+mod lock;
 mod report;
 mod run;
 mod watch;
@@ -142,6 +144,8 @@ enum Command {
     Watch(watch::WatchArgs),
     /// Benchmark watch latency
     WatchLatency(watch::WatchLatencyArgs),
+    /// Benchmark lock acquire and release
+    Lock(lock::LockArgs),
 }
 
 fn main() {
@@ -156,6 +160,7 @@ fn main() {
             Command::LeaseKeepalive(a) => run::lease_keepalive(&cli.global, a).await,
             Command::Watch(a) => watch::watch(&cli.global, a).await,
             Command::WatchLatency(a) => watch::watch_latency(&cli.global, a).await,
+            Command::Lock(a) => lock::lock(&cli.global, a).await,
         }
     });
     match result {

@@ -1,7 +1,7 @@
 //! Our `benchmark` binary (etcd's tools/benchmark) run against a member of
 //! etcd-rs and of the reference etcd: every subcommand prints etcd's report
 //! with one histogram entry per request, and its requests really reach the
-//! server (the keys, leases and events it claims are there).
+//! server (the keys, leases, events and lock rounds it claims are there).
 
 use std::time::Duration;
 
@@ -130,6 +130,27 @@ async fn every_subcommand(ep: &str) {
         ],
     );
     assert_report(&out, &out.stdout, 60);
+
+    // lock: 4 clients take and release one lock 40 times, by the RPCs and
+    // by the KV recipe: two revisions a round (the key's put and delete),
+    // no key left, the clients' leases revoked.
+    let leases = cl.leases().await.unwrap().leases().len();
+    for kind in ["rpc", "client"] {
+        let rev = |r: etcd_client::GetResponse| r.header().unwrap().revision();
+        let before = rev(cl.get("x", None).await.unwrap());
+        let kind_flag = format!("--lock-kind={kind}");
+        let out = benchmark(
+            ep,
+            &["--conns=2", "--clients=4", "lock", "--total=40", &kind_flag],
+        );
+        assert_report(&out, &out.stdout, 40);
+        let after = rev(cl.get("x", None).await.unwrap());
+        assert_eq!(after - before, 80, "{kind}: {out}");
+    }
+    let left = Some(GetOptions::new().with_prefix().with_count_only());
+    let r = cl.get("benchmark-lock-", left).await.unwrap();
+    assert_eq!(r.count(), 0);
+    assert_eq!(cl.leases().await.unwrap().leases().len(), leases);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
