@@ -419,6 +419,51 @@ async fn gateway_serves_what_etcd_3_5_adds() {
             "etcd's in-process client answers Unknown: {body}"
         );
         assert_eq!(v["message"], "etcdserver: requested lease not found");
+
+        // An election: campaign (as "e", base64 "ZQ=="), leader, observe
+        // (a stream: its first line is the leader), resign.
+        let (_, body) = post("/v3/lease/grant", r#"{"TTL":"30"}"#.into())
+            .await
+            .unwrap();
+        let lease: Value = serde_json::from_str(&body).unwrap();
+        let id = lease["ID"].as_str().expect("a lease id").to_string();
+        let campaign = format!(r#"{{"name":"ZQ==","lease":"{id}","value":"djE="}}"#);
+        let (status, body) = post("/v3/election/campaign", campaign).await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        let won: Value = serde_json::from_str(&body).unwrap();
+        let leader = won["leader"].clone();
+        assert_eq!(leader["name"], "ZQ==", "{body}");
+        assert_eq!(leader["lease"], id.as_str(), "{body}");
+        let (status, body) = post("/v3/election/leader", r#"{"name":"ZQ=="}"#.into())
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "{body}");
+        let now: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(now["kv"]["value"], "djE=", "{body}");
+        assert_eq!(now["kv"]["key"], leader["key"], "{body}");
+        let e = c.endpoint();
+        let (status, body) = tokio::task::spawn_blocking(move || {
+            curl(
+                &format!("{e}/v3/election/observe"),
+                r#"{"name":"ZQ=="}"#,
+                None,
+                true,
+            )
+        })
+        .await
+        .unwrap();
+        assert_eq!(status, 200, "{body}");
+        let first: Value = serde_json::from_str(body.lines().next().unwrap()).unwrap();
+        assert_eq!(first["result"]["kv"]["value"], "djE=", "{body}");
+        let resign = format!(r#"{{"leader":{leader}}}"#);
+        let (status, body) = post("/v3/election/resign", resign).await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        let (status, body) = post("/v3/election/leader", r#"{"name":"ZQ=="}"#.into())
+            .await
+            .unwrap();
+        assert_eq!(status, 500, "{body}");
+        let none: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(none["message"], "election: no leader", "{body}");
         let e = c.endpoint();
         let (status, body) = tokio::task::spawn_blocking(move || {
             curl(&format!("{e}/v3/maintenance/snapshot"), "{}", None, true)

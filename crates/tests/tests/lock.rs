@@ -518,3 +518,63 @@ async fn the_fencing_example_refuses_the_paused_holder() {
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_that_gives_up_waiting_leaves_no_key() {
+    within(LIMIT, async {
+        let cluster = TestCluster::start(1).await;
+        let c = connect(&cluster.endpoint()).await;
+        let session = Session::new(&c, 30).await.unwrap();
+        let held = c
+            .lock()
+            .lock(LockRequest {
+                name: b"G".to_vec(),
+                lease: session.lease(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        // A Lock and a Campaign that wait, then are given up (their gRPC
+        // calls cancelled when the client drops them).
+        let waiting = Session::new(&c, 30).await.unwrap();
+        let lease = waiting.lease();
+        let lock = {
+            let c = c.clone();
+            tokio::spawn(async move {
+                let r = LockRequest {
+                    name: b"G".to_vec(),
+                    lease,
+                };
+                c.lock().lock(r).await
+            })
+        };
+        wait_for_keys(&c, b"G/", 2).await;
+        lock.abort();
+        let left = wait_for_keys(&c, b"G/", 1).await;
+        assert_eq!(left, vec![held.key.clone()], "the waiter's key is gone");
+
+        let leader = api::v3electionpb::CampaignRequest {
+            name: b"V".to_vec(),
+            lease: session.lease(),
+            value: b"first".to_vec(),
+        };
+        c.election().campaign(leader).await.unwrap();
+        let campaign = {
+            let c = c.clone();
+            tokio::spawn(async move {
+                let r = api::v3electionpb::CampaignRequest {
+                    name: b"V".to_vec(),
+                    lease,
+                    value: b"second".to_vec(),
+                };
+                c.election().campaign(r).await
+            })
+        };
+        wait_for_keys(&c, b"V/", 2).await;
+        campaign.abort();
+        let left = wait_for_keys(&c, b"V/", 1).await;
+        assert_eq!(left.len(), 1, "the candidate's key is gone");
+        assert!(left[0].ends_with(format!("{:x}", session.lease()).as_bytes()));
+    })
+    .await
+}
