@@ -95,10 +95,88 @@ pub fn parse_bool(s: &str) -> Result<bool, String> {
     }
 }
 
+/// Go's `time.ParseDuration`: a sequence of decimal numbers, each with
+/// an optional fraction and a unit (`ns`, `us`, `µs`, `ms`, `s`, `m`,
+/// `h`), e.g. `1h30m`, `1.5h`, `300ms`; `0` alone is zero. A sign is
+/// accepted; a negative duration is refused here (etcd's flags have no
+/// use for one). Errors: Go's texts, `time: invalid duration "x"`,
+/// `time: missing unit in duration "x"`, `time: unknown unit "u" in
+/// duration "x"`.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let invalid = || format!("time: invalid duration {s:?}");
+    let (negative, mut rest) = match s.as_bytes().first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    if rest == "0" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    if rest.is_empty() {
+        return Err(invalid());
+    }
+    let mut nanos: f64 = 0.0;
+    while !rest.is_empty() {
+        let number_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let number = &rest[..number_len];
+        if number.is_empty() || number == "." || number.matches('.').count() > 1 {
+            return Err(invalid());
+        }
+        let value: f64 = number.parse().map_err(|_| invalid())?;
+        rest = &rest[number_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let unit = &rest[..unit_len];
+        rest = &rest[unit_len..];
+        let scale = match unit {
+            "" => return Err(format!("time: missing unit in duration {s:?}")),
+            "ns" => 1.0,
+            "us" | "µs" | "μs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return Err(format!("time: unknown unit {unit:?} in duration {s:?}")),
+        };
+        nanos += value * scale;
+    }
+    if negative && nanos > 0.0 {
+        return Err(invalid());
+    }
+    if nanos > i64::MAX as f64 {
+        return Err(invalid());
+    }
+    Ok(std::time::Duration::from_nanos(nanos.round() as u64))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::{Arg, ArgAction, Command};
+    use std::time::Duration;
+
+    #[test]
+    fn durations_parse_as_gos() {
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("1.5h"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("300ms"), Ok(Duration::from_millis(300)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(
+            parse_duration("abc"),
+            Err("time: invalid duration \"abc\"".to_string())
+        );
+        assert_eq!(
+            parse_duration("10"),
+            Err("time: missing unit in duration \"10\"".to_string())
+        );
+        assert_eq!(
+            parse_duration("10x"),
+            Err("time: unknown unit \"x\" in duration \"10x\"".to_string())
+        );
+    }
 
     fn cmd() -> Command {
         Command::new("etcd")

@@ -331,6 +331,9 @@ async fn serve(
     }
     tokio::spawn(v3rpc::watch::sync_loop(server.clone()));
     tokio::spawn(crate::etcdserver::lease_expiry::expiry_loop(server.clone()));
+    if let Some(mode) = server.cfg.auto_compaction {
+        tokio::spawn(crate::etcdserver::compactor::run(server.clone(), mode));
+    }
     crate::monitoring::init(server.cfg.metrics_extensive);
     let grpc = v3rpc::routes(server.clone())
         .await

@@ -617,6 +617,14 @@ fn bad_tls_settings_fail_start_up_in_etcds_words_and_create_nothing() {
         (with(&["--auto-tls", "--tls-min-version", "TLS1.1"]), "unexpected TLS version".into()),
         (strings(&["--listen-peer-urls", "https://127.0.0.1:0"]), "cannot listen on TLS for 127.0.0.1:0: KeyFile and CertFile are not presented".into()),
         (strings(&["--enable-v2"]), "--enable-v2=true is not supported yet".into()),
+        (
+            strings(&["--auto-compaction-retention", "abc"]),
+            "error parsing CompactionRetention: time: invalid duration \\\"abc\\\"".into(),
+        ),
+        (
+            strings(&["--auto-compaction-mode", "bogus", "--auto-compaction-retention", "1"]),
+            "unknown auto-compaction-mode \\\"bogus\\\"".into(),
+        ),
         (strings(&["--logger", "capnslog"]), "--logger=capnslog is removed in v3.5".into()),
         (
             strings(&["--listen-client-urls", "http://example.com:2379"]),

@@ -188,10 +188,10 @@ mod tests {
     fn an_unsupported_flag_in_the_file_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("etcd.yml");
-        std::fs::write(&path, "name: s1\nauto-compaction-retention: \"1\"\n").unwrap();
+        std::fs::write(&path, "name: s1\nenable-pprof: true\n").unwrap();
         let e = Config::from_file(&path).unwrap_err();
         assert!(
-            e.0.contains("--auto-compaction-retention=1 is not supported yet"),
+            e.0.contains("--enable-pprof=true is not supported yet"),
             "{e}"
         );
     }

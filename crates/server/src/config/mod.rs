@@ -135,6 +135,16 @@ pub struct Config {
         default_value = "5m"
     )]
     pub experimental_lease_checkpoint_interval: String,
+    /// Interpret 'auto-compaction-retention' one of: periodic|revision.
+    /// 'periodic' for duration based retention, defaulting to hours if no
+    /// time unit is provided (e.g. '5m'). 'revision' for revision number
+    /// based retention.
+    #[arg(long, env = "ETCD_AUTO_COMPACTION_MODE", default_value = "periodic")]
+    pub auto_compaction_mode: String,
+    /// Auto compaction retention for mvcc key value store. 0 means disable
+    /// auto compaction.
+    #[arg(long, env = "ETCD_AUTO_COMPACTION_RETENTION", default_value = "0")]
+    pub auto_compaction_retention: String,
     /// Raise alarms when backend size exceeds the given quota (0 defaults
     /// to the low space quota, 2 GiB).
     #[arg(long, env = "ETCD_QUOTA_BACKEND_BYTES", default_value_t = 0)]
@@ -357,6 +367,9 @@ pub struct ServerConfig {
     /// `--experimental-enable-lease-checkpoint-persist`, when
     /// `--experimental-enable-lease-checkpoint` is set.
     pub lease_checkpoint: Option<(Duration, bool)>,
+    /// `--auto-compaction-mode` and `--auto-compaction-retention`; `None`
+    /// when the retention is 0 (off).
+    pub auto_compaction: Option<AutoCompaction>,
     /// `--quota-backend-bytes`, with 0 replaced by the default (2 GiB).
     pub quota_backend_bytes: u64,
     /// `--max-request-bytes`.
@@ -448,6 +461,54 @@ fn listen_urls(urls: &str) -> Result<Vec<ListenUrl>, ConfigError> {
 /// A Go-style duration above zero (`500ms`, `5m`).
 fn positive_duration(s: &str) -> Option<Duration> {
     humantime::parse_duration(s).ok().filter(|d| !d.is_zero())
+}
+
+/// What auto-compaction keeps (etcd's v3compactor modes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AutoCompaction {
+    /// `periodic`: history younger than this.
+    Periodic(Duration),
+    /// `revision`: this many revisions behind the current one.
+    Revision(i64),
+}
+
+/// `--auto-compaction-mode` and `--auto-compaction-retention` as etcd 3.5
+/// reads them (`parseCompactionRetention`): a non-negative integer is
+/// hours in periodic mode and a revision count in revision mode; anything
+/// else is a Go duration (in revision mode too, taken as a count of
+/// nanoseconds, as etcd does). 0 turns it off. Errors: `unknown
+/// auto-compaction-mode "x"`, `error parsing CompactionRetention: time:
+/// invalid duration "x"`.
+pub fn auto_compaction(mode: &str, retention: &str) -> Result<Option<AutoCompaction>, ConfigError> {
+    let periodic = match mode {
+        "periodic" => true,
+        "revision" => false,
+        "" => false,
+        other => {
+            return Err(ConfigError(format!(
+                "unknown auto-compaction-mode {other:?}"
+            )))
+        }
+    };
+    let amount = match retention.parse::<i64>() {
+        // An empty mode makes an integer retention mean nothing (off).
+        Ok(n) if n >= 0 && mode.is_empty() => Duration::ZERO,
+        Ok(n) if n >= 0 && periodic => Duration::from_secs(n as u64 * 3600),
+        Ok(n) if n >= 0 => Duration::from_nanos(n as u64),
+        _ => goflags::parse_duration(retention)
+            .map_err(|e| ConfigError(format!("error parsing CompactionRetention: {e}")))?,
+    };
+    if amount.is_zero() {
+        return Ok(None);
+    }
+    if mode.is_empty() {
+        return Err(ConfigError("unsupported compaction mode ".into()));
+    }
+    Ok(Some(if periodic {
+        AutoCompaction::Periodic(amount)
+    } else {
+        AutoCompaction::Revision(amount.as_nanos().min(i64::MAX as u128) as i64)
+    }))
 }
 
 /// Parses `name=url,name=url` into members, URLs of one name grouped.
@@ -656,6 +717,10 @@ impl Config {
                     self.experimental_watch_progress_notify_interval
                 ))
             })?,
+            auto_compaction: auto_compaction(
+                &self.auto_compaction_mode,
+                &self.auto_compaction_retention,
+            )?,
             quota_backend_bytes: if self.quota_backend_bytes == 0 {
                 2 * 1024 * 1024 * 1024
             } else {
@@ -739,6 +804,34 @@ mod tests {
 
     fn parse(args: &[&str]) -> Config {
         Config::try_parse_from(std::iter::once("etcd").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn auto_compaction_retention_reads_as_etcds() {
+        use AutoCompaction::*;
+        let h = |n: u64| Duration::from_secs(n * 3600);
+        assert_eq!(auto_compaction("periodic", "0").unwrap(), None);
+        assert_eq!(
+            auto_compaction("periodic", "5").unwrap(),
+            Some(Periodic(h(5)))
+        );
+        assert_eq!(
+            auto_compaction("periodic", "30m").unwrap(),
+            Some(Periodic(Duration::from_secs(1800)))
+        );
+        assert_eq!(
+            auto_compaction("revision", "1000").unwrap(),
+            Some(Revision(1000))
+        );
+        assert_eq!(auto_compaction("", "1").unwrap(), None);
+        assert_eq!(
+            auto_compaction("periodic", "abc").unwrap_err().0,
+            "error parsing CompactionRetention: time: invalid duration \"abc\""
+        );
+        assert_eq!(
+            auto_compaction("bogus", "1").unwrap_err().0,
+            "unknown auto-compaction-mode \"bogus\""
+        );
     }
 
     #[test]

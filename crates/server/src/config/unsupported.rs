@@ -52,8 +52,6 @@ const UNSUPPORTED: &[(&str, &str)] = &[
         "log-rotation-config-json",
         r#"{"maxsize": 100, "maxage": 0, "maxbackups": 0, "localtime": false, "compress": false}"#,
     ),
-    ("auto-compaction-retention", "0"),
-    ("auto-compaction-mode", "periodic"),
     ("enable-pprof", "false"),
     ("experimental-enable-distributed-tracing", "false"),
     ("experimental-distributed-tracing-address", "localhost:4317"),

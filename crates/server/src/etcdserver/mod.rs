@@ -14,6 +14,7 @@
 pub mod alarms;
 pub mod apply;
 mod apply_auth;
+pub mod compactor;
 pub mod concurrency;
 pub mod corrupt;
 pub mod encoded_range;
