@@ -106,6 +106,8 @@ from_redb!(BackendError:
 pub struct Backend {
     db: Database,
     path: PathBuf,
+    /// The file's size in bytes after the last commit.
+    size: std::sync::atomic::AtomicU64,
     /// Bytes in use as last measured, and when.
     in_use: Mutex<(u64, Instant)>,
 }
@@ -137,6 +139,7 @@ impl Backend {
         tx.commit()?;
         Ok(Backend {
             db,
+            size: std::sync::atomic::AtomicU64::new(file_size(path)),
             path: path.to_path_buf(),
             // Measured when first asked, not at start-up.
             in_use: Mutex::new((0, Instant::now())),
@@ -177,9 +180,11 @@ impl Backend {
         self.commit(tx)
     }
 
-    /// Size of the file on disk, in bytes (etcd's `dbSize`).
+    /// Size of the file on disk, in bytes (etcd's `dbSize`), as of the
+    /// last commit: no system call, so the API layer can check the space
+    /// quota on every write.
     pub fn size_bytes(&self) -> u64 {
-        std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0)
+        self.size.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// How long a measured in-use size is served before it is measured
@@ -210,8 +215,15 @@ impl Backend {
         let started = Instant::now();
         tx.commit()?;
         metrics::BACKEND_COMMIT.observe(started.elapsed().as_secs_f64());
+        self.size
+            .store(file_size(&self.path), std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
+}
+
+/// The size of the file at `path` in bytes; 0 when it cannot be read.
+fn file_size(path: &Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
 }
 
 /// redb's page size, in bytes.

@@ -22,6 +22,7 @@ pub mod join;
 pub mod kvops;
 pub mod lease_expiry;
 pub mod membership;
+mod quota;
 pub mod raft;
 mod read_index;
 mod reconfig;

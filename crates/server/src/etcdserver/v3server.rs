@@ -108,9 +108,11 @@ impl EtcdServer {
     }
 
     /// KV `Put` as `creds`, checked for WRITE (and READ for `prev_kv`)
-    /// when applied. Errors: the auth errors, those of proposing and
-    /// applying.
+    /// when applied. Errors: `NoSpace` past the space quota (`quota.rs`;
+    /// Txn with writes and LeaseGrant too), the auth errors, those of
+    /// proposing and applying.
     pub async fn put(&self, creds: &Credentials, r: PutRequest) -> Result<PutResponse, EtcdError> {
+        self.check_quota(super::quota::put_cost(&r)).await?;
         let req = InternalRaftRequest {
             put: Some(r),
             ..Default::default()
@@ -144,6 +146,7 @@ impl EtcdServer {
     /// KV `Txn` as `creds`, every compare and operation checked when
     /// applied. Errors: as [`EtcdServer::put`].
     pub async fn txn(&self, creds: &Credentials, r: TxnRequest) -> Result<TxnResponse, EtcdError> {
+        self.check_quota(super::quota::txn_cost(&r)).await?;
         let req = InternalRaftRequest {
             txn: Some(r),
             ..Default::default()
@@ -199,6 +202,7 @@ impl EtcdServer {
         creds: &Credentials,
         mut r: LeaseGrantRequest,
     ) -> Result<LeaseGrantResponse, EtcdError> {
+        self.check_quota(super::quota::LEASE_COST).await?;
         let ai = self.require_user(creds).await?;
         if r.id == 0 {
             r.id = self.new_id();
