@@ -72,6 +72,22 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // etcd's `MaxQuotaBytes`: a larger quota works, with a warning.
+    const MAX_QUOTA_BYTES: u64 = 8 * 1024 * 1024 * 1024;
+    if scfg.quota_backend_bytes > MAX_QUOTA_BYTES {
+        tracing::warn!(
+            quota_name = "v3-applier",
+            quota_size_bytes = scfg.quota_backend_bytes,
+            quota_maximum_size_bytes = MAX_QUOTA_BYTES,
+            "quota exceeds the maximum value"
+        );
+    } else {
+        tracing::info!(
+            quota_name = "v3-applier",
+            quota_size_bytes = scfg.quota_backend_bytes,
+            "enabled backend quota"
+        );
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
