@@ -169,7 +169,7 @@ async fn campaigners_lead_in_turn_and_observers_see_each_leader() {
         let c_side = connect(&ep).await;
         let (c_won_tx, c_won) = tokio::sync::oneshot::channel();
         let campaigner_c = tokio::spawn(async move {
-            let session = Session::new(&c_side, 2).await.unwrap();
+            let session = Session::new(&c_side, 5).await.unwrap();
             let mut e = Election::new(&c_side, b"E", session.lease());
             e.campaign(b"c").await.expect("c's campaign");
             let _ = c_won_tx.send(());

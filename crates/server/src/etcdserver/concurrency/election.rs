@@ -40,7 +40,9 @@ pub async fn campaign(
     let lease = session_lease(server, creds, lease).await?;
     let prefix = prefix_of(name);
     let key = member_key(&prefix, lease);
-    let mut cleanup = Cleanup::delete(server, creds, &key, None);
+    // Given up during the Txn, only a key this call made is removed.
+    let before = server.store.current_revision();
+    let mut cleanup = Cleanup::created_after(server, creds, &key, before);
     let txn = TxnRequest {
         compare: vec![created_at(&key, 0)],
         success: vec![put_op(&key, value, lease)],
@@ -62,13 +64,17 @@ pub async fn campaign(
         });
         if let Some(kv) = kv {
             rev = kv.create_revision;
-            cleanup.set(&key, Some(rev));
+            cleanup.set(&key, rev);
             if kv.value != value {
-                proclaim(server, creds, &key, rev, lease, value).await?;
+                if let Err(e) = proclaim(server, creds, &key, rev, lease, value).await {
+                    // As Go's Campaign: resign before answering.
+                    cleanup.run_now().await;
+                    return Err(e);
+                }
             }
         }
     }
-    cleanup.set(&key, Some(rev));
+    cleanup.set(&key, rev);
     if let Err(e) = wait_deletes(server, creds, &prefix, rev - 1).await {
         // As Go's Campaign: only a campaign given up resigns.
         cleanup.disarm();
@@ -157,62 +163,65 @@ pub async fn leader(
 
 /// Every leader of election `name` from now on, in order: the current
 /// one (or the first to come), each proclamation of it, then the next
-/// leader once its key is gone (Go's `Election.Observe`). The stream
-/// ends on an error of the reads (the item is that error) or when the
-/// receiver is dropped.
+/// leader once its key is gone (Go's `Election.Observe`). As etcd's
+/// service, the stream just ends when a read fails or the history a
+/// watch needs was compacted, and when the receiver is dropped.
 pub fn observe(
     server: &Arc<EtcdServer>,
     creds: &Credentials,
     name: &[u8],
-) -> mpsc::Receiver<Result<LeaderResponse, EtcdError>> {
+) -> mpsc::Receiver<LeaderResponse> {
     let (tx, rx) = mpsc::channel(OBSERVE_QUEUE);
     let (server, creds, prefix) = (server.clone(), creds.clone(), prefix_of(name));
     tokio::spawn(async move {
         tokio::select! {
             _ = tx.closed() => {}
-            r = observe_loop(&server, &creds, &prefix, &tx) => {
-                if let Err(e) = r {
-                    let _ = tx.send(Err(e)).await;
-                }
-            }
+            _ = observe_loop(&server, &creds, &prefix, &tx) => {}
         }
     });
     rx
 }
 
+/// The loop behind [`observe`]; returns when the stream is to end.
 async fn observe_loop(
     server: &Arc<EtcdServer>,
     creds: &Credentials,
     prefix: &[u8],
-    tx: &mpsc::Sender<Result<LeaderResponse, EtcdError>>,
-) -> Result<(), EtcdError> {
+    tx: &mpsc::Sender<LeaderResponse>,
+) {
     loop {
-        let resp = range(server, creds, first_created(prefix)).await?;
+        let Ok(resp) = range(server, creds, first_created(prefix)).await else {
+            return;
+        };
         let mut header = read_header(server, resp.header);
-        let leader = match resp.kvs.into_iter().next() {
-            Some(kv) => Some(kv),
+        let kv = match resp.kvs.into_iter().next() {
+            Some(kv) => kv,
             None => {
-                let (h, kv) = first_put(server, prefix, header.revision).await;
+                let Some((h, kv)) = first_put(server, prefix, header.revision).await else {
+                    return;
+                };
                 header = h;
                 kv
             }
         };
-        // A watch whose history was compacted: read the leader again.
-        let Some(kv) = leader else { continue };
         let key = kv.key.clone();
         let from = header.revision + 1;
         if send(tx, header, kv).await.is_err() {
-            return Ok(());
+            return;
         }
         let mut w = HubWatch::new(server, key, Vec::new(), from);
-        'key: while let Some(Delivery::Events { events, revision }) = w.next().await {
+        'key: loop {
+            let Some(Delivery::Events { events, revision }) = w.next().await else {
+                // Compacted away: etcd's stream ends here too.
+                return;
+            };
             for ev in events {
                 if ev.r#type == EventType::Delete as i32 {
                     break 'key;
                 }
                 let kv = ev.kv.unwrap_or_default();
                 if send(tx, server.header(revision), kv).await.is_err() {
-                    return Ok(());
+                    return;
                 }
             }
         }
@@ -220,26 +229,26 @@ async fn observe_loop(
 }
 
 /// The first key put under `prefix` from revision `from` on, with a
-/// header at its revision; no key when the watch's history was compacted.
+/// header at its revision; `None` when the watch's history was compacted.
 async fn first_put(
     server: &Arc<EtcdServer>,
     prefix: &[u8],
     from: i64,
-) -> (ResponseHeader, Option<KeyValue>) {
+) -> Option<(ResponseHeader, KeyValue)> {
     let mut w = HubWatch::new(server, prefix.to_vec(), prefix_end(prefix), from);
     while let Some(Delivery::Events { events, .. }) = w.next().await {
         let put = events
             .into_iter()
             .find(|e| e.r#type == EventType::Put as i32);
         if let Some(kv) = put.and_then(|e| e.kv) {
-            return (server.header(kv.mod_revision), Some(kv));
+            return Some((server.header(kv.mod_revision), kv));
         }
     }
-    (server.header(from), None)
+    None
 }
 
 async fn send(
-    tx: &mpsc::Sender<Result<LeaderResponse, EtcdError>>,
+    tx: &mpsc::Sender<LeaderResponse>,
     header: ResponseHeader,
     kv: KeyValue,
 ) -> Result<(), ()> {
@@ -247,5 +256,5 @@ async fn send(
         header: Some(header),
         kv: Some(kv),
     };
-    tx.send(Ok(r)).await.map_err(|_| ())
+    tx.send(r).await.map_err(|_| ())
 }

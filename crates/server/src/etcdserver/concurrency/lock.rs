@@ -39,7 +39,9 @@ pub async fn lock(
     let lease = session_lease(server, creds, lease).await?;
     let prefix = prefix_of(name);
     let key = member_key(&prefix, lease);
-    let mut cleanup = Cleanup::delete(server, creds, &key, None);
+    // Given up during the Txn, only a key this call made is removed.
+    let before = server.store.current_revision();
+    let mut cleanup = Cleanup::created_after(server, creds, &key, before);
     let txn = TxnRequest {
         compare: vec![created_at(&key, 0)],
         success: vec![put_op(&key, b"", lease), range_op(first_created(&prefix))],
@@ -74,8 +76,19 @@ pub async fn lock(
         cleanup.disarm();
         return Ok(Held { header, key });
     }
-    wait_deletes(server, creds, &prefix, my_rev - 1).await?;
-    let got = range(server, creds, one_key(&key)).await?;
+    cleanup.set(&key, my_rev);
+    let waited = match wait_deletes(server, creds, &prefix, my_rev - 1).await {
+        Ok(_) => range(server, creds, one_key(&key)).await,
+        Err(e) => Err(e),
+    };
+    let got = match waited {
+        Ok(got) => got,
+        Err(e) => {
+            // As Go's Lock: the key goes before the error is answered.
+            cleanup.run_now().await;
+            return Err(e);
+        }
+    };
     cleanup.disarm();
     if got.kvs.is_empty() {
         return Err(EtcdError::SessionExpired);

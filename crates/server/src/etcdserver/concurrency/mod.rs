@@ -262,7 +262,9 @@ impl Drop for HubWatch {
 }
 
 /// A write made if the call is given up before [`Cleanup::disarm`]: the
-/// removal of the key the call made while it waits.
+/// removal of the key the call made while it waits. On an error the call
+/// makes it at once with [`Cleanup::run_now`], before answering, so a
+/// retry cannot race it.
 struct Cleanup {
     server: Arc<EtcdServer>,
     creds: Credentials,
@@ -270,39 +272,60 @@ struct Cleanup {
 }
 
 impl Cleanup {
-    /// On drop, deletes `key` if its create revision is `rev`, or
-    /// whatever its create revision when `rev` is `None`.
-    fn delete(
+    /// Before the call's first write: on drop, deletes `key` only if it
+    /// was created after revision `rev` (by this call), never a key the
+    /// same lease already held.
+    fn created_after(
         server: &Arc<EtcdServer>,
         creds: &Credentials,
         key: &[u8],
-        rev: Option<i64>,
+        rev: i64,
     ) -> Cleanup {
         let mut c = Cleanup {
             server: server.clone(),
             creds: creds.clone(),
             undo: None,
         };
-        c.set(key, rev);
+        let newer = Compare {
+            result: CompareResult::Greater as i32,
+            ..created_at(key, rev)
+        };
+        c.undo = Some(Self::delete_if(key, newer));
         c
     }
 
-    fn set(&mut self, key: &[u8], rev: Option<i64>) {
+    /// While the call waits: on drop, deletes `key` if its create
+    /// revision is still `rev` (Go's Unlock and Resign when a wait is
+    /// given up).
+    fn set(&mut self, key: &[u8], rev: i64) {
+        self.undo = Some(Self::delete_if(key, created_at(key, rev)));
+    }
+
+    fn delete_if(key: &[u8], compare: Compare) -> TxnRequest {
         let delete = RequestOp {
             request: Some(Op::RequestDeleteRange(DeleteRangeRequest {
                 key: key.to_vec(),
                 ..Default::default()
             })),
         };
-        self.undo = Some(TxnRequest {
-            compare: rev.map(|r| created_at(key, r)).into_iter().collect(),
+        TxnRequest {
+            compare: vec![compare],
             success: vec![delete],
             failure: Vec::new(),
-        });
+        }
     }
 
     fn disarm(&mut self) {
         self.undo = None;
+    }
+
+    /// Makes the removal now (a call that failed), and waits for it.
+    async fn run_now(&mut self) {
+        if let Some(txn) = self.undo.take() {
+            if let Err(e) = self.server.txn(&self.creds, txn).await {
+                tracing::warn!(error = %e, "failed to remove the key of a failed call");
+            }
+        }
     }
 }
 
