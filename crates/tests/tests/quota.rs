@@ -70,10 +70,11 @@ async fn a_full_backend_raises_nospace_on_every_member() {
             let read = Txn::new().and_then([TxnOp::get("fill-0", None)]);
             assert!(m.txn(read).await.unwrap().succeeded());
         }
-        // Each member that refused a write for its own full backend raised
-        // its own NOSPACE, as etcd's do; every member lists them all.
+        // Each member whose own backend was past the quota when it refused
+        // raised its own NOSPACE, as etcd's do (backends' sizes differ, so
+        // one or more); every member lists them all.
         let listed = alarm(&cluster, 0);
-        assert!(listed.stdout.lines().count() >= 2, "{listed}");
+        assert!(listed.stdout.lines().count() >= 1, "{listed}");
         assert!(listed
             .stdout
             .lines()
