@@ -70,6 +70,13 @@ impl Call {
         Ok(self.split(req))
     }
 
+    /// [`Call::prepare`], then the whole body (for a server-streaming
+    /// call, whose one request is read before the stream starts).
+    async fn prepare_read(&self, req: HttpRequest) -> Result<(Request<()>, bytes::Bytes), Status> {
+        let (md, body) = self.prepare(req)?;
+        Ok((md, self.body(body).await?))
+    }
+
     /// Splits `req` as [`Call::prepare`] does, without the learner check.
     fn split(&self, req: HttpRequest) -> (Request<()>, axum::body::Body) {
         let (parts, body) = req.into_parts();
@@ -326,11 +333,7 @@ fn v3_routes(server: &Arc<EtcdServer>) -> Router {
             move |c, req| {
                 let m = m.clone();
                 async move {
-                    let prepared = match c.prepare(req) {
-                        Ok((md, body)) => c.body(body).await.map(|b| (md, b)),
-                        Err(e) => Err(e),
-                    };
-                    match prepared {
+                    match c.prepare_read(req).await {
                         Ok((md, body)) => {
                             stream::server_streaming(md, &body, c.counts, |r| async move {
                                 m.snapshot(r).await
@@ -349,11 +352,7 @@ fn v3_routes(server: &Arc<EtcdServer>) -> Router {
         route(server, "/v3electionpb.Election/Observe", move |c, req| {
             let e = e.clone();
             async move {
-                let prepared = match c.prepare(req) {
-                    Ok((md, body)) => c.body(body).await.map(|b| (md, b)),
-                    Err(e) => Err(e),
-                };
-                match prepared {
+                match c.prepare_read(req).await {
                     Ok((md, body)) => {
                         stream::server_streaming(md, &body, c.counts, |r| async move {
                             e.observe(r).await
