@@ -39,9 +39,7 @@ pub async fn lock(
     let lease = session_lease(server, creds, lease).await?;
     let prefix = prefix_of(name);
     let key = member_key(&prefix, lease);
-    // Given up during the Txn, only a key this call made is removed.
-    let before = server.store.current_revision();
-    let mut cleanup = Cleanup::created_after(server, creds, &key, before);
+    let mut cleanup = Cleanup::before_write(server, creds, &key);
     let txn = TxnRequest {
         compare: vec![created_at(&key, 0)],
         success: vec![put_op(&key, b"", lease), range_op(first_created(&prefix))],

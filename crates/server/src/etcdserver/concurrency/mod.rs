@@ -273,25 +273,18 @@ struct Cleanup {
 
 impl Cleanup {
     /// Before the call's first write: on drop, deletes `key` only if it
-    /// was created after revision `rev` (by this call), never a key the
-    /// same lease already held.
-    fn created_after(
-        server: &Arc<EtcdServer>,
-        creds: &Credentials,
-        key: &[u8],
-        rev: i64,
-    ) -> Cleanup {
-        let mut c = Cleanup {
-            server: server.clone(),
-            creds: creds.clone(),
-            undo: None,
-        };
+    /// is created after now (by this call), never a key the same lease
+    /// already held.
+    fn before_write(server: &Arc<EtcdServer>, creds: &Credentials, key: &[u8]) -> Cleanup {
         let newer = Compare {
             result: CompareResult::Greater as i32,
-            ..created_at(key, rev)
+            ..created_at(key, server.store.current_revision())
         };
-        c.undo = Some(Self::delete_if(key, newer));
-        c
+        Cleanup {
+            server: server.clone(),
+            creds: creds.clone(),
+            undo: Some(Self::delete_if(key, newer)),
+        }
     }
 
     /// While the call waits: on drop, deletes `key` if its create
