@@ -1,9 +1,69 @@
-//! `--auto-compaction-mode` and `--auto-compaction-retention`: what
-//! auto-compaction keeps, read as etcd 3.5 reads the two flags.
+//! The compaction flags: `--auto-compaction-mode` and
+//! `--auto-compaction-retention` (what auto-compaction keeps, read as etcd
+//! 3.5 reads the two flags), and `--experimental-compaction-batch-limit`
+//! and `--experimental-compaction-sleep-interval` (how a compaction
+//! removes history in the background).
 
 use std::time::Duration;
 
 use super::ConfigError;
+
+/// The compaction flags, flattened into [`super::Config`].
+#[derive(clap::Args, Debug, Clone)]
+pub struct CompactionFlags {
+    /// Interpret 'auto-compaction-retention' one of: periodic|revision.
+    /// 'periodic' for duration based retention, defaulting to hours if no
+    /// time unit is provided (e.g. '5m'). 'revision' for revision number
+    /// based retention.
+    #[arg(long, env = "ETCD_AUTO_COMPACTION_MODE", default_value = "periodic")]
+    pub auto_compaction_mode: String,
+    /// Auto compaction retention for mvcc key value store. 0 means disable
+    /// auto compaction.
+    #[arg(long, env = "ETCD_AUTO_COMPACTION_RETENTION", default_value = "0")]
+    pub auto_compaction_retention: String,
+    /// Sets the maximum revisions deleted in each compaction batch.
+    #[arg(
+        long,
+        env = "ETCD_EXPERIMENTAL_COMPACTION_BATCH_LIMIT",
+        default_value_t = 0
+    )]
+    pub experimental_compaction_batch_limit: i64,
+    /// Sets the sleep interval between each compaction batch.
+    #[arg(
+        long,
+        env = "ETCD_EXPERIMENTAL_COMPACTION_SLEEP_INTERVAL",
+        default_value = "0s"
+    )]
+    pub experimental_compaction_sleep_interval: String,
+}
+
+impl CompactionFlags {
+    /// Rows per compaction batch: the flag, or etcd's 1,000 when it is 0
+    /// or less.
+    pub fn batch_limit(&self) -> usize {
+        match self.experimental_compaction_batch_limit {
+            n if n > 0 => n as usize,
+            _ => 1000,
+        }
+    }
+
+    /// The pause between compaction batches: the flag, or etcd's 10 ms
+    /// when it is 0. Errors: a value that is no Go duration, with Go's
+    /// flag message.
+    pub fn sleep_interval(&self) -> Result<Duration, ConfigError> {
+        let v = &self.experimental_compaction_sleep_interval;
+        let d = goflags::parse_duration(v).map_err(|_| {
+            ConfigError(format!(
+                "invalid value {v:?} for flag -experimental-compaction-sleep-interval: parse error"
+            ))
+        })?;
+        Ok(if d.is_zero() {
+            Duration::from_millis(10)
+        } else {
+            d
+        })
+    }
+}
 
 /// What auto-compaction keeps (etcd's v3compactor modes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use clap::{CommandFactory, FromArgMatches, Parser};
 
-pub use compaction::{auto_compaction, AutoCompaction};
+pub use compaction::{auto_compaction, AutoCompaction, CompactionFlags};
 
 use crate::listener::ListenUrl;
 use crate::tls::{Settings as TlsSettings, TlsInfo};
@@ -139,16 +139,9 @@ pub struct Config {
         default_value = "5m"
     )]
     pub experimental_lease_checkpoint_interval: String,
-    /// Interpret 'auto-compaction-retention' one of: periodic|revision.
-    /// 'periodic' for duration based retention, defaulting to hours if no
-    /// time unit is provided (e.g. '5m'). 'revision' for revision number
-    /// based retention.
-    #[arg(long, env = "ETCD_AUTO_COMPACTION_MODE", default_value = "periodic")]
-    pub auto_compaction_mode: String,
-    /// Auto compaction retention for mvcc key value store. 0 means disable
-    /// auto compaction.
-    #[arg(long, env = "ETCD_AUTO_COMPACTION_RETENTION", default_value = "0")]
-    pub auto_compaction_retention: String,
+    /// Auto-compaction and how compactions remove history.
+    #[command(flatten)]
+    pub compaction: CompactionFlags,
     /// Raise alarms when backend size exceeds the given quota (0 defaults
     /// to the low space quota, 2 GiB).
     #[arg(long, env = "ETCD_QUOTA_BACKEND_BYTES", default_value_t = 0)]
@@ -374,6 +367,12 @@ pub struct ServerConfig {
     /// `--auto-compaction-mode` and `--auto-compaction-retention`; `None`
     /// when the retention is 0 (off).
     pub auto_compaction: Option<AutoCompaction>,
+    /// `--experimental-compaction-batch-limit`: rows a compaction batch
+    /// looks at (0 replaced by etcd's 1,000).
+    pub compaction_batch_limit: usize,
+    /// `--experimental-compaction-sleep-interval` (0 replaced by etcd's
+    /// 10 ms).
+    pub compaction_sleep_interval: Duration,
     /// `--quota-backend-bytes`, with 0 replaced by the default (2 GiB).
     pub quota_backend_bytes: u64,
     /// `--max-request-bytes`.
@@ -674,9 +673,11 @@ impl Config {
                 ))
             })?,
             auto_compaction: auto_compaction(
-                &self.auto_compaction_mode,
-                &self.auto_compaction_retention,
+                &self.compaction.auto_compaction_mode,
+                &self.compaction.auto_compaction_retention,
             )?,
+            compaction_batch_limit: self.compaction.batch_limit(),
+            compaction_sleep_interval: self.compaction.sleep_interval()?,
             quota_backend_bytes: if self.quota_backend_bytes == 0 {
                 2 * 1024 * 1024 * 1024
             } else {

@@ -62,8 +62,6 @@ const UNSUPPORTED: &[(&str, &str)] = &[
     ("experimental-corrupt-check-time", "0s"),
     ("experimental-compact-hash-check-enabled", "false"),
     ("experimental-compact-hash-check-time", "1m"),
-    ("experimental-compaction-batch-limit", "0"),
-    ("experimental-compaction-sleep-interval", "0s"),
     ("experimental-downgrade-check-time", "5s"),
     ("experimental-warning-apply-duration", "100ms"),
     ("experimental-memory-mlock", "false"),

@@ -21,6 +21,7 @@ pub mod encoded_range;
 pub mod join;
 pub mod kvops;
 pub mod lease_expiry;
+mod maintenance;
 pub mod membership;
 mod quota;
 pub mod raft;
@@ -393,6 +394,20 @@ impl EtcdServer {
                 applier.run(apply_rx)
             })
             .map_err(start_err)?;
+        let compactor_thread = {
+            let (store, limit, interval) = (
+                store.clone(),
+                cfg.compaction_batch_limit,
+                cfg.compaction_sleep_interval,
+            );
+            std::thread::Builder::new()
+                .name("compactor".into())
+                .spawn(move || {
+                    let _guard = ExitOnPanic("compactor");
+                    store.run_compactor(limit, interval)
+                })
+                .map_err(start_err)?
+        };
         let raft_thread = std::thread::Builder::new()
             .name("raft".into())
             .spawn(move || {
@@ -423,7 +438,9 @@ impl EtcdServer {
             next_id: AtomicU64::new(
                 ((member_id & 0xffff) << 48) | ((now_ms & 0xff_ffff_ffff) << 8),
             ),
-            threads: Mutex::new(vec![raft_thread, apply_thread]),
+            // The compactor first: its last batch is made durable by the
+            // apply stage's final commit.
+            threads: Mutex::new(vec![compactor_thread, raft_thread, apply_thread]),
             snapshotter,
             dialer,
             restarted,
@@ -452,7 +469,11 @@ impl EtcdServer {
         let member_id = compute_member_id(&cfg.peer_urls, &cfg.initial_cluster_token);
         let cluster_id = compute_cluster_id(&ids);
         membership::save_all(store.backend(), &members, &[], 0).map_err(start_err)?;
-        Self::create_wal(cfg, member_id, cluster_id, ids, Vec::new())
+        let (wal, mut contents) = Self::create_wal(cfg, member_id, cluster_id, ids, Vec::new())?;
+        // etcd's members start a new cluster in term 1 (raft's bootstrap
+        // entries), so its first leader leads term 2, as Status shows.
+        contents.hard_state.term = 1;
+        Ok((wal, contents))
     }
 
     /// Creates the WAL and membership of a member joining `remote`.
@@ -774,6 +795,7 @@ impl EtcdServer {
 
     /// Stops raft and the apply stage; the backend is made durable.
     pub fn stop(&self) {
+        self.store.stop_compactor();
         let _ = self.raft_tx.send(RaftMsg::Stop);
         let threads = std::mem::take(&mut *self.threads.lock().expect("threads lock"));
         for t in threads {

@@ -1,6 +1,6 @@
 //! The Maintenance service (etcd `etcdserverpb.Maintenance`): Status,
-//! Alarm, HashKV, Snapshot and MoveLeader. The other calls answer
-//! `Unimplemented` until their features exist.
+//! Alarm, Defragment, Hash, HashKV, Snapshot and MoveLeader. Downgrade
+//! answers `Unimplemented`.
 //!
 //! A snapshot is a copy of the member's backend made from one consistent
 //! read into a fresh redb file under `member/snap/`, streamed in 32 KiB
@@ -94,17 +94,25 @@ impl Maintenance for MaintenanceService {
         }))
     }
 
+    /// Defragments this member's backend (`EtcdServer::defragment`).
     async fn defragment(
         &self,
         req: Request<DefragmentRequest>,
     ) -> Result<Response<DefragmentResponse>, Status> {
         self.server.check_admin(&super::credentials(&req)).await?;
-        Err(self.not_yet("Defragment"))
+        self.server.defragment().await?;
+        // etcd answers without a header.
+        Ok(Response::new(DefragmentResponse::default()))
     }
 
+    /// The hash of the whole backend (`EtcdServer::backend_hash`).
     async fn hash(&self, req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
         self.server.check_admin(&super::credentials(&req)).await?;
-        Err(self.not_yet("Hash"))
+        let (hash, revision) = self.server.backend_hash().await?;
+        Ok(Response::new(HashResponse {
+            header: Some(self.server.header(revision)),
+            hash,
+        }))
     }
 
     /// Hashes the history up to the requested revision (0: current).

@@ -1,17 +1,25 @@
 //! `HashKV` (etcd `Maintenance.HashKV`): a checksum of the store's history
 //! up to a revision, which members that applied the same log agree on.
 //! It lets operators (`etcdctl endpoint hashkv --cluster`) check that no
-//! member's data drifted.
+//! member's data drifted. And `Hash` (etcd `Maintenance.Hash`): a checksum
+//! of the whole backend as it is now.
+
+use redb::{ReadableTable, TableHandle};
 
 use super::revision::Revision;
 use super::store::{KvStore, MvccError};
-use crate::backend::KEY_TABLE;
+use crate::backend::{KEY_TABLE, META_TABLE, TABLES};
+
+/// `meta` keys the backend hash leaves out, as etcd's `DefaultIgnores`:
+/// members write them at their own pace.
+const HASH_IGNORES: [&[u8]; 2] = [b"consistent_index", b"term"];
 
 /// What `HashKV` reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KvHash {
     /// CRC-32 (IEEE) of every `key` table entry (revision bytes, then the
-    /// encoded key-value) at or below `revision`, in revision order.
+    /// encoded key-value) at or below `revision` that compaction keeps, in
+    /// revision order.
     pub hash: u32,
     /// The revision hashed up to.
     pub revision: i64,
@@ -20,6 +28,32 @@ pub struct KvHash {
 }
 
 impl KvStore {
+    /// Hashes the whole backend (etcd's `backend.Hash`): CRC-32 (IEEE) of
+    /// each table's name followed by its keys and values, tables in name
+    /// order, leaving out `meta`'s consistent index and term. Returns the
+    /// hash and the store revision it covers at least. Errors: the
+    /// backend's.
+    pub fn hash(&self) -> Result<(u32, i64), MvccError> {
+        let revision = self.current_revision();
+        let rtx = self.backend().read()?;
+        let mut tables = TABLES;
+        tables.sort_by_key(|t| t.name().to_string());
+        let mut h = crc32fast::Hasher::new();
+        for def in tables {
+            h.update(def.name().as_bytes());
+            let meta = def.name() == META_TABLE.name();
+            for item in rtx.open_table(def)?.iter()? {
+                let (k, v) = item?;
+                if meta && HASH_IGNORES.contains(&k.value()) {
+                    continue;
+                }
+                h.update(k.value());
+                h.update(v.value());
+            }
+        }
+        Ok((h.finalize(), revision))
+    }
+
     /// Hashes the history up to `rev` (0: the current revision). Errors:
     /// [`MvccError::FutureRev`] past the current revision,
     /// [`MvccError::Compacted`] below the compaction revision.
@@ -40,11 +74,25 @@ impl KvStore {
         if self.compact_revision() != compact_revision {
             return self.hash_kv(rev);
         }
+        // Rows at or below the compaction that its worker has yet to
+        // remove are left out, as etcd leaves them out: members agree
+        // however far each one's worker got.
+        let keep = (compact_revision > 0).then(|| {
+            self.index
+                .read()
+                .expect("index lock")
+                .keep(compact_revision)
+        });
         let table = rtx.open_table(KEY_TABLE)?;
         let upper = Revision::new(revision + 1, 0).to_key(false);
         let mut h = crc32fast::Hasher::new();
         for item in table.range(..upper.as_slice())? {
             let (k, v) = item?;
+            if let (Some(keep), Some((r, _))) = (&keep, Revision::from_key(k.value())) {
+                if r.main <= compact_revision && !keep.contains(&r) {
+                    continue;
+                }
+            }
             h.update(k.value());
             h.update(v.value());
         }
@@ -88,5 +136,37 @@ mod tests {
         assert_eq!(a.hash_kv(2).unwrap(), at2);
         assert_ne!(a.hash_kv(0).unwrap().hash, at2.hash);
         assert!(matches!(a.hash_kv(9), Err(MvccError::FutureRev)));
+    }
+
+    #[test]
+    fn the_backend_hash_follows_the_data_not_the_consistent_index() {
+        let (_d1, a) = store();
+        let (_d2, b) = store();
+        put(&a, b"k", b"1");
+        put(&b, b"k", b"1");
+        let mut t = a.begin().unwrap();
+        t.set_consistent_index(7, 2);
+        t.commit().unwrap();
+        assert_eq!(a.hash().unwrap(), b.hash().unwrap());
+        put(&b, b"k", b"2");
+        assert_ne!(a.hash().unwrap().0, b.hash().unwrap().0);
+        assert_eq!(b.hash().unwrap().1, 3);
+    }
+
+    #[test]
+    fn a_compaction_not_yet_carried_out_hashes_as_one_carried_out() {
+        let (_d1, a) = store();
+        let (_d2, b) = store();
+        for s in [&a, &b] {
+            for v in [b"1", b"2", b"3"] {
+                put(s, b"k", v);
+            }
+            let mut t = s.begin().unwrap();
+            t.compact(3).unwrap();
+            t.commit().unwrap();
+        }
+        b.finish_compaction().unwrap();
+        assert!(a.compaction_pending());
+        assert_eq!(a.hash_kv(0).unwrap(), b.hash_kv(0).unwrap());
     }
 }

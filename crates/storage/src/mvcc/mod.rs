@@ -5,6 +5,7 @@
 //! a [`StoreTxn`], one per batch of raft entries. Every write request is one
 //! main revision; the store revision never goes backwards.
 
+mod compaction;
 mod hash;
 mod key_index;
 mod revision;

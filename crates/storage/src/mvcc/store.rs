@@ -12,10 +12,9 @@ use std::sync::RwLock;
 
 use api::mvccpb::KeyValue;
 use prost::Message;
-#[cfg(test)]
-use redb::ReadableTableMetadata;
 use redb::{ReadableTable, WriteTransaction};
 
+use super::compaction::Compactions;
 use super::key_index::{KeyAt, RangeEnd, TreeIndex};
 use super::revision::Revision;
 use super::watch::{delete_event, put_event, History, HistoryRead, WatchHub};
@@ -25,7 +24,7 @@ use api::mvccpb::Event;
 const CONSISTENT_INDEX: &[u8] = b"consistent_index";
 const TERM: &[u8] = b"term";
 const SCHEDULED_COMPACT_REV: &[u8] = b"scheduledCompactRev";
-const FINISHED_COMPACT_REV: &[u8] = b"finishedCompactRev";
+pub(super) const FINISHED_COMPACT_REV: &[u8] = b"finishedCompactRev";
 
 /// Errors of the mvcc store. The first two are client errors with etcd's
 /// texts; the others mean the member cannot go on safely.
@@ -82,9 +81,9 @@ impl History for KvStore {
     /// revision, so this is one scan.
     fn events(&self, from: i64, to: i64, max_bytes: usize) -> Result<HistoryRead, MvccError> {
         let rtx = self.backend.read()?;
-        // The compaction as of this very read, not as last published.
-        let finished = meta_u64(&rtx.open_table(META_TABLE)?, FINISHED_COMPACT_REV)? as i64;
-        let compact_revision = if finished > 0 { finished } else { -1 };
+        // The compaction as of this very read, not as last published: once
+        // scheduled, its rows may go at any time.
+        let (compact_revision, _) = compaction_of(&rtx.open_table(META_TABLE)?)?;
         let table = rtx.open_table(KEY_TABLE)?;
         let lo = Revision::new(from, 0).to_key(false);
         let hi = Revision::new(to, i64::MAX).to_key(true);
@@ -121,11 +120,24 @@ impl History for KvStore {
     }
 }
 
+/// The compaction revision recorded in `meta` (-1: none) and whether
+/// its rows may not all be removed yet (scheduled past finished).
+fn compaction_of(
+    meta: &impl ReadableTable<&'static [u8], &'static [u8]>,
+) -> Result<(i64, bool), MvccError> {
+    let scheduled = meta_u64(meta, SCHEDULED_COMPACT_REV)? as i64;
+    let finished = meta_u64(meta, FINISHED_COMPACT_REV)? as i64;
+    let rev = scheduled.max(finished);
+    Ok((if rev > 0 { rev } else { -1 }, scheduled > finished))
+}
+
 /// What a backend holds, read at start-up or after a restore.
 struct Loaded {
     index: TreeIndex,
     current: i64,
     compact_rev: i64,
+    /// A compaction whose rows are still to be removed.
+    pending: Option<i64>,
     consistent_index: u64,
 }
 
@@ -136,8 +148,7 @@ impl Loaded {
         let rtx = backend.read()?;
         let meta = rtx.open_table(META_TABLE)?;
         let consistent_index = meta_u64(&meta, CONSISTENT_INDEX)?;
-        let finished = meta_u64(&meta, FINISHED_COMPACT_REV)? as i64;
-        let compact_rev = if finished > 0 { finished } else { -1 };
+        let (compact_rev, pending) = compaction_of(&meta)?;
         let mut index = TreeIndex::default();
         let mut current = compact_rev.max(1);
         let keys = rtx.open_table(KEY_TABLE)?;
@@ -154,6 +165,7 @@ impl Loaded {
             index,
             current,
             compact_rev,
+            pending: pending.then_some(compact_rev),
             consistent_index,
         })
     }
@@ -196,13 +208,15 @@ impl ReadView for StoreTxn<'_> {
 /// The key-value store on the backend.
 pub struct KvStore {
     backend: Backend,
-    index: RwLock<TreeIndex>,
+    pub(super) index: RwLock<TreeIndex>,
     /// The last revision whose batch is committed to the backend.
     current_rev: AtomicI64,
     /// etcd's `compactMainRev`; -1 before any compaction.
     compact_rev: AtomicI64,
     consistent_index: AtomicU64,
     watch: WatchHub,
+    /// The compaction whose rows are being removed.
+    pub(super) compactions: Compactions,
 }
 
 /// The keys live at the newest revision of `index`, for
@@ -217,6 +231,8 @@ impl KvStore {
     pub fn open(backend: Backend) -> Result<KvStore, MvccError> {
         let loaded = Loaded::read(&backend)?;
         metrics::KEYS_TOTAL.set(live_keys(&loaded.index));
+        let compactions = Compactions::default();
+        compactions.schedule(loaded.pending);
         Ok(KvStore {
             backend,
             index: RwLock::new(loaded.index),
@@ -224,6 +240,7 @@ impl KvStore {
             compact_rev: AtomicI64::new(loaded.compact_rev),
             consistent_index: AtomicU64::new(loaded.consistent_index),
             watch: WatchHub::default(),
+            compactions,
         })
     }
 
@@ -235,7 +252,7 @@ impl KvStore {
         path: &std::path::Path,
         expected_index: u64,
     ) -> Result<(), MvccError> {
-        {
+        let loaded = {
             if !path.exists() {
                 let e =
                     std::io::Error::new(std::io::ErrorKind::NotFound, path.display().to_string());
@@ -252,6 +269,9 @@ impl KvStore {
                 ))));
             }
             let rtx = staged.read()?;
+            // Every row is replaced: no compaction batch or defragmentation
+            // may work on them meanwhile.
+            let _rewrites = self.backend.rewrite_guard();
             let tx = self.backend.write(true)?;
             for def in TABLES {
                 let src = rtx.open_table(def)?;
@@ -263,8 +283,10 @@ impl KvStore {
                 }
             }
             self.backend.commit(tx)?;
-        }
-        let loaded = Loaded::read(&self.backend)?;
+            let loaded = Loaded::read(&self.backend)?;
+            self.compactions.schedule(loaded.pending);
+            loaded
+        };
         let mut index = self.index.write().expect("index lock");
         *index = loaded.index;
         metrics::KEYS_TOTAL.set(live_keys(&index));
@@ -583,10 +605,10 @@ impl StoreTxn<'_> {
         self.rev
     }
 
-    /// Compacts history at `rev`: versions at or below it are removed from
-    /// the backend now and from the index when the batch commits, except
-    /// the latest of each live key. Readers of the committed store see the
-    /// compaction only after the commit.
+    /// Compacts history at `rev`: once the batch commits, reads below it
+    /// answer [`MvccError::Compacted`], and the versions at or below it,
+    /// except the latest of each live key, are left to the compaction
+    /// worker to remove (`compaction.rs`).
     /// Errors: [`MvccError::Compacted`] if `rev` is not above the last
     /// compaction, [`MvccError::FutureRev`] if it is above the store.
     pub fn compact(&mut self, rev: i64) -> Result<(), MvccError> {
@@ -596,19 +618,8 @@ impl StoreTxn<'_> {
         if rev > self.rev {
             return Err(MvccError::FutureRev);
         }
-        let keep = self.store.index.read().expect("index lock").keep(rev);
-        {
-            let mut meta = self.tx.open_table(META_TABLE)?;
-            meta.insert(SCHEDULED_COMPACT_REV, (rev as u64).to_be_bytes().as_slice())?;
-        }
-        let mut table = self.tx.open_table(KEY_TABLE)?;
-        let upper = Revision::new(rev, i64::MAX).to_key(true);
-        table.retain_in(..=upper.as_slice(), |k, _| {
-            Revision::from_key(k).is_none_or(|(r, _)| keep.contains(&r))
-        })?;
-        drop(table);
         let mut meta = self.tx.open_table(META_TABLE)?;
-        meta.insert(FINISHED_COMPACT_REV, (rev as u64).to_be_bytes().as_slice())?;
+        meta.insert(SCHEDULED_COMPACT_REV, (rev as u64).to_be_bytes().as_slice())?;
         self.compacted = Some(rev);
         Ok(())
     }
@@ -659,9 +670,8 @@ impl StoreTxn<'_> {
         let publish = || {
             store.current_rev.store(end, Ordering::Release);
             if let Some(rev) = compacted {
-                let mut index = store.index.write().expect("index lock");
-                index.compact(rev);
                 store.compact_rev.store(rev, Ordering::Release);
+                store.compactions.schedule(Some(rev));
             }
             if let Some((index, _)) = consistent_index {
                 store.consistent_index.store(index, Ordering::Release);
@@ -692,15 +702,15 @@ impl StoreTxn<'_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn open(dir: &std::path::Path) -> KvStore {
+    pub(in crate::mvcc) fn open(dir: &std::path::Path) -> KvStore {
         std::fs::create_dir_all(dir).unwrap();
         KvStore::open(Backend::open(&dir.join("db")).unwrap()).unwrap()
     }
 
-    fn put(s: &KvStore, key: &str, value: &str) -> i64 {
+    pub(in crate::mvcc) fn put(s: &KvStore, key: &str, value: &str) -> i64 {
         let mut t = s.begin().unwrap();
         t.put(key.as_bytes(), value.as_bytes(), 0).unwrap();
         let rev = t.end_request();
@@ -708,7 +718,11 @@ mod tests {
         rev
     }
 
-    fn get(s: &KvStore, key: &str, rev: i64) -> Result<Option<KeyValue>, MvccError> {
+    pub(in crate::mvcc) fn get(
+        s: &KvStore,
+        key: &str,
+        rev: i64,
+    ) -> Result<Option<KeyValue>, MvccError> {
         let opts = RangeOptions {
             rev,
             ..Default::default()
@@ -841,35 +855,5 @@ mod tests {
         assert_eq!(get(&b, "x", 2).unwrap().unwrap().value, b"1");
         assert_eq!(get(&b, "stale", 0).unwrap(), None);
         assert!(!dir.path().join("staged.db").exists());
-    }
-
-    #[test]
-    fn compaction_removes_old_versions_and_survives_restart() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let s = open(dir.path());
-            put(&s, "a", "1"); // 2
-            put(&s, "a", "2"); // 3
-            put(&s, "b", "1"); // 4
-            let mut t = s.begin().unwrap();
-            t.delete_range(b"b", RangeEnd::Single).unwrap(); // 5
-            t.end_request();
-            t.compact(5).unwrap();
-            assert!(matches!(t.compact(5), Err(MvccError::Compacted)));
-            t.commit().unwrap();
-            assert!(matches!(get(&s, "a", 4), Err(MvccError::Compacted)));
-            assert_eq!(get(&s, "a", 5).unwrap().unwrap().value, b"2");
-        }
-        let s = open(dir.path());
-        assert_eq!(s.current_revision(), 5);
-        assert_eq!(s.compact_revision(), 5);
-        let kv = get(&s, "a", 0).unwrap().unwrap();
-        assert_eq!((kv.create_revision, kv.mod_revision, kv.version), (2, 3, 2));
-        assert_eq!(get(&s, "b", 0).unwrap(), None);
-        assert_eq!(put(&s, "a", "3"), 6);
-        assert_eq!(get(&s, "a", 0).unwrap().unwrap().version, 3);
-        // Only a's latest revision below the compaction and its new one remain.
-        let rtx = s.backend().read().unwrap();
-        assert_eq!(rtx.open_table(KEY_TABLE).unwrap().len().unwrap(), 2);
     }
 }

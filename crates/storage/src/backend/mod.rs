@@ -8,9 +8,18 @@
 //! WAL is what makes a write durable) and forces a durable commit every
 //! [`Backend::DURABLE_COMMIT_INTERVAL`] or on close. Readers use redb read
 //! transactions, which are snapshots, so they run beside the apply stage.
+//!
+//! The open redb database can be replaced while the member runs: online
+//! defragmentation (`defrag.rs`) builds a compact copy and swaps it in.
+//! Readers and writers ask for the current database on every
+//! transaction; one begun on the old file finishes there.
+
+mod defrag;
+
+pub use defrag::Defragmented;
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
 use redb::{
@@ -99,13 +108,19 @@ from_redb!(BackendError:
     redb::TransactionError,
     redb::TableError,
     redb::StorageError,
-    redb::CommitError
+    redb::CommitError,
+    redb::CompactionError
 );
 
 /// The redb file with etcd's tables.
 pub struct Backend {
-    db: Database,
+    /// The open file; replaced whole by a defragmentation.
+    db: RwLock<Arc<Database>>,
     path: PathBuf,
+    /// Held by whatever removes or replaces rows rather than adding them
+    /// (compaction, restore from a snapshot) and by a defragmentation for
+    /// its whole copy, which relies on rows only being added meanwhile.
+    rewrites: Mutex<()>,
     /// The file's size in bytes after the last commit.
     size: std::sync::atomic::AtomicU64,
     /// Bytes in use as last measured, and when.
@@ -129,16 +144,15 @@ impl Backend {
     /// Opens or creates the file at `path` (the parent must exist) and
     /// makes sure every table exists.
     pub fn open(path: &Path) -> Result<Backend, BackendError> {
-        let db = Database::builder()
-            .set_cache_size(Self::CACHE_BYTES)
-            .create(path)?;
+        let db = create(path)?;
         let tx = db.begin_write()?;
         for def in TABLES {
             tx.open_table(def)?;
         }
         tx.commit()?;
         Ok(Backend {
-            db,
+            db: RwLock::new(Arc::new(db)),
+            rewrites: Mutex::new(()),
             size: std::sync::atomic::AtomicU64::new(file_size(path)),
             path: path.to_path_buf(),
             // Measured when first asked, not at start-up.
@@ -147,13 +161,42 @@ impl Backend {
     }
 
     /// A snapshot to read from; it sees every commit made before it began.
-    pub fn read(&self) -> Result<ReadTransaction, BackendError> {
-        Ok(self.db.begin_read()?)
+    /// Keep the tables opened from it in its scope: the file it reads
+    /// stays open while it lives, even once a defragmentation replaced it.
+    pub fn read(&self) -> Result<ReadSnapshot, BackendError> {
+        // Begun under the lock, so a read never starts on a database a
+        // defragmentation has already replaced.
+        let db = self.db.read().expect("backend lock");
+        Ok(ReadSnapshot {
+            tx: db.begin_read()?,
+            _db: db.clone(),
+        })
+    }
+
+    /// The database open now.
+    fn current(&self) -> Arc<Database> {
+        self.db.read().expect("backend lock").clone()
+    }
+
+    /// Waits for rows to be only added, not removed, until the guard is
+    /// dropped: compaction and restore take it around their deletions.
+    pub fn rewrite_guard(&self) -> MutexGuard<'_, ()> {
+        self.rewrites.lock().expect("rewrite lock")
     }
 
     /// A batch transaction; `durable` makes its commit fsync the file.
+    /// Waits while another is open, or while a defragmentation swaps the
+    /// file.
     pub fn write(&self, durable: bool) -> Result<WriteTransaction, BackendError> {
-        let mut tx = self.db.begin_write()?;
+        let mut tx = loop {
+            let db = self.current();
+            let tx = db.begin_write()?;
+            if Arc::ptr_eq(&db, &self.current()) {
+                break tx;
+            }
+            // The file was swapped while this waited: begin on the new one.
+            tx.abort()?;
+        };
         let durability = if durable {
             Durability::Immediate
         } else {
@@ -201,7 +244,7 @@ impl Backend {
     pub fn size_in_use_bytes(&self) -> u64 {
         let mut in_use = self.in_use.lock().expect("in-use lock");
         if in_use.0 == 0 || in_use.1.elapsed() >= Self::IN_USE_REFRESH {
-            if let Ok(bytes) = in_use_of(&self.db) {
+            if let Ok(bytes) = in_use_of(&self.current()) {
                 *in_use = (bytes, Instant::now());
             }
         }
@@ -219,6 +262,29 @@ impl Backend {
             .store(file_size(&self.path), std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
+}
+
+/// A read transaction with the database it reads, kept open for it (redb
+/// fails the reads of a transaction whose database was dropped).
+pub struct ReadSnapshot {
+    // Dropped before the database.
+    tx: ReadTransaction,
+    _db: Arc<Database>,
+}
+
+impl std::ops::Deref for ReadSnapshot {
+    type Target = ReadTransaction;
+
+    fn deref(&self) -> &ReadTransaction {
+        &self.tx
+    }
+}
+
+/// Opens or creates the redb file at `path` with the member's cache size.
+fn create(path: &Path) -> Result<Database, BackendError> {
+    Ok(Database::builder()
+        .set_cache_size(Backend::CACHE_BYTES)
+        .create(path)?)
 }
 
 /// The size of the file at `path` in bytes; 0 when it cannot be read.
