@@ -347,6 +347,9 @@ async fn serve(
     }
     tokio::spawn(v3rpc::watch::sync_loop(server.clone()));
     tokio::spawn(crate::etcdserver::lease_expiry::expiry_loop(server.clone()));
+    if let Some(every) = server.cfg.corrupt_check_time {
+        tokio::spawn(corrupt::periodic_checks(server.clone(), every));
+    }
     if let Some(mode) = server.cfg.auto_compaction {
         tokio::spawn(crate::etcdserver::compactor::run(server.clone(), mode));
     }

@@ -734,8 +734,15 @@ impl Printer {
         match self.format {
             Format::Simple => {
                 let mut s = String::new();
+                // gogo's compact text: fields at their zero value left out.
                 for a in &r.alarms {
-                    s += &format!("memberID:{} alarm:{} \n", a.member_id, alarm_name(a.alarm));
+                    if a.member_id != 0 {
+                        s += &format!("memberID:{} ", a.member_id);
+                    }
+                    if a.alarm != 0 {
+                        s += &format!("alarm:{} ", alarm_name(a.alarm));
+                    }
+                    s += "\n";
                 }
                 out(s);
             }

@@ -231,6 +231,13 @@ pub struct Config {
           require_equals = true, default_missing_value = "true", default_value_t = false,
           value_parser = goflags::parse_bool, action = clap::ArgAction::Set)]
     pub experimental_initial_corrupt_check: bool,
+    /// Duration of time between cluster corruption check passes (0: off).
+    #[arg(
+        long,
+        env = "ETCD_EXPERIMENTAL_CORRUPT_CHECK_TIME",
+        default_value = "0s"
+    )]
+    pub experimental_corrupt_check_time: String,
     /// Refuse membership changes that would leave the cluster without a
     /// quorum of started, connected voting members.
     #[arg(long, env = "ETCD_STRICT_RECONFIG_CHECK", num_args = 0..=1,
@@ -406,6 +413,8 @@ pub struct ServerConfig {
     pub host_whitelist: Vec<String>,
     /// `--experimental-initial-corrupt-check`.
     pub initial_corrupt_check: bool,
+    /// `--experimental-corrupt-check-time`; `None` when 0 (off).
+    pub corrupt_check_time: Option<Duration>,
     /// `--strict-reconfig-check`.
     pub strict_reconfig_check: bool,
     /// `--bcrypt-cost`, within bcrypt's range.
@@ -698,6 +707,14 @@ impl Config {
             cors: cors_list(&self.cors)?,
             host_whitelist: allow_list(&self.host_whitelist),
             initial_corrupt_check: self.experimental_initial_corrupt_check,
+            corrupt_check_time: goflags::parse_duration(&self.experimental_corrupt_check_time)
+                .map(|d| Some(d).filter(|d| !d.is_zero()))
+                .map_err(|_| {
+                    ConfigError(format!(
+                        "invalid value {:?} for flag -experimental-corrupt-check-time: parse error",
+                        self.experimental_corrupt_check_time
+                    ))
+                })?,
             strict_reconfig_check: self.strict_reconfig_check,
             bcrypt_cost: bcrypt_cost(self.bcrypt_cost),
             auth_token: self.auth_token.clone(),

@@ -59,7 +59,6 @@ const UNSUPPORTED: &[(&str, &str)] = &[
     ("experimental-distributed-tracing-instance-id", ""),
     ("experimental-distributed-tracing-sampling-rate", "0"),
     ("enable-grpc-gateway", "true"),
-    ("experimental-corrupt-check-time", "0s"),
     ("experimental-compact-hash-check-enabled", "false"),
     ("experimental-compact-hash-check-time", "1m"),
     ("experimental-downgrade-check-time", "5s"),

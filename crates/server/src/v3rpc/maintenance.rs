@@ -72,13 +72,17 @@ impl Maintenance for MaintenanceService {
         if s.leader() == 0 {
             errors.push("etcdserver: no leader".to_string());
         }
-        // gogo's compact text of each AlarmMember, trailing space included.
+        // gogo's compact text of each AlarmMember, trailing space included
+        // and fields at their zero value left out.
         errors.extend(s.alarms.get(AlarmType::None as i32).iter().map(|a| {
-            format!(
-                "memberID:{} alarm:{} ",
-                a.member_id,
-                crate::etcdserver::alarms::alarm_name(a.alarm)
-            )
+            let mut text = String::new();
+            if a.member_id != 0 {
+                text += &format!("memberID:{} ", a.member_id);
+            }
+            if a.alarm != 0 {
+                text += &format!("alarm:{} ", crate::etcdserver::alarms::alarm_name(a.alarm));
+            }
+            text
         }));
         Ok(Response::new(StatusResponse {
             header: Some(s.header(s.store.current_revision())),
