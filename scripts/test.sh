@@ -59,4 +59,4 @@ timeout 3000 cargo test --workspace
 # Go one: everything they assert of its output must hold for ours too.
 ETCDCTL_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/etcdctl" timeout 900 \
     cargo test -p etcd-rs-tests --test etcdctl_kv --test watch --test lease --test tls_server \
-        --test auth_enforce --test auth_tokens
+        --test auth_enforce --test auth_tokens --test maintenance_output --test corrupt

@@ -2,9 +2,9 @@
 //! small quota fills up; the member that takes the write that does not
 //! fit raises NOSPACE through raft, and then every member refuses puts,
 //! transactions that write and lease grants with etcd's error, while
-//! reads, deletes and compaction go on; the alarm survives a restart of
-//! every member, and once compaction gave the space back and the alarm is
-//! disarmed, writes are accepted again.
+//! reads, deletes, compaction and defragmentation go on; the alarm
+//! survives a restart of every member, and once compaction gave the space
+//! back and the alarm is disarmed, writes are accepted again.
 
 use std::time::Duration;
 
@@ -97,10 +97,14 @@ async fn a_full_backend_raises_nospace_on_every_member() {
         );
         let mut c = Client::connect([cluster.endpoint()], None).await.unwrap();
         assert_eq!(refused(c.put("small", "x", None).await), NOSPACE);
+        // Defragmentation is accepted under the alarm, on every member.
+        let defrag = cluster.etcdctl(&["defrag", "--cluster"]);
+        defrag.expect_success();
+        assert_eq!(defrag.stdout.lines().count(), 3, "{defrag}");
         let size = c.status().await.unwrap().db_size() as u64;
         assert!(
             size < QUOTA,
-            "the compacted backend still takes {size} bytes"
+            "the compacted, defragmented backend still takes {size} bytes"
         );
 
         let disarmed = cluster.etcdctl(&["alarm", "disarm"]);

@@ -120,10 +120,11 @@ impl Backend {
         tx.set_durability(Durability::Immediate)
             .expect("durability is set before any write");
         for def in TABLES {
+            let mut dst = tx.open_table(def)?;
             if def.name() == KEY_TABLE.name() {
+                // Opened so that it exists, even with no rows.
                 continue;
             }
-            let mut dst = tx.open_table(def)?;
             dst.retain(|_, _| false)?;
             for item in rtx.open_table(def)?.iter()? {
                 let (k, v) = item?;
@@ -258,6 +259,17 @@ mod tests {
         // The copy is the file now: it opens again with the same rows.
         let b = Backend::open(&dir.path().join("db")).unwrap();
         assert_eq!(rows(&b), before);
+    }
+
+    #[test]
+    fn an_empty_backend_keeps_its_tables() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = Backend::open(&dir.path().join("db")).unwrap();
+        b.defragment().unwrap();
+        let rtx = b.read().unwrap();
+        for def in TABLES {
+            assert_eq!(rtx.open_table(def).unwrap().len().unwrap(), 0);
+        }
     }
 
     #[test]
