@@ -355,6 +355,8 @@ mod tests {
         let (c, w) = load(&["--watch-progress-notify-interval=5s"]).unwrap();
         assert_eq!(c.experimental_watch_progress_notify_interval, "5s");
         assert!(w.is_empty());
+        let (c, _) = load(&["--corrupt-check-time=5m"]).unwrap();
+        assert_eq!(c.experimental_corrupt_check_time, "5m");
         let (c, w) = load(&["--experimental-snapshot-catchup-entries=7"]).unwrap();
         assert_eq!(c.experimental_snapshot_catchup_entries, 7);
         assert_eq!(
@@ -378,18 +380,18 @@ mod tests {
 
     #[test]
     fn an_unsupported_flag_is_named_as_written() {
-        let e = load(&["--corrupt-check-time=5m"]).err().unwrap();
+        let e = load(&["--downgrade-check-time=1s"]).err().unwrap();
         assert!(
-            e.0.starts_with("--corrupt-check-time=5m is not supported yet by etcd-rs"),
+            e.0.starts_with("--downgrade-check-time=1s is not supported yet by etcd-rs"),
             "{}",
             e.0
         );
-        let e = load(&["--experimental-corrupt-check-time=5m"])
+        let e = load(&["--experimental-downgrade-check-time=1s"])
             .err()
             .unwrap();
         assert!(e
             .0
-            .starts_with("--experimental-corrupt-check-time=5m is not"));
+            .starts_with("--experimental-downgrade-check-time=1s is not"));
         let e = load(&["--feature-gates=CompactHashCheck=true"])
             .err()
             .unwrap();
