@@ -105,6 +105,8 @@ pub struct Applier {
     pub membership_tx: crossbeam_channel::Sender<MembershipUpdate>,
     /// Set once this member applied its own removal.
     pub removed: Arc<watch::Sender<bool>>,
+    /// `--quota-backend-bytes`, resolved (bytes).
+    pub quota_backend_bytes: u64,
     /// For a member that joined a running cluster: the index its
     /// membership was fetched at. Changes at or below it are in that
     /// membership already; checked again against it, an old refused one
@@ -191,6 +193,7 @@ impl Applier {
                             }
                         }
                         txn.end_request();
+                        let outcome = self.past_quota(&req, outcome);
                         if let Some(h) = req.header {
                             answers.push((h.id, outcome));
                         }
@@ -324,6 +327,18 @@ impl Applier {
             revision = self.store.current_revision(),
             "restored the backend from the leader's snapshot"
         );
+    }
+
+    /// `outcome`, or NoSpace for a write applied while this member's
+    /// backend is past the quota (etcd's `quotaApplierV3`: the write stays,
+    /// the client is told the space is exceeded).
+    fn past_quota(&self, req: &InternalRaftRequest, outcome: ApplyOutcome) -> ApplyOutcome {
+        let cost = super::quota::request_cost(&Request::of(req));
+        let size = self.store.backend().size_bytes();
+        if outcome.is_ok() && !super::quota::available(cost, size, self.quota_backend_bytes) {
+            return Err(EtcdError::NoSpace);
+        }
+        outcome
     }
 
     fn apply_request(

@@ -367,6 +367,7 @@ impl EtcdServer {
             membership_tx,
             removed: removed_tx,
             join_index,
+            quota_backend_bytes: cfg.quota_backend_bytes,
         };
         let raft_loop = RaftLoop {
             raw,
