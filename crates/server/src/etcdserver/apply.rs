@@ -4,9 +4,13 @@
 //! Each batch of entries is one backend transaction that also records the
 //! consistent index, so an entry at or below the stored consistent index is
 //! never applied twice (after a restart the WAL is replayed from there).
-//! Commits skip fsync except every [`Backend::DURABLE_COMMIT_INTERVAL`]:
-//! the WAL already made the entries durable. Waiters are answered only
-//! after the commit, so a client never reads less than it was told.
+//! Batch commits skip fsync: the WAL already made the entries durable.
+//! Waiters are answered right after their batch's commit, so a client
+//! never reads less than it was told, and never waits for an fsync of the
+//! backend: that comes after the answers, as an empty durable commit at
+//! most every [`Backend::DURABLE_COMMIT_INTERVAL`], and makes durable
+//! every batch before it. The consistent index it persists is always one
+//! the WAL holds.
 //!
 //! A membership change (`ConfChangeV2`) is checked against the members
 //! ([`Membership::validate`]); a valid one is written in the batch's
@@ -132,12 +136,13 @@ impl Applier {
                     dirty = false;
                 }
                 Ok(ApplyItem::Entries(entries)) => {
-                    let durable = last_durable.elapsed() >= Backend::DURABLE_COMMIT_INTERVAL;
-                    self.apply_batch(&entries, durable);
-                    if durable {
+                    self.apply_batch(&entries, false);
+                    dirty = true;
+                    if last_durable.elapsed() >= Backend::DURABLE_COMMIT_INTERVAL {
+                        self.apply_batch(&[], true);
                         last_durable = Instant::now();
+                        dirty = false;
                     }
-                    dirty = !durable;
                 }
                 Err(RecvTimeoutError::Timeout) => {
                     if dirty {
