@@ -223,9 +223,9 @@ impl Backend {
         self.commit(tx)
     }
 
-    /// Size of the file on disk, in bytes (etcd's `dbSize`), as of the
-    /// last commit: no system call, so the API layer can check the space
-    /// quota on every write.
+    /// Disk space of the file, in bytes (etcd's `dbSize`: see
+    /// `file_size`), as of the last commit: no system call, so the API
+    /// layer can check the space quota on every write.
     pub fn size_bytes(&self) -> u64 {
         self.size.load(std::sync::atomic::Ordering::Relaxed)
     }
@@ -287,9 +287,18 @@ fn create(path: &Path) -> Result<Database, BackendError> {
         .create(path)?)
 }
 
-/// The size of the file at `path` in bytes; 0 when it cannot be read.
+/// The disk space the file at `path` takes, in bytes; 0 when it cannot be
+/// read. Below 4 GiB redb doubles the file's length whenever it needs
+/// room, so the length runs up to twice what was ever written; the
+/// extension is sparse, so the blocks the file holds are what bbolt's
+/// high-water mark (etcd's `dbSize`) measures: every page written, free
+/// or not. Never more than the length (a file system may reserve blocks
+/// past the end).
 fn file_size(path: &Path) -> u64 {
-    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path)
+        .map(|m| (m.blocks() * 512).min(m.len()))
+        .unwrap_or(0)
 }
 
 /// redb's page size, in bytes.
