@@ -21,8 +21,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use redb::ReadableTable;
-
 use super::revision::Revision;
 use super::store::{KvStore, MvccError, FINISHED_COMPACT_REV};
 use crate::backend::{KEY_TABLE, META_TABLE};
@@ -68,7 +66,8 @@ impl Compactions {
 impl KvStore {
     /// Removes the next batch of rows of the pending compaction: looks at
     /// up to `limit` rows (etcd's `--experimental-compaction-batch-limit`)
-    /// and deletes those compaction freed, in one backend transaction.
+    /// on a read snapshot and deletes those compaction freed, in one backend
+    /// transaction.
     /// Returns whether rows are left to look at. Errors: the backend's;
     /// the batch is then not recorded and is retried.
     pub fn compact_batch(&self, limit: usize) -> Result<bool, MvccError> {
@@ -80,17 +79,21 @@ impl KvStore {
         let keep = job
             .keep
             .get_or_insert_with(|| self.index.write().expect("index lock").compact(job.rev));
-        let tx = self.backend().write(false)?;
+        // Rows at or below the compaction revision change only here (defrag
+        // and restore wait on the rewrite guard), so they are looked at on a
+        // snapshot, and the write transaction, which holds the apply stage
+        // off, only removes them.
         let mut looked = 0;
-        let mut after = job.after.take();
+        let mut after = None;
+        let mut doomed = Vec::new();
         {
-            let mut table = tx.open_table(KEY_TABLE)?;
+            let snap = self.backend().read()?;
+            let table = snap.open_table(KEY_TABLE)?;
             let upper = Revision::new(job.rev, i64::MAX).to_key(true);
-            let lower = match after.as_deref() {
+            let lower = match job.after.as_deref() {
                 Some(k) => Bound::Excluded(k),
                 None => Bound::Unbounded,
             };
-            let mut doomed = Vec::new();
             for item in table.range::<&[u8]>((lower, Bound::Included(upper.as_slice())))? {
                 let (k, _) = item?;
                 let k = k.value();
@@ -103,12 +106,15 @@ impl KvStore {
                     break;
                 }
             }
+        }
+        let done = looked < limit.max(1);
+        let tx = self.backend().write(false)?;
+        {
+            let mut table = tx.open_table(KEY_TABLE)?;
             for k in &doomed {
                 table.remove(k.as_slice())?;
             }
-            job.removed += doomed.len() as u64;
         }
-        let done = looked < limit.max(1);
         if done {
             let mut meta = tx.open_table(META_TABLE)?;
             meta.insert(
@@ -117,6 +123,7 @@ impl KvStore {
             )?;
         }
         self.backend().commit(tx)?;
+        job.removed += doomed.len() as u64;
         if done {
             tracing::info!(
                 compact_revision = job.rev,
