@@ -2,7 +2,7 @@
 //! that compaction freed goes back to the file system (Status's `dbSize`
 //! falls to about `dbSizeInUse`), the data is the same before and after
 //! and after a restart, and, unlike etcd's, reads and writes go on while
-//! a member defragments.
+//! a member defragments; one asked for mid-compaction lets it finish.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -151,6 +151,62 @@ async fn etcdctl_defrag_cluster_defragments_every_member() {
         cluster
             .etcdctl(&["get", "k", "--print-value-only"])
             .expect_stdout("19\n");
+    })
+    .await
+}
+
+/// A defragmentation asked for while a compaction is still removing rows
+/// waits for the batch in progress (as etcd's waits for the batch
+/// transaction's lock), runs, and the compaction goes on afterwards: both
+/// succeed and HashKV at the compaction's revision stays what it was when
+/// the compaction began.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_defrag_while_compacting_lets_both_finish() {
+    within(LIMIT, async {
+        // 10 rows a batch, 50 ms apart: 2,000 rows take 10 s to remove.
+        let cluster = TestCluster::start_with_flags(
+            1,
+            &[
+                "--experimental-compaction-batch-limit=10",
+                "--experimental-compaction-sleep-interval=50ms",
+            ],
+        )
+        .await;
+        let mut c = Client::connect([cluster.endpoint()], None).await.unwrap();
+        let mut rev = 0;
+        for i in 0..2000 {
+            let put = c.put(format!("k{}", i % 10), format!("v{i}"), None);
+            rev = put.await.unwrap().header().unwrap().revision();
+        }
+        c.compact(rev, None).await.unwrap();
+        // While rows are still being removed, HashKV already leaves them out.
+        let hash = c.hash_kv(rev).await.unwrap().hash();
+        let log = std::fs::read_to_string(cluster.member(0).log_path()).unwrap();
+        assert!(
+            !log.contains("finished scheduled compaction"),
+            "the compaction ended before the defragmentation began"
+        );
+        let out = cluster.etcdctl(&["defrag"]);
+        out.expect_stdout(&format!(
+            "Finished defragmenting etcd member[{}]\n",
+            cluster.endpoint()
+        ));
+        compaction_finished(&cluster);
+        assert_eq!(c.hash_kv(rev).await.unwrap().hash(), hash);
+        for k in 0..10 {
+            let got = c.get(format!("k{k}"), None).await.unwrap();
+            assert_eq!(got.kvs()[0].value(), format!("v{}", 1990 + k).as_bytes());
+        }
+        let old = c
+            .get(
+                "k0",
+                Some(etcd_client::GetOptions::new().with_revision(rev - 1)),
+            )
+            .await;
+        assert!(
+            format!("{old:?}").contains("required revision has been compacted"),
+            "{old:?}"
+        );
     })
     .await
 }
