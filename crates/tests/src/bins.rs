@@ -8,7 +8,8 @@
 //!   `etcd-client`);
 //! - our client: `ETCDCTL_RS_BIN`, else our `etcdctl` beside our `etcd`;
 //! - our load generator: `BENCHMARK_BIN`, else our `benchmark` beside our
-//!   `etcd`.
+//!   `etcd`;
+//! - our offline tool: `ETCDUTL_BIN`, else our `etcdutl` beside our `etcd`.
 //!
 //! A missing binary is a loud panic with the fix, never a silent skip.
 
@@ -51,6 +52,13 @@ pub fn etcd_bin() -> PathBuf {
 /// Panics if it has not been built (`cargo build --bin etcdctl`).
 pub fn our_etcdctl_bin() -> PathBuf {
     ours_beside_etcd("ETCDCTL_RS_BIN", "etcdctl")
+}
+
+/// Our `etcdutl` (`ETCDUTL_BIN`, else the one built beside `etcd`).
+///
+/// Panics if it has not been built (`cargo build --bin etcdutl`).
+pub fn etcdutl_bin() -> PathBuf {
+    ours_beside_etcd("ETCDUTL_BIN", "etcdutl")
 }
 
 /// Our `benchmark` (`BENCHMARK_BIN`, else the one built beside `etcd`).

@@ -88,6 +88,15 @@ pub enum BackendError {
     /// A record that does not decode; the text says which.
     #[error("backend: corrupt {0}")]
     Corrupt(String),
+    /// Another process (a running member) has the file open.
+    #[error("backend: the database is open in another process")]
+    InUse,
+}
+
+/// The backend file of the data dir `data_dir`: `member/snap/db`, where
+/// etcd keeps its bbolt file (etcd's `datadir.ToBackendFileName`).
+pub fn path_in(data_dir: &Path) -> PathBuf {
+    data_dir.join("member").join("snap").join("db")
 }
 
 /// `From` each listed redb error for `$target`, through
@@ -144,7 +153,22 @@ impl Backend {
     /// Opens or creates the file at `path` (the parent must exist) and
     /// makes sure every table exists.
     pub fn open(path: &Path) -> Result<Backend, BackendError> {
-        let db = create(path)?;
+        Backend::with_tables(create(path)?, path)
+    }
+
+    /// Opens the existing file at `path` for an offline tool (etcdutl).
+    /// Errors: `Io` (not found) when there is no file, `InUse` while a
+    /// member has it open, redb's when it is not a backend.
+    pub fn open_existing(path: &Path) -> Result<Backend, BackendError> {
+        std::fs::metadata(path)?;
+        match create(path) {
+            Err(BackendError::Redb(redb::Error::DatabaseAlreadyOpen)) => Err(BackendError::InUse),
+            db => Backend::with_tables(db?, path),
+        }
+    }
+
+    /// The backend on `db`, the file at `path`, with every table made.
+    fn with_tables(db: Database, path: &Path) -> Result<Backend, BackendError> {
         let tx = db.begin_write()?;
         for def in TABLES {
             tx.open_table(def)?;
