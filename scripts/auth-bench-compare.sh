@@ -29,27 +29,8 @@ trap 'stop_cluster; rm -rf "$out"' EXIT
 
 # start_cluster BIN MODE BASEPORT: 3 members; sets $endpoints and $user.
 start_cluster() {
-    local bin=$1 mode=$2 base=$3 cluster="" i
-    for i in 0 1 2; do
-        cluster+="${cluster:+,}m$i=http://127.0.0.1:$((base + 10 * i + 1))"
-    done
-    endpoints=""
-    for i in 0 1 2; do
-        local c=$((base + 10 * i)) p=$((base + 10 * i + 1))
-        "$bin" --name "m$i" --data-dir "$out/data-$base-$i" \
-            --listen-client-urls "http://127.0.0.1:$c" --advertise-client-urls "http://127.0.0.1:$c" \
-            --listen-peer-urls "http://127.0.0.1:$p" --initial-advertise-peer-urls "http://127.0.0.1:$p" \
-            --initial-cluster "$cluster" --initial-cluster-token "bench-$base" --initial-cluster-state new \
-            > "$out/log-$base-$i" 2>&1 &
-        pids+=($!)
-        endpoints+="${endpoints:+,}http://127.0.0.1:$c"
-    done
-    for i in 0 1 2; do
-        for _ in $(seq 200); do
-            curl -sf "http://127.0.0.1:$((base + 10 * i))/health" | grep -q true && break
-            sleep 0.1
-        done
-    done
+    local bin=$1 mode=$2 base=$3
+    start_members "$bin" 3 "$base"
     bench_flags=()
     if [ "$mode" = auth ]; then
         local ctl=(env ETCDCTL_API=3 /usr/bin/etcdctl --endpoints="$endpoints")

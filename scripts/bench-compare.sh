@@ -8,6 +8,7 @@
 # `timeout`. TOTAL scales the request counts (default 1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/bench-lib.sh
 
 if [ ! -x /usr/bin/etcd ]; then
     sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
@@ -20,32 +21,6 @@ out=$(mktemp -d)
 pids=()
 stop_cluster() { kill "${pids[@]}" 2>/dev/null || true; wait "${pids[@]}" 2>/dev/null || true; pids=(); }
 trap 'stop_cluster; rm -rf "$out"' EXIT
-
-# start_cluster BIN N BASEPORT: N members, clients on BASEPORT+10*i,
-# peers on BASEPORT+10*i+1; sets $endpoints.
-start_cluster() {
-    local bin=$1 n=$2 base=$3 cluster="" i
-    for i in $(seq 0 $((n - 1))); do
-        cluster+="${cluster:+,}m$i=http://127.0.0.1:$((base + 10 * i + 1))"
-    done
-    endpoints=""
-    for i in $(seq 0 $((n - 1))); do
-        local c=$((base + 10 * i)) p=$((base + 10 * i + 1))
-        "$bin" --name "m$i" --data-dir "$out/data-$base-$i" \
-            --listen-client-urls "http://127.0.0.1:$c" --advertise-client-urls "http://127.0.0.1:$c" \
-            --listen-peer-urls "http://127.0.0.1:$p" --initial-advertise-peer-urls "http://127.0.0.1:$p" \
-            --initial-cluster "$cluster" --initial-cluster-token "bench-$base" --initial-cluster-state new \
-            > "$out/log-$base-$i" 2>&1 &
-        pids+=($!)
-        endpoints+="${endpoints:+,}127.0.0.1:$c"
-    done
-    for i in $(seq 0 $((n - 1))); do
-        for _ in $(seq 200); do
-            curl -sf "http://127.0.0.1:$((base + 10 * i))/health" >/dev/null && break
-            sleep 0.1
-        done
-    done
-}
 
 peak_rss_mb() {
     local max=0 kb p
@@ -83,7 +58,7 @@ for n in 1 3; do
         base=$([ $server = etcd ] && echo 43000 || echo 42000)
         label="$server-$n"
         echo "running the suite against $n-member $server ..." >&2
-        start_cluster "$bin" "$n" "$base"
+        start_members "$bin" "$n" "$base"
         suite
         stop_cluster
         rm -rf "$out"/data-*

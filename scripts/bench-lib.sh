@@ -8,6 +8,12 @@
 # and writes "qps cpu-us-per-request" (the CPU of $pids) to
 # $out/$label-NAME.sum ("failed failed" if it failed).
 #
+# start_members BIN N BASEPORT: a fresh N-member cluster of BIN, clients
+# on BASEPORT+10*i, peers on BASEPORT+10*i+1, data dirs and logs in $out
+# (data-BASEPORT-i, log-BASEPORT-i); appends the members to the array
+# $pids, sets $endpoints (comma-separated http URLs) and returns once
+# every member reports healthy (or 20 s passed).
+#
 # bench_compare PORT FUNCTION: calls `FUNCTION ENDPOINT` against a fresh
 # single-member etcd-rs (target/release/etcd) on 127.0.0.1:PORT, then
 # against a fresh real etcd (/usr/bin/etcd, Debian etcd-server) on
@@ -27,6 +33,30 @@ bench_run() {
     "$fn" "http://127.0.0.1:$port" || echo "(benchmark failed or timed out)"
     echo "peak RSS: $(grep VmHWM "/proc/$pid/status" | awk '{print $2, $3}')"
     kill "$pid"; wait "$pid" 2>/dev/null; rm -rf "$d"
+}
+
+start_members() {
+    local bin=$1 n=$2 base=$3 cluster="" i
+    for i in $(seq 0 $((n - 1))); do
+        cluster+="${cluster:+,}m$i=http://127.0.0.1:$((base + 10 * i + 1))"
+    done
+    endpoints=""
+    for i in $(seq 0 $((n - 1))); do
+        local c=$((base + 10 * i)) p=$((base + 10 * i + 1))
+        "$bin" --name "m$i" --data-dir "$out/data-$base-$i" \
+            --listen-client-urls "http://127.0.0.1:$c" --advertise-client-urls "http://127.0.0.1:$c" \
+            --listen-peer-urls "http://127.0.0.1:$p" --initial-advertise-peer-urls "http://127.0.0.1:$p" \
+            --initial-cluster "$cluster" --initial-cluster-token "bench-$base" --initial-cluster-state new \
+            > "$out/log-$base-$i" 2>&1 &
+        pids+=($!)
+        endpoints+="${endpoints:+,}http://127.0.0.1:$c"
+    done
+    for i in $(seq 0 $((n - 1))); do
+        for _ in $(seq 200); do
+            curl -sf "http://127.0.0.1:$((base + 10 * i))/health" | grep -q true && break
+            sleep 0.1
+        done
+    done
 }
 
 bench_compare() {

@@ -38,12 +38,11 @@ latency() {
     awk '/Slowest:/ {s=$2*1000} /^  99% in/ {p=$3*1000} END {printf "p99 %.1f ms, slowest %.1f ms", p, s}' "$1"
 }
 
-# The log file of the member serving ENDPOINT (bench_run keeps it in the
-# data dir's parent).
+# The log file of the member serving the last of the comma-separated
+# ENDPOINTS: where its standard output goes.
 log_of() {
     local pid; pid=$(ss -ltnpH "sport = :${1##*:}" | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2)
-    local dir; dir=$(tr '\0' '\n' < "/proc/$pid/cmdline" | grep -A1 -- '--data-dir' | tail -1)
-    echo "$(dirname "$dir")/log"
+    readlink "/proc/$pid/fd/1"
 }
 
 # The leader changes the members of the comma-separated ENDPOINTS saw so
@@ -106,30 +105,15 @@ day2() {
     done
 }
 # members3 NAME BIN PORT FUNCTION: FUNCTION on a fresh 3-member cluster
-# of BIN (clients on PORT+10*i, peers on PORT+10*i+1, logs beside each
-# data dir), then the members' peak RSS.
+# of BIN (bench-lib's start_members on PORT), then the members' peak RSS.
 members3() {
-    local name=$1 bin=$2 port=$3 fn=$4 d i cluster="" eps="" pids=()
-    d=$(mktemp -d)
-    for i in 0 1 2; do cluster+="${cluster:+,}m$i=http://127.0.0.1:$((port + 10 * i + 1))"; done
-    for i in 0 1 2; do
-        local c=$((port + 10 * i)) p=$((port + 10 * i + 1))
-        mkdir -p "$d/m$i"
-        "$bin" --name "m$i" --data-dir "$d/m$i/data" \
-            --listen-client-urls "http://127.0.0.1:$c" --advertise-client-urls "http://127.0.0.1:$c" \
-            --listen-peer-urls "http://127.0.0.1:$p" --initial-advertise-peer-urls "http://127.0.0.1:$p" \
-            --initial-cluster "$cluster" --initial-cluster-token "day2-$port" --initial-cluster-state new \
-            > "$d/m$i/log" 2>&1 &
-        pids+=($!)
-        eps+="${eps:+,}http://127.0.0.1:$c"
-    done
-    for i in 0 1 2; do
-        for _ in $(seq 200); do curl -sf "http://127.0.0.1:$((port + 10 * i))/health" >/dev/null && break; sleep 0.1; done
-    done
+    local name=$1 bin=$2 port=$3 fn=$4 out pids=()
+    out=$(mktemp -d)
+    start_members "$bin" 3 "$port"
     echo "== $name, 3 members"
-    "$fn" "$eps" || echo "(benchmark failed or timed out)"
+    "$fn" "$endpoints" || echo "(benchmark failed or timed out)"
     echo "peak RSS of a member: $(for p in "${pids[@]}"; do awk '/VmHWM/ {print $2}' "/proc/$p/status"; done | sort -n | tail -1) kB"
-    kill "${pids[@]}"; wait "${pids[@]}" 2>/dev/null; rm -rf "$d"
+    kill "${pids[@]}"; wait "${pids[@]}" 2>/dev/null; rm -rf "$out"
 }
 
 if [ "${MEMBERS:-1}" = 3 ]; then
