@@ -2,7 +2,8 @@
 //! member is defragmented in place, printing nothing; the member starts
 //! on it with the same data; while a member has it open, etcdutl waits and
 //! says so, then goes on once the member stops; a data dir without a
-//! backend is refused with etcdutl's error and exit code 1.
+//! backend is refused with etcdutl's error and exit code 1; `version`
+//! prints etcdutl's two lines.
 
 use std::os::unix::fs::MetadataExt;
 use std::process::{Child, Command, Stdio};
@@ -146,4 +147,17 @@ fn a_data_dir_without_a_backend_is_refused() {
     let out = etcdutl(&["defrag"]);
     assert_eq!(out.code, 1, "{out}");
     assert_eq!(out.stderr, "Error: required flag(s) \"data-dir\" not set\n");
+}
+
+#[test]
+fn version_prints_etcdutls_two_lines() {
+    let out = etcdutl(&["version"]);
+    out.expect_success();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    let version = lines[0]
+        .strip_prefix("etcdutl version: 3.5.")
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(version.parse::<u32>().is_ok(), "{out}");
+    assert_eq!(lines[1], "API version: 3.5");
 }
