@@ -39,13 +39,22 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 /// limit).
 const MAX_RECV_BYTES: usize = i32::MAX as usize;
 
+/// The shortest ping interval, as grpc-go's `KeepaliveMinPingTime`: etcd
+/// (`--grpc-keepalive-min-time`, default 5 s) answers pings more frequent
+/// than its minimum with GOAWAY `too_many_pings`, which would end a call
+/// that runs longer than a few pings, a long defragmentation or a quiet
+/// watch.
+pub const MIN_KEEPALIVE_TIME: Duration = Duration::from_secs(10);
+
 /// How to reach the cluster (etcdctl's connection flags).
 #[derive(Clone, Debug)]
 pub struct ConnectOptions {
     /// Time to establish a connection to one endpoint (`--dial-timeout`,
     /// default 2 s).
     pub dial_timeout: Duration,
-    /// HTTP/2 ping interval (`--keepalive-time`, default 2 s).
+    /// HTTP/2 ping interval (`--keepalive-time`, default 2 s), raised to
+    /// [`MIN_KEEPALIVE_TIME`] as grpc-go raises it; pings go out only
+    /// while a call is open (clientv3's `PermitWithoutStream` is false).
     pub keepalive_time: Duration,
     /// How long a ping may go unanswered (`--keepalive-timeout`, default
     /// 6 s).
@@ -277,9 +286,9 @@ impl Client {
             .map_err(|_| ConnectError::BadEndpoint(e.to_string()))?
             .connect_timeout(opts.dial_timeout)
             .tcp_nodelay(true)
-            .http2_keep_alive_interval(opts.keepalive_time)
+            .http2_keep_alive_interval(opts.keepalive_time.max(MIN_KEEPALIVE_TIME))
             .keep_alive_timeout(opts.keepalive_timeout)
-            .keep_alive_while_idle(true);
+            .keep_alive_while_idle(false);
         if skip_verify {
             let cfg = insecure::config(&tls).map_err(ConnectError::Tls)?;
             return Ok(Dial::Unverified(ep, cfg));
