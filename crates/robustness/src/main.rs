@@ -184,6 +184,8 @@ async fn main() {
         let dir = args.report_dir.join(format!("seed-{}", args.seed));
         report.write(&dir, &c);
         println!("report and member logs: {}", dir.display());
+        // process::exit runs no destructors: stop the members first.
+        drop(c);
         std::process::exit(1);
     }
     println!("ok");
