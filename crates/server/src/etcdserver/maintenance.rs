@@ -13,7 +13,7 @@ impl EtcdServer {
     /// unchanged).
     pub async fn defragment(&self) -> Result<(), EtcdError> {
         let store = self.store.clone();
-        let path = self.data_dir().join("member").join("snap").join("db");
+        let path = storage::backend::path_in(self.data_dir());
         tracing::info!(path = %path.display(), "defragmenting");
         let done = tokio::task::spawn_blocking(move || store.backend().defragment())
             .await

@@ -180,7 +180,8 @@ impl EtcdServer {
         let snap_dir = cfg.data_dir.join("member").join("snap");
         std::fs::create_dir_all(&snap_dir).map_err(start_err)?;
         remove_snapshot_copies(&snap_dir).map_err(start_err)?;
-        let backend = Backend::open(&snap_dir.join("db")).map_err(start_err)?;
+        let backend =
+            Backend::open(&storage::backend::path_in(&cfg.data_dir)).map_err(start_err)?;
         let store = Arc::new(KvStore::open(backend).map_err(start_err)?);
 
         let snapshotter = Arc::new(Snapshotter::new(&snap_dir).map_err(start_err)?);
