@@ -17,7 +17,7 @@ use std::time::Duration;
 use etcd_client::{EventType, WatchOptions, WatchResponse};
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 
-use crate::{list, Kv, Ledger, Pool, Snapshot, Write, OP_TIMEOUT, PREFIX};
+use crate::{list, Kv, Ledger, Pool, Shared, Snapshot, Write, OP_TIMEOUT, PREFIX};
 
 /// The list's page size (the apiserver's is 10000; small here so lists
 /// take several pages).
@@ -170,18 +170,41 @@ impl Cache {
     }
 }
 
-/// How long a stalled cache stays away: longer than two compaction
-/// periods, so that it comes back to a compacted revision.
-pub const STALL: Duration = Duration::from_secs(5);
+/// The longest a stalled cache waits for the compactor to pass its
+/// revision (a few compaction periods; under the consistent reads'
+/// 20 s wait, which the stall holds up).
+pub const STALL_LIMIT: Duration = Duration::from_secs(15);
+
+/// The stall of an apiserver too busy to read: on `start` the cache drops
+/// its stream and stays away until the ledger shows a compaction past the
+/// revision it stopped at (at most [`STALL_LIMIT`]), so that it comes back
+/// to a compacted revision; then it notifies `resumed` and watches again.
+pub struct Stall {
+    pub ledger: Shared,
+    pub start: Arc<Notify>,
+    pub resumed: Arc<Notify>,
+}
+
+impl Stall {
+    /// Waits until a watch from `revision + 1` would be compacted.
+    async fn until_compacted_past(&self, revision: i64) {
+        let passed = async {
+            while self.ledger.lock().unwrap().compacted <= revision + 1 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        };
+        let _ = tokio::time::timeout(STALL_LIMIT, passed).await;
+        self.resumed.notify_one();
+    }
+}
 
 /// Runs the cache on `pool` until `stop`; `watching` tells the faults
-/// which member the current stream is on; on `stall` the cache drops its
-/// stream for [`STALL`] (an apiserver too busy to read), then resumes.
+/// which member the current stream is on; see [`Stall`] for `stall`.
 pub async fn run(
     pool: Arc<Pool>,
     mut waits: mpsc::Receiver<Wait>,
     watching: Arc<AtomicUsize>,
-    stall: Arc<Notify>,
+    stall: Stall,
     mut stop: watch::Receiver<bool>,
 ) -> Seen {
     let mut cache = Cache {
@@ -242,8 +265,8 @@ pub async fn run(
                     cache.pending.push(w);
                     cache.answer();
                 }
-                _ = stall.notified() => {
-                    tokio::time::sleep(STALL).await;
+                _ = stall.start.notified() => {
+                    stall.until_compacted_past(cache.snap.revision).await;
                     continue 'streams;
                 }
                 _ = stop.changed() => break 'streams,

@@ -13,8 +13,8 @@
 //! - the watch cache (`cache.rs`) lists the prefix page by page at one
 //!   revision, watches from the revision after it with `prev_kv` and
 //!   `progress_notify` on members that require a leader, resumes where
-//!   it stopped when a stream breaks (or after it stalled for longer
-//!   than the compactor's period), and relists when compacted;
+//!   it stopped when a stream breaks (or after it stalled until the
+//!   compactor passed its revision), and relists when compacted;
 //! - the consistent reader asks the current revision (a `count_only`
 //!   range over the prefix), waits until the cache reaches it while
 //!   sending `RequestProgress` every 100 ms, and compares the cache with
@@ -101,6 +101,8 @@ pub struct Ledger {
     pub conflicts: usize,
     /// Compactions done by the compactor.
     pub compactions: usize,
+    /// The highest revision the compactor has compacted.
+    pub compacted: i64,
     /// Consistent reads compared with a list.
     pub reads: usize,
     /// What broke a guarantee.
@@ -360,12 +362,14 @@ async fn leader(pool: &Pool) -> (usize, Vec<u64>) {
 /// The faults, in two rounds: the leader moved to another member, then
 /// a member killed (the leader in the first round, the one the cache
 /// watches on in the second) and restarted two seconds later; then the
-/// cache stalls until its revision is compacted. Returns what was done.
+/// cache stalls until its revision is compacted (`resumed` tells when
+/// it comes back). Returns what was done.
 async fn faults(
     c: &mut TestCluster,
     pool: &Pool,
     watching: &AtomicUsize,
     stall: &Notify,
+    resumed: &Notify,
 ) -> Vec<String> {
     let mut done = Vec::new();
     for round in 0..2 {
@@ -393,7 +397,8 @@ async fn faults(
     }
     stall.notify_one();
     done.push("the cache stalled".to_string());
-    tokio::time::sleep(cache::STALL + Duration::from_secs(2)).await;
+    let back = tokio::time::timeout(cache::STALL_LIMIT, resumed.notified()).await;
+    assert!(back.is_ok(), "the stalled cache never resumed: {done:?}");
     done
 }
 
@@ -485,11 +490,16 @@ async fn emulate() -> String {
     let (waits, waiting) = mpsc::channel(16);
     let watching = Arc::new(AtomicUsize::new(0));
     let stall = Arc::new(Notify::new());
+    let resumed = Arc::new(Notify::new());
     let cache = cache::run(
         strict.clone(),
         waiting,
         watching.clone(),
-        stall.clone(),
+        cache::Stall {
+            ledger: ledger.clone(),
+            start: stall.clone(),
+            resumed: resumed.clone(),
+        },
         cache_stopped,
     );
     let cache = tokio::spawn(cache);
@@ -505,7 +515,7 @@ async fn emulate() -> String {
     let r = reader(pool.clone(), waits.clone(), ledger.clone(), writes_stopped);
     tasks.push(tokio::spawn(r));
 
-    let done = faults(&mut c, &pool, &watching, &stall).await;
+    let done = faults(&mut c, &pool, &watching, &stall, &resumed).await;
     stop_writes.send(true).unwrap();
     for t in tasks {
         t.await.expect("a workload task panicked");

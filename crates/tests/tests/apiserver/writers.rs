@@ -230,7 +230,9 @@ pub async fn compactor(pool: Arc<Pool>, ledger: Shared, mut stop: watch::Receive
             )
             .await;
             if compacted.is_ok() {
-                ledger.lock().unwrap().compactions += 1;
+                let mut ledger = ledger.lock().unwrap();
+                ledger.compactions += 1;
+                ledger.compacted = ledger.compacted.max(revision);
             }
         }
         revision = current;
