@@ -94,7 +94,8 @@ pub fn save_all(
     for id in removed {
         tables.mark_removed(*id)?;
     }
-    backend.commit(tx)
+    backend.commit(tx)?;
+    backend.wait_synced()
 }
 
 /// Writes to the membership tables inside an apply batch's transaction

@@ -89,7 +89,8 @@ pub struct Applier {
     pub wait: Arc<Wait<ApplyOutcome>>,
     /// Publishes the applied index.
     pub applied: watch::Sender<u64>,
-    /// The consistent index as of the last durable backend commit.
+    /// The consistent index as of the last backend commit known to be on
+    /// disk.
     pub durable_index: Arc<AtomicU64>,
     /// Where backends received with snapshots wait.
     pub snapshotter: Arc<Snapshotter>,
@@ -124,7 +125,10 @@ const SLOW_APPLY: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl Applier {
     /// Applies batches from `rx` until it closes, then makes the backend
-    /// durable.
+    /// durable. Batches commit without fsync; an empty durable commit
+    /// follows every [`Backend::DURABLE_COMMIT_INTERVAL`] once the last
+    /// one's fsync (on the backend's own thread) has finished, so no batch
+    /// waits for the disk to flush, however slow it is.
     pub fn run(self, rx: Receiver<ApplyItem>) {
         let mut last_durable = Instant::now();
         let mut dirty = false;
@@ -138,14 +142,16 @@ impl Applier {
                 Ok(ApplyItem::Entries(entries)) => {
                     self.apply_batch(&entries, false);
                     dirty = true;
-                    if last_durable.elapsed() >= Backend::DURABLE_COMMIT_INTERVAL {
+                    if last_durable.elapsed() >= Backend::DURABLE_COMMIT_INTERVAL
+                        && !self.store.backend().syncing()
+                    {
                         self.apply_batch(&[], true);
                         last_durable = Instant::now();
                         dirty = false;
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {
-                    if dirty {
+                    if dirty && !self.store.backend().syncing() {
                         self.apply_batch(&[], true);
                         last_durable = Instant::now();
                         dirty = false;
@@ -155,6 +161,9 @@ impl Applier {
             }
         }
         self.apply_batch(&[], true);
+        if let Err(e) = self.store.backend().wait_synced() {
+            tracing::error!(error = %e, "the last backend commit did not reach the disk");
+        }
     }
 
     fn apply_batch(&self, entries: &[Entry], durable: bool) {
@@ -212,8 +221,12 @@ impl Applier {
         }
         txn.commit().expect("backend must commit");
         if durable {
-            self.durable_index
-                .store(self.store.consistent_index(), Ordering::Release);
+            // Durable once its fsync, on the backend's own thread, is done.
+            let (index, durable_index) =
+                (self.store.consistent_index(), self.durable_index.clone());
+            self.store.backend().then_synced(move || {
+                durable_index.fetch_max(index, Ordering::AcqRel);
+            });
         }
         if let Some(index) = last {
             self.applied.send_if_modified(|applied| {

@@ -20,7 +20,7 @@ use redb::{
     WriteTransaction,
 };
 
-use super::{create, file_size, Backend, BackendError, KEY_TABLE, TABLES};
+use super::{create, file_size, Backend, BackendError, Opened, KEY_TABLE, TABLES};
 
 /// Bytes of rows copied per write transaction of the copy.
 const COPY_BATCH_BYTES: usize = 16 * 1024 * 1024;
@@ -63,14 +63,17 @@ impl Backend {
         let tmp = self.path.with_extension("defrag");
         // A copy left by a crash is of no use.
         let _ = std::fs::remove_file(&tmp);
-        let (db, held, writes_held) = match self.copy_into(&tmp, between) {
+        let ((db, syncs), held, writes_held) = match self.copy_into(&tmp, between) {
             Ok(copy) => copy,
             Err(e) => {
                 let _ = std::fs::remove_file(&tmp);
                 return Err(e);
             }
         };
-        *self.db.write().expect("backend lock") = Arc::new(db);
+        let mut current = self.db.write().expect("backend lock");
+        *self.syncs.write().expect("backend lock") = syncs;
+        *current = Arc::new(db);
+        drop(current);
         // The old file's writers wait on `held`; once it ends they find the
         // copy swapped in and begin there (`Backend::write`). Nothing was
         // written in it.
@@ -96,8 +99,8 @@ impl Backend {
         &self,
         tmp: &Path,
         between: &mut dyn FnMut(u32),
-    ) -> Result<(Database, WriteTransaction, Instant), BackendError> {
-        let mut db = create(tmp)?;
+    ) -> Result<(Opened, WriteTransaction, Instant), BackendError> {
+        let (mut db, syncs) = create(tmp)?;
         let mut after: Option<Vec<u8>> = None;
         let mut round = 0;
         loop {
@@ -132,11 +135,13 @@ impl Backend {
             }
         }
         tx.commit()?;
+        // On disk before it takes the file's name.
+        syncs.wait()?;
         std::fs::rename(tmp, &self.path)?;
         if let Some(dir) = self.path.parent() {
             std::fs::File::open(dir)?.sync_all()?;
         }
-        Ok((db, held, holding))
+        Ok(((db, syncs), held, holding))
     }
 }
 

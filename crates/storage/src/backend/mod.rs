@@ -6,8 +6,11 @@
 //! `cluster`. The
 //! apply stage writes in batch transactions committed without fsync (the
 //! WAL is what makes a write durable) and forces a durable commit every
-//! [`Backend::DURABLE_COMMIT_INTERVAL`] or on close. Readers use redb read
-//! transactions, which are snapshots, so they run beside the apply stage.
+//! [`Backend::DURABLE_COMMIT_INTERVAL`] or on close; the fsync of a durable
+//! commit runs on a thread of its own (`synced.rs`), after the write lock
+//! is free, with [`Backend::then_synced`] and [`Backend::wait_synced`] for
+//! what must follow it. Readers use redb read transactions, which are
+//! snapshots, so they run beside the apply stage.
 //!
 //! The open redb database can be replaced while the member runs: online
 //! defragmentation (`defrag.rs`) builds a compact copy and swaps it in.
@@ -15,8 +18,10 @@
 //! transaction; one begun on the old file finishes there.
 
 mod defrag;
+mod synced;
 
 pub use defrag::Defragmented;
+pub use synced::Syncs;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -125,6 +130,8 @@ from_redb!(BackendError:
 pub struct Backend {
     /// The open file; replaced whole by a defragmentation.
     db: RwLock<Arc<Database>>,
+    /// The fsyncs of the open file, replaced with it.
+    syncs: RwLock<Arc<Syncs>>,
     path: PathBuf,
     /// Held by whatever removes or replaces rows rather than adding them
     /// (compaction, restore from a snapshot) and by a defragmentation for
@@ -156,6 +163,26 @@ impl Backend {
         Backend::with_tables(create(path)?, path)
     }
 
+    /// Blocks until every commit made so far is on disk (the fsyncs of
+    /// durable commits run on a thread of their own: `synced.rs`). Errors:
+    /// a failed fsync.
+    pub fn wait_synced(&self) -> Result<(), BackendError> {
+        Ok(self.syncs.read().expect("backend lock").clone().wait()?)
+    }
+
+    /// Whether the fsync of a durable commit is still running: a durable
+    /// commit begun now would wait for it before writing.
+    pub fn syncing(&self) -> bool {
+        self.syncs.read().expect("backend lock").pending()
+    }
+
+    /// Runs `then` once every durable commit made so far is on disk, on
+    /// the thread that fsynced it (or here, if it already is); never if
+    /// the fsync fails. Keep it short: the next fsync waits for it.
+    pub fn then_synced(&self, then: impl FnOnce() + Send + 'static) {
+        self.syncs.read().expect("backend lock").clone().then(then)
+    }
+
     /// Opens the existing file at `path` for an offline tool (etcdutl).
     /// Errors: `Io` (not found) when there is no file, `InUse` while a
     /// member has it open, redb's when it is not a backend.
@@ -167,8 +194,9 @@ impl Backend {
         }
     }
 
-    /// The backend on `db`, the file at `path`, with every table made.
-    fn with_tables(db: Database, path: &Path) -> Result<Backend, BackendError> {
+    /// The backend on `db` with its `syncs`, the file at `path`, with every
+    /// table made.
+    fn with_tables((db, syncs): Opened, path: &Path) -> Result<Backend, BackendError> {
         let tx = db.begin_write()?;
         for def in TABLES {
             tx.open_table(def)?;
@@ -176,6 +204,7 @@ impl Backend {
         tx.commit()?;
         Ok(Backend {
             db: RwLock::new(Arc::new(db)),
+            syncs: RwLock::new(syncs),
             rewrites: Mutex::new(()),
             size: std::sync::atomic::AtomicU64::new(file_size(path)),
             path: path.to_path_buf(),
@@ -304,11 +333,23 @@ impl std::ops::Deref for ReadSnapshot {
     }
 }
 
-/// Opens or creates the redb file at `path` with the member's cache size.
-fn create(path: &Path) -> Result<Database, BackendError> {
-    Ok(Database::builder()
+/// An open redb file with the fsyncs of its commits.
+type Opened = (Database, Arc<Syncs>);
+
+/// Opens or creates the redb file at `path` with the member's cache size,
+/// on a [`synced::SyncedFile`].
+fn create(path: &Path) -> Result<Opened, BackendError> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)?;
+    let (file, syncs) = synced::SyncedFile::new(file, path)?;
+    let db = Database::builder()
         .set_cache_size(Backend::CACHE_BYTES)
-        .create(path)?)
+        .create_with_backend(file)?;
+    Ok((db, syncs))
 }
 
 /// The disk space the file at `path` takes, in bytes; 0 when it cannot be

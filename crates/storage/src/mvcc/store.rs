@@ -283,6 +283,7 @@ impl KvStore {
                 }
             }
             self.backend.commit(tx)?;
+            self.backend.wait_synced()?;
             let loaded = Loaded::read(&self.backend)?;
             self.compactions.schedule(loaded.pending);
             loaded
