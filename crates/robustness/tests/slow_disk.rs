@@ -16,6 +16,9 @@ use storage::failpoint::{SLOW_BACKEND_FSYNC, SLOW_FSYNC_DELAY};
 
 /// How long puts run with the disk slow: past one slow fsync.
 const LOAD: Duration = Duration::from_secs(5);
+/// Large enough that the backend file grows during the load (redb grows
+/// it while a fsync may be running).
+const VALUE_BYTES: usize = 8192;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_backend_fsync_holds_no_put_up() {
@@ -33,7 +36,7 @@ async fn a_slow_backend_fsync_holds_no_put_up() {
         while started.elapsed() < LOAD {
             let put = PutRequest {
                 key: format!("slow/{puts:05}").into_bytes(),
-                value: b"v".to_vec(),
+                value: vec![b'v'; VALUE_BYTES],
                 ..Default::default()
             };
             let t = Instant::now();

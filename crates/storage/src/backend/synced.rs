@@ -7,10 +7,12 @@
 //! begin. [`SyncedFile`] answers `sync_data` at once and hands the fsync to
 //! its syncer thread, so the apply stage's next batch begins while the disk
 //! flushes. What keeps this safe on power loss is order: every later
-//! mutation of the file (`write`, `set_len`) waits until the fsyncs asked
-//! for before it have finished, so the file on disk is always some prefix
-//! of what redb wrote, cut at a sync, exactly as if the machine had failed
-//! just before `sync_data` returned. redb's recovery handles that case (it
+//! mutation of the file (a `write`, a `set_len` that shrinks it) waits
+//! until the fsyncs asked for before it have finished, so the file on disk
+//! is always some prefix of what redb wrote, cut at a sync, exactly as if
+//! the machine had failed just before `sync_data` returned. (Growing the
+//! file only adds zeros past every page a commit refers to, and redb asks
+//! for a sync after it, before it writes there; it does not wait.) redb's recovery handles that case (it
 //! falls back to the previous commit slot, whose pages it has not reused:
 //! reusing them is a later write). Reads never wait.
 //!
@@ -224,7 +226,12 @@ impl StorageBackend for SyncedFile {
     }
 
     fn set_len(&self, len: u64) -> Result<(), io::Error> {
-        self.syncs.wait()?;
+        // Growing adds zeros past everything any commit refers to, so it
+        // need not wait; shrinking may cut pages the last synced commit
+        // still uses.
+        if len < self.file.len()? {
+            self.syncs.wait()?;
+        }
         self.file.set_len(len)
     }
 
