@@ -8,6 +8,8 @@
 //! - [`wal`]: the write-ahead log of raft entries and hard state, in
 //!   segmented, checksummed, preallocated files with group-commit fsync.
 //! - [`snap`]: raft snapshot records, after which the log may start.
+//! - [`snapshot`]: snapshot files in etcd's format (a bbolt image and its
+//!   SHA-256), read and written without bbolt itself.
 //! - [`members`], [`lease`], [`auth`], [`cluster`], [`alarm`]: the
 //!   records of the other tables (members, leases, users and roles, the
 //!   cluster version, active alarms), read at start and written in the apply stage's
@@ -24,6 +26,7 @@ pub mod lease;
 pub mod members;
 pub mod mvcc;
 pub mod snap;
+pub mod snapshot;
 pub mod wal;
 
 pub use backend::{Backend, BackendError};

@@ -1,0 +1,106 @@
+//! Snapshot files: what `etcdctl snapshot save` writes and `etcdutl
+//! snapshot restore` and `status` read. A snapshot is etcd's: a bbolt
+//! image of the backend's buckets ([`bbolt`]) followed by the SHA-256 of
+//! that image (32 bytes), which a reader finds by the size (the image is
+//! whole pages, so a multiple of 512 bytes; with the hash, 32 more). The
+//! layout is in `FORMAT.md`.
+
+pub mod bbolt;
+
+use std::path::Path;
+
+use bbolt::{Bolt, BoltError};
+
+/// Bytes of the SHA-256 trailer.
+pub const HASH_BYTES: usize = 32;
+
+/// Why a snapshot cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// The file could not be opened or mapped.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The image is not a readable bbolt file.
+    #[error("{0}")]
+    Bolt(#[from] BoltError),
+}
+
+/// A snapshot file mapped into memory (read-only; the file must not
+/// change while it is mapped).
+pub struct Mapped {
+    map: Option<memmap2::Mmap>,
+}
+
+impl Mapped {
+    /// Maps the file at `path`. Errors: the file's.
+    pub fn open(path: &Path) -> Result<Mapped, SnapshotError> {
+        let file = std::fs::File::open(path)?;
+        if file.metadata()?.len() == 0 {
+            // An empty file cannot be mapped.
+            return Ok(Mapped { map: None });
+        }
+        // SAFETY: the map is read-only and the tools that read snapshots
+        // (etcdutl) own the file while they do.
+        let map = unsafe { memmap2::Mmap::map(&file)? };
+        Ok(Mapped { map: Some(map) })
+    }
+
+    /// The file's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        self.map.as_deref().unwrap_or(&[])
+    }
+}
+
+/// Splits a snapshot into its image and its SHA-256 trailer, if its size
+/// says it has one (etcd's `hasChecksum`: size % 512 == 32).
+pub fn split_trailer(data: &[u8]) -> (&[u8], Option<&[u8]>) {
+    if data.len() % 512 == HASH_BYTES {
+        let (image, hash) = data.split_at(data.len() - HASH_BYTES);
+        (image, Some(hash))
+    } else {
+        (data, None)
+    }
+}
+
+/// What `etcdutl snapshot status` reports (etcd's `snapshot.Status`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Status {
+    /// CRC-32 (Castagnoli) over each bucket's name, then each of its keys
+    /// and values, buckets and keys in order.
+    pub hash: u32,
+    /// The main revision of the last row of the `key` bucket (0 if none).
+    pub revision: i64,
+    /// Rows in all buckets.
+    pub total_key: u64,
+    /// Bytes of the image: pages in use times the page size.
+    pub total_size: u64,
+}
+
+/// The status of the snapshot or backend file `data` (a trailer is
+/// ignored: only pages the meta counts are read). Errors: a file that is
+/// not bbolt or is damaged.
+pub fn status(data: &[u8]) -> Result<Status, SnapshotError> {
+    let bolt = Bolt::open(data)?;
+    let mut hash = 0u32;
+    let mut total_key = 0u64;
+    let mut revision = 0i64;
+    for bucket in bolt.buckets()? {
+        hash = crc32c::crc32c_append(hash, bucket.name);
+        let is_key = bucket.name == b"key";
+        bolt.for_each(&bucket, |k, v| {
+            hash = crc32c::crc32c_append(hash, k);
+            hash = crc32c::crc32c_append(hash, v);
+            total_key += 1;
+            if is_key && k.len() >= 8 {
+                revision = i64::from_be_bytes(k[..8].try_into().expect("8 bytes"));
+            }
+            Ok::<_, SnapshotError>(())
+        })?;
+    }
+    Ok(Status {
+        hash,
+        revision,
+        total_key,
+        total_size: bolt.size(),
+    })
+}
