@@ -27,7 +27,9 @@ fn encode(ttl: i64, remaining_ttl: i64) -> Vec<u8> {
     v
 }
 
-fn decode(v: &[u8]) -> Option<(i64, i64)> {
+/// The (granted TTL, remaining TTL) of a stored value; `None` if it is
+/// neither 8 nor 16 bytes.
+pub(crate) fn decode(v: &[u8]) -> Option<(i64, i64)> {
     let word = |b: &[u8]| Some(i64::from_be_bytes(b.try_into().ok()?));
     match v.len() {
         8 => Some((word(v)?, 0)),

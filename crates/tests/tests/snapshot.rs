@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use etcd_rs_tests::bins::{etcdctl_bin, etcdutl_bin, reference_etcd_bin};
+use etcd_rs_tests::bins::{etcd_bin, etcdctl_bin, etcdutl_bin, reference_etcd_bin};
 use etcd_rs_tests::cluster::free_ports;
 use etcd_rs_tests::etcdctl::etcdctl;
 use etcd_rs_tests::{within, Output, TestCluster};
@@ -44,10 +44,12 @@ fn std_ok(o: std::process::Output) -> String {
 /// Real etcd with keys (one of them three times over), a compaction and
 /// a leased key; its snapshot, saved by the real etcdctl, in `dir`.
 async fn real_snapshot(dir: &Path) -> PathBuf {
-    let c = TestCluster::builder(1)
-        .bin(reference_etcd_bin())
-        .start()
-        .await;
+    snapshot_of(reference_etcd_bin(), dir).await.0
+}
+
+/// [`real_snapshot`] of a member running `bin`; also the lease's id.
+async fn snapshot_of(bin: PathBuf, dir: &Path) -> (PathBuf, String) {
+    let c = TestCluster::builder(1).bin(bin).start().await;
     let ep = vec![c.endpoint()];
     for v in ["bar1", "bar2", "bar3"] {
         ok(&etcdctl(&ep, &["put", "foo", v], None));
@@ -65,13 +67,13 @@ async fn real_snapshot(dir: &Path) -> PathBuf {
         None,
     ));
     ok(&etcdctl(&ep, &["compact", "3"], None));
-    let path = dir.join("real.db");
+    let path = dir.join("saved.db");
     ok(&etcdctl(
         &ep,
         &["snapshot", "save", path.to_str().unwrap()],
         None,
     ));
-    path
+    (path, lease)
 }
 
 /// A tool's answer: exit code, standard output and error.
@@ -196,85 +198,110 @@ async fn real_etcd_reads_and_restores_what_our_writer_wrote() {
         };
         assert_eq!(fields(status(&ours)), fields(status(&snap)));
 
-        let ports = free_ports(2);
-        let peer = format!("http://127.0.0.1:{}", ports[1]);
-        let client = format!("http://127.0.0.1:{}", ports[0]);
-        let data_dir = dir.path().join("restored");
-        let cluster = format!("r={peer}");
-        std_ok(
-            Command::new(etcdctl_bin())
-                .args(["snapshot", "restore", ours.to_str().unwrap(), "--name", "r"])
-                .args([
-                    "--initial-cluster",
-                    &cluster,
-                    "--initial-advertise-peer-urls",
-                    &peer,
-                ])
-                .arg("--data-dir")
-                .arg(&data_dir)
-                .env("ETCDCTL_API", "3")
-                .output()
-                .unwrap(),
+        let _etcd = restore_with_real_etcd(&ours, dir.path()).await;
+    })
+    .await;
+}
+
+/// Restores `snap` with the real etcdctl into a data dir under `dir`,
+/// starts real etcd on it and checks it serves the keys of
+/// [`snapshot_of`] with their revisions and versions, compacted at 3; the
+/// running etcd and its client URL.
+async fn restore_with_real_etcd(snap: &Path, dir: &Path) -> (Restored, Vec<String>) {
+    let ports = free_ports(2);
+    let peer = format!("http://127.0.0.1:{}", ports[1]);
+    let client = format!("http://127.0.0.1:{}", ports[0]);
+    let data_dir = dir.join("restored");
+    let cluster = format!("r={peer}");
+    std_ok(
+        Command::new(etcdctl_bin())
+            .args(["snapshot", "restore", snap.to_str().unwrap(), "--name", "r"])
+            .args([
+                "--initial-cluster",
+                &cluster,
+                "--initial-advertise-peer-urls",
+                &peer,
+            ])
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .env("ETCDCTL_API", "3")
+            .output()
+            .unwrap(),
+    );
+    let log = std::fs::File::create(dir.join("restored.log")).unwrap();
+    let etcd = Restored(
+        Command::new(reference_etcd_bin())
+            .args(["--name", "r", "--listen-client-urls", &client])
+            .args([
+                "--advertise-client-urls",
+                &client,
+                "--listen-peer-urls",
+                &peer,
+            ])
+            .args([
+                "--initial-advertise-peer-urls",
+                &peer,
+                "--initial-cluster",
+                &cluster,
+            ])
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap(),
+    );
+    let ep = vec![client];
+    let started = Instant::now();
+    let got = loop {
+        let o = etcdctl(&ep, &["get", "", "--prefix", "-w", "json"], None);
+        if o.code == 0 {
+            break o.stdout;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "restored etcd never served"
         );
-        let log = std::fs::File::create(dir.path().join("restored.log")).unwrap();
-        let _etcd = Restored(
-            Command::new(reference_etcd_bin())
-                .args(["--name", "r", "--listen-client-urls", &client])
-                .args([
-                    "--advertise-client-urls",
-                    &client,
-                    "--listen-peer-urls",
-                    &peer,
-                ])
-                .args([
-                    "--initial-advertise-peer-urls",
-                    &peer,
-                    "--initial-cluster",
-                    &cluster,
-                ])
-                .arg("--data-dir")
-                .arg(&data_dir)
-                .stdout(Stdio::from(log.try_clone().unwrap()))
-                .stderr(Stdio::from(log))
-                .spawn()
-                .unwrap(),
-        );
-        let ep = vec![client];
-        let started = Instant::now();
-        let got = loop {
-            let o = etcdctl(&ep, &["get", "", "--prefix", "-w", "json"], None);
-            if o.code == 0 {
-                break o.stdout;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "restored etcd never served"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        };
-        let v: serde_json::Value = serde_json::from_str(&got).unwrap();
-        let kvs: Vec<(String, i64, i64, i64)> = v["kvs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|kv| {
-                let key = kv["key"].as_str().unwrap().to_string();
-                let n = |f: &str| kv[f].as_i64().unwrap_or(0);
-                (key, n("create_revision"), n("mod_revision"), n("version"))
-            })
-            .collect();
-        // base64 keys: baz, foo, leased.
-        assert_eq!(
-            kvs,
-            vec![
-                ("YmF6".to_string(), 5, 5, 1),
-                ("Zm9v".to_string(), 2, 4, 3),
-                ("bGVhc2Vk".to_string(), 6, 6, 1),
-            ]
-        );
-        // Compacted at 3, as the snapshot was.
-        let old = etcdctl(&ep, &["get", "foo", "--rev", "2"], None);
-        assert!(old.code != 0 && old.stderr.contains("compacted"), "{old:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let v: serde_json::Value = serde_json::from_str(&got).unwrap();
+    let kvs: Vec<(String, i64, i64, i64)> = v["kvs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|kv| {
+            let key = kv["key"].as_str().unwrap().to_string();
+            let n = |f: &str| kv[f].as_i64().unwrap_or(0);
+            (key, n("create_revision"), n("mod_revision"), n("version"))
+        })
+        .collect();
+    // base64 keys: baz, foo, leased.
+    assert_eq!(
+        kvs,
+        vec![
+            ("YmF6".to_string(), 5, 5, 1),
+            ("Zm9v".to_string(), 2, 4, 3),
+            ("bGVhc2Vk".to_string(), 6, 6, 1),
+        ]
+    );
+    // Compacted at 3, as the snapshot was.
+    let old = etcdctl(&ep, &["get", "foo", "--rev", "2"], None);
+    assert!(old.code != 0 && old.stderr.contains("compacted"), "{old:?}");
+    (etcd, ep)
+}
+
+#[tokio::test]
+async fn real_etcd_restores_a_snapshot_of_etcd_rs() {
+    within(LIMIT, async {
+        let dir = tempfile::tempdir().unwrap();
+        let (snap, lease) = snapshot_of(etcd_bin(), dir.path()).await;
+        let (_etcd, ep) = restore_with_real_etcd(&snap, dir.path()).await;
+        let leases = ok(&etcdctl(&ep, &["lease", "list"], None));
+        assert!(leases.contains(&lease), "{leases}");
+        let kept = ok(&etcdctl(&ep, &["get", "leased", "-w", "json"], None));
+        let v: serde_json::Value = serde_json::from_str(&kept).unwrap();
+        let id = i64::from_str_radix(&lease, 16).unwrap();
+        assert_eq!(v["kvs"][0]["lease"].as_i64(), Some(id), "{kept}");
     })
     .await;
 }

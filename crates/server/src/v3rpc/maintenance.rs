@@ -21,7 +21,6 @@ use api::etcdserverpb::{
     StatusResponse,
 };
 use futures::Stream;
-use storage::Backend;
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
 
@@ -31,8 +30,6 @@ use crate::rpctypes::EtcdError;
 
 /// Bytes per snapshot message (etcd's chunk size).
 const SNAPSHOT_CHUNK_BYTES: usize = 32 * 1024;
-/// Bytes of entries copied per backend transaction while making a snapshot.
-const SNAPSHOT_COPY_BATCH_BYTES: usize = 4 * 1024 * 1024;
 /// The Maintenance service on a member.
 pub struct MaintenanceService {
     server: Arc<EtcdServer>,
@@ -152,9 +149,8 @@ impl Maintenance for MaintenanceService {
         let path = s.snapshot_copy_path();
         let (tx, rx) = mpsc::channel(8);
         tokio::task::spawn_blocking(move || {
-            let header = s.header(s.store.current_revision());
             let result = copy_backend(&s, &path)
-                .and_then(|size| stream_file(&path, size, header, &tx).map_err(|e| e.to_string()));
+                .and_then(|size| stream_file(&path, size, &tx).map_err(|e| e.to_string()));
             let _ = std::fs::remove_file(&path);
             if let Err(e) = result {
                 let _ = tx.blocking_send(Err(Status::internal(format!(
@@ -190,40 +186,22 @@ impl Maintenance for MaintenanceService {
     }
 }
 
-/// Copies the backend, from one consistent read, into a new redb file at
-/// `path`; returns its size in bytes.
+/// Writes the backend, from one consistent read, into a new file at
+/// `path` as a bbolt file in etcd's layout (`storage::snapshot::etcd`);
+/// returns its size in bytes.
 fn copy_backend(s: &EtcdServer, path: &PathBuf) -> Result<u64, String> {
-    let copy = Backend::open(path).map_err(|e| e.to_string())?;
-    let mut batch: Vec<(String, Vec<u8>, Vec<u8>)> = Vec::new();
-    let mut bytes = 0;
-    s.store
-        .export(
-            |_, _| Ok::<_, EtcdError>(()),
-            |table, k, v| {
-                bytes += k.len() + v.len();
-                batch.push((table.to_string(), k.to_vec(), v.to_vec()));
-                if bytes >= SNAPSHOT_COPY_BATCH_BYTES {
-                    copy.write_entries(&std::mem::take(&mut batch), false)
-                        .map_err(|e| EtcdError::Internal(e.to_string()))?;
-                    bytes = 0;
-                }
-                Ok(())
-            },
-        )
+    let file = std::fs::File::create(path).map_err(|e| e.to_string())?;
+    let (file, size) = storage::snapshot::etcd::write_backend(s.store.backend(), file)
         .map_err(|e| e.to_string())?;
-    copy.write_entries(&batch, true)
-        .map_err(|e| e.to_string())?;
-    drop(copy);
-    std::fs::metadata(path)
-        .map(|m| m.len())
-        .map_err(|e| e.to_string())
+    file.sync_all().map_err(|e| e.to_string())?;
+    Ok(size)
 }
 
-/// Sends the file at `path` (`size` bytes) as snapshot messages.
+/// Sends the file at `path` (`size` bytes) as snapshot messages, then
+/// its SHA-256 as the last one; as etcd's, they carry no header.
 fn stream_file(
     path: &PathBuf,
     size: u64,
-    header: api::etcdserverpb::ResponseHeader,
     tx: &mpsc::Sender<Result<SnapshotResponse, Status>>,
 ) -> std::io::Result<()> {
     use sha2::Digest;
@@ -241,7 +219,7 @@ fn stream_file(
         };
         left = left.saturating_sub(blob.len() as u64);
         let msg = SnapshotResponse {
-            header: Some(header),
+            header: None,
             remaining_bytes: left,
             blob,
         };

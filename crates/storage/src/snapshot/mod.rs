@@ -6,6 +6,7 @@
 //! layout is in `FORMAT.md`.
 
 pub mod bbolt;
+pub mod etcd;
 
 use std::path::Path;
 
