@@ -10,6 +10,8 @@
 //! - `snapshot status FILE`: the hash, revision, rows and size of a
 //!   snapshot (or backend) file in etcd's format, `-w simple|json|table|fields`
 //!   (`etcdutl::snapshot`).
+//! - `snapshot restore FILE`: a new data dir from a snapshot of etcd or
+//!   etcd-rs, with etcdutl 3.5's flags (`etcdutl::snapshot::RestoreArgs`).
 //! - `version`: etcdutl's and the API's version.
 
 use std::path::{Path, PathBuf};
@@ -62,12 +64,14 @@ enum SnapshotCommand {
         /// The snapshot file.
         files: Vec<PathBuf>,
     },
+    /// Restores an etcd member snapshot to an etcd directory
+    Restore(snapshot::RestoreArgs),
 }
 
 /// The API version etcdutl 3.5 reports.
 const API_VERSION: &str = "3.5";
 
-use etcdutl::{exit, snapshot, Failure};
+use etcdutl::{exit, snapshot};
 
 fn main() {
     let cmd = <Cli as clap::CommandFactory>::command();
@@ -86,10 +90,14 @@ fn main() {
                 std::process::exit(exit::ERROR);
             }
         }
-        Command::Snapshot {
-            command: SnapshotCommand::Status { files },
-        } => {
-            if let Err(f) = snapshot_status(&files, &cli.write_out) {
+        Command::Snapshot { command } => {
+            let done = match command {
+                SnapshotCommand::Status { files } => {
+                    snapshot::status_command(&files, &cli.write_out).map(|out| print!("{out}"))
+                }
+                SnapshotCommand::Restore(args) => snapshot::restore_command(&args),
+            };
+            if let Err(f) = done {
                 eprintln!("Error: {}", f.message);
                 std::process::exit(f.code);
             }
@@ -153,18 +161,4 @@ fn defrag(data_dir: &Path) -> Result<(), String> {
         }
     };
     backend.defragment().map(|_| ()).map_err(|e| e.to_string())
-}
-
-/// `snapshot status FILE`, printed in `format`.
-fn snapshot_status(files: &[PathBuf], format: &str) -> Result<(), Failure> {
-    let [file] = files else {
-        return Err(Failure::new(
-            exit::BAD_ARGS,
-            "snapshot status requires exactly one argument",
-        ));
-    };
-    let format = snapshot::Format::parse(format)?;
-    let status = snapshot::status(file)?;
-    print!("{}", snapshot::render_status(&status, format)?);
-    Ok(())
 }

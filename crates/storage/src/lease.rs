@@ -19,7 +19,9 @@ pub struct LeaseRecord {
     pub remaining_ttl: i64,
 }
 
-fn encode(ttl: i64, remaining_ttl: i64) -> Vec<u8> {
+/// The stored value of a lease granted `ttl` seconds with `remaining_ttl`
+/// left at its last persisted checkpoint (0: none).
+pub(crate) fn encode(ttl: i64, remaining_ttl: i64) -> Vec<u8> {
     let mut v = ttl.to_be_bytes().to_vec();
     if remaining_ttl > 0 {
         v.extend_from_slice(&remaining_ttl.to_be_bytes());

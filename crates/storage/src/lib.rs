@@ -7,6 +7,8 @@
 //!   the in-memory key index, ranges at any retained revision, compaction.
 //! - [`wal`]: the write-ahead log of raft entries and hard state, in
 //!   segmented, checksummed, preallocated files with group-commit fsync.
+//! - [`bootstrap`]: the initial membership from the flags, and the member
+//!   and cluster ids etcd computes.
 //! - [`snap`]: raft snapshot records, after which the log may start.
 //! - [`snapshot`]: snapshot files in etcd's format (a bbolt image and its
 //!   SHA-256), read and written without bbolt itself.
@@ -20,6 +22,7 @@
 pub mod alarm;
 pub mod auth;
 pub mod backend;
+pub mod bootstrap;
 pub mod cluster;
 pub mod failpoint;
 pub mod lease;

@@ -42,6 +42,22 @@ pub struct ClusterBuilder {
     /// Peer ports to advertise, one per member, and who is told where the
     /// members listen.
     advertised_peers: Option<(Vec<u16>, PeerListen)>,
+    /// Run on each member before it first starts.
+    prepare: Option<Prepare>,
+}
+
+/// What [`ClusterBuilder::prepare`] runs on each member before it first
+/// starts: with the member, the `--initial-cluster` and the cluster token.
+#[derive(Clone)]
+pub struct Prepare(Arc<PrepareFn>);
+
+/// What [`Prepare`] calls.
+type PrepareFn = dyn Fn(&Member, &str, &str) + Send + Sync;
+
+impl std::fmt::Debug for Prepare {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Prepare")
+    }
 }
 
 /// Told, before the members of each start attempt run, the peer port each
@@ -91,6 +107,14 @@ impl ClusterBuilder {
     /// Configures members through `bootstrap` instead of flags.
     pub fn bootstrap(mut self, bootstrap: Bootstrap) -> Self {
         self.bootstrap = bootstrap;
+        self
+    }
+
+    /// Runs `f` on each member before it first starts, with the member,
+    /// the `--initial-cluster` flag and the cluster token: to fill its
+    /// data dir (`Member::data_dir`), e.g. with `etcdutl snapshot restore`.
+    pub fn prepare(mut self, f: impl Fn(&Member, &str, &str) + Send + Sync + 'static) -> Self {
+        self.prepare = Some(Prepare(Arc::new(f)));
         self
     }
 
@@ -175,6 +199,9 @@ impl ClusterBuilder {
                     m.set_flag("--initial-advertise-peer-urls", &peer_url(*adv));
                 }
                 m.bootstrap = self.bootstrap;
+                if let Some(Prepare(f)) = &self.prepare {
+                    f(m, &initial_cluster, &token);
+                }
                 m.spawn();
             }
             let deadline = Instant::now() + READY_LIMIT;
@@ -242,6 +269,7 @@ impl TestCluster {
             flags: Vec::new(),
             tls: TlsUrls::default(),
             advertised_peers: None,
+            prepare: None,
         }
     }
 

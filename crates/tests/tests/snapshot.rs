@@ -13,12 +13,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use etcd_rs_tests::bins::{etcd_bin, etcdctl_bin, etcdutl_bin, reference_etcd_bin};
 use etcd_rs_tests::cluster::free_ports;
 use etcd_rs_tests::etcdctl::etcdctl;
-use etcd_rs_tests::{within, Output, TestCluster};
+use etcd_rs_tests::{within, Member, Output, TestCluster};
 use sha2::{Digest, Sha256};
 use storage::snapshot::bbolt::{Bolt, Writer};
 
@@ -264,7 +265,15 @@ async fn restore_with_real_etcd(snap: &Path, dir: &Path) -> (Restored, Vec<Strin
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    let v: serde_json::Value = serde_json::from_str(&got).unwrap();
+    assert_serves_snapshot(&got, &ep);
+    (etcd, ep)
+}
+
+/// Checks that the `get "" --prefix -w json` answer `got` of the member at
+/// `ep` holds the keys of [`snapshot_of`] with their revisions and
+/// versions, and that revision 2 is compacted there.
+fn assert_serves_snapshot(got: &str, ep: &[String]) {
+    let v: serde_json::Value = serde_json::from_str(got).unwrap();
     let kvs: Vec<(String, i64, i64, i64)> = v["kvs"]
         .as_array()
         .unwrap()
@@ -285,9 +294,8 @@ async fn restore_with_real_etcd(snap: &Path, dir: &Path) -> (Restored, Vec<Strin
         ]
     );
     // Compacted at 3, as the snapshot was.
-    let old = etcdctl(&ep, &["get", "foo", "--rev", "2"], None);
+    let old = etcdctl(ep, &["get", "foo", "--rev", "2"], None);
     assert!(old.code != 0 && old.stderr.contains("compacted"), "{old:?}");
-    (etcd, ep)
 }
 
 #[tokio::test]
@@ -302,6 +310,226 @@ async fn real_etcd_restores_a_snapshot_of_etcd_rs() {
         let v: serde_json::Value = serde_json::from_str(&kept).unwrap();
         let id = i64::from_str_radix(&lease, 16).unwrap();
         assert_eq!(v["kvs"][0]["lease"].as_i64(), Some(id), "{kept}");
+    })
+    .await;
+}
+
+/// A [`TestCluster`] preparation: `etcdutl snapshot restore` of `snap`
+/// into the member's data dir with its name, URLs and the cluster's flags,
+/// plus `extra`; records the `--initial-cluster` and token in `flags`.
+fn restore_into(
+    snap: &Path,
+    extra: &[&str],
+    flags: Arc<Mutex<(String, String)>>,
+) -> impl Fn(&Member, &str, &str) + Send + Sync + 'static {
+    let snap = snap.to_path_buf();
+    let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+    move |m, cluster, token| {
+        *flags.lock().unwrap() = (cluster.to_string(), token.to_string());
+        std_ok(
+            Command::new(etcdutl_bin())
+                .args(["snapshot", "restore"])
+                .arg(&snap)
+                .args(["--name", m.name(), "--initial-cluster", cluster])
+                .args(["--initial-cluster-token", token])
+                .args(["--initial-advertise-peer-urls", &m.peer_url()])
+                .arg("--data-dir")
+                .arg(m.data_dir())
+                .args(&extra)
+                .output()
+                .unwrap(),
+        );
+    }
+}
+
+/// The member ids real etcd's `snapshot restore` gives a cluster
+/// restored with `cluster` and `token`: the members of the v2 store in
+/// the `.snap` file it writes (3.4 keeps the new membership there, not in
+/// the backend).
+fn ids_real_etcd_gives(snap: &Path, cluster: &str, token: &str, dir: &Path) -> Vec<String> {
+    let first = storage::bootstrap::parse_initial_cluster(cluster).unwrap()[0].clone();
+    let data_dir = dir.join("real-restore");
+    std_ok(
+        Command::new(etcdctl_bin())
+            .args([
+                "snapshot",
+                "restore",
+                snap.to_str().unwrap(),
+                "--name",
+                &first.name,
+            ])
+            .args([
+                "--initial-cluster",
+                cluster,
+                "--initial-cluster-token",
+                token,
+            ])
+            .args(["--initial-advertise-peer-urls", &first.peer_urls.join(",")])
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .env("ETCDCTL_API", "3")
+            .output()
+            .unwrap(),
+    );
+    let member = regex::Regex::new(r"/0/members/([0-9a-f]{1,16})/").unwrap();
+    let mut ids = std::collections::BTreeSet::new();
+    for f in std::fs::read_dir(data_dir.join("member/snap")).unwrap() {
+        let path = f.unwrap().path();
+        if path.extension().is_some_and(|e| e == "snap") {
+            let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned();
+            ids.extend(member.captures_iter(&text).map(|c| c[1].to_string()));
+        }
+    }
+    ids.into_iter().collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_snapshot_restores_into_a_three_member_cluster() {
+    within(LIMIT, async {
+        let dir = tempfile::tempdir().unwrap();
+        let (snap, lease) = snapshot_of(reference_etcd_bin(), dir.path()).await;
+        let flags = Arc::new(Mutex::new(Default::default()));
+        let c = TestCluster::builder(3)
+            .prepare(restore_into(&snap, &[], flags.clone()))
+            .start()
+            .await;
+        c.wait_for_leader(&[0, 1, 2]);
+        for i in 0..3 {
+            let ep = vec![c.member(i).endpoint()];
+            let got = ok(&etcdctl(&ep, &["get", "", "--prefix", "-w", "json"], None));
+            assert_serves_snapshot(&got, &ep);
+            let leases = ok(&etcdctl(&ep, &["lease", "list"], None));
+            assert!(leases.contains(&lease), "member {i}: {leases}");
+        }
+        let listed = ok(&c.etcdctl(&["member", "list", "-w", "json"]));
+        let v: serde_json::Value = serde_json::from_str(&listed).unwrap();
+        let mut ours: Vec<String> = v["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| format!("{:x}", m["ID"].as_u64().unwrap()))
+            .collect();
+        ours.sort();
+        let (cluster, token) = flags.lock().unwrap().clone();
+        let mut theirs = ids_real_etcd_gives(&snap, &cluster, &token, dir.path());
+        theirs.sort();
+        assert_eq!(ours, theirs, "member ids");
+        // The restored cluster takes writes.
+        ok(&c.etcdctl(&["put", "after", "restore"]));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn etcd_rs_restores_its_own_snapshot_with_a_bumped_revision() {
+    within(LIMIT, async {
+        let dir = tempfile::tempdir().unwrap();
+        let (snap, _) = snapshot_of(etcd_bin(), dir.path()).await;
+        let flags = Arc::new(Mutex::new(Default::default()));
+        let bump = ["--bump-revision", "1000", "--mark-compacted"];
+        let c = TestCluster::builder(1)
+            .prepare(restore_into(&snap, &bump, flags))
+            .start()
+            .await;
+        let ep = vec![c.endpoint()];
+        let got = ok(&etcdctl(&ep, &["get", "foo", "-w", "json"], None));
+        let v: serde_json::Value = serde_json::from_str(&got).unwrap();
+        assert_eq!(v["header"]["revision"].as_i64(), Some(1006), "{got}");
+        assert_eq!(v["kvs"][0]["mod_revision"].as_i64(), Some(4), "{got}");
+        let old = etcdctl(&ep, &["get", "foo", "--rev", "5"], None);
+        assert!(old.code != 0 && old.stderr.contains("compacted"), "{old:?}");
+        let put = ok(&etcdctl(&ep, &["put", "next", "v", "-w", "json"], None));
+        let v: serde_json::Value = serde_json::from_str(&put).unwrap();
+        assert_eq!(v["header"]["revision"].as_i64(), Some(1007), "{put}");
+    })
+    .await;
+}
+
+/// `etcdutl snapshot restore FILE ARGS`: exit code and standard error.
+fn restore(file: &Path, args: &[&str]) -> (i32, String) {
+    let (code, _, err) = run(
+        &etcdutl_bin(),
+        &[&["snapshot", "restore", file.to_str().unwrap()], args].concat(),
+    );
+    (code, err)
+}
+
+#[tokio::test]
+async fn restore_refuses_bad_input_and_writes_nothing() {
+    within(LIMIT, async {
+        let dir = tempfile::tempdir().unwrap();
+        let snap = real_snapshot(dir.path()).await;
+        let data = std::fs::read(&snap).unwrap();
+        let out = dir.path().join("out");
+        let out_s = out.to_str().unwrap();
+        let (code, err) = restore(&snap, &["--data-dir", out_s, "--bump-revision", "5"]);
+        assert_eq!(code, 128, "{err}");
+        assert!(
+            err.contains("--mark-compacted required if --revision-bump > 0"),
+            "{err}"
+        );
+        let (code, err) = restore(&snap, &["--data-dir", out_s, "--name", "nobody"]);
+        assert_eq!(code, 1, "{err}");
+        assert!(err.contains("couldn't find local name \"nobody\""), "{err}");
+
+        let mut flipped = data.clone();
+        flipped[3 * 4096] ^= 1;
+        let bad = dir.path().join("flipped.db");
+        std::fs::write(&bad, &flipped).unwrap();
+        let (code, err) = restore(&bad, &["--data-dir", out_s]);
+        assert_eq!(code, 1, "{err}");
+        assert!(err.contains("Error: expected sha256 ["), "{err}");
+
+        let bare = dir.path().join("bare.db");
+        std::fs::write(&bare, &data[..data.len() - 32]).unwrap();
+        let (code, err) = restore(&bare, &["--data-dir", out_s]);
+        assert!(
+            code == 1 && err.contains("snapshot missing hash but --skip-hash-check=false"),
+            "{err}"
+        );
+
+        let text = dir.path().join("text.db");
+        std::fs::write(&text, b"not a snapshot\n".repeat(1000)).unwrap();
+        let (code, err) = restore(&text, &["--data-dir", out_s, "--skip-hash-check"]);
+        assert!(code == 1 && err.contains("invalid database"), "{err}");
+        assert!(!out.exists(), "a refused restore left {out_s}");
+
+        // Into a data dir in use, or beside a WAL dir that exists: refused,
+        // and what was there is untouched.
+        std::fs::create_dir_all(&out).unwrap();
+        std::fs::write(out.join("keep"), b"mine").unwrap();
+        let (code, err) = restore(&snap, &["--data-dir", out_s]);
+        assert_eq!(code, 1, "{err}");
+        assert!(
+            err.contains(&format!(
+                "data-dir {out_s:?} not empty or could not be read"
+            )),
+            "{err}"
+        );
+        assert_eq!(std::fs::read(out.join("keep")).unwrap(), b"mine");
+        let wal = dir.path().join("wal");
+        std::fs::create_dir_all(&wal).unwrap();
+        let fresh = dir.path().join("fresh");
+        let args = [
+            "--data-dir",
+            fresh.to_str().unwrap(),
+            "--wal-dir",
+            wal.to_str().unwrap(),
+        ];
+        let (code, err) = restore(&snap, &args);
+        assert!(
+            code == 1 && err.contains(&format!("wal-dir {:?} exists", wal.to_str().unwrap())),
+            "{err}"
+        );
+        assert!(!fresh.exists());
+
+        // A file copied from a data dir has no hash: restored with the flag.
+        let (code, err) = restore(
+            &bare,
+            &["--data-dir", fresh.to_str().unwrap(), "--skip-hash-check"],
+        );
+        assert_eq!(code, 0, "{err}");
+        assert!(fresh.join("member/snap/db").exists() && fresh.join("member/wal").exists());
     })
     .await;
 }

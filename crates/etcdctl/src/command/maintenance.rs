@@ -99,13 +99,36 @@ pub enum SnapshotCommand {
         /// the file
         args: Vec<String>,
     },
+    /// [deprecated] Gets backend snapshot status of a given file
+    Status {
+        /// the file
+        files: Vec<std::path::PathBuf>,
+    },
+    /// [deprecated] Restores an etcd member snapshot to an etcd directory
+    Restore(etcdutl::snapshot::RestoreArgs),
 }
 
 /// `snapshot save <file>`: streams the member's backend into
-/// `<file>.part`, then renames it.
+/// `<file>.part`, then renames it. `status` and `restore` are etcdutl's,
+/// after etcdctl 3.5's deprecation notice.
 pub async fn snapshot(g: &GlobalFlags, cmd: &SnapshotCommand) -> Result<(), CtlError> {
-    let SnapshotCommand::Save { args } = cmd;
-    let [path] = args.as_slice() else {
+    let forwarded = match cmd {
+        SnapshotCommand::Save { args } => return save_command(g, args).await,
+        SnapshotCommand::Status { files } => {
+            eprint!("Deprecated: Use `etcdutl snapshot status` instead.\n\n");
+            etcdutl::snapshot::status_command(files, &g.write_out).map(|out| print!("{out}"))
+        }
+        SnapshotCommand::Restore(args) => {
+            eprint!("Deprecated: Use `etcdutl snapshot restore` instead.\n\n");
+            etcdutl::snapshot::restore_command(args)
+        }
+    };
+    forwarded.map_err(|f| CtlError::new(f.code, f.message))
+}
+
+/// `snapshot save <file>`.
+async fn save_command(g: &GlobalFlags, args: &[String]) -> Result<(), CtlError> {
+    let [path] = args else {
         return Err(CtlError::new(
             EXIT_BAD_ARGS,
             "snapshot save expects one argument",

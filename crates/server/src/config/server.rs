@@ -10,14 +10,7 @@ use super::{auto_compaction, AutoCompaction, Config, ConfigError};
 use crate::listener::ListenUrl;
 use crate::tls::{Settings as TlsSettings, TlsInfo};
 
-/// One member of the initial cluster: its name and peer URLs.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct InitialMember {
-    /// The member's `--name`.
-    pub name: String,
-    /// Its peer URLs, as given.
-    pub peer_urls: Vec<String>,
-}
+pub use storage::bootstrap::InitialMember;
 
 /// The configuration after validation: what the member runs with.
 #[derive(Clone, Debug)]
@@ -160,24 +153,9 @@ fn positive_duration(s: &str) -> Option<Duration> {
     humantime::parse_duration(s).ok().filter(|d| !d.is_zero())
 }
 
-/// Parses `name=url,name=url` into members, URLs of one name grouped.
+/// Parses `name=url,name=url` into members (`storage::bootstrap`).
 pub fn parse_initial_cluster(s: &str) -> Result<Vec<InitialMember>, ConfigError> {
-    let mut out: Vec<InitialMember> = Vec::new();
-    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (name, url) = part.split_once('=').ok_or_else(|| {
-            ConfigError(format!(
-                "invalid initial cluster entry {part:?}: must be name=URL"
-            ))
-        })?;
-        match out.iter_mut().find(|m| m.name == name) {
-            Some(m) => m.peer_urls.push(url.to_string()),
-            None => out.push(InitialMember {
-                name: name.to_string(),
-                peer_urls: vec![url.to_string()],
-            }),
-        }
-    }
-    Ok(out)
+    storage::bootstrap::parse_initial_cluster(s).map_err(ConfigError)
 }
 
 impl Config {
@@ -270,30 +248,10 @@ impl Config {
         // As etcd's verifyLocalMember, only when bootstrapping or joining:
         // a restarted member has its membership in its data (and may have
         // moved to new peer URLs with `member update`).
-        let me = initial_cluster.iter().find(|m| m.name == self.name);
         let bootstrapping = !storage::wal::Wal::exists(&wal_dir);
-        match me {
-            _ if !bootstrapping => {}
-            None => {
-                return Err(ConfigError(format!(
-                    "couldn't find local name {:?} in the initial cluster configuration",
-                    self.name
-                )))
-            }
-            Some(m) => {
-                let mut a = m.peer_urls.clone();
-                let mut b = peer_urls.clone();
-                a.sort();
-                b.sort();
-                if a != b {
-                    return Err(ConfigError(format!(
-                        "--initial-cluster has {}={} but missing from --initial-advertise-peer-urls={} ",
-                        m.name,
-                        m.peer_urls.join(","),
-                        peer_urls.join(",")
-                    )));
-                }
-            }
+        if bootstrapping {
+            storage::bootstrap::verify_local_member(&self.name, &peer_urls, &initial_cluster)
+                .map_err(ConfigError)?;
         }
         if self.heartbeat_interval == 0 || self.election_timeout < 5 * self.heartbeat_interval {
             return Err(ConfigError(format!(

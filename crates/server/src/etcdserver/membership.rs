@@ -2,12 +2,8 @@
 //! ids removed for good, their persistence in the backend, and the checks
 //! a configuration change must pass.
 //!
-//! A member id is the first 8 bytes (big-endian) of the SHA-1 of the
-//! member's sorted peer URLs joined with nothing, followed by the cluster
-//! token (bootstrap) or the Unix time in seconds (`member add`); the
-//! cluster id is the same over the sorted member ids as 8-byte big-endian
-//! numbers. So the ids of a cluster bootstrapped with the same flags are
-//! the same as etcd's, and stable across restarts.
+//! Member and cluster ids are computed as etcd computes them
+//! (`storage::bootstrap`), so they are etcd's and stable across restarts.
 //!
 //! Members are kept in the backend's `members` table as JSON, removed ids
 //! in `members_removed`, both written by the apply stage in the
@@ -21,7 +17,6 @@ use std::sync::RwLock;
 
 use raft::prelude::{ConfChangeSingle, ConfChangeType, ConfChangeV2};
 use serde::{Deserialize, Serialize};
-use sha1::{Digest, Sha1};
 use storage::members::MemberTables;
 use storage::Backend;
 
@@ -102,35 +97,7 @@ impl ConfChangeContext {
     }
 }
 
-fn sha1_u64(bytes: &[u8]) -> u64 {
-    let digest = Sha1::digest(bytes);
-    u64::from_be_bytes(digest[..8].try_into().expect("sha1 has 20 bytes"))
-}
-
-/// The id etcd gives a member with these peer URLs in a cluster bootstrapped
-/// with `token` (etcd's `computeMemberId` without a timestamp).
-pub fn compute_member_id(peer_urls: &[String], token: &str) -> u64 {
-    let mut urls = peer_urls.to_vec();
-    urls.sort();
-    let mut b = urls.concat().into_bytes();
-    b.extend_from_slice(token.as_bytes());
-    sha1_u64(&b)
-}
-
-/// The id etcd gives a member added at run time at `unix_secs` (etcd's
-/// `NewMember` with no cluster name and the current time).
-pub fn new_member_id(peer_urls: &[String], unix_secs: u64) -> u64 {
-    compute_member_id(peer_urls, &unix_secs.to_string())
-}
-
-/// The cluster id of a cluster bootstrapped with these members (etcd's
-/// `RaftCluster.genID`).
-pub fn compute_cluster_id(member_ids: &[u64]) -> u64 {
-    let mut ids = member_ids.to_vec();
-    ids.sort_unstable();
-    let b: Vec<u8> = ids.iter().flat_map(|id| id.to_be_bytes()).collect();
-    sha1_u64(&b)
-}
+pub use storage::bootstrap::{compute_cluster_id, compute_member_id, new_member_id};
 
 #[derive(Default)]
 struct State {

@@ -20,20 +20,9 @@ use prost::Message;
 use redb::{ReadableTable, TableHandle};
 
 use super::bbolt::Writer;
-use super::SnapshotError;
+use super::{LeasePb, SnapshotError};
 use crate::backend::{Backend, TABLES};
 use crate::members::Member;
-
-/// etcd's `leasepb.Lease`.
-#[derive(Clone, PartialEq, Message)]
-struct LeasePb {
-    #[prost(int64, tag = "1")]
-    id: i64,
-    #[prost(int64, tag = "2")]
-    ttl: i64,
-    #[prost(int64, tag = "3")]
-    remaining_ttl: i64,
-}
 
 /// The `meta` keys whose values are revisions.
 const COMPACT_REVS: [&[u8]; 2] = [b"scheduledCompactRev", b"finishedCompactRev"];

@@ -7,10 +7,22 @@
 
 pub mod bbolt;
 pub mod etcd;
+pub mod restore;
 
 use std::path::Path;
 
 use bbolt::{Bolt, BoltError};
+
+/// etcd's `leasepb.Lease`, as its `lease` bucket holds leases.
+#[derive(Clone, PartialEq, prost::Message)]
+pub(crate) struct LeasePb {
+    #[prost(int64, tag = "1")]
+    pub id: i64,
+    #[prost(int64, tag = "2")]
+    pub ttl: i64,
+    #[prost(int64, tag = "3")]
+    pub remaining_ttl: i64,
+}
 
 /// Bytes of the SHA-256 trailer.
 pub const HASH_BYTES: usize = 32;
