@@ -91,18 +91,24 @@ fn run(bin: &Path, args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// Our `etcdutl snapshot status` of `snap` prints what the real etcdctl
+/// prints, in every format.
+fn assert_status_as_etcdctl(snap: &Path) {
+    let file = snap.to_str().unwrap();
+    for w in ["simple", "json", "table", "fields", "protobuf"] {
+        let args = ["snapshot", "status", file, "-w", w];
+        let theirs = run(&etcdctl_bin(), &args);
+        let ours = run(&etcdutl_bin(), &args);
+        assert_eq!(ours, theirs, "snapshot status -w {w}");
+    }
+}
+
 #[tokio::test]
 async fn status_reads_a_real_snapshot_as_etcdctl_does() {
     within(LIMIT, async {
         let dir = tempfile::tempdir().unwrap();
         let snap = real_snapshot(dir.path()).await;
-        let file = snap.to_str().unwrap();
-        for w in ["simple", "json", "table", "fields", "protobuf"] {
-            let args = ["snapshot", "status", file, "-w", w];
-            let theirs = run(&etcdctl_bin(), &args);
-            let ours = run(&etcdutl_bin(), &args);
-            assert_eq!(ours, theirs, "snapshot status -w {w}");
-        }
+        assert_status_as_etcdctl(&snap);
         let missing = dir.path().join("missing.db");
         let args = ["snapshot", "status", missing.to_str().unwrap()];
         assert_eq!(run(&etcdutl_bin(), &args), run(&etcdctl_bin(), &args));
@@ -303,6 +309,7 @@ async fn real_etcd_restores_a_snapshot_of_etcd_rs() {
     within(LIMIT, async {
         let dir = tempfile::tempdir().unwrap();
         let (snap, lease) = snapshot_of(etcd_bin(), dir.path()).await;
+        assert_status_as_etcdctl(&snap);
         let (_etcd, ep) = restore_with_real_etcd(&snap, dir.path()).await;
         let leases = ok(&etcdctl(&ep, &["lease", "list"], None));
         assert!(leases.contains(&lease), "{leases}");

@@ -335,3 +335,49 @@ pub fn default_data_dir(name: &str) -> PathBuf {
 pub fn default_wal_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("member").join("wal")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::bbolt::Writer;
+
+    /// A bbolt image with one bucket `name` holding `key` = `value`.
+    fn image(name: &[u8], key: &[u8], value: &[u8]) -> Vec<u8> {
+        let mut w = Writer::new(std::io::Cursor::new(Vec::new())).unwrap();
+        let mut b = w.bucket(name);
+        b.put(key, value).unwrap();
+        b.finish().unwrap();
+        w.finish().unwrap().0.into_inner()
+    }
+
+    #[test]
+    fn storage_newer_than_3_5_is_refused_by_name() {
+        let newer = image(b"meta", b"storageVersion", b"3.6.0");
+        let err = refuse_newer_storage(&Bolt::open(&newer).unwrap()).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("snapshot of etcd 3.6.0 is not supported"),
+            "{err}"
+        );
+        let cluster = image(b"cluster", b"clusterVersion", b"3.7.0");
+        assert!(refuse_newer_storage(&Bolt::open(&cluster).unwrap()).is_err());
+        let ok = image(b"cluster", b"clusterVersion", b"3.5.0");
+        assert!(refuse_newer_storage(&Bolt::open(&ok).unwrap()).is_ok());
+    }
+
+    #[test]
+    fn a_hash_mismatch_reads_as_etcds() {
+        let mut data = image(b"key", b"k", b"v");
+        let hash = Sha256::digest(&data);
+        data.extend_from_slice(&hash);
+        assert!(verified_image(&data, false).is_ok());
+        let n = data.len();
+        data[n - 1] ^= 1;
+        let err = verified_image(&data, false).unwrap_err().to_string();
+        assert!(
+            err.starts_with("expected sha256 [") && err.contains("], got ["),
+            "{err}"
+        );
+        assert!(verified_image(&data, true).is_ok());
+    }
+}
