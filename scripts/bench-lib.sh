@@ -14,6 +14,9 @@
 # $pids, sets $endpoints (comma-separated http URLs) and returns once
 # every member reports healthy (or 20 s passed).
 #
+# fill_values ENDPOINT GIB: puts GIB gibibytes of 60,000-byte values
+# (distinct keys) with `$bench`; fails if the benchmark does.
+#
 # bench_compare PORT FUNCTION: calls `FUNCTION ENDPOINT` against a fresh
 # single-member etcd-rs (target/release/etcd) on 127.0.0.1:PORT, then
 # against a fresh real etcd (/usr/bin/etcd, Debian etcd-server) on
@@ -57,6 +60,12 @@ start_members() {
             sleep 0.1
         done
     done
+}
+
+fill_values() {
+    local keys=$(($2 * 1073741824 / 60000))
+    timeout 900 "$bench" --endpoints="$1" --clients=10 --conns=2 put --total=$keys \
+        --key-space-size=$keys --sequential-keys --val-size=60000 > /dev/null 2>&1 || { echo "fill failed"; return 1; }
 }
 
 bench_compare() {

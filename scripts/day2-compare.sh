@@ -77,9 +77,7 @@ compaction_case() {
 
 defrag_case() {
     local ep=$1 r w; r=$(mktemp); w=$(mktemp)
-    local keys=$((gib * 1073741824 / 60000))
-    timeout 900 "$bench" --endpoints="$ep" --clients=10 --conns=2 put --total=$keys \
-        --key-space-size=$keys --sequential-keys --val-size=60000 > /dev/null 2>&1 || { echo "fill failed"; return 1; }
+    fill_values "$ep" "$gib" || return 1
     "$ctl" --endpoints="$ep" put small x > /dev/null
     echo "backend: $("$ctl" --endpoints="$ep" endpoint status -w table | awk -F'|' 'NR==4 {print $5}')"
     timeout 120 "$bench" --endpoints="$ep" --clients=10 range small --consistency=s --rate=200 --total=6000 > "$r" 2>&1 &

@@ -12,22 +12,19 @@
 //! - [`snap`]: raft snapshot records, after which the log may start.
 //! - [`snapshot`]: snapshot files in etcd's format (a bbolt image and its
 //!   SHA-256), read and written without bbolt itself.
-//! - [`members`], [`lease`], [`auth`], [`cluster`], [`alarm`]: the
-//!   records of the other tables (members, leases, users and roles, the
-//!   cluster version, active alarms), read at start and written in the apply stage's
-//!   transaction through [`mvcc::StoreTxn`]; no other crate opens a table.
+//! - [`schema`]: every table and record encoding (`schema/FORMAT.md`):
+//!   the tables, the `meta` keys, and the records of the other tables
+//!   (members, leases, users and roles, the cluster version, active
+//!   alarms), read at start and written in the apply stage's transaction
+//!   through [`mvcc::StoreTxn`]; no other crate opens a table.
 //!
 //! The server crate drives these; nothing here knows about gRPC or raft-rs.
 
-pub mod alarm;
-pub mod auth;
 pub mod backend;
 pub mod bootstrap;
-pub mod cluster;
 pub mod failpoint;
-pub mod lease;
-pub mod members;
 pub mod mvcc;
+pub mod schema;
 pub mod snap;
 pub mod snapshot;
 pub mod wal;

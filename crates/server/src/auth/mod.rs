@@ -5,8 +5,8 @@
 //! Changes are raft entries applied by the apply stage, each through one
 //! method here that checks it with etcd's rules and errors, then writes
 //! the backend's `auth`, `authUsers` and `authRoles` tables (through
-//! `storage::auth`, which owns their encoding) in the batch's transaction and only then changes memory (a failed write,
-//! which stops the member, leaves memory as it was) (`storage/src/mvcc/FORMAT.md`), so every member
+//! `storage::schema::auth`, which owns their encoding) in the batch's transaction and only then changes memory (a failed write,
+//! which stops the member, leaves memory as it was) (`storage/src/schema/FORMAT.md`), so every member
 //! holds the same store and a snapshot carries it. Reads answer from
 //! memory. Passwords arrive already hashed with bcrypt (the hash is made
 //! before the change is proposed, never in the apply stage, and never
@@ -33,7 +33,7 @@ use api::etcdserverpb::{
     AuthRoleRevokePermissionRequest, AuthUserAddRequest, AuthUserChangePasswordRequest,
     AuthUserDeleteRequest, AuthUserGrantRoleRequest, AuthUserRevokeRoleRequest,
 };
-use storage::auth::AuthTables;
+use storage::schema::auth::AuthTables;
 use storage::Backend;
 
 use self::perms::{Need, UserPerms};
@@ -89,7 +89,7 @@ fn internal(e: impl std::fmt::Display) -> EtcdError {
 }
 
 fn read_state(backend: &Backend) -> Result<State, EtcdError> {
-    let records = storage::auth::load(backend).map_err(internal)?;
+    let records = storage::schema::auth::load(backend).map_err(internal)?;
     let name = |n: &[u8]| String::from_utf8_lossy(n).into_owned();
     let users = records
         .users

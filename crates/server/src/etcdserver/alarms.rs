@@ -39,7 +39,7 @@ impl AlarmStore {
     /// Reads the stored alarms again (after a snapshot replaced the
     /// backend).
     pub fn reload(&self, store: &KvStore) -> Result<(), EtcdError> {
-        let stored = storage::alarm::load(store.backend())
+        let stored = storage::schema::alarm::load(store.backend())
             .map_err(|e| EtcdError::Internal(e.to_string()))?;
         *self.0.write().expect("alarm lock") =
             stored.iter().map(|m| (m.alarm, m.member_id)).collect();

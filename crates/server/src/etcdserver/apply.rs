@@ -53,7 +53,7 @@ pub struct ClusterVersion(RwLock<Option<String>>);
 impl ClusterVersion {
     /// Loads the stored version, if any.
     pub fn load(store: &KvStore) -> Result<ClusterVersion, EtcdError> {
-        let v = storage::cluster::version(store.backend())
+        let v = storage::schema::cluster::version(store.backend())
             .map_err(|e| EtcdError::Internal(e.to_string()))?;
         Ok(ClusterVersion(RwLock::new(v)))
     }

@@ -17,7 +17,7 @@ use std::sync::RwLock;
 
 use raft::prelude::{ConfChangeSingle, ConfChangeType, ConfChangeV2};
 use serde::{Deserialize, Serialize};
-use storage::members::MemberTables;
+use storage::schema::members::MemberTables;
 use storage::Backend;
 
 use crate::rpctypes::EtcdError;
@@ -25,7 +25,7 @@ use crate::rpctypes::EtcdError;
 /// etcd allows at most one learner (`maxLearners`).
 pub const MAX_LEARNERS: usize = 1;
 
-pub use storage::members::Member;
+pub use storage::schema::members::Member;
 
 /// One membership change, as proposed through raft.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -352,14 +352,14 @@ pub fn save_member(tx: &MemberTables<'_>, m: &Member) -> Result<(), EtcdError> {
 
 /// Reads the members and removed ids stored in `backend`.
 pub fn load(backend: &Backend) -> Result<(Vec<Member>, Vec<u64>), EtcdError> {
-    storage::members::load(backend).map_err(internal)
+    storage::schema::members::load(backend).map_err(internal)
 }
 
 /// The index a joining member's membership was fetched at, 0 if none:
 /// the changes at or below it are in the fetched membership and are not
 /// applied again.
 pub fn join_index(backend: &Backend) -> Result<u64, EtcdError> {
-    storage::members::join_index(backend).map_err(internal)
+    storage::schema::members::join_index(backend).map_err(internal)
 }
 
 /// Writes `members` and `removed` into `backend`, durably, with the index
@@ -370,7 +370,7 @@ pub fn save_all(
     removed: &[u64],
     join_index: u64,
 ) -> Result<(), EtcdError> {
-    storage::members::save_all(backend, members, removed, join_index).map_err(internal)
+    storage::schema::members::save_all(backend, members, removed, join_index).map_err(internal)
 }
 
 #[cfg(test)]

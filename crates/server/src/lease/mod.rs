@@ -416,7 +416,7 @@ pub fn load(store: &storage::KvStore, lessor: &Lessor) -> Result<(), String> {
         e.to_string()
     }
     lessor.clear();
-    for l in storage::lease::load(store.backend()).map_err(text)? {
+    for l in storage::schema::lease::load(store.backend()).map_err(text)? {
         lessor.grant(l.id, l.ttl, l.remaining_ttl);
     }
     let all = storage::mvcc::RangeOptions::default();

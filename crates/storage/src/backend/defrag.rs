@@ -20,7 +20,8 @@ use redb::{
     WriteTransaction,
 };
 
-use super::{create, file_size, Backend, BackendError, Opened, KEY_TABLE, TABLES};
+use super::{create, file_size, Backend, BackendError, Opened};
+use crate::schema::{KEY_TABLE, TABLES};
 
 /// Bytes of rows copied per write transaction of the copy.
 const COPY_BATCH_BYTES: usize = 16 * 1024 * 1024;
@@ -192,7 +193,7 @@ fn copy_key_rows(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::META_TABLE;
+    use crate::schema::META_TABLE;
     use redb::ReadableTableMetadata;
 
     fn key(i: u64) -> [u8; 8] {
@@ -256,7 +257,7 @@ mod tests {
         let rtx = b.read().unwrap();
         let meta = rtx.open_table(META_TABLE).unwrap();
         assert_eq!(
-            crate::backend::meta_u64(&meta, b"consistent_index").unwrap(),
+            crate::schema::meta_u64(&meta, b"consistent_index").unwrap(),
             42
         );
         assert!(!dir.path().join("db.defrag").exists());
@@ -300,7 +301,7 @@ mod tests {
         assert_eq!(rows(&b).len(), 200);
         let rtx = b.read().unwrap();
         let meta = rtx.open_table(META_TABLE).unwrap();
-        assert_eq!(crate::backend::meta_u64(&meta, b"term").unwrap(), 1);
+        assert_eq!(crate::schema::meta_u64(&meta, b"term").unwrap(), 1);
     }
 
     #[test]

@@ -365,7 +365,8 @@ mod tests {
 
     #[test]
     fn durable_commits_reach_a_reopened_file() {
-        use crate::backend::{Backend, KEY_TABLE};
+        use crate::backend::Backend;
+        use crate::schema::KEY_TABLE;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db");
         {

@@ -22,8 +22,9 @@ use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use super::revision::Revision;
-use super::store::{KvStore, MvccError, FINISHED_COMPACT_REV};
-use crate::backend::{KEY_TABLE, META_TABLE};
+use super::store::{KvStore, MvccError};
+use crate::schema::FINISHED_COMPACT_REV;
+use crate::schema::{KEY_TABLE, META_TABLE};
 
 /// The compaction waiting for (or in the middle of) removing its rows.
 struct Job {

@@ -8,7 +8,7 @@ use redb::{ReadableTable, TableHandle};
 
 use super::revision::Revision;
 use super::store::{KvStore, MvccError};
-use crate::backend::{KEY_TABLE, META_TABLE, TABLES};
+use crate::schema::{KEY_TABLE, META_TABLE, TABLES};
 
 /// `meta` keys the backend hash leaves out, as etcd's `DefaultIgnores`:
 /// members write them at their own pace.

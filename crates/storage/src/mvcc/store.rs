@@ -18,13 +18,11 @@ use super::compaction::Compactions;
 use super::key_index::{KeyAt, RangeEnd, TreeIndex};
 use super::revision::Revision;
 use super::watch::{delete_event, put_event, History, HistoryRead, WatchHub};
-use crate::backend::{meta_u64, Backend, BackendError, KEY_TABLE, META_TABLE, TABLES};
+use crate::backend::{Backend, BackendError};
+use crate::schema::{meta_u64, KEY_TABLE, META_TABLE, TABLES};
 use api::mvccpb::Event;
 
-const CONSISTENT_INDEX: &[u8] = b"consistent_index";
-const TERM: &[u8] = b"term";
-const SCHEDULED_COMPACT_REV: &[u8] = b"scheduledCompactRev";
-pub(super) const FINISHED_COMPACT_REV: &[u8] = b"finishedCompactRev";
+use crate::schema::{CONSISTENT_INDEX, FINISHED_COMPACT_REV, SCHEDULED_COMPACT_REV, TERM};
 
 /// Errors of the mvcc store. The first two are client errors with etcd's
 /// texts; the others mean the member cannot go on safely.
@@ -632,28 +630,28 @@ impl StoreTxn<'_> {
     }
 
     /// The auth tables, written in the same commit.
-    pub fn auth_tables(&self) -> crate::auth::AuthTables<'_> {
-        crate::auth::AuthTables(&self.tx)
+    pub fn auth_tables(&self) -> crate::schema::auth::AuthTables<'_> {
+        crate::schema::auth::AuthTables(&self.tx)
     }
 
     /// The membership tables, written in the same commit.
-    pub fn member_tables(&self) -> crate::members::MemberTables<'_> {
-        crate::members::MemberTables(&self.tx)
+    pub fn member_tables(&self) -> crate::schema::members::MemberTables<'_> {
+        crate::schema::members::MemberTables(&self.tx)
     }
 
     /// The `lease` table, written in the same commit.
-    pub fn lease_table(&self) -> crate::lease::LeaseTable<'_> {
-        crate::lease::LeaseTable(&self.tx)
+    pub fn lease_table(&self) -> crate::schema::lease::LeaseTable<'_> {
+        crate::schema::lease::LeaseTable(&self.tx)
     }
 
     /// The `alarm` table, written in the same commit.
-    pub fn alarm_table(&self) -> crate::alarm::AlarmTable<'_> {
-        crate::alarm::AlarmTable(&self.tx)
+    pub fn alarm_table(&self) -> crate::schema::alarm::AlarmTable<'_> {
+        crate::schema::alarm::AlarmTable(&self.tx)
     }
 
     /// The `cluster` table, written in the same commit.
-    pub fn cluster_table(&self) -> crate::cluster::ClusterTable<'_> {
-        crate::cluster::ClusterTable(&self.tx)
+    pub fn cluster_table(&self) -> crate::schema::cluster::ClusterTable<'_> {
+        crate::schema::cluster::ClusterTable(&self.tx)
     }
 
     /// Commits the batch and makes it visible to readers.

@@ -1,5 +1,5 @@
 //! A snapshot of our backend in etcd's layout: every table of the redb
-//! file (`mvcc/FORMAT.md`) read from one read snapshot and written as
+//! file (`schema/FORMAT.md`) read from one read snapshot and written as
 //! etcd 3.5's bucket of the same name (`FORMAT.md` here), so that real
 //! etcd's `snapshot status` and `snapshot restore` take it. Most records
 //! are the same bytes in both; these differ and are converted:
@@ -21,8 +21,9 @@ use redb::{ReadableTable, TableHandle};
 
 use super::bbolt::Writer;
 use super::{LeasePb, SnapshotError};
-use crate::backend::{Backend, TABLES};
-use crate::members::Member;
+use crate::backend::Backend;
+use crate::schema::members::Member;
+use crate::schema::TABLES;
 
 /// The `meta` keys whose values are revisions.
 const COMPACT_REVS: [&[u8]; 2] = [b"scheduledCompactRev", b"finishedCompactRev"];
@@ -143,7 +144,7 @@ pub fn write_backend<W: Write + Seek>(
                 "lease" => {
                     let id = i64::from_be_bytes(k.try_into().map_err(|_| corrupt("lease id"))?);
                     let (ttl, remaining_ttl) =
-                        crate::lease::decode(v).ok_or_else(|| corrupt("lease"))?;
+                        crate::schema::lease::decode(v).ok_or_else(|| corrupt("lease"))?;
                     let pb = LeasePb {
                         id,
                         ttl,

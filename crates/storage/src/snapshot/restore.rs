@@ -22,9 +22,10 @@ use sha2::{Digest, Sha256};
 
 use super::bbolt::{Bolt, Bucket};
 use super::{split_trailer, LeasePb, Mapped, SnapshotError};
-use crate::backend::{table_named, Backend, BackendError, META_TABLE};
+use crate::backend::{Backend, BackendError};
 use crate::bootstrap::{compute_cluster_id, compute_member_id, InitialMember};
-use crate::members::Member;
+use crate::schema::members::Member;
+use crate::schema::{table_named, META_TABLE};
 use crate::snap::Snapshotter;
 use crate::wal::{HardState, Metadata, SnapshotRecord, Wal};
 
@@ -64,8 +65,8 @@ fn failed(e: impl std::fmt::Display) -> SnapshotError {
     SnapshotError::Io(std::io::Error::other(e.to_string()))
 }
 
-/// Rows per backend transaction while copying.
-const BATCH_ROWS: usize = 10_000;
+/// Bytes of rows per backend transaction while copying.
+const BATCH_BYTES: usize = 16 * 1024 * 1024;
 
 /// Restores `cfg.snapshot`. Errors, in etcd's words where it has them: a
 /// data dir that is not empty, an existing WAL dir, a missing or wrong
@@ -229,7 +230,7 @@ fn write_data_dir(cfg: &RestoreConfig, bolt: &Bolt<'_>) -> Result<Restored, Snap
         r.map_err(|e| failed(BackendError::from(e)))?;
     }
     backend.commit(tx).map_err(failed)?;
-    crate::members::save_all(&backend, &members, &[], 0).map_err(failed)?;
+    crate::schema::members::save_all(&backend, &members, &[], 0).map_err(failed)?;
     backend.wait_synced().map_err(failed)?;
     drop(backend);
     let record = SnapshotRecord {
@@ -287,7 +288,8 @@ fn copy_bucket(
     let Some(def) = table_named(&name).filter(|_| !skip) else {
         return Ok(());
     };
-    let mut rows: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(BATCH_ROWS);
+    let mut rows: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    let mut bytes = 0;
     let flush = |rows: &mut Vec<(Vec<u8>, Vec<u8>)>| -> Result<(), SnapshotError> {
         let tx = backend.write(false).map_err(failed)?;
         {
@@ -312,13 +314,15 @@ fn copy_bucket(
             }
             "lease" => {
                 let pb = LeasePb::decode(v).map_err(|_| failed("snapshot: corrupt lease"))?;
-                crate::lease::encode(pb.ttl, pb.remaining_ttl)
+                crate::schema::lease::encode(pb.ttl, pb.remaining_ttl)
             }
             _ => v.to_vec(),
         };
+        bytes += k.len() + v.len();
         rows.push((k.to_vec(), v));
-        if rows.len() >= BATCH_ROWS {
+        if bytes >= BATCH_BYTES {
             flush(&mut rows)?;
+            bytes = 0;
         }
         Ok::<_, SnapshotError>(())
     })?;

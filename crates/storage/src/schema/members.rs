@@ -1,4 +1,4 @@
-//! The membership tables (`mvcc/FORMAT.md`): `members` (member id, 8
+//! The membership tables (`FORMAT.md`): `members` (member id, 8
 //! bytes big-endian, to the member as JSON with etcd's field names),
 //! `members_removed` (ids removed for good) and the `join_index` of a
 //! member that joined a running cluster. The server's membership decides
@@ -8,7 +8,7 @@
 use redb::{ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
-use crate::backend::{meta_u64, MEMBERS_REMOVED_TABLE, MEMBERS_TABLE, META_TABLE};
+use crate::schema::{meta_u64, MEMBERS_REMOVED_TABLE, MEMBERS_TABLE, META_TABLE};
 use crate::{Backend, BackendError};
 
 /// Key in the `meta` table of the raft index a joining member's

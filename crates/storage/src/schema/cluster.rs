@@ -1,9 +1,9 @@
-//! The `cluster` table (`mvcc/FORMAT.md`): cluster-wide values, today the
+//! The `cluster` table (`FORMAT.md`): cluster-wide values, today the
 //! cluster version (`clusterVersion`, UTF-8 such as `3.5.0`).
 
 use redb::WriteTransaction;
 
-use crate::backend::CLUSTER_TABLE;
+use crate::schema::CLUSTER_TABLE;
 use crate::{Backend, BackendError};
 
 /// Key of the cluster version.

@@ -1,5 +1,5 @@
 //! The auth store's tables (etcd's `auth`, `authUsers` and `authRoles`
-//! buckets, `mvcc/FORMAT.md`): the enabled flag and auth revision, users
+//! buckets, `FORMAT.md`): the enabled flag and auth revision, users
 //! and roles as protobuf `authpb.User` and `authpb.Role` keyed by name.
 //! The server's auth store decides what changes; this module is the only
 //! one that knows how it is written.
@@ -8,7 +8,7 @@ use api::authpb::{Role, User};
 use prost::Message;
 use redb::{ReadableTable, WriteTransaction};
 
-use crate::backend::{meta_u64, AUTH_ROLES_TABLE, AUTH_TABLE, AUTH_USERS_TABLE};
+use crate::schema::{meta_u64, AUTH_ROLES_TABLE, AUTH_TABLE, AUTH_USERS_TABLE};
 use crate::{Backend, BackendError};
 
 /// Key of the enabled flag in the `auth` table (one byte: 1 enabled).

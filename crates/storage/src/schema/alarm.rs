@@ -1,4 +1,4 @@
-//! The `alarm` table (`mvcc/FORMAT.md`): one record per active alarm,
+//! The `alarm` table (`FORMAT.md`): one record per active alarm,
 //! keyed by the protobuf `etcdserverpb.AlarmMember` (member id and alarm
 //! type) as etcd's alarm store keys its bucket, with an empty value. The
 //! server's alarm store decides; this module is the only one that knows
@@ -8,7 +8,7 @@ use api::etcdserverpb::AlarmMember;
 use prost::Message;
 use redb::{ReadableTable, WriteTransaction};
 
-use crate::backend::ALARM_TABLE;
+use crate::schema::ALARM_TABLE;
 use crate::{Backend, BackendError};
 
 /// Every alarm stored in `backend`. Errors: the backend's, a key that is

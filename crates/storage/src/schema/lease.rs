@@ -1,11 +1,11 @@
-//! The `lease` table (`mvcc/FORMAT.md`): lease id (8 bytes big-endian)
+//! The `lease` table (`FORMAT.md`): lease id (8 bytes big-endian)
 //! to its granted TTL, then, once a checkpoint was persisted, its
 //! remaining TTL; seconds, 8 bytes big-endian each. The lessor decides;
 //! this module is the only one that knows how it is written.
 
 use redb::{ReadableTable, WriteTransaction};
 
-use crate::backend::LEASE_TABLE;
+use crate::schema::LEASE_TABLE;
 use crate::{Backend, BackendError};
 
 /// A lease as the table keeps it.
