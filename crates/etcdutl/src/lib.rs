@@ -1,8 +1,10 @@
-//! etcdutl's commands that etcdctl 3.5 also offers (deprecated there,
-//! forwarding here, as etcdctl 3.5 calls etcdutl's code): `snapshot
-//! status` ([`snapshot`]), and the output helpers both tools share
-//! ([`print`]). The `etcdutl` binary (`main.rs`) adds the command line.
+//! etcdutl's commands: those etcdctl 3.5 also offers (deprecated there,
+//! forwarding here, as etcdctl 3.5 calls etcdutl's code), `snapshot
+//! status` and `restore` ([`snapshot`]); `hashkv` ([`hashkv`]); and the
+//! output helpers both tools share ([`print`]). The `etcdutl` binary
+//! (`main.rs`) adds the command line.
 
+pub mod hashkv;
 pub mod print;
 pub mod snapshot;
 

@@ -12,6 +12,8 @@
 //!   (`etcdutl::snapshot`).
 //! - `snapshot restore FILE`: a new data dir from a snapshot of etcd or
 //!   etcd-rs, with etcdutl 3.5's flags (`etcdutl::snapshot::RestoreArgs`).
+//! - `hashkv FILE [--rev N]`: the KV history hash of a backend or
+//!   snapshot file (etcdutl 3.6's command; `etcdutl::hashkv`).
 //! - `version`: etcdutl's and the API's version.
 
 use std::path::{Path, PathBuf};
@@ -47,6 +49,14 @@ enum Command {
         /// Required. Defragments a data directory not in use by etcd.
         #[arg(long = "data-dir")]
         data_dir: PathBuf,
+    },
+    /// Prints the KV history hash of a given file
+    Hashkv {
+        /// The backend or snapshot file.
+        files: Vec<PathBuf>,
+        /// maximum revision to hash (default: latest revision)
+        #[arg(long = "rev", default_value_t = 0)]
+        rev: i64,
     },
     /// Manages etcd node snapshots
     Snapshot {
@@ -88,6 +98,15 @@ fn main() {
                     data_dir.display()
                 );
                 std::process::exit(exit::ERROR);
+            }
+        }
+        Command::Hashkv { files, rev } => {
+            match etcdutl::hashkv::hashkv_command(&files, rev, &cli.write_out) {
+                Ok(out) => print!("{out}"),
+                Err(f) => {
+                    eprintln!("Error: {}", f.message);
+                    std::process::exit(f.code);
+                }
             }
         }
         Command::Snapshot { command } => {

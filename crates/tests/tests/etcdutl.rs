@@ -3,7 +3,8 @@
 //! on it with the same data; while a member has it open, etcdutl waits and
 //! says so, then goes on once the member stops; a data dir without a
 //! backend is refused with etcdutl's error and exit code 1; `version`
-//! prints etcdutl's two lines.
+//! prints etcdutl's two lines; `hashkv` of a stopped member's backend is
+//! the HashKV the member answered, with etcd's errors.
 
 use std::os::unix::fs::MetadataExt;
 use std::process::{Child, Command, Stdio};
@@ -160,4 +161,42 @@ fn version_prints_etcdutls_two_lines() {
         .unwrap_or_else(|| panic!("{out}"));
     assert!(version.parse::<u32>().is_ok(), "{out}");
     assert_eq!(lines[1], "API version: 3.5");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hashkv_of_a_stopped_members_backend_is_the_hash_it_answered() {
+    within(LIMIT, async {
+        let mut cluster = TestCluster::start(1).await;
+        let mut c = Client::connect([cluster.endpoint()], None).await.unwrap();
+        for i in 0..20 {
+            c.put(format!("k{}", i % 5), format!("v{i}"), None)
+                .await
+                .unwrap();
+        }
+        c.delete("k0", None).await.unwrap();
+        c.compact(10, Some(CompactionOptions::new().with_physical()))
+            .await
+            .unwrap();
+        let answered = c.hash_kv(0).await.unwrap();
+        let (hash, rev) = (answered.hash(), answered.header().unwrap().revision());
+        drop(c);
+        cluster.member_mut(0).terminate();
+        let db = cluster.member(0).data_dir().join("member/snap/db");
+        let db = db.to_str().unwrap();
+        let out = etcdutl(&["hashkv", db]);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        assert_eq!(out.stdout, format!("{hash}, {rev}, 10\n"));
+        let out = etcdutl(&["hashkv", db, "--rev", "5", "-w", "json"]);
+        assert_eq!(
+            out.stderr,
+            "Error: mvcc: required revision has been compacted\n"
+        );
+        assert_eq!(out.code, 1);
+        let out = etcdutl(&["hashkv", "/nonexistent/db"]);
+        assert_eq!(
+            out.stderr,
+            "Error: stat /nonexistent/db: no such file or directory\n"
+        );
+    })
+    .await;
 }

@@ -48,8 +48,9 @@ async fn real_snapshot(dir: &Path) -> PathBuf {
     snapshot_of(reference_etcd_bin(), dir).await.0
 }
 
-/// [`real_snapshot`] of a member running `bin`; also the lease's id.
-async fn snapshot_of(bin: PathBuf, dir: &Path) -> (PathBuf, String) {
+/// [`real_snapshot`] of a member running `bin`; also the lease's id and
+/// the member's HashKV at the snapshot's revision (6).
+async fn snapshot_of(bin: PathBuf, dir: &Path) -> (PathBuf, String, u64) {
     let c = TestCluster::builder(1).bin(bin).start().await;
     let ep = vec![c.endpoint()];
     for v in ["bar1", "bar2", "bar3"] {
@@ -74,7 +75,18 @@ async fn snapshot_of(bin: PathBuf, dir: &Path) -> (PathBuf, String) {
         &["snapshot", "save", path.to_str().unwrap()],
         None,
     ));
-    (path, lease)
+    (path, lease, hashkv_at_6(&ep))
+}
+
+/// The HashKV at revision 6 that the member at `ep` answers.
+fn hashkv_at_6(ep: &[String]) -> u64 {
+    let out = ok(&etcdctl(
+        ep,
+        &["endpoint", "hashkv", "--rev", "6", "-w", "json"],
+        None,
+    ));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v[0]["HashKV"]["hash"].as_u64().expect("a hash")
 }
 
 /// A tool's answer: exit code, standard output and error.
@@ -308,7 +320,7 @@ fn assert_serves_snapshot(got: &str, ep: &[String]) {
 async fn real_etcd_restores_a_snapshot_of_etcd_rs() {
     within(LIMIT, async {
         let dir = tempfile::tempdir().unwrap();
-        let (snap, lease) = snapshot_of(etcd_bin(), dir.path()).await;
+        let (snap, lease, _) = snapshot_of(etcd_bin(), dir.path()).await;
         assert_status_as_etcdctl(&snap);
         let (_etcd, ep) = restore_with_real_etcd(&snap, dir.path()).await;
         let leases = ok(&etcdctl(&ep, &["lease", "list"], None));
@@ -394,7 +406,13 @@ fn ids_real_etcd_gives(snap: &Path, cluster: &str, token: &str, dir: &Path) -> V
 async fn a_real_snapshot_restores_into_a_three_member_cluster() {
     within(LIMIT, async {
         let dir = tempfile::tempdir().unwrap();
-        let (snap, lease) = snapshot_of(reference_etcd_bin(), dir.path()).await;
+        let (snap, lease, hash) = snapshot_of(reference_etcd_bin(), dir.path()).await;
+        // etcdutl hashkv of the file gives the hash real etcd answered.
+        let (code, out, err) = run(
+            &etcdutl_bin(),
+            &["hashkv", snap.to_str().unwrap(), "--rev", "6"],
+        );
+        assert_eq!((code, out), (0, format!("{hash}, 6, 3\n")), "{err}");
         let flags = Arc::new(Mutex::new(Default::default()));
         let c = TestCluster::builder(3)
             .prepare(restore_into(&snap, &[], flags.clone()))
@@ -407,6 +425,7 @@ async fn a_real_snapshot_restores_into_a_three_member_cluster() {
             assert_serves_snapshot(&got, &ep);
             let leases = ok(&etcdctl(&ep, &["lease", "list"], None));
             assert!(leases.contains(&lease), "member {i}: {leases}");
+            assert_eq!(hashkv_at_6(&ep), hash, "member {i}'s HashKV at 6");
         }
         let listed = ok(&c.etcdctl(&["member", "list", "-w", "json"]));
         let v: serde_json::Value = serde_json::from_str(&listed).unwrap();
@@ -431,7 +450,7 @@ async fn a_real_snapshot_restores_into_a_three_member_cluster() {
 async fn etcd_rs_restores_its_own_snapshot_with_a_bumped_revision() {
     within(LIMIT, async {
         let dir = tempfile::tempdir().unwrap();
-        let (snap, _) = snapshot_of(etcd_bin(), dir.path()).await;
+        let (snap, _, _) = snapshot_of(etcd_bin(), dir.path()).await;
         let flags = Arc::new(Mutex::new(Default::default()));
         let bump = ["--bump-revision", "1000", "--mark-compacted"];
         let c = TestCluster::builder(1)

@@ -17,7 +17,7 @@ const HASH_IGNORES: [&[u8]; 2] = [b"consistent_index", b"term"];
 /// What `HashKV` reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KvHash {
-    /// CRC-32 (IEEE) of every `key` table entry (revision bytes, then the
+    /// CRC-32 (Castagnoli, as etcd's) of the table's name, then every `key` table entry (revision bytes, then the
     /// encoded key-value) at or below `revision` that compaction keeps, in
     /// revision order.
     pub hash: u32,
@@ -28,7 +28,7 @@ pub struct KvHash {
 }
 
 impl KvStore {
-    /// Hashes the whole backend (etcd's `backend.Hash`): CRC-32 (IEEE) of
+    /// Hashes the whole backend (etcd's `backend.Hash`): CRC-32 (Castagnoli) of
     /// each table's name followed by its keys and values, tables in name
     /// order, leaving out `meta`'s consistent index and term. Returns the
     /// hash and the store revision it covers at least. Errors: the
@@ -38,20 +38,20 @@ impl KvStore {
         let rtx = self.backend().read()?;
         let mut tables = TABLES;
         tables.sort_by_key(|t| t.name().to_string());
-        let mut h = crc32fast::Hasher::new();
+        let mut h = 0u32;
         for def in tables {
-            h.update(def.name().as_bytes());
+            h = crc32c::crc32c_append(h, def.name().as_bytes());
             let meta = def.name() == META_TABLE.name();
             for item in rtx.open_table(def)?.iter()? {
                 let (k, v) = item?;
                 if meta && HASH_IGNORES.contains(&k.value()) {
                     continue;
                 }
-                h.update(k.value());
-                h.update(v.value());
+                h = crc32c::crc32c_append(h, k.value());
+                h = crc32c::crc32c_append(h, v.value());
             }
         }
-        Ok((h.finalize(), revision))
+        Ok((h, revision))
     }
 
     /// Hashes the history up to `rev` (0: the current revision). Errors:
@@ -74,30 +74,34 @@ impl KvStore {
         if self.compact_revision() != compact_revision {
             return self.hash_kv(rev);
         }
-        // Rows at or below the compaction that its worker has yet to
-        // remove are left out, as etcd leaves them out: members agree
-        // however far each one's worker got.
-        let keep = (compact_revision > 0).then(|| {
-            self.index
-                .read()
-                .expect("index lock")
-                .keep(compact_revision)
-        });
+        // As etcd's `hashByRev` and `kvHasher`: the hash starts with the
+        // table's name; a row at or below the compaction counts only if it
+        // is its key's latest at `revision` (so rows a compaction removes
+        // never count, and members agree however far each one's worker
+        // got); an empty keep set leaves nothing out; and a tombstone at
+        // the compaction revision is left out (etcd before 3.5.16 removed
+        // it when compacting).
+        let keep =
+            (compact_revision > 0).then(|| self.index.read().expect("index lock").keep(revision));
         let table = rtx.open_table(KEY_TABLE)?;
         let upper = Revision::new(revision + 1, 0).to_key(false);
-        let mut h = crc32fast::Hasher::new();
+        let mut h = crc32c::crc32c(KEY_TABLE.name().as_bytes());
         for item in table.range(..upper.as_slice())? {
             let (k, v) = item?;
-            if let (Some(keep), Some((r, _))) = (&keep, Revision::from_key(k.value())) {
-                if r.main <= compact_revision && !keep.contains(&r) {
+            if let Some((r, tombstone)) = Revision::from_key(k.value()) {
+                let kept = keep.as_ref().filter(|keep| !keep.is_empty());
+                if kept.is_some_and(|keep| r.main <= compact_revision && !keep.contains(&r)) {
+                    continue;
+                }
+                if tombstone && r.main == compact_revision {
                     continue;
                 }
             }
-            h.update(k.value());
-            h.update(v.value());
+            h = crc32c::crc32c_append(h, k.value());
+            h = crc32c::crc32c_append(h, v.value());
         }
         Ok(KvHash {
-            hash: h.finalize(),
+            hash: h,
             revision,
             compact_revision,
         })

@@ -25,7 +25,9 @@ use super::{split_trailer, LeasePb, Mapped, SnapshotError};
 use crate::backend::{Backend, BackendError};
 use crate::bootstrap::{compute_cluster_id, compute_member_id, InitialMember};
 use crate::schema::members::Member;
-use crate::schema::{table_named, META_TABLE};
+use crate::schema::{
+    table_named, CONSISTENT_INDEX, FINISHED_COMPACT_REV, META_TABLE, SCHEDULED_COMPACT_REV, TERM,
+};
 use crate::snap::Snapshotter;
 use crate::wal::{HardState, Metadata, SnapshotRecord, Wal};
 
@@ -204,32 +206,7 @@ fn write_data_dir(cfg: &RestoreConfig, bolt: &Bolt<'_>) -> Result<Restored, Snap
     let ids: Vec<u64> = members.iter().map(|m| m.id).collect();
     let cluster_id = compute_cluster_id(&ids);
     let index = members.len() as u64;
-    let mut last_revision = 0i64;
-    let mut compact = (0i64, 0i64);
-    for bucket in bolt.buckets()? {
-        copy_bucket(&backend, bolt, &bucket, &mut last_revision, &mut compact)?;
-    }
-    let mut scheduled = compact.0;
-    let mut revision = last_revision.max(compact.0);
-    if cfg.bump_revision > 0 {
-        revision += cfg.bump_revision as i64;
-        scheduled = revision;
-    }
-    let tx = backend.write(true).map_err(failed)?;
-    {
-        let mut meta = tx
-            .open_table(META_TABLE)
-            .map_err(|e| failed(BackendError::from(e)))?;
-        let put = |meta: &mut redb::Table<&[u8], &[u8]>, k: &[u8], v: u64| {
-            meta.insert(k, v.to_be_bytes().as_slice()).map(|_| ())
-        };
-        let r = put(&mut meta, b"consistent_index", index)
-            .and_then(|_| put(&mut meta, b"term", 1))
-            .and_then(|_| put(&mut meta, b"scheduledCompactRev", scheduled as u64))
-            .and_then(|_| put(&mut meta, b"finishedCompactRev", compact.1 as u64));
-        r.map_err(|e| failed(BackendError::from(e)))?;
-    }
-    backend.commit(tx).map_err(failed)?;
+    let revision = import(bolt, &backend, cfg.bump_revision, Some(index))?;
     crate::schema::members::save_all(&backend, &members, &[], 0).map_err(failed)?;
     backend.wait_synced().map_err(failed)?;
     drop(backend);
@@ -258,6 +235,49 @@ fn write_data_dir(cfg: &RestoreConfig, bolt: &Bolt<'_>) -> Result<Restored, Snap
     })
 }
 
+/// Copies the buckets of `bolt` into `backend` as our tables (the
+/// members left out) and writes `meta`: the compaction revisions, raised
+/// by `bump` as `--bump-revision` asks, and, if given, the consistent
+/// index with term 1. Returns the store's revision. Errors: a record that
+/// does not decode, the backend's.
+pub fn import(
+    bolt: &Bolt<'_>,
+    backend: &Backend,
+    bump: u64,
+    consistent_index: Option<u64>,
+) -> Result<i64, SnapshotError> {
+    let mut last_revision = 0i64;
+    let mut compact = (0i64, 0i64);
+    for bucket in bolt.buckets()? {
+        copy_bucket(backend, bolt, &bucket, &mut last_revision, &mut compact)?;
+    }
+    let mut scheduled = compact.0;
+    let mut revision = last_revision.max(compact.0);
+    if bump > 0 {
+        revision += bump as i64;
+        scheduled = revision;
+    }
+    let tx = backend.write(true).map_err(failed)?;
+    {
+        let mut meta = tx
+            .open_table(META_TABLE)
+            .map_err(|e| failed(BackendError::from(e)))?;
+        let mut rows = vec![
+            (SCHEDULED_COMPACT_REV, scheduled as u64),
+            (FINISHED_COMPACT_REV, compact.1 as u64),
+        ];
+        if let Some(index) = consistent_index {
+            rows.extend([(CONSISTENT_INDEX, index), (TERM, 1)]);
+        }
+        for (k, v) in rows {
+            meta.insert(k, v.to_be_bytes().as_slice())
+                .map_err(|e| failed(BackendError::from(e)))?;
+        }
+    }
+    backend.commit(tx).map_err(failed)?;
+    Ok(revision)
+}
+
 /// A 17-byte etcd revision's main part.
 fn revision_main(v: &[u8]) -> Option<i64> {
     Some(i64::from_be_bytes(v.get(..8)?.try_into().ok()?))
@@ -277,8 +297,8 @@ fn copy_bucket(
     if name == "meta" {
         return bolt.for_each(bucket, |k, v| {
             match k {
-                b"scheduledCompactRev" => compact.0 = revision_main(v).unwrap_or(0),
-                b"finishedCompactRev" => compact.1 = revision_main(v).unwrap_or(0),
+                k if k == SCHEDULED_COMPACT_REV => compact.0 = revision_main(v).unwrap_or(0),
+                k if k == FINISHED_COMPACT_REV => compact.1 = revision_main(v).unwrap_or(0),
                 _ => {}
             }
             Ok::<_, SnapshotError>(())
