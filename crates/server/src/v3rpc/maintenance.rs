@@ -8,7 +8,6 @@
 //! (32 bytes, which etcdctl checks for), then removed, as etcd streams its
 //! bolt file.
 
-use std::io::Read;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -200,33 +199,19 @@ fn copy_backend(s: &EtcdServer, path: &PathBuf) -> Result<u64, String> {
 }
 
 /// Sends the file at `path` (`size` bytes) as snapshot messages, then
-/// its SHA-256 as the last one; as etcd's, they carry no header.
+/// its SHA-256 as the last one (`storage::snapshot::send_image`); as
+/// etcd's, they carry no header.
 fn stream_file(
-    path: &PathBuf,
+    path: &std::path::Path,
     size: u64,
     tx: &mpsc::Sender<Result<SnapshotResponse, Status>>,
 ) -> std::io::Result<()> {
-    use sha2::Digest;
-    let mut f = std::fs::File::open(path)?;
-    let mut sha = sha2::Sha256::new();
-    let mut left = size;
-    let mut buf = vec![0; SNAPSHOT_CHUNK_BYTES];
-    loop {
-        let n = f.read(&mut buf)?;
-        let blob = if n == 0 {
-            std::mem::take(&mut sha).finalize().to_vec()
-        } else {
-            sha.update(&buf[..n]);
-            buf[..n].to_vec()
-        };
-        left = left.saturating_sub(blob.len() as u64);
+    storage::snapshot::send_image(path, size, SNAPSHOT_CHUNK_BYTES, |blob, left| {
         let msg = SnapshotResponse {
             header: None,
             remaining_bytes: left,
             blob,
         };
-        if tx.blocking_send(Ok(msg)).is_err() || n == 0 {
-            return Ok(());
-        }
-    }
+        tx.blocking_send(Ok(msg)).is_ok()
+    })
 }

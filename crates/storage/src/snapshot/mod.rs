@@ -64,6 +64,38 @@ impl Mapped {
     }
 }
 
+/// Sends the image at `path` (`size` bytes) in blobs of at most `chunk`
+/// bytes, then its SHA-256 as the last blob: the snapshot stream of
+/// `Maintenance.Snapshot`. `send` gets each blob with the image bytes
+/// still to come after it and answers whether to go on (false: the
+/// receiver is gone). Errors: the file's.
+pub fn send_image(
+    path: &Path,
+    size: u64,
+    chunk: usize,
+    mut send: impl FnMut(Vec<u8>, u64) -> bool,
+) -> std::io::Result<()> {
+    use sha2::Digest;
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut sha = sha2::Sha256::new();
+    let mut left = size;
+    let mut buf = vec![0; chunk];
+    loop {
+        let n = f.read(&mut buf)?;
+        let blob = if n == 0 {
+            std::mem::take(&mut sha).finalize().to_vec()
+        } else {
+            sha.update(&buf[..n]);
+            buf[..n].to_vec()
+        };
+        left = left.saturating_sub(n as u64);
+        if !send(blob, left) || n == 0 {
+            return Ok(());
+        }
+    }
+}
+
 /// Splits a snapshot into its image and its SHA-256 trailer, if its size
 /// says it has one (etcd's `hasChecksum`: size % 512 == 32).
 pub fn split_trailer(data: &[u8]) -> (&[u8], Option<&[u8]>) {
