@@ -109,28 +109,6 @@ pub struct EtcdServer {
 /// What etcd says when a member learns it was removed.
 pub const REMOVED_MESSAGE: &str = "the member has been permanently removed from the cluster";
 
-/// Name prefix of the backend copies made for clients' snapshots, in
-/// `member/snap/`.
-const SNAPSHOT_COPY_PREFIX: &str = "client-snapshot-";
-
-/// Numbers the snapshot copies of this process.
-static SNAPSHOT_COPIES: AtomicU64 = AtomicU64::new(0);
-
-/// Removes backend copies a crash left behind in `snap_dir`.
-fn remove_snapshot_copies(snap_dir: &Path) -> std::io::Result<()> {
-    for ent in std::fs::read_dir(snap_dir)? {
-        let ent = ent?;
-        if ent
-            .file_name()
-            .to_string_lossy()
-            .starts_with(SNAPSHOT_COPY_PREFIX)
-        {
-            std::fs::remove_file(ent.path())?;
-        }
-    }
-    Ok(())
-}
-
 /// Makes a panic in a member thread stop the whole process: a raft loop
 /// or apply stage that is gone leaves nothing to answer clients.
 struct ExitOnPanic(&'static str);
@@ -179,7 +157,6 @@ impl EtcdServer {
     ) -> Result<Arc<EtcdServer>, StartError> {
         let snap_dir = cfg.data_dir.join("member").join("snap");
         std::fs::create_dir_all(&snap_dir).map_err(start_err)?;
-        remove_snapshot_copies(&snap_dir).map_err(start_err)?;
         let backend =
             Backend::open(&storage::backend::path_in(&cfg.data_dir)).map_err(start_err)?;
         let store = Arc::new(KvStore::open(backend).map_err(start_err)?);
@@ -808,17 +785,6 @@ impl EtcdServer {
     /// The member's snapshot records (and backends received with them).
     pub fn snapshotter(&self) -> &Snapshotter {
         &self.snapshotter
-    }
-
-    /// A new path for a copy of the backend sent to a client
-    /// (Maintenance.Snapshot), under `member/snap/`; removed at the next
-    /// start if a crash leaves it behind.
-    pub fn snapshot_copy_path(&self) -> std::path::PathBuf {
-        let n = SNAPSHOT_COPIES.fetch_add(1, Ordering::Relaxed);
-        self.cfg.data_dir.join("member").join("snap").join(format!(
-            "{SNAPSHOT_COPY_PREFIX}{}-{n}.tmp",
-            std::process::id()
-        ))
     }
 
     /// Where the data lives, for logs.

@@ -8,7 +8,6 @@
 //! (32 bytes, which etcdctl checks for), then removed, as etcd streams its
 //! bolt file.
 
-use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -145,13 +144,9 @@ impl Maintenance for MaintenanceService {
     ) -> Result<Response<Self::SnapshotStream>, Status> {
         self.server.check_admin(&super::credentials(&req)).await?;
         let s = self.server.clone();
-        let path = s.snapshot_copy_path();
         let (tx, rx) = mpsc::channel(8);
         tokio::task::spawn_blocking(move || {
-            let result = copy_backend(&s, &path)
-                .and_then(|size| stream_file(&path, size, &tx).map_err(|e| e.to_string()));
-            let _ = std::fs::remove_file(&path);
-            if let Err(e) = result {
+            if let Err(e) = stream_backend(&s, &tx) {
                 let _ = tx.blocking_send(Err(Status::internal(format!(
                     "etcdserver: snapshot failed: {e}"
                 ))));
@@ -185,33 +180,25 @@ impl Maintenance for MaintenanceService {
     }
 }
 
-/// Writes the backend, from one consistent read, into a new file at
-/// `path` as a bbolt file in etcd's layout (`storage::snapshot::etcd`);
-/// returns its size in bytes. Not fsynced: it is streamed and removed.
-fn copy_backend(s: &EtcdServer, path: &PathBuf) -> Result<u64, String> {
-    let file = std::io::BufWriter::with_capacity(
-        1024 * 1024,
-        std::fs::File::create(path).map_err(|e| e.to_string())?,
-    );
-    let (_, size) = storage::snapshot::etcd::write_backend(s.store.backend(), file)
-        .map_err(|e| e.to_string())?;
-    Ok(size)
-}
-
-/// Sends the file at `path` (`size` bytes) as snapshot messages, then
-/// its SHA-256 as the last one (`storage::snapshot::send_image`); as
-/// etcd's, they carry no header.
-fn stream_file(
-    path: &std::path::Path,
-    size: u64,
+/// Streams the backend, from one read snapshot, as a bbolt file in etcd's
+/// layout (`storage::snapshot::etcd`) in messages of
+/// [`SNAPSHOT_CHUNK_BYTES`], then its SHA-256 as the last one; as etcd's,
+/// they carry no header. Errors: the backend's; a client gone ends it.
+fn stream_backend(
+    s: &EtcdServer,
     tx: &mpsc::Sender<Result<SnapshotResponse, Status>>,
-) -> std::io::Result<()> {
-    storage::snapshot::send_image(path, size, SNAPSHOT_CHUNK_BYTES, |blob, left| {
+) -> Result<(), String> {
+    let send = |blob, left| {
         let msg = SnapshotResponse {
             header: None,
             remaining_bytes: left,
             blob,
         };
         tx.blocking_send(Ok(msg)).is_ok()
+    };
+    let stream = storage::snapshot::etcd::stream_backend(s.store.backend(), |size| {
+        storage::snapshot::ChunkStream::new(size, SNAPSHOT_CHUNK_BYTES, send)
     })
+    .map_err(|e| e.to_string())?;
+    stream.finish().map_err(|e| e.to_string())
 }

@@ -108,11 +108,44 @@ pub fn write_backend<W: Write + Seek>(
     let rtx = backend
         .read()
         .map_err(|e| SnapshotError::Io(std::io::Error::other(e)))?;
+    let w = write_tables(&rtx, Writer::new(out)?)?;
+    Ok(w.finish()?)
+}
+
+/// Streams the backend, as of one read snapshot, to `out` as a bbolt file
+/// in etcd's layout, without a file: the tables are written once to learn
+/// the metas (which come first but name the root, known last), then again
+/// after them, into the output `open` makes once it is told the image's
+/// size in bytes. Returns the output. Errors: the backend's, a record that
+/// does not decode, the output's.
+pub fn stream_backend<W: Write>(
+    backend: &Backend,
+    open: impl FnOnce(u64) -> W,
+) -> Result<W, SnapshotError> {
+    let rtx = backend
+        .read()
+        .map_err(|e| SnapshotError::Io(std::io::Error::other(e)))?;
+    let (_, metas, size) = write_tables(&rtx, Writer::body(std::io::sink())?)?.finish_body()?;
+    let mut out = open(size);
+    out.write_all(&metas)?;
+    let (out, _, written) = write_tables(&rtx, Writer::body(out)?)?.finish_body()?;
+    if written != size {
+        return Err(corrupt(
+            "snapshot: the tables changed between two reads of one snapshot",
+        ));
+    }
+    Ok(out)
+}
+
+/// Writes every table of `rtx` as etcd's bucket into `w`.
+fn write_tables<W: Write>(
+    rtx: &redb::ReadTransaction,
+    mut w: Writer<W>,
+) -> Result<Writer<W>, SnapshotError> {
     let redb_err = |e: redb::Error| SnapshotError::Io(std::io::Error::other(e));
     let mut tables = TABLES;
     tables.sort_by(|a, b| a.name().as_bytes().cmp(b.name().as_bytes()));
     let mut members = Vec::new();
-    let mut w = Writer::new(out)?;
     for def in tables {
         let name = def.name();
         let t = rtx.open_table(def).map_err(|e| redb_err(e.into()))?;
@@ -164,12 +197,13 @@ pub fn write_backend<W: Write + Seek>(
         }
         bucket.finish()?;
     }
-    Ok(w.finish()?)
+    Ok(w)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha2::Sha256;
 
     fn member(id: u64, learner: bool, name: &str) -> Member {
         Member {
@@ -210,6 +244,62 @@ mod tests {
             "{\"voters\":[1,2],\"learners\":[3],\"auto_leave\":false}"
         );
         assert_eq!(conf_state_json(&[]), "{\"auto_leave\":false}");
+    }
+
+    #[test]
+    fn a_stream_is_the_file_with_its_hash_in_32_kib_blobs() {
+        use sha2::Digest;
+        let dir = tempfile::tempdir().unwrap();
+        let b = Backend::open(&dir.path().join("db")).unwrap();
+        let tx = b.write(false).unwrap();
+        {
+            let mut t = tx.open_table(crate::schema::KEY_TABLE).unwrap();
+            for i in 0u64..300 {
+                let v = vec![b'v'; 1000 + i as usize];
+                t.insert(i.to_be_bytes().as_slice(), v.as_slice()).unwrap();
+            }
+        }
+        b.commit(tx).unwrap();
+        let (file, size) = write_backend(&b, std::io::Cursor::new(Vec::new())).unwrap();
+        let file = file.into_inner();
+        let mut blobs: Vec<(Vec<u8>, u64)> = Vec::new();
+        let stream = stream_backend(&b, |total| {
+            assert_eq!(total, size);
+            super::super::ChunkStream::new(total, 32 * 1024, |blob, left| {
+                blobs.push((blob, left));
+                true
+            })
+        })
+        .unwrap();
+        stream.finish().unwrap();
+        let (hash, last) = blobs.pop().unwrap();
+        assert_eq!((hash, last), (Sha256::digest(&file).to_vec(), 0));
+        let (tail, full) = blobs.split_last().unwrap();
+        assert!(full.iter().all(|(b, _)| b.len() == 32 * 1024) && tail.0.len() <= 32 * 1024);
+        let mut sent = 0u64;
+        for (blob, left) in &blobs {
+            sent += blob.len() as u64;
+            assert_eq!(*left, size - sent);
+        }
+        let streamed: Vec<u8> = blobs.into_iter().flat_map(|(b, _)| b).collect();
+        assert_eq!(streamed, file);
+    }
+
+    #[test]
+    fn a_stream_whose_receiver_left_stops() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = Backend::open(&dir.path().join("db")).unwrap();
+        let mut sends = 0;
+        let err = stream_backend(&b, |total| {
+            super::super::ChunkStream::new(total, 4096, |_, _| {
+                sends += 1;
+                false
+            })
+        })
+        .err()
+        .expect("a receiver that left ends the stream");
+        assert!(err.to_string().contains("pipe"), "{err}");
+        assert_eq!(sends, 1);
     }
 
     #[test]

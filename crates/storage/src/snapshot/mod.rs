@@ -64,35 +64,76 @@ impl Mapped {
     }
 }
 
-/// Sends the image at `path` (`size` bytes) in blobs of at most `chunk`
-/// bytes, then its SHA-256 as the last blob: the snapshot stream of
-/// `Maintenance.Snapshot`. `send` gets each blob with the image bytes
-/// still to come after it and answers whether to go on (false: the
-/// receiver is gone). Errors: the file's.
-pub fn send_image(
-    path: &Path,
-    size: u64,
+/// The snapshot stream of `Maintenance.Snapshot` as a writer: the image
+/// in blobs of `chunk` bytes, each sent with the image bytes still to
+/// come after it, then ([`ChunkStream::finish`]) the image's SHA-256 as
+/// the last blob, with 0 to come. `send` answers whether to go on; when
+/// it says no (the receiver is gone), writing fails with `BrokenPipe`.
+pub struct ChunkStream<F: FnMut(Vec<u8>, u64) -> bool> {
+    send: F,
     chunk: usize,
-    mut send: impl FnMut(Vec<u8>, u64) -> bool,
-) -> std::io::Result<()> {
-    use sha2::Digest;
-    use std::io::Read;
-    let mut f = std::fs::File::open(path)?;
-    let mut sha = sha2::Sha256::new();
-    let mut left = size;
-    let mut buf = vec![0; chunk];
-    loop {
-        let n = f.read(&mut buf)?;
-        let blob = if n == 0 {
-            std::mem::take(&mut sha).finalize().to_vec()
-        } else {
-            sha.update(&buf[..n]);
-            buf[..n].to_vec()
-        };
-        left = left.saturating_sub(n as u64);
-        if !send(blob, left) || n == 0 {
-            return Ok(());
+    buf: Vec<u8>,
+    sha: sha2::Sha256,
+    left: u64,
+}
+
+impl<F: FnMut(Vec<u8>, u64) -> bool> ChunkStream<F> {
+    /// A stream of an image of `size` bytes.
+    pub fn new(size: u64, chunk: usize, send: F) -> ChunkStream<F> {
+        use sha2::Digest;
+        ChunkStream {
+            send,
+            chunk,
+            buf: Vec::with_capacity(chunk),
+            sha: sha2::Sha256::new(),
+            left: size,
         }
+    }
+
+    fn emit(&mut self, blob: Vec<u8>) -> std::io::Result<()> {
+        use sha2::Digest;
+        self.sha.update(&blob);
+        self.left = self.left.saturating_sub(blob.len() as u64);
+        if (self.send)(blob, self.left) {
+            Ok(())
+        } else {
+            Err(std::io::ErrorKind::BrokenPipe.into())
+        }
+    }
+
+    /// Sends what is buffered, then the SHA-256 of everything sent.
+    pub fn finish(mut self) -> std::io::Result<()> {
+        use sha2::Digest;
+        if !self.buf.is_empty() {
+            let blob = std::mem::take(&mut self.buf);
+            self.emit(blob)?;
+        }
+        let hash = std::mem::take(&mut self.sha).finalize().to_vec();
+        if (self.send)(hash, 0) {
+            Ok(())
+        } else {
+            Err(std::io::ErrorKind::BrokenPipe.into())
+        }
+    }
+}
+
+impl<F: FnMut(Vec<u8>, u64) -> bool> std::io::Write for ChunkStream<F> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let mut rest = data;
+        while !rest.is_empty() {
+            let take = (self.chunk - self.buf.len()).min(rest.len());
+            self.buf.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            if self.buf.len() == self.chunk {
+                let blob = std::mem::replace(&mut self.buf, Vec::with_capacity(self.chunk));
+                self.emit(blob)?;
+            }
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 

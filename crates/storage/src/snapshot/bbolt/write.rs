@@ -23,7 +23,7 @@ const TXID: u64 = 2;
 const FREELIST: u64 = 2;
 
 /// A bbolt file being written to `out`.
-pub struct Writer<W: Write + Seek> {
+pub struct Writer<W: Write> {
     out: W,
     /// The next page to write.
     next: u64,
@@ -44,7 +44,7 @@ struct Tree {
 }
 
 /// A bucket being written; [`BucketWriter::finish`] adds it to the file.
-pub struct BucketWriter<'w, W: Write + Seek> {
+pub struct BucketWriter<'w, W: Write> {
     writer: &'w mut Writer<W>,
     name: Vec<u8>,
     tree: Tree,
@@ -56,6 +56,26 @@ impl<W: Write + Seek> Writer<W> {
     /// the root is known, so `out` must seek.
     pub fn new(mut out: W) -> io::Result<Writer<W>> {
         out.seek(SeekFrom::Start(2 * PAGE_SIZE as u64))?;
+        Writer::body(out)
+    }
+
+    /// Writes the root bucket's tree and the metas; returns `out` and the
+    /// file's size in bytes (a whole number of pages).
+    pub fn finish(self) -> io::Result<(W, u64)> {
+        let (mut out, metas, size) = self.finish_body()?;
+        out.seek(SeekFrom::Start(0))?;
+        out.write_all(&metas)?;
+        out.flush()?;
+        Ok((out, size))
+    }
+}
+
+impl<W: Write> Writer<W> {
+    /// Starts the body of a file on `out`: what follows the two meta pages
+    /// (page 2 on). [`Writer::finish_body`] returns the metas, which a
+    /// stream must send first: write the same buckets once to a sink to
+    /// learn them, then again after them.
+    pub fn body(mut out: W) -> io::Result<Writer<W>> {
         let mut page = vec![0u8; PAGE_SIZE];
         header(&mut page, FREELIST, FREELIST_PAGE, 0, 0);
         out.write_all(&page)?;
@@ -64,6 +84,37 @@ impl<W: Write + Seek> Writer<W> {
             next: FREELIST + 1,
             buckets: Vec::new(),
         })
+    }
+
+    /// Writes the root bucket's tree; returns `out`, the two meta pages
+    /// that go before the body, and the file's size in bytes.
+    pub fn finish_body(mut self) -> io::Result<(W, Vec<u8>, u64)> {
+        let mut root = Tree::new();
+        for (name, value) in std::mem::take(&mut self.buckets) {
+            root.push(&mut self, BUCKET_ELEMENT, name, value)?;
+        }
+        let root = match root.finish(&mut self, false)? {
+            Root::Page(id) => id,
+            Root::Inline(_) => unreachable!("the root tree is never inline"),
+        };
+        let mut metas = vec![0u8; 2 * PAGE_SIZE];
+        for (page_id, txid) in [(0u64, TXID), (1, TXID - 1)] {
+            let at = page_id as usize * PAGE_SIZE;
+            let page = &mut metas[at..at + PAGE_SIZE];
+            header(page, page_id, META_PAGE, 0, 0);
+            let m = &mut page[PAGE_HEADER..PAGE_HEADER + 64];
+            m[0..4].copy_from_slice(&MAGIC.to_le_bytes());
+            m[4..8].copy_from_slice(&VERSION.to_le_bytes());
+            m[8..12].copy_from_slice(&(PAGE_SIZE as u32).to_le_bytes());
+            m[16..24].copy_from_slice(&root.to_le_bytes());
+            m[32..40].copy_from_slice(&FREELIST.to_le_bytes());
+            m[40..48].copy_from_slice(&self.next.to_le_bytes());
+            m[48..56].copy_from_slice(&txid.to_le_bytes());
+            let sum = super::checksum(&m[..56]);
+            m[56..64].copy_from_slice(&sum.to_le_bytes());
+        }
+        self.out.flush()?;
+        Ok((self.out, metas, self.next * PAGE_SIZE as u64))
     }
 
     /// Starts the bucket `name`; buckets must come in name order.
@@ -76,44 +127,12 @@ impl<W: Write + Seek> Writer<W> {
         }
     }
 
-    /// Writes the root bucket's tree and the metas; returns `out` and the
-    /// file's size in bytes (a whole number of pages).
-    pub fn finish(mut self) -> io::Result<(W, u64)> {
-        let mut root = Tree::new();
-        for (name, value) in std::mem::take(&mut self.buckets) {
-            root.push(&mut self, BUCKET_ELEMENT, name, value)?;
-        }
-        let root = match root.finish(&mut self, false)? {
-            Root::Page(id) => id,
-            Root::Inline(_) => unreachable!("the root tree is never inline"),
-        };
-        for (page_id, txid) in [(0, TXID), (1, TXID - 1)] {
-            let mut page = vec![0u8; PAGE_SIZE];
-            header(&mut page, page_id, META_PAGE, 0, 0);
-            let m = &mut page[PAGE_HEADER..PAGE_HEADER + 64];
-            m[0..4].copy_from_slice(&MAGIC.to_le_bytes());
-            m[4..8].copy_from_slice(&VERSION.to_le_bytes());
-            m[8..12].copy_from_slice(&(PAGE_SIZE as u32).to_le_bytes());
-            m[16..24].copy_from_slice(&root.to_le_bytes());
-            m[32..40].copy_from_slice(&FREELIST.to_le_bytes());
-            m[40..48].copy_from_slice(&self.next.to_le_bytes());
-            m[48..56].copy_from_slice(&txid.to_le_bytes());
-            let sum = super::checksum(&m[..56]);
-            m[56..64].copy_from_slice(&sum.to_le_bytes());
-            self.out.seek(SeekFrom::Start(page_id * PAGE_SIZE as u64))?;
-            self.out.write_all(&page)?;
-        }
-        self.out.flush()?;
-        Ok((self.out, self.next * PAGE_SIZE as u64))
-    }
-
     /// Writes one node as page(s) from `self.next` on; returns its page.
-    fn write_node(&mut self, flags: u16, node: &[u8]) -> io::Result<u64> {
+    fn write_node(&mut self, flags: u16, mut buf: Vec<u8>) -> io::Result<u64> {
         let id = self.next;
-        let pages = node.len().div_ceil(PAGE_SIZE).max(1);
-        let mut buf = node.to_vec();
+        let pages = buf.len().div_ceil(PAGE_SIZE).max(1);
+        let count = u16_from(&buf[10..12]);
         buf.resize(pages * PAGE_SIZE, 0);
-        let count = u16_from(&node[10..12]);
         header(&mut buf, id, flags, count, (pages - 1) as u32);
         self.out.write_all(&buf)?;
         self.next += pages as u64;
@@ -191,11 +210,11 @@ impl Tree {
     }
 
     /// Writes the filling leaf (if any) as a page.
-    fn flush<W: Write + Seek>(&mut self, w: &mut Writer<W>) -> io::Result<()> {
+    fn flush<W: Write>(&mut self, w: &mut Writer<W>) -> io::Result<()> {
         if self.leaf.is_empty() {
             return Ok(());
         }
-        let id = w.write_node(LEAF_PAGE, &self.leaf_node())?;
+        let id = w.write_node(LEAF_PAGE, self.leaf_node())?;
         let first = std::mem::take(&mut self.leaf).swap_remove(0).1;
         self.leaves.push((first, id));
         self.leaf_bytes = PAGE_HEADER;
@@ -203,7 +222,7 @@ impl Tree {
     }
 
     /// Adds an element; a full leaf is written first.
-    fn push<W: Write + Seek>(
+    fn push<W: Write>(
         &mut self,
         w: &mut Writer<W>,
         flags: u32,
@@ -221,13 +240,13 @@ impl Tree {
 
     /// Finishes the tree: inline if `inline_ok` and it is one small leaf,
     /// else its leaves written and branches above them up to one root.
-    fn finish<W: Write + Seek>(mut self, w: &mut Writer<W>, inline_ok: bool) -> io::Result<Root> {
+    fn finish<W: Write>(mut self, w: &mut Writer<W>, inline_ok: bool) -> io::Result<Root> {
         if inline_ok && self.leaves.is_empty() && self.leaf_bytes <= PAGE_SIZE / 4 {
             return Ok(Root::Inline(self.leaf_node()));
         }
         if self.leaves.is_empty() && self.leaf.is_empty() {
             // An empty root tree: one empty leaf page.
-            return Ok(Root::Page(w.write_node(LEAF_PAGE, &self.leaf_node())?));
+            return Ok(Root::Page(w.write_node(LEAF_PAGE, self.leaf_node())?));
         }
         self.flush(w)?;
         let mut level = self.leaves;
@@ -240,7 +259,7 @@ impl Tree {
 
 /// Writes branch pages over `children` (first key, page), packed full but
 /// never leaving a branch with one child; returns the level above.
-fn branches<W: Write + Seek>(
+fn branches<W: Write>(
     w: &mut Writer<W>,
     children: Vec<(Vec<u8>, u64)>,
 ) -> io::Result<Vec<(Vec<u8>, u64)>> {
@@ -268,13 +287,13 @@ fn branches<W: Write + Seek>(
             .map(|(k, _)| (0, k.as_slice(), &[][..]))
             .collect();
         let pages: Vec<u64> = group.iter().map(|(_, p)| *p).collect();
-        let id = w.write_node(BRANCH_PAGE, &node(BRANCH_PAGE, &elements, Some(&pages)))?;
+        let id = w.write_node(BRANCH_PAGE, node(BRANCH_PAGE, &elements, Some(&pages)))?;
         above.push((group[0].0.clone(), id));
     }
     Ok(above)
 }
 
-impl<W: Write + Seek> BucketWriter<'_, W> {
+impl<W: Write> BucketWriter<'_, W> {
     /// Adds `key` with `value`. Errors: a key not above the last one
     /// (`InvalidInput`), or an empty key, as bbolt refuses them.
     pub fn put(&mut self, key: &[u8], value: &[u8]) -> io::Result<()> {
