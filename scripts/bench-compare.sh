@@ -3,9 +3,13 @@
 # a 3-member cluster of each (real etcd: Debian's etcd-server, installed if
 # missing; etcd-rs: the release build), with the same flags and data dirs
 # on the same disk, runs the same `benchmark` commands and prints a table
-# of QPS, p50 and p99 latency and the members' peak RSS, with the ratio
-# etcd-rs / etcd. Only 127.0.0.1; every benchmark run is bounded by
-# `timeout`. TOTAL scales the request counts (default 1).
+# of QPS, p99 latency and server CPU time per request (user+system of all
+# members, from /proc, divided by the requests), and the members' peak RSS,
+# each with the ratio etcd-rs / etcd. RUNS (default 2) alternating runs:
+# odd runs start with etcd-rs, even ones with etcd; every cell shows each
+# run's figure, separated by " / ". Only 127.0.0.1; every benchmark run is
+# bounded by `timeout`. TOTAL scales the request counts (default 1); KEYS
+# is the distinct keys of the large-key-space put row (default 100000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/bench-lib.sh
@@ -31,54 +35,90 @@ peak_rss_mb() {
     echo $((max / 1024))
 }
 
-# run NAME ARGS...: one bounded benchmark; records "qps p50 p99" (ms).
+# run NAME TOTAL ARGS...: one bounded benchmark of TOTAL requests;
+# records "qps p99-ms cpu-us-per-request" of it.
 run() {
-    local name=$1; shift
-    local f="$out/$label-$name"
-    if timeout 600 "$bench" --endpoints="$endpoints" "$@" > "$f" 2>&1; then
-        awk '/Requests\/sec/ {q=$2} /^  50% in/ {p50=$3*1000} /^  99% in/ {p99=$3*1000}
-             END {printf "%.0f %.2f %.2f\n", q, p50, p99}' "$f" > "$f.sum"
+    local name=$1 total=$2; shift 2
+    local f="$out/$label-$name" before after
+    before=$(cpu_ticks)
+    if timeout 600 "$bench" --endpoints="$endpoints" "$@" --total="$total" > "$f" 2>&1; then
+        after=$(cpu_ticks)
+        awk -v t=$((after - before)) -v n="$total" -v hz="$(getconf CLK_TCK)" \
+            '/Requests\/sec/ {q=$2} /^  99% in/ {p99=$3*1000}
+             END {printf "%.0f %.2f %.1f\n", q, p99, t / hz * 1e6 / n}' "$f" > "$f.sum"
     else
         echo "failed failed failed" > "$f.sum"
     fi
 }
 
+rows="put-1-client put-100-clients range-l-100-clients range-s-100-clients txn-put-100-clients lease-keepalive-100-clients put-keyspace-256B"
+keys=${KEYS:-100000}
 suite() {
-    run put-1-client --clients=1 --conns=1 put --total=$((2000 * scale)) --val-size=256 --key-space-size=100000
-    run put-100-clients --clients=100 --conns=10 put --total=$((20000 * scale)) --val-size=256 --key-space-size=100000
-    run range-l-100-clients --clients=100 --conns=10 range foo --consistency=l --total=$((20000 * scale))
-    run range-s-100-clients --clients=100 --conns=10 range foo --consistency=s --total=$((20000 * scale))
-    run put-100k-256B --clients=100 --conns=10 put --total=100000 --val-size=256 --key-space-size=100000 --sequential-keys
+    local c100=(--clients=100 --conns=10)
+    run put-1-client $((2000 * scale)) --clients=1 --conns=1 put --val-size=256 --key-space-size=100000
+    run put-100-clients $((20000 * scale)) "${c100[@]}" put --val-size=256 --key-space-size=100000
+    run range-l-100-clients $((20000 * scale)) "${c100[@]}" range foo --consistency=l
+    run range-s-100-clients $((20000 * scale)) "${c100[@]}" range foo --consistency=s
+    run txn-put-100-clients $((20000 * scale)) "${c100[@]}" txn-put --val-size=256 --key-space-size=100000
+    run lease-keepalive-100-clients $((20000 * scale)) "${c100[@]}" lease-keepalive
+    run put-keyspace-256B "$keys" "${c100[@]}" put --val-size=256 --key-space-size="$keys" --sequential-keys
     echo "$(peak_rss_mb)" > "$out/$label-rss"
 }
 
-for n in 1 3; do
-    for server in etcd-rs etcd; do
-        bin=target/release/etcd; [ $server = etcd ] && bin=/usr/bin/etcd
-        base=$([ $server = etcd ] && echo 43000 || echo 42000)
-        label="$server-$n"
-        echo "running the suite against $n-member $server ..." >&2
-        start_members "$bin" "$n" "$base"
-        suite
-        stop_cluster
-        rm -rf "$out"/data-*
+runs=${RUNS:-2}
+for r in $(seq "$runs"); do
+    order="etcd-rs etcd"; [ $((r % 2)) = 0 ] && order="etcd etcd-rs"
+    for n in 1 3; do
+        for server in $order; do
+            bin=target/release/etcd; [ $server = etcd ] && bin=/usr/bin/etcd
+            base=$([ $server = etcd ] && echo 43000 || echo 42000)
+            label="$server-$n-$r"
+            echo "run $r: the suite against $n-member $server ..." >&2
+            start_members "$bin" "$n" "$base"
+            suite
+            stop_cluster
+            rm -rf "$out"/data-*
+        done
     done
 done
 
-printf '| benchmark | members | QPS etcd-rs | QPS etcd | ratio | p50 ms etcd-rs | p50 ms etcd | ratio | p99 ms etcd-rs | p99 ms etcd | ratio |\n'
-printf '|---|---|---|---|---|---|---|---|---|---|---|\n'
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0 && a + 0 == a) printf "%.2f", a / b; else printf "-" }'; }
+# cells SERVER-N NAME FIELD: that figure of every run, " / "-separated.
+cells() {
+    local r v acc=""
+    for r in $(seq "$runs"); do
+        v=$(awk -v f="$3" '{print $f}' "$out/$1-$r-$2.sum")
+        acc+="${acc:+ / }$v"
+    done
+    echo "$acc"
+}
+ratios() {
+    local r a b acc=""
+    for r in $(seq "$runs"); do
+        a=$(awk -v f="$3" '{print $f}' "$out/etcd-rs-$1-$r-$2.sum")
+        b=$(awk -v f="$3" '{print $f}' "$out/etcd-$1-$r-$2.sum")
+        acc+="${acc:+ / }$(ratio "$a" "$b")"
+    done
+    echo "$acc"
+}
+printf '| benchmark | members | QPS etcd-rs | QPS etcd | ratio | p99 ms etcd-rs | p99 ms etcd | ratio | CPU µs/req etcd-rs | CPU µs/req etcd | ratio |\n'
+printf '|---|---|---|---|---|---|---|---|---|---|---|\n'
 for n in 1 3; do
-    for name in put-1-client put-100-clients range-l-100-clients range-s-100-clients put-100k-256B; do
-        read -r rq rp50 rp99 < "$out/etcd-rs-$n-$name.sum"
-        read -r eq ep50 ep99 < "$out/etcd-$n-$name.sum"
-        printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$name" "$n" \
-            "$rq" "$eq" "$(ratio "$rq" "$eq")" "$rp50" "$ep50" "$(ratio "$rp50" "$ep50")" \
-            "$rp99" "$ep99" "$(ratio "$rp99" "$ep99")"
+    for name in $rows; do
+        printf '| %s | %s |' "$name" "$n"
+        for field in 1 2 3; do
+            printf ' %s | %s | %s |' "$(cells "etcd-rs-$n" "$name" $field)" \
+                "$(cells "etcd-$n" "$name" $field)" "$(ratios "$n" "$name" $field)"
+        done
+        printf '\n'
     done
 done
 printf '\n| peak RSS of a member (MB) | members | etcd-rs | etcd | ratio |\n|---|---|---|---|---|\n'
 for n in 1 3; do
-    r=$(cat "$out/etcd-rs-$n-rss"); e=$(cat "$out/etcd-$n-rss")
-    printf '| whole suite incl. 100,000 puts of 256 B | %s | %s | %s | %s |\n' "$n" "$r" "$e" "$(ratio "$r" "$e")"
+    rr=""; ee=""; rat=""
+    for r in $(seq "$runs"); do
+        a=$(cat "$out/etcd-rs-$n-$r-rss"); b=$(cat "$out/etcd-$n-$r-rss")
+        rr+="${rr:+ / }$a"; ee+="${ee:+ / }$b"; rat+="${rat:+ / }$(ratio "$a" "$b")"
+    done
+    printf '| whole suite incl. %s puts of 256 B | %s | %s | %s | %s |\n' "$keys" "$n" "$rr" "$ee" "$rat"
 done

@@ -289,7 +289,7 @@ impl KvStore {
         let mut index = self.index.write().expect("index lock");
         *index = loaded.index;
         metrics::KEYS_TOTAL.set(live_keys(&index));
-        self.current_rev.store(loaded.current, Ordering::Release);
+        let before = self.current_rev.swap(loaded.current, Ordering::AcqRel);
         self.compact_rev
             .store(loaded.compact_rev, Ordering::Release);
         self.consistent_index
@@ -297,7 +297,7 @@ impl KvStore {
         drop(index);
         // The history jumped: every watcher catches up from the new content
         // (or learns that what it needs was compacted).
-        self.watch.unsync_all();
+        self.watch.unsync_all(before + 1);
         std::fs::remove_file(path).map_err(BackendError::from)?;
         Ok(())
     }
@@ -695,7 +695,7 @@ impl StoreTxn<'_> {
                 }
             }
         };
-        store.watch.publish(publish, batch_events);
+        store.watch.publish(begin + 1, publish, batch_events);
         Ok(())
     }
 }

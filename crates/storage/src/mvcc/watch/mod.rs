@@ -10,10 +10,14 @@
 //! again. So slow watchers never block writes, memory stays bounded by the
 //! sinks' capacity, and no watcher skips or repeats an event.
 //!
+//! A commit finds the watchers of each event's key through a
+//! [`WatchIndex`], so watchers of unrelated keys cost it nothing; the
+//! unsynced ones are kept in a set of their own for the sync rounds.
+//!
 //! Invariant: for every watcher, events are delivered in revision order,
 //! each exactly once, the events of one revision together.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -21,6 +25,9 @@ use api::mvccpb::event::EventType;
 use api::mvccpb::{Event, KeyValue};
 
 use super::key_index::RangeEnd;
+use index::WatchIndex;
+
+mod index;
 
 /// Most events replayed to one watcher per [`WatchHub::sync`] round (a
 /// revision's events are never split).
@@ -88,7 +95,9 @@ impl WatchSpec {
 
 struct Watcher {
     spec: Arc<WatchSpec>,
-    /// The first revision this watcher has not been given.
+    /// The first revision this watcher may still need: exact while it is
+    /// unsynced; while synced it has every event up to the store revision
+    /// and this only says where it starts (a watch may start in the future).
     next_rev: i64,
     synced: bool,
     /// Whether events went out since the last progress notification.
@@ -125,10 +134,56 @@ pub struct HistoryRead {
     pub compact_revision: i64,
 }
 
+/// The watchers of a hub, under its lock.
+#[derive(Default)]
+struct Watchers {
+    by_id: HashMap<u64, Watcher>,
+    index: WatchIndex,
+    /// The ids of the unsynced watchers, in id order (the sync rounds
+    /// take them in turn from a cursor).
+    unsynced: BTreeSet<u64>,
+    /// (watcher id, event position) pairs of one revision, kept to reuse
+    /// the allocation.
+    hits: Vec<(u64, usize)>,
+}
+
+impl Watchers {
+    /// Marks watcher `id` unsynced; a synced one has every event before
+    /// `from`, so it resumes there (or where it starts, if later).
+    fn unsync(&mut self, id: u64, from: i64) {
+        if let Some(w) = self.by_id.get_mut(&id) {
+            if w.synced {
+                w.synced = false;
+                w.next_rev = w.next_rev.max(from);
+                self.unsynced.insert(id);
+            }
+        }
+    }
+
+    fn unsync_all(&mut self, from: i64) {
+        for (id, w) in self.by_id.iter_mut() {
+            if w.synced {
+                w.synced = false;
+                w.next_rev = w.next_rev.max(from);
+                self.unsynced.insert(*id);
+            }
+        }
+    }
+
+    fn remove(&mut self, id: u64) -> bool {
+        let Some(w) = self.by_id.remove(&id) else {
+            return false;
+        };
+        self.index.remove(id, &w.spec);
+        self.unsynced.remove(&id);
+        true
+    }
+}
+
 /// All watchers of a store, by id.
 #[derive(Default)]
 pub struct WatchHub {
-    watchers: Mutex<HashMap<u64, Watcher>>,
+    watchers: Mutex<Watchers>,
     next_id: Mutex<u64>,
     /// How many watchers exist: writes collect events only when some do.
     count: AtomicUsize,
@@ -167,25 +222,32 @@ impl WatchHub {
             *n
         };
         let mut watchers = self.watchers.lock().expect("watchers lock");
+        let synced = next_rev > current();
         let w = Watcher {
             spec: Arc::new(spec),
             next_rev,
-            synced: next_rev > current(),
+            synced,
             active: false,
             stalled: false,
             sink,
         };
-        watchers.insert(id, w);
-        self.count.store(watchers.len(), Ordering::Release);
+        watchers.index.insert(id, &w.spec);
+        if !synced {
+            watchers.unsynced.insert(id);
+        }
+        watchers.by_id.insert(id, w);
+        self.count.store(watchers.by_id.len(), Ordering::Release);
         id
     }
 
     /// Makes every watcher catch up from the store (after the store's
-    /// content was replaced by a snapshot).
-    pub fn unsync_all(&self) {
-        for w in self.watchers.lock().expect("watchers lock").values_mut() {
-            w.synced = false;
-        }
+    /// content was replaced by a snapshot); the synced ones had every
+    /// event before revision `from`.
+    pub fn unsync_all(&self, from: i64) {
+        self.watchers
+            .lock()
+            .expect("watchers lock")
+            .unsync_all(from);
     }
 
     /// Publishes a committed batch and hands its events to the watchers,
@@ -193,15 +255,21 @@ impl WatchHub {
     /// (and gets the events) or after (and finds them in history).
     /// `publish` makes the batch visible; `events` gives the batch's
     /// events in revision order, or `None` when they cannot be had (then
-    /// every watcher catches up from the store).
-    pub fn publish(&self, publish: impl FnOnce(), events: impl FnOnce() -> Option<Vec<Event>>) {
+    /// every watcher catches up from the store, from `first`, the batch's
+    /// first revision).
+    pub fn publish(
+        &self,
+        first: i64,
+        publish: impl FnOnce(),
+        events: impl FnOnce() -> Option<Vec<Event>>,
+    ) {
         let mut watchers = self.watchers.lock().expect("watchers lock");
         publish();
-        if watchers.is_empty() {
+        if watchers.by_id.is_empty() {
             return;
         }
         let Some(events) = events() else {
-            watchers.values_mut().for_each(|w| w.synced = false);
+            watchers.unsync_all(first);
             return;
         };
         let mut rest = events.as_slice();
@@ -219,8 +287,8 @@ impl WatchHub {
     /// Removes a watcher; false if there was none with `id`.
     pub fn cancel(&self, id: u64) -> bool {
         let mut watchers = self.watchers.lock().expect("watchers lock");
-        let found = watchers.remove(&id).is_some();
-        self.count.store(watchers.len(), Ordering::Release);
+        let found = watchers.remove(id);
+        self.count.store(watchers.by_id.len(), Ordering::Release);
         found
     }
 
@@ -239,8 +307,8 @@ impl WatchHub {
         self.watchers
             .lock()
             .expect("watchers lock")
-            .values()
-            .all(|w| w.synced)
+            .unsynced
+            .is_empty()
     }
 
     /// Tells each synced, idle watcher that asked for progress
@@ -251,11 +319,10 @@ impl WatchHub {
     pub fn progress_notify(&self, current: impl FnOnce() -> i64) {
         let mut watchers = self.watchers.lock().expect("watchers lock");
         let current = current();
-        for w in watchers.values_mut() {
+        for w in watchers.by_id.values_mut() {
+            // A synced watcher has every event up to the store revision.
             if w.spec.progress_notify && w.synced && !w.active {
-                (w.sink)(Delivery::Progress {
-                    revision: (w.next_rev - 1).min(current),
-                });
+                (w.sink)(Delivery::Progress { revision: current });
             }
             w.active = false;
         }
@@ -274,14 +341,14 @@ impl WatchHub {
         answer: impl FnOnce(i64),
     ) -> bool {
         let watchers = self.watchers.lock().expect("watchers lock");
-        let mut upto = current();
-        for id in ids {
-            let Some(w) = watchers.get(id).filter(|w| w.synced) else {
-                return false;
-            };
-            upto = upto.min(w.next_rev - 1);
+        let current = current();
+        if ids
+            .iter()
+            .any(|id| !watchers.by_id.get(id).is_some_and(|w| w.synced))
+        {
+            return false;
         }
-        answer(upto);
+        answer(current);
         true
     }
 
@@ -357,23 +424,28 @@ impl WatchHub {
     /// Up to [`SYNC_WATCHERS`] unsynced watchers, the ones after the
     /// cursor first; and whether others wait for a later round.
     fn pick_unsynced(&self) -> (Vec<Pending>, bool) {
+        use std::ops::Bound;
         let cursor = self.cursor.load(Ordering::Relaxed);
         let watchers = self.watchers.lock().expect("watchers lock");
-        let mut pending: Vec<Pending> = watchers
-            .iter()
-            .filter(|(_, w)| !w.synced)
-            .map(|(id, w)| Pending {
-                id: *id,
-                next_rev: w.next_rev,
-                stalled: w.stalled,
-                spec: w.spec.clone(),
+        let after = watchers
+            .unsynced
+            .range((Bound::Excluded(cursor), Bound::Unbounded));
+        let pending: Vec<Pending> = after
+            .chain(watchers.unsynced.range(..=cursor))
+            .take(SYNC_WATCHERS)
+            .map(|id| {
+                let w = &watchers.by_id[id];
+                Pending {
+                    id: *id,
+                    next_rev: w.next_rev,
+                    stalled: w.stalled,
+                    spec: w.spec.clone(),
+                }
             })
             .collect();
+        let more = watchers.unsynced.len() > SYNC_WATCHERS;
         drop(watchers);
-        let more = pending.len() > SYNC_WATCHERS;
         if more {
-            pending.sort_unstable_by_key(|p| (p.id <= cursor, p.id));
-            pending.truncate(SYNC_WATCHERS);
             let last = pending.last().expect("not empty").id;
             self.cursor.store(last, Ordering::Relaxed);
         }
@@ -384,12 +456,13 @@ impl WatchHub {
     /// that went or moved meanwhile; `to` is where the round's read
     /// stopped. Returns whether any of them is still behind.
     fn hand_over(&self, plans: Vec<(Pending, Plan)>, history: &impl History, to: i64) -> bool {
-        let mut watchers = self.watchers.lock().expect("watchers lock");
+        let mut guard = self.watchers.lock().expect("watchers lock");
+        let watchers = &mut *guard;
         // Under the lock no commit publishes: this is the store revision.
         let current = history.current_revision();
         let mut behind = false;
         for (p, plan) in plans {
-            let Some(w) = watchers.get_mut(&p.id) else {
+            let Some(w) = watchers.by_id.get_mut(&p.id) else {
                 continue;
             };
             if w.synced || w.next_rev != p.next_rev {
@@ -399,13 +472,14 @@ impl WatchHub {
                 // It starts in the future: it has everything there is.
                 w.synced = true;
                 w.stalled = false;
+                watchers.unsynced.remove(&p.id);
                 continue;
             }
             match plan {
                 Plan::Compacted(compact_revision) => {
                     if (w.sink)(Delivery::Compacted { compact_revision }) {
-                        watchers.remove(&p.id);
-                        self.count.store(watchers.len(), Ordering::Release);
+                        watchers.remove(p.id);
+                        self.count.store(watchers.by_id.len(), Ordering::Release);
                     } else {
                         // Its client must hear it: try again next round.
                         w.stalled = true;
@@ -430,6 +504,7 @@ impl WatchHub {
                     // was unsynced; it is caught up only if there were none.
                     if upto == to && current == to {
                         w.synced = true;
+                        watchers.unsynced.remove(&p.id);
                     } else {
                         behind = true;
                     }
@@ -448,34 +523,56 @@ struct Pending {
     spec: Arc<WatchSpec>,
 }
 
-/// [`WatchHub::notify`] on the locked watchers.
-fn notify_locked(watchers: &mut HashMap<u64, Watcher>, events: &[Event], revision: i64) {
+/// [`WatchHub::notify`] on the locked watchers: the index gives the
+/// watchers each event may concern, grouped by watcher in event order.
+fn notify_locked(watchers: &mut Watchers, events: &[Event], revision: i64) {
     if events.is_empty() {
         return;
     }
-    for w in watchers.values_mut() {
+    let mut hits = std::mem::take(&mut watchers.hits);
+    hits.clear();
+    for (i, ev) in events.iter().enumerate() {
+        let key = &ev.kv.as_ref().expect("events carry a kv").key;
+        watchers.index.candidates(key, |id| hits.push((id, i)));
+    }
+    if events.len() > 1 {
+        // A watcher is found at most once per event: group by watcher,
+        // keeping event order.
+        hits.sort_unstable();
+    }
+    for group in hits.chunk_by(|a, b| a.0 == b.0) {
+        let id = group[0].0;
+        let Some(w) = watchers.by_id.get_mut(&id) else {
+            continue;
+        };
         if !w.synced || revision < w.next_rev {
             continue;
         }
-        let mine: Vec<Event> = events.iter().filter(|e| w.spec.wants(e)).cloned().collect();
-        let mine_empty = mine.is_empty();
-        if !mine_empty
-            && !(w.sink)(Delivery::Events {
-                events: mine,
-                revision,
-            })
-        {
+        let mine: Vec<Event> = group
+            .iter()
+            .map(|(_, i)| &events[*i])
+            .filter(|e| w.spec.wants(e))
+            .cloned()
+            .collect();
+        if mine.is_empty() {
+            continue;
+        }
+        if !(w.sink)(Delivery::Events {
+            events: mine,
+            revision,
+        }) {
             tracing::debug!(
                 revision,
                 "a slow watcher fell behind; it catches up from the store"
             );
-            w.synced = false;
             w.stalled = true;
+            watchers.unsync(id, revision);
             continue;
         }
-        w.active |= !mine_empty;
+        w.active = true;
         w.next_rev = revision + 1;
     }
+    watchers.hits = hits;
 }
 
 /// The events of `events` a watcher wants from `from` on, cut at a revision
@@ -528,222 +625,4 @@ pub fn delete_event(key: Vec<u8>, revision: i64) -> Event {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::{Arc, Mutex as StdMutex};
-
-    use super::*;
-
-    struct Log {
-        events: Vec<Event>,
-        compact: i64,
-    }
-
-    impl History for Log {
-        fn events(&self, from: i64, to: i64, _max: usize) -> Result<HistoryRead, crate::MvccError> {
-            let evs = self
-                .events
-                .iter()
-                .filter(|e| (from..=to).contains(&e.kv.as_ref().unwrap().mod_revision))
-                .cloned()
-                .collect();
-            Ok(HistoryRead {
-                events: evs,
-                upto: to,
-                compact_revision: self.compact,
-            })
-        }
-        fn current_revision(&self) -> i64 {
-            self.events
-                .last()
-                .map_or(1, |e| e.kv.as_ref().unwrap().mod_revision)
-        }
-    }
-
-    fn put(key: &str, rev: i64) -> Event {
-        put_event(KeyValue {
-            key: key.into(),
-            mod_revision: rev,
-            ..Default::default()
-        })
-    }
-
-    fn spec(key: &str, end: &str) -> WatchSpec {
-        WatchSpec {
-            key: key.into(),
-            range_end: end.into(),
-            no_put: false,
-            no_delete: false,
-            progress_notify: true,
-        }
-    }
-
-    type Got = Arc<StdMutex<Vec<Delivery>>>;
-
-    fn sink(got: &Got, capacity: usize) -> Sink {
-        let got = got.clone();
-        Box::new(move |d| {
-            let mut g = got.lock().unwrap();
-            if g.len() >= capacity {
-                return false;
-            }
-            g.push(d);
-            true
-        })
-    }
-
-    fn revs(got: &Got) -> Vec<i64> {
-        let mut out = Vec::new();
-        for d in got.lock().unwrap().iter() {
-            if let Delivery::Events { events, .. } = d {
-                out.extend(events.iter().map(|e| e.kv.as_ref().unwrap().mod_revision));
-            }
-        }
-        out
-    }
-
-    #[test]
-    fn a_watcher_from_the_past_gets_history_then_live_events_without_gaps() {
-        let mut log = Log {
-            events: (2..=5).map(|r| put("a", r)).collect(),
-            compact: -1,
-        };
-        let hub = WatchHub::default();
-        let got: Got = Default::default();
-        hub.watch(spec("a", ""), 3, || 5, sink(&got, 100));
-        hub.notify(&[put("a", 6)], 6); // unsynced: skipped, replayed later
-        log.events.push(put("a", 6));
-        assert!(!hub.sync(&log));
-        assert!(hub.all_synced());
-        hub.notify(&[put("a", 7), put("b", 7)], 7);
-        assert_eq!(revs(&got), vec![3, 4, 5, 6, 7]);
-    }
-
-    #[test]
-    fn a_slow_watcher_falls_back_to_history_and_misses_nothing() {
-        let mut log = Log {
-            events: vec![],
-            compact: -1,
-        };
-        let hub = WatchHub::default();
-        let got: Got = Default::default();
-        let room = Arc::new(StdMutex::new(1usize));
-        let (g, r) = (got.clone(), room.clone());
-        let sink: Sink = Box::new(move |d| {
-            let mut room = r.lock().unwrap();
-            if *room == 0 {
-                return false;
-            }
-            *room -= 1;
-            g.lock().unwrap().push(d);
-            true
-        });
-        hub.watch(spec("a", "b"), 2, || 1, sink);
-        for rev in 2..=4 {
-            log.events.push(put("a", rev));
-            hub.notify(&[put("a", rev)], rev);
-        }
-        assert_eq!(revs(&got), vec![2], "the sink took one delivery");
-        assert!(!hub.all_synced());
-        // The client drained its queue: room again; history fills the gap.
-        *room.lock().unwrap() = 10;
-        assert!(!hub.sync(&log));
-        log.events.push(put("a", 5));
-        hub.notify(&[put("a", 5)], 5);
-        assert_eq!(revs(&got), vec![2, 3, 4, 5]);
-    }
-
-    /// A history read that stops early (the byte budget) never moves a
-    /// watcher that is further ahead backwards.
-    #[test]
-    fn a_short_read_leaves_watchers_ahead_of_it_where_they_are() {
-        struct Short(Log);
-        impl History for Short {
-            fn events(
-                &self,
-                from: i64,
-                _to: i64,
-                m: usize,
-            ) -> Result<HistoryRead, crate::MvccError> {
-                self.0.events(from, from + 1, m)
-            }
-            fn current_revision(&self) -> i64 {
-                self.0.current_revision()
-            }
-        }
-        let log = Short(Log {
-            events: (2..=9).map(|r| put("a", r)).collect(),
-            compact: -1,
-        });
-        let hub = WatchHub::default();
-        let (early, late): (Got, Got) = Default::default();
-        hub.watch(spec("a", ""), 2, || 9, sink(&early, 100));
-        hub.watch(spec("a", ""), 7, || 9, sink(&late, 100));
-        while hub.sync(&log) {}
-        assert_eq!(revs(&early), (2..=9).collect::<Vec<_>>());
-        assert_eq!(revs(&late), vec![7, 8, 9]);
-    }
-
-    /// Thousands of watchers from the past are served 512 a round, in
-    /// turn, and every one of them gets the whole history once.
-    #[test]
-    fn many_unsynced_watchers_are_caught_up_in_rounds_of_512() {
-        let log = Log {
-            events: (2..=4).map(|r| put("a", r)).collect(),
-            compact: -1,
-        };
-        let hub = WatchHub::default();
-        let gots: Vec<Got> = (0..1200).map(|_| Got::default()).collect();
-        for got in &gots {
-            hub.watch(spec("a", ""), 2, || 4, sink(got, 10));
-        }
-        let served = |gots: &[Got]| gots.iter().filter(|g| !revs(g).is_empty()).count();
-        assert!(hub.sync(&log), "more watchers than one round serves");
-        assert_eq!(served(&gots), SYNC_WATCHERS);
-        assert!(hub.sync(&log));
-        assert_eq!(served(&gots), 2 * SYNC_WATCHERS);
-        assert!(!hub.sync(&log), "the third round serves the last 176");
-        assert!(hub.all_synced());
-        for got in &gots {
-            assert_eq!(revs(got), vec![2, 3, 4]);
-        }
-    }
-
-    #[test]
-    fn idle_synced_watchers_get_progress_at_the_revision_they_are_complete_to() {
-        let hub = WatchHub::default();
-        let (a, b): (Got, Got) = Default::default();
-        let ida = hub.watch(spec("a", ""), 5, || 4, sink(&a, 100));
-        hub.watch(spec("b", ""), 5, || 4, sink(&b, 100));
-        hub.notify(&[put("b", 5)], 5);
-        hub.progress_notify(|| 5);
-        assert_eq!(*a.lock().unwrap(), vec![Delivery::Progress { revision: 5 }]);
-        assert_eq!(revs(&b), vec![5], "b was active: no progress this round");
-        let mut answered = None;
-        assert!(hub.request_progress(&[ida], || 5, |r| answered = Some(r)));
-        assert_eq!(answered, Some(5));
-    }
-
-    #[test]
-    fn compacted_history_cancels_the_watcher() {
-        let log = Log {
-            events: vec![put("a", 9)],
-            compact: 8,
-        };
-        let hub = WatchHub::default();
-        let got: Got = Default::default();
-        hub.watch(spec("a", ""), 5, || 9, sink(&got, 10));
-        assert!(!hub.sync(&log));
-        assert_eq!(
-            got.lock().unwrap()[0],
-            Delivery::Compacted {
-                compact_revision: 8
-            }
-        );
-        assert!(hub.all_synced(), "the compacted watcher is gone");
-        // As in etcd, a watch may start at the compaction revision itself.
-        let at: Got = Default::default();
-        hub.watch(spec("a", ""), 8, || 9, sink(&at, 10));
-        assert!(!hub.sync(&log));
-        assert_eq!(revs(&at), vec![9]);
-    }
-}
+mod tests;
