@@ -4,13 +4,16 @@
 //! - latency: W watchers on one key (spread over streams and connections),
 //!   then P puts one after another; for each put, the time from sending it
 //!   to the moment the last watcher got its event;
+//! - fan-out: then B puts from C concurrent clients at once, and the
+//!   events all W watchers got per second until the last has them all;
 //! - throughput: N puts from C concurrent clients, with I idle watchers on
-//!   another key, and with none.
+//!   other keys (one each), and with none.
 //!
 //! `cargo run --release -p etcd-rs-tests --example watch_bench -- ENDPOINT`
 //! (scripts/watch-bench-compare.sh runs it against both servers).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,14 +24,26 @@ const WATCHERS: usize = 10_000;
 const PER_STREAM: usize = 100;
 const CONNECTIONS: usize = 10;
 const PUTS: usize = 100;
-const IDLE_WATCHERS: usize = 1_000;
-const THROUGHPUT_PUTS: usize = 4_000;
+const IDLE_WATCHERS: usize = 100_000;
+const BURST_PUTS: usize = 200;
+const THROUGHPUT_PUTS: usize = 20_000;
 const CLIENTS: usize = 16;
 
-/// Events received per revision, and a signal when one reaches the total.
+/// Events received per revision, how many revisions every watcher has,
+/// and a signal when one more has.
 struct Tally {
     seen: Mutex<HashMap<i64, usize>>,
+    complete: AtomicUsize,
     done: Notify,
+}
+
+impl Tally {
+    /// Waits until `n` revisions reached every watcher.
+    async fn until_complete(&self, n: usize) {
+        while self.complete.load(Ordering::Acquire) < n {
+            self.done.notified().await;
+        }
+    }
 }
 
 async fn connect(endpoint: &str) -> Vec<Client> {
@@ -50,16 +65,23 @@ async fn await_created(stream: &mut etcd_client::WatchStream) {
     {}
 }
 
-/// Opens `n` watchers on `key`, `PER_STREAM` per stream; each event counts
-/// in `tally` (if given). Returns once every watcher is created.
-async fn watchers(clients: &mut [Client], key: &str, n: usize, tally: Option<Arc<Tally>>) {
+/// Opens `n` watchers, the i-th on `key(i)`, `PER_STREAM` per stream;
+/// each event counts in `tally` (if given). Returns once every watcher is
+/// created.
+async fn watchers(
+    clients: &mut [Client],
+    key: impl Fn(usize) -> String,
+    n: usize,
+    tally: Option<Arc<Tally>>,
+) {
     let streams = n.div_ceil(PER_STREAM);
     for s in 0..streams {
         let client = &mut clients[s % CONNECTIONS];
-        let mut stream = client.watch(key, None).await.expect("watch");
+        let first = s * PER_STREAM;
+        let mut stream = client.watch(key(first), None).await.expect("watch");
         await_created(&mut stream).await;
-        for _ in 1..PER_STREAM.min(n - s * PER_STREAM) {
-            stream.watch(key, None).await.expect("watch");
+        for i in first + 1..(first + PER_STREAM).min(n) {
+            stream.watch(key(i), None).await.expect("watch");
             await_created(&mut stream).await;
         }
         let tally = tally.clone();
@@ -72,6 +94,7 @@ async fn watchers(clients: &mut [Client], key: &str, n: usize, tally: Option<Arc
                     let c = seen.entry(rev).or_default();
                     *c += 1;
                     if *c == WATCHERS {
+                        t.complete.fetch_add(1, Ordering::AcqRel);
                         t.done.notify_one();
                     }
                 }
@@ -84,20 +107,21 @@ async fn latency(endpoint: &str) {
     let mut clients = connect(endpoint).await;
     let tally = Arc::new(Tally {
         seen: Mutex::new(HashMap::new()),
+        complete: AtomicUsize::new(0),
         done: Notify::new(),
     });
     let t0 = Instant::now();
-    watchers(&mut clients, "bench-watched", WATCHERS, Some(tally.clone())).await;
+    let key = |_| "bench-watched".to_string();
+    watchers(&mut clients, key, WATCHERS, Some(tally.clone())).await;
     println!("created {WATCHERS} watchers in {:.2?}", t0.elapsed());
     let mut lat = Vec::with_capacity(PUTS);
     let mut put = clients[0].clone();
     for i in 0..PUTS {
         let start = Instant::now();
-        let notified = tally.done.notified();
         put.put("bench-watched", format!("{i}"), None)
             .await
             .expect("put");
-        tokio::time::timeout(Duration::from_secs(30), notified)
+        tokio::time::timeout(Duration::from_secs(30), tally.until_complete(i + 1))
             .await
             .expect("every watcher got the event");
         lat.push(start.elapsed());
@@ -110,6 +134,32 @@ async fn latency(endpoint: &str) {
         lat[lat.len() / 2],
         lat[lat.len() * 99 / 100],
         lat[lat.len() - 1]
+    );
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            let mut client = clients[c % CONNECTIONS].clone();
+            tokio::spawn(async move {
+                for i in 0..BURST_PUTS / CLIENTS {
+                    client
+                        .put("bench-watched", format!("{c}/{i}"), None)
+                        .await
+                        .expect("put");
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let puts = BURST_PUTS / CLIENTS * CLIENTS;
+    tokio::time::timeout(Duration::from_secs(120), tally.until_complete(PUTS + puts))
+        .await
+        .expect("every watcher got every event");
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "fan-out: {puts} puts from {CLIENTS} clients to {WATCHERS} watchers: {:.0} events/s ({secs:.2} s)",
+        (puts * WATCHERS) as f64 / secs
     );
 }
 
@@ -144,7 +194,13 @@ async fn main() {
         .expect("usage: watch_bench ENDPOINT");
     throughput(&endpoint, "no watchers").await;
     let mut idle_clients = connect(&endpoint).await;
-    watchers(&mut idle_clients, "bench-idle", IDLE_WATCHERS, None).await;
+    let t0 = Instant::now();
+    let key = |i| format!("bench-idle/{i}");
+    watchers(&mut idle_clients, key, IDLE_WATCHERS, None).await;
+    println!(
+        "created {IDLE_WATCHERS} idle watchers in {:.2?}",
+        t0.elapsed()
+    );
     throughput(&endpoint, &format!("{IDLE_WATCHERS} idle watchers")).await;
     latency(&endpoint).await;
 }
