@@ -476,6 +476,7 @@ impl KvStore {
             collect_events: self.watch.has_watchers(),
             begin_rev: self.current_revision(),
             events: Vec::new(),
+            record: Vec::new(),
         })
     }
 }
@@ -500,6 +501,8 @@ pub struct StoreTxn<'s> {
     begin_rev: i64,
     /// This batch's changes, in revision order, for the watchers.
     events: Vec<Event>,
+    /// A record being encoded (kept to reuse its allocation).
+    record: Vec<u8>,
 }
 
 impl StoreTxn<'_> {
@@ -548,20 +551,29 @@ impl StoreTxn<'_> {
                 (main, 1)
             }
         };
-        let kv = KeyValue {
-            key: key.to_vec(),
+        self.record.clear();
+        crate::schema::encode_key_value(
+            &mut self.record,
+            key,
             create_revision,
-            mod_revision: main,
+            main,
             version,
-            value: value.to_vec(),
+            value,
             lease,
-        };
+        );
         let mut table = self.tx.open_table(KEY_TABLE)?;
-        table.insert(rev.to_key(false).as_slice(), kv.encode_to_vec().as_slice())?;
+        table.insert(rev.to_key(false).as_slice(), self.record.as_slice())?;
         index.put(key, rev);
         self.sub += 1;
         if self.collect_events {
-            self.events.push(put_event(kv));
+            self.events.push(put_event(KeyValue {
+                key: key.to_vec(),
+                create_revision,
+                mod_revision: main,
+                version,
+                value: value.to_vec(),
+                lease,
+            }));
         }
         Ok(())
     }
