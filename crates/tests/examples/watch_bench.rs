@@ -5,7 +5,8 @@
 //!   then P puts one after another; for each put, the time from sending it
 //!   to the moment the last watcher got its event;
 //! - fan-out: then B puts from C concurrent clients at once, and the
-//!   events all W watchers got per second until the last has them all;
+//!   events all W watchers got per second until the last has them all,
+//!   and how many responses carried them;
 //! - throughput: N puts from C concurrent clients, with I idle watchers on
 //!   other keys (one each), and with none.
 //!
@@ -34,6 +35,7 @@ const CLIENTS: usize = 16;
 struct Tally {
     seen: Mutex<HashMap<i64, usize>>,
     complete: AtomicUsize,
+    responses: AtomicUsize,
     done: Notify,
 }
 
@@ -88,6 +90,7 @@ async fn watchers(
         tokio::spawn(async move {
             while let Ok(Some(r)) = stream.message().await {
                 let Some(t) = &tally else { continue };
+                t.responses.fetch_add(1, Ordering::Relaxed);
                 for ev in r.events() {
                     let rev = ev.kv().map_or(0, |kv| kv.mod_revision());
                     let mut seen = t.seen.lock().unwrap();
@@ -108,6 +111,7 @@ async fn latency(endpoint: &str) {
     let tally = Arc::new(Tally {
         seen: Mutex::new(HashMap::new()),
         complete: AtomicUsize::new(0),
+        responses: AtomicUsize::new(0),
         done: Notify::new(),
     });
     let t0 = Instant::now();
@@ -135,6 +139,7 @@ async fn latency(endpoint: &str) {
         lat[lat.len() * 99 / 100],
         lat[lat.len() - 1]
     );
+    let before = tally.responses.load(Ordering::Relaxed);
     let start = Instant::now();
     let tasks: Vec<_> = (0..CLIENTS)
         .map(|c| {
@@ -157,6 +162,10 @@ async fn latency(endpoint: &str) {
         .await
         .expect("every watcher got every event");
     let secs = start.elapsed().as_secs_f64();
+    println!(
+        "fan-out responses: {}",
+        tally.responses.load(Ordering::Relaxed) - before
+    );
     println!(
         "fan-out: {puts} puts from {CLIENTS} clients to {WATCHERS} watchers: {:.0} events/s ({secs:.2} s)",
         (puts * WATCHERS) as f64 / secs
