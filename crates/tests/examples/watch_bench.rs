@@ -141,23 +141,11 @@ async fn latency(endpoint: &str) {
     );
     let before = tally.responses.load(Ordering::Relaxed);
     let start = Instant::now();
-    let tasks: Vec<_> = (0..CLIENTS)
-        .map(|c| {
-            let mut client = clients[c % CONNECTIONS].clone();
-            tokio::spawn(async move {
-                for i in 0..BURST_PUTS / CLIENTS {
-                    client
-                        .put("bench-watched", format!("{c}/{i}"), None)
-                        .await
-                        .expect("put");
-                }
-            })
-        })
-        .collect();
-    for t in tasks {
-        t.await.unwrap();
-    }
     let puts = BURST_PUTS / CLIENTS * CLIENTS;
+    concurrent_puts(&clients, puts, |c, i| {
+        ("bench-watched".to_string(), format!("{c}/{i}"))
+    })
+    .await;
     tokio::time::timeout(Duration::from_secs(120), tally.until_complete(PUTS + puts))
         .await
         .expect("every watcher got every event");
@@ -172,18 +160,22 @@ async fn latency(endpoint: &str) {
     );
 }
 
-async fn throughput(endpoint: &str, label: &str) -> f64 {
-    let clients = connect(endpoint).await;
-    let start = Instant::now();
+/// `n` puts from `CLIENTS` concurrent clients over the connections, the
+/// i-th of client c putting `kv(c, i)` (key, value); returns when all are
+/// answered.
+async fn concurrent_puts(
+    clients: &[Client],
+    n: usize,
+    kv: impl Fn(usize, usize) -> (String, String) + Clone + Send + 'static,
+) {
     let tasks: Vec<_> = (0..CLIENTS)
         .map(|c| {
             let mut client = clients[c % CONNECTIONS].clone();
+            let kv = kv.clone();
             tokio::spawn(async move {
-                for i in 0..THROUGHPUT_PUTS / CLIENTS {
-                    client
-                        .put(format!("bench-put/{c}/{i}"), "v", None)
-                        .await
-                        .expect("put");
+                for i in 0..n / CLIENTS {
+                    let (k, v) = kv(c, i);
+                    client.put(k, v, None).await.expect("put");
                 }
             })
         })
@@ -191,6 +183,15 @@ async fn throughput(endpoint: &str, label: &str) -> f64 {
     for t in tasks {
         t.await.unwrap();
     }
+}
+
+async fn throughput(endpoint: &str, label: &str) -> f64 {
+    let clients = connect(endpoint).await;
+    let start = Instant::now();
+    concurrent_puts(&clients, THROUGHPUT_PUTS, |c, i| {
+        (format!("bench-put/{c}/{i}"), "v".to_string())
+    })
+    .await;
     let qps = THROUGHPUT_PUTS as f64 / start.elapsed().as_secs_f64();
     println!("puts/s with {label}: {qps:.0} ({THROUGHPUT_PUTS} puts, {CLIENTS} clients)");
     qps
