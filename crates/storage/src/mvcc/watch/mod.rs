@@ -147,26 +147,20 @@ struct Watchers {
     hits: Vec<(u64, usize)>,
 }
 
-impl Watchers {
-    /// Marks watcher `id` unsynced; a synced one has every event before
-    /// `from`, so it resumes there (or where it starts, if later).
-    fn unsync(&mut self, id: u64, from: i64) {
-        if let Some(w) = self.by_id.get_mut(&id) {
-            if w.synced {
-                w.synced = false;
-                w.next_rev = w.next_rev.max(from);
-                self.unsynced.insert(id);
-            }
-        }
+/// Marks synced watcher `w` (id `id`) unsynced: it has every event
+/// before `from`, so it resumes there (or where it starts, if later).
+fn unsync(unsynced: &mut BTreeSet<u64>, id: u64, w: &mut Watcher, from: i64) {
+    if w.synced {
+        w.synced = false;
+        w.next_rev = w.next_rev.max(from);
+        unsynced.insert(id);
     }
+}
 
+impl Watchers {
     fn unsync_all(&mut self, from: i64) {
         for (id, w) in self.by_id.iter_mut() {
-            if w.synced {
-                w.synced = false;
-                w.next_rev = w.next_rev.max(from);
-                self.unsynced.insert(*id);
-            }
+            unsync(&mut self.unsynced, *id, w, from);
         }
     }
 
@@ -273,8 +267,8 @@ impl WatchHub {
             return;
         };
         let mut rest = events.as_slice();
-        while let Some(first) = rest.first() {
-            let rev = first.kv.as_ref().map_or(0, |kv| kv.mod_revision);
+        while let Some(head) = rest.first() {
+            let rev = head.kv.as_ref().map_or(0, |kv| kv.mod_revision);
             let n = rest
                 .iter()
                 .take_while(|e| e.kv.as_ref().map_or(0, |kv| kv.mod_revision) == rev)
@@ -566,7 +560,7 @@ fn notify_locked(watchers: &mut Watchers, events: &[Event], revision: i64) {
                 "a slow watcher fell behind; it catches up from the store"
             );
             w.stalled = true;
-            watchers.unsync(id, revision);
+            unsync(&mut watchers.unsynced, id, w, revision);
             continue;
         }
         w.active = true;
