@@ -62,7 +62,7 @@ suite() {
     run txn-put-100-clients $((20000 * scale)) "${c100[@]}" txn-put --val-size=256 --key-space-size=100000
     run lease-keepalive-100-clients $((20000 * scale)) "${c100[@]}" lease-keepalive
     run put-keyspace-256B "$keys" "${c100[@]}" put --val-size=256 --key-space-size="$keys" --sequential-keys
-    echo "$(peak_rss_mb)" > "$out/$label-rss"
+    echo "$(peak_rss_mb)" > "$out/$label-rss.sum"
 }
 
 runs=${RUNS:-2}
@@ -83,21 +83,19 @@ for r in $(seq "$runs"); do
 done
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0 && a + 0 == a) printf "%.2f", a / b; else printf "-" }'; }
+# figure SERVER-N RUN NAME FIELD: one recorded figure.
+figure() { awk -v f="$4" '{print $f}' "$out/$1-$2-$3.sum"; }
 # cells SERVER-N NAME FIELD: that figure of every run, " / "-separated.
 cells() {
-    local r v acc=""
-    for r in $(seq "$runs"); do
-        v=$(awk -v f="$3" '{print $f}' "$out/$1-$r-$2.sum")
-        acc+="${acc:+ / }$v"
-    done
+    local r acc=""
+    for r in $(seq "$runs"); do acc+="${acc:+ / }$(figure "$1" "$r" "$2" "$3")"; done
     echo "$acc"
 }
+# ratios N NAME FIELD: etcd-rs / etcd of that figure in every run.
 ratios() {
-    local r a b acc=""
+    local r acc=""
     for r in $(seq "$runs"); do
-        a=$(awk -v f="$3" '{print $f}' "$out/etcd-rs-$1-$r-$2.sum")
-        b=$(awk -v f="$3" '{print $f}' "$out/etcd-$1-$r-$2.sum")
-        acc+="${acc:+ / }$(ratio "$a" "$b")"
+        acc+="${acc:+ / }$(ratio "$(figure "etcd-rs-$1" "$r" "$2" "$3")" "$(figure "etcd-$1" "$r" "$2" "$3")")"
     done
     echo "$acc"
 }
@@ -115,10 +113,6 @@ for n in 1 3; do
 done
 printf '\n| peak RSS of a member (MB) | members | etcd-rs | etcd | ratio |\n|---|---|---|---|---|\n'
 for n in 1 3; do
-    rr=""; ee=""; rat=""
-    for r in $(seq "$runs"); do
-        a=$(cat "$out/etcd-rs-$n-$r-rss"); b=$(cat "$out/etcd-$n-$r-rss")
-        rr+="${rr:+ / }$a"; ee+="${ee:+ / }$b"; rat+="${rat:+ / }$(ratio "$a" "$b")"
-    done
-    printf '| whole suite incl. %s puts of 256 B | %s | %s | %s | %s |\n' "$keys" "$n" "$rr" "$ee" "$rat"
+    printf '| whole suite incl. %s puts of 256 B | %s | %s | %s | %s |\n' "$keys" "$n" \
+        "$(cells "etcd-rs-$n" rss 1)" "$(cells "etcd-$n" rss 1)" "$(ratios "$n" rss 1)"
 done
