@@ -22,7 +22,11 @@ pg_bin=${PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail 
 work=""
 die() {
     echo "patroni-demo: FAILED: $*" >&2
-    for f in "$work"/pg*/patroni.log "$work"/e*.log; do
+    # Patroni's own lines (its tracebacks left out) say why it acted.
+    for f in "$work"/pg*/patroni.log; do
+        [ -f "$f" ] && { echo "--- Patroni's last decisions in $f" >&2; grep -E '^[0-9]{4}-.* (INFO|WARNING|ERROR|CRITICAL): ' "$f" | grep -v 'no action' | tail -40 >&2; }
+    done
+    for f in "$work"/e*.log; do
         [ -f "$f" ] && { echo "--- last lines of $f" >&2; tail -15 "$f" >&2; }
     done
     for f in "$work"/pg*/patroni.yml; do
@@ -115,9 +119,12 @@ etcd3:
   hosts: $hosts
 bootstrap:
   dcs:
-    ttl: 10
+    # Patroni's minimum TTL, its rule loop_wait + 2 * retry_timeout <= ttl,
+    # and a retry timeout that outlasts an etcd election: Patroni waits
+    # retry_timeout / 3 for one request and for its watch cache.
+    ttl: 20
     loop_wait: 1
-    retry_timeout: 5
+    retry_timeout: 9
     maximum_lag_on_failover: 1048576
   initdb:
     - encoding: UTF8
@@ -184,10 +191,14 @@ echo "== killed the etcd-rs leader e$old"
 alive=()
 for i in 0 1 2; do [ "$i" = "$old" ] || alive+=("$i"); done
 wait_for 30 "a new etcd-rs leader" leader_member
-# Through several Patroni loops (1 s) and past the key's TTL (10 s).
-deadline=$((SECONDS + 15))
+# Through several Patroni loops (1 s) and past the key's TTL (20 s).
+deadline=$((SECONDS + 25))
 while [ $SECONDS -lt $deadline ]; do
-    is_role 1 1 Leader/running || die "pg1 lost its leader role after the etcd-rs leader went"
+    # Patroni's REST API answers /primary with 200 only while it runs the
+    # primary and holds the leader lock (what HAProxy checks); unlike
+    # patronictl it does not read etcd itself.
+    curl -sf -o /dev/null "http://127.0.0.1:${api_port[1]}/primary" \
+        || die "pg1 lost its leader role after the etcd-rs leader went"
     sleep 1
 done
 key=$(curl -s -X POST "http://127.0.0.1:${client[${alive[0]}]}/v3/kv/range" -d '{"key":"L3NlcnZpY2UvZGVtby9sZWFkZXI="}')
