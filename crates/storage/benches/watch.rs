@@ -68,7 +68,7 @@ fn hub(on_key: usize, idle: usize, delivered: &Arc<AtomicU64>) -> WatchHub {
 
 fn notify(c: &mut Criterion) {
     let mut g = c.benchmark_group("watch notify");
-    for (on_key, idle) in [(1, 0), (1, 100_000), (10_000, 0)] {
+    for (on_key, idle) in [(1, 0), (1, 100_000), (10_000, 0), (10_000, 100_000)] {
         let delivered = Arc::new(AtomicU64::new(0));
         let h = hub(on_key, idle, &delivered);
         let mut rev = 1;
