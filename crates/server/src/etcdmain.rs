@@ -357,7 +357,8 @@ async fn serve(
     let grpc = v3rpc::routes(server.clone())
         .await
         .into_axum_router()
-        .merge(v3rpc::kv_range::router(server.clone()));
+        .merge(v3rpc::kv_range::router(server.clone()))
+        .merge(v3rpc::watch_grpc::router(server.clone()));
     let grpc = crate::monitoring::grpc_layer(v3rpc::interceptor::layer(server.clone(), grpc));
     let app = grpc
         .merge(http::router(server.clone()))

@@ -16,6 +16,7 @@ pub mod lock;
 pub mod maintenance;
 pub mod validate;
 pub mod watch;
+pub mod watch_grpc;
 
 use std::sync::Arc;
 

@@ -11,6 +11,9 @@
 //! HTTP/2 flow control lets gRPC take them, adding `prev_kv` where asked
 //! (read off the async workers). A created response is queued before its
 //! watcher exists, so it always comes first.
+//! gRPC clients reach the stream through [`super::watch_grpc`], which
+//! encodes the same items itself; this generated service serves the JSON
+//! gateway.
 //! While auth is on, a watch needs READ on its range, checked at its
 //! creation with the token the stream was opened with; a refused one is
 //! answered created and canceled, as etcd does.
@@ -29,7 +32,7 @@ use api::mvccpb::event::EventType;
 use api::mvccpb::Event;
 use futures::Stream;
 use prost::Message;
-use storage::mvcc::{Delivery, RangeEnd, RangeOptions, WatchSpec};
+use storage::mvcc::{Delivery, Events, RangeEnd, RangeOptions, WatchSpec};
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -51,7 +54,7 @@ const SYNC_INTERVAL: Duration = Duration::from_millis(100);
 const NO_WATCH: i64 = -1;
 
 /// What a stream sends, in order.
-enum Item {
+pub(super) enum Item {
     Created {
         watch_id: i64,
         revision: i64,
@@ -119,16 +122,58 @@ impl Watch for WatchService {
         req: Request<Streaming<WatchRequest>>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         let creds = super::credentials(&req);
-        let input = req.into_inner();
-        let (tx, rx) = mpsc::channel(ITEM_QUEUE);
-        let queue = Queue {
-            tx,
-            bytes: Arc::new(AtomicUsize::new(0)),
-        };
-        let out = response_stream(self.server.clone(), rx, queue.bytes.clone());
-        tokio::spawn(serve_requests(self.server.clone(), creds, input, queue));
-        Ok(Response::new(Box::pin(out)))
+        let items = open(&self.server, creds, req.into_inner());
+        Ok(Response::new(Box::pin(response_stream(
+            self.server.clone(),
+            items,
+        ))))
     }
+}
+
+/// The receiving end of a stream's queue: its items in order, and the
+/// bytes of the deliveries among them.
+pub(super) struct Items {
+    rx: mpsc::Receiver<(Item, usize)>,
+    queued: Arc<AtomicUsize>,
+}
+
+impl Items {
+    /// The next item, made ready to send (with its `prev_kv`s); `None`
+    /// once the stream's watchers and request loop are gone.
+    pub(super) async fn next(&mut self, server: &Arc<EtcdServer>) -> Option<Item> {
+        let got = self.rx.recv().await?;
+        Some(self.prepare(server, got).await)
+    }
+
+    /// [`Items::next`] if an item is queued, without waiting for one.
+    pub(super) async fn try_next(&mut self, server: &Arc<EtcdServer>) -> Option<Item> {
+        let got = self.rx.try_recv().ok()?;
+        Some(self.prepare(server, got).await)
+    }
+
+    /// `item` made ready to send; its bytes leave the stream's budget.
+    async fn prepare(&self, server: &Arc<EtcdServer>, (item, bytes): (Item, usize)) -> Item {
+        let item = with_prev_kvs(server, item).await;
+        self.queued.fetch_sub(bytes, Ordering::AcqRel);
+        item
+    }
+}
+
+/// Opens a watch stream whose requests are `input`, made with `creds`:
+/// spawns its request loop and returns its queue of items to send.
+pub(super) fn open(
+    server: &Arc<EtcdServer>,
+    creds: Credentials,
+    input: Streaming<WatchRequest>,
+) -> Items {
+    let (tx, rx) = mpsc::channel(ITEM_QUEUE);
+    let queue = Queue {
+        tx,
+        bytes: Arc::new(AtomicUsize::new(0)),
+    };
+    let queued = queue.bytes.clone();
+    tokio::spawn(serve_requests(server.clone(), creds, input, queue));
+    Items { rx, queued }
 }
 
 /// A stream's queue of items, with the bytes of the deliveries in it.
@@ -321,25 +366,21 @@ async fn create(
 }
 
 /// The responses for a stream's client, in order, made from its items as
-/// gRPC takes them; an item's bytes leave the budget once it is made into
-/// responses.
+/// gRPC takes them.
 fn response_stream(
     server: Arc<EtcdServer>,
-    items: mpsc::Receiver<(Item, usize)>,
-    queued: Arc<AtomicUsize>,
+    items: Items,
 ) -> impl Stream<Item = Result<WatchResponse, Status>> + Send {
     let ready: VecDeque<WatchResponse> = VecDeque::new();
     futures::stream::unfold(
-        (server, items, queued, ready),
-        |(server, mut items, queued, mut ready)| async move {
+        (server, items, ready),
+        |(server, mut items, mut ready)| async move {
             loop {
                 if let Some(resp) = ready.pop_front() {
-                    return Some((Ok(resp), (server, items, queued, ready)));
+                    return Some((Ok(resp), (server, items, ready)));
                 }
-                let (item, bytes) = items.recv().await?;
-                let item = with_prev_kvs(&server, item).await;
+                let item = items.next(&server).await?;
                 ready.extend(responses(&server, item));
-                queued.fetch_sub(bytes, Ordering::AcqRel);
             }
         },
     )
@@ -352,18 +393,16 @@ async fn with_prev_kvs(server: &Arc<EtcdServer>, item: Item) -> Item {
         watch_id,
         prev_kv: true,
         fragment,
-        delivery: Delivery::Events {
-            mut events,
-            revision,
-        },
+        delivery: Delivery::Events { events, revision },
     } = item
     else {
         return item;
     };
     let s = server.clone();
     let events = tokio::task::spawn_blocking(move || {
+        let mut events = events.into_vec();
         add_prev_kvs(&s, &mut events);
-        events
+        Events::from(events)
     })
     .await
     .expect("reading prev_kv does not panic");
@@ -376,7 +415,7 @@ async fn with_prev_kvs(server: &Arc<EtcdServer>, item: Item) -> Item {
 }
 
 /// The response(s) for one item: several only for a fragmented delivery.
-fn responses(server: &EtcdServer, item: Item) -> Vec<WatchResponse> {
+pub(super) fn responses(server: &EtcdServer, item: Item) -> Vec<WatchResponse> {
     let current = server.store.current_revision();
     let resp = match item {
         Item::Created { watch_id, revision } => WatchResponse {
@@ -414,7 +453,7 @@ fn responses(server: &EtcdServer, item: Item) -> Vec<WatchResponse> {
                 let resp = WatchResponse {
                     header: Some(server.header(revision)),
                     watch_id,
-                    events,
+                    events: events.into_vec(),
                     ..Default::default()
                 };
                 if fragment {

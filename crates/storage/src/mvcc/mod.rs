@@ -18,4 +18,4 @@ pub use revision::Revision;
 pub use store::{
     consistent_index_of, KvStore, MvccError, RangeOptions, RangeResult, ReadView, StoreTxn,
 };
-pub use watch::{Delivery, History, HistoryRead, Sink, WatchHub, WatchSpec};
+pub use watch::{Delivery, Events, History, HistoryRead, Sink, WatchHub, WatchSpec};

@@ -213,7 +213,7 @@ async fn observe_loop(
                 // Compacted away: etcd's stream ends here too.
                 return;
             };
-            for ev in events {
+            for ev in events.into_vec() {
                 if ev.r#type == EventType::Delete as i32 {
                     break 'key;
                 }
@@ -236,6 +236,7 @@ async fn first_put(
     let mut w = HubWatch::new(server, prefix.to_vec(), prefix_end(prefix), from);
     while let Some(Delivery::Events { events, .. }) = w.next().await {
         let put = events
+            .into_vec()
             .into_iter()
             .find(|e| e.r#type == EventType::Put as i32);
         if let Some(kv) = put.and_then(|e| e.kv) {

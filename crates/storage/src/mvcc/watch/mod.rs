@@ -25,8 +25,10 @@ use api::mvccpb::event::EventType;
 use api::mvccpb::{Event, KeyValue};
 
 use super::key_index::RangeEnd;
+pub use events::Events;
 use index::WatchIndex;
 
+mod events;
 mod index;
 
 /// Most events replayed to one watcher per [`WatchHub::sync`] round (a
@@ -45,8 +47,9 @@ pub enum Delivery {
     /// Events in revision order; `revision` is the store revision they
     /// bring the watcher to.
     Events {
-        /// The events.
-        events: Vec<Event>,
+        /// The events, shared with the other watchers that wanted all of
+        /// the revision's.
+        events: Events,
         /// The store revision at the last event's batch.
         revision: i64,
     },
@@ -484,7 +487,7 @@ impl WatchHub {
                 Plan::Batch(batch, upto) => {
                     if !batch.is_empty()
                         && !(w.sink)(Delivery::Events {
-                            events: batch,
+                            events: Events::from(batch),
                             revision: upto,
                         })
                     {
@@ -534,6 +537,10 @@ fn notify_locked(watchers: &mut Watchers, events: &[Event], revision: i64) {
         // keeping event order.
         hits.sort_unstable();
     }
+    // The revision's events, copied once for every watcher that wants
+    // them all (most do: a watcher of the key, or of a prefix that every
+    // changed key of the revision is under).
+    let mut all: Option<Events> = None;
     for group in hits.chunk_by(|a, b| a.0 == b.0) {
         let id = group[0].0;
         let Some(w) = watchers.by_id.get_mut(&id) else {
@@ -542,15 +549,16 @@ fn notify_locked(watchers: &mut Watchers, events: &[Event], revision: i64) {
         if !w.synced || revision < w.next_rev {
             continue;
         }
-        let mine: Vec<Event> = group
-            .iter()
-            .map(|(_, i)| &events[*i])
-            .filter(|e| w.spec.wants(e))
-            .cloned()
-            .collect();
-        if mine.is_empty() {
+        let wanted = group.iter().filter(|(_, i)| w.spec.wants(&events[*i]));
+        let n = wanted.clone().count();
+        let mine = if n == 0 {
             continue;
-        }
+        } else if n == events.len() {
+            all.get_or_insert_with(|| Events::from(events.to_vec()))
+                .clone()
+        } else {
+            Events::from(wanted.map(|(_, i)| events[*i].clone()).collect::<Vec<_>>())
+        };
         if !(w.sink)(Delivery::Events {
             events: mine,
             revision,
