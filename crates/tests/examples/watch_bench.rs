@@ -88,7 +88,16 @@ async fn watchers(
         }
         let tally = tally.clone();
         tokio::spawn(async move {
-            while let Ok(Some(r)) = stream.message().await {
+            loop {
+                let r = match stream.message().await {
+                    Ok(Some(r)) => r,
+                    Ok(None) => break,
+                    Err(e) => {
+                        // Its watchers' events stop counting: say why.
+                        eprintln!("watch stream {s} failed: {e}");
+                        break;
+                    }
+                };
                 let Some(t) = &tally else { continue };
                 t.responses.fetch_add(1, Ordering::Relaxed);
                 for ev in r.events() {
@@ -146,9 +155,18 @@ async fn latency(endpoint: &str) {
         ("bench-watched".to_string(), format!("{c}/{i}"))
     })
     .await;
-    tokio::time::timeout(Duration::from_secs(120), tally.until_complete(PUTS + puts))
-        .await
-        .expect("every watcher got every event");
+    let waited =
+        tokio::time::timeout(Duration::from_secs(120), tally.until_complete(PUTS + puts)).await;
+    if waited.is_err() {
+        let seen = tally.seen.lock().unwrap();
+        let mut off: Vec<(i64, usize)> = seen
+            .iter()
+            .filter(|(_, c)| **c != WATCHERS)
+            .map(|(r, c)| (*r, *c))
+            .collect();
+        off.sort();
+        panic!("not every watcher got every event: (revision, events) not {WATCHERS}: {off:?}");
+    }
     let secs = start.elapsed().as_secs_f64();
     println!(
         "fan-out responses: {}",

@@ -405,7 +405,10 @@ impl WatchHub {
                 // As etcd: a watch may start at the compaction revision itself.
                 let plan = if p.next_rev < compact_rev {
                     Plan::Compacted(compact_rev)
-                } else if p.next_rev > to {
+                } else if p.next_rev > to || p.next_rev < from {
+                    // The read did not cover it: past where it stopped, or
+                    // a stalled watcher that a round skipping the stalled
+                    // ones read after (it waits for a round from it).
                     Plan::Behind
                 } else {
                     let (batch, upto) = batch_for(&p.spec, &events, p.next_rev, to);

@@ -123,6 +123,45 @@ fn a_slow_watcher_falls_back_to_history_and_misses_nothing() {
     assert_eq!(revs(&got), vec![2, 3, 4, 5]);
 }
 
+/// A round that reads from where the watchers still taking deliveries
+/// are leaves a stalled watcher further back where it is, instead of
+/// handing it the read's events and skipping those before them.
+#[test]
+fn a_round_that_skips_stalled_watchers_gives_them_no_gap() {
+    let log = Log {
+        events: (2..=6).map(|r| put("a", r)).collect(),
+        compact: -1,
+    };
+    let hub = WatchHub::default();
+    let slow: Got = Default::default();
+    let room = Arc::new(StdMutex::new(0usize));
+    let (g, r) = (slow.clone(), room.clone());
+    let stalled_sink: Sink = Box::new(move |d| {
+        let mut room = r.lock().unwrap();
+        if *room == 0 {
+            return false;
+        }
+        *room -= 1;
+        g.lock().unwrap().push(d);
+        true
+    });
+    hub.watch(spec("a", ""), 3, || 6, stalled_sink);
+    let fast: Got = Default::default();
+    hub.watch(spec("a", ""), 5, || 6, sink(&fast, 100));
+    // Round 0 reads from 3: the first watcher's client is not reading.
+    assert!(hub.sync(&log));
+    assert_eq!(revs(&fast), vec![5, 6]);
+    assert!(revs(&slow).is_empty());
+    // Its client reads again; a new watcher from 5 joins the unsynced.
+    *room.lock().unwrap() = 10;
+    let other: Got = Default::default();
+    hub.watch(spec("a", ""), 5, || 6, sink(&other, 100));
+    // Round 1 skips the stalled watcher when choosing where to read.
+    while hub.sync(&log) {}
+    assert_eq!(revs(&other), vec![5, 6]);
+    assert_eq!(revs(&slow), vec![3, 4, 5, 6]);
+}
+
 /// A history read that stops early (the byte budget) never moves a
 /// watcher that is further ahead backwards.
 #[test]
