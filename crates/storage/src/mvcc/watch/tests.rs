@@ -62,6 +62,20 @@ fn sink(got: &Got, capacity: usize) -> Sink {
     })
 }
 
+/// A sink that takes as many deliveries as `room` says, then refuses.
+fn sink_with_room(got: &Got, room: &Arc<StdMutex<usize>>) -> Sink {
+    let (g, r) = (got.clone(), room.clone());
+    Box::new(move |d| {
+        let mut room = r.lock().unwrap();
+        if *room == 0 {
+            return false;
+        }
+        *room -= 1;
+        g.lock().unwrap().push(d);
+        true
+    })
+}
+
 fn revs(got: &Got) -> Vec<i64> {
     let mut out = Vec::new();
     for d in got.lock().unwrap().iter() {
@@ -98,17 +112,7 @@ fn a_slow_watcher_falls_back_to_history_and_misses_nothing() {
     let hub = WatchHub::default();
     let got: Got = Default::default();
     let room = Arc::new(StdMutex::new(1usize));
-    let (g, r) = (got.clone(), room.clone());
-    let sink: Sink = Box::new(move |d| {
-        let mut room = r.lock().unwrap();
-        if *room == 0 {
-            return false;
-        }
-        *room -= 1;
-        g.lock().unwrap().push(d);
-        true
-    });
-    hub.watch(spec("a", "b"), 2, || 1, sink);
+    hub.watch(spec("a", "b"), 2, || 1, sink_with_room(&got, &room));
     for rev in 2..=4 {
         log.events.push(put("a", rev));
         hub.notify(&[put("a", rev)], rev);
@@ -135,17 +139,7 @@ fn a_round_that_skips_stalled_watchers_gives_them_no_gap() {
     let hub = WatchHub::default();
     let slow: Got = Default::default();
     let room = Arc::new(StdMutex::new(0usize));
-    let (g, r) = (slow.clone(), room.clone());
-    let stalled_sink: Sink = Box::new(move |d| {
-        let mut room = r.lock().unwrap();
-        if *room == 0 {
-            return false;
-        }
-        *room -= 1;
-        g.lock().unwrap().push(d);
-        true
-    });
-    hub.watch(spec("a", ""), 3, || 6, stalled_sink);
+    hub.watch(spec("a", ""), 3, || 6, sink_with_room(&slow, &room));
     let fast: Got = Default::default();
     hub.watch(spec("a", ""), 5, || 6, sink(&fast, 100));
     // Round 0 reads from 3: the first watcher's client is not reading.
