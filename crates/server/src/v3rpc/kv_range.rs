@@ -22,13 +22,14 @@ use tonic::Status;
 
 use super::GRPC_OVERHEAD_BYTES;
 use crate::etcdserver::encoded_range::EncodedRange;
+use crate::etcdserver::v3server::Credentials;
 use crate::etcdserver::EtcdServer;
 
 /// The method's gRPC path.
 pub const PATH: &str = "/etcdserverpb.KV/Range";
 
 /// The gRPC message prefix: a compression flag and a big-endian length.
-const PREFIX_BYTES: usize = 5;
+pub(super) const PREFIX_BYTES: usize = 5;
 
 /// The largest message a member sends (etcd's `maxSendBytes`,
 /// `math.MaxInt32`); a larger answer gets grpc-go's ResourceExhausted.
@@ -47,24 +48,13 @@ pub fn router(server: Arc<EtcdServer>) -> axum::Router {
 
 async fn answer(server: &EtcdServer, req: Request) -> Result<Response, Status> {
     let (parts, body) = req.into_parts();
-    if let Some(enc) = parts.headers.get("grpc-encoding") {
-        if enc != "identity" {
-            return Err(Status::unimplemented(format!(
-                "grpc: Decompressor is not installed for grpc-encoding {enc:?}"
-            )));
-        }
-    }
+    identity_only(&parts.headers)?;
     let max = server.cfg.max_request_bytes + GRPC_OVERHEAD_BYTES;
     let body = axum::body::to_bytes(body, max + PREFIX_BYTES)
         .await
         .map_err(|_| Status::resource_exhausted("grpc: received message larger than max"))?;
     let r = decode_request(&body, max)?;
-    let treq = tonic::Request::from_parts(
-        MetadataMap::from_headers(parts.headers),
-        parts.extensions,
-        (),
-    );
-    let creds = super::credentials(&treq);
+    let creds = credentials(parts);
     super::kv::check_range(server, &r)?;
     let encoded = server.range_encoded(&creds, r).await?;
     respond(server, encoded)
@@ -109,18 +99,51 @@ fn respond(server: &EtcdServer, encoded: EncodedRange) -> Result<Response, Statu
         )));
     }
     head[1..PREFIX_BYTES].copy_from_slice(&(total as u32).to_be_bytes());
-    let mut trailers = axum::http::HeaderMap::new();
-    trailers.insert("grpc-status", axum::http::HeaderValue::from_static("0"));
     let frames = std::iter::once(head.freeze())
         .chain(encoded.chunks)
         .map(Frame::data)
-        .chain(std::iter::once(Frame::trailers(trailers)))
+        .chain(std::iter::once(ok_trailers()))
         .map(Ok::<Frame<Bytes>, Infallible>);
-    let body = StreamBody::new(futures::stream::iter(frames));
-    Ok(axum::http::Response::builder()
+    Ok(grpc_response(Body::new(StreamBody::new(
+        futures::stream::iter(frames),
+    ))))
+}
+
+/// Refuses a request whose messages are compressed (grpc-go's error for a
+/// decompressor it has not installed); shared with the Watch route.
+pub(super) fn identity_only(headers: &axum::http::HeaderMap) -> Result<(), Status> {
+    match headers.get("grpc-encoding") {
+        Some(enc) if enc != "identity" => Err(Status::unimplemented(format!(
+            "grpc: Decompressor is not installed for grpc-encoding {enc:?}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The credentials of a request that bypasses the generated services (its
+/// token metadata and its connection's certificate CN).
+pub(super) fn credentials(parts: axum::http::request::Parts) -> Credentials {
+    let treq = tonic::Request::from_parts(
+        MetadataMap::from_headers(parts.headers),
+        parts.extensions,
+        (),
+    );
+    super::credentials(&treq)
+}
+
+/// The `grpc-status: 0` trailer that ends a successful answer.
+pub(super) fn ok_trailers() -> Frame<Bytes> {
+    let mut trailers = axum::http::HeaderMap::new();
+    trailers.insert("grpc-status", axum::http::HeaderValue::from_static("0"));
+    Frame::trailers(trailers)
+}
+
+/// A gRPC answer whose frames are `body`.
+pub(super) fn grpc_response(body: Body) -> Response {
+    axum::http::Response::builder()
         .header(axum::http::header::CONTENT_TYPE, "application/grpc")
-        .body(Body::new(body))
-        .expect("a static response head is valid"))
+        .body(body)
+        .expect("a static response head is valid")
 }
 
 #[cfg(test)]

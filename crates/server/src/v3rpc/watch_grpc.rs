@@ -21,17 +21,14 @@ use http_body_util::StreamBody;
 use prost::Message;
 use storage::mvcc::Delivery;
 use tonic::codec::{Codec, Streaming};
-use tonic::metadata::MetadataMap;
 use tonic::Status;
 
+use super::kv_range::{credentials, grpc_response, identity_only, ok_trailers, PREFIX_BYTES};
 use super::watch::{open, responses, Item, Items};
 use crate::etcdserver::EtcdServer;
 
 /// The method's gRPC path.
 pub const PATH: &str = "/etcdserverpb.Watch/Watch";
-
-/// The gRPC message prefix: a compression flag and a big-endian length.
-const PREFIX_BYTES: usize = 5;
 
 /// Largest request message read (tonic's default, which the generated
 /// Watch service has).
@@ -54,27 +51,14 @@ pub fn router(server: Arc<EtcdServer>) -> axum::Router {
 
 fn answer(server: Arc<EtcdServer>, req: Request) -> Result<Response, Status> {
     let (parts, body) = req.into_parts();
-    if let Some(enc) = parts.headers.get("grpc-encoding") {
-        if enc != "identity" {
-            return Err(Status::unimplemented(format!(
-                "grpc: Decompressor is not installed for grpc-encoding {enc:?}"
-            )));
-        }
-    }
-    let treq = tonic::Request::from_parts(
-        MetadataMap::from_headers(parts.headers),
-        parts.extensions,
-        (),
-    );
-    let creds = super::credentials(&treq);
+    identity_only(&parts.headers)?;
+    let creds = credentials(parts);
     let decoder = tonic_prost::ProstCodec::<WatchResponse, WatchRequest>::default().decoder();
     let input = Streaming::new_request(decoder, body, None, Some(MAX_REQUEST_BYTES));
     let items = open(&server, creds, input);
-    let body = StreamBody::new(frames(server, items));
-    Ok(axum::http::Response::builder()
-        .header(axum::http::header::CONTENT_TYPE, "application/grpc")
-        .body(Body::new(body))
-        .expect("a static response head is valid"))
+    Ok(grpc_response(Body::new(StreamBody::new(frames(
+        server, items,
+    )))))
 }
 
 /// The stream's DATA frames, each the messages of the items queued when it
@@ -87,9 +71,7 @@ fn frames(
     futures::stream::unfold(Some((server, items)), |state| async move {
         let (server, mut items) = state?;
         let Some(first) = items.next(&server).await else {
-            let mut trailers = axum::http::HeaderMap::new();
-            trailers.insert("grpc-status", axum::http::HeaderValue::from_static("0"));
-            return Some((Ok(Frame::trailers(trailers)), None));
+            return Some((Ok(ok_trailers()), None));
         };
         let mut buf = BytesMut::new();
         encode(&server, first, &mut buf);
